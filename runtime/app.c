@@ -1,0 +1,781 @@
+/* app.c - the loop of `luastream run` (see app.h and docs/internals.md).
+ *
+ * Read top to bottom, one batch is:
+ *   consume → decode into Lua (decode_batch) → decode errors (on_error) →
+ *   one lua_pcall of the compiled pipeline (run_pipeline) → encode and produce
+ *   the outputs (emit_outputs) → on failure, replay row by row to find the bad
+ *   row → record offsets (record_offsets) → checkpoint when due.
+ * A checkpoint flushes the producer and only then commits the offsets, so a
+ * committed offset never runs ahead of an unacknowledged output. */
+#include "app.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "devbroker.h"
+#include "kafka.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "luavalue.h"
+#include "offsets.h"
+#include "spec.h"
+
+/* One input message as Lua sees it through FFI (see luastream/runtime.lua). */
+typedef struct ls_meta {
+  double offset;
+  double timestamp;
+  int32_t partition;
+  int32_t topic;
+} ls_meta_t;
+
+enum { DONE_OK, DONE_STOP };
+
+typedef struct ls_app {
+  const ls_run_opts *opts;
+  ls_spec spec;
+  lua_State *L;
+  int rt_ref, run_batch_ref;
+  ls_devbroker *devbroker;
+  ls_kafka *kafka;
+  rd_kafka_topic_t **out_rkt;
+  rd_kafka_topic_t *dlq_rkt;
+  ls_offsets offsets;
+  char **input_names;
+  /* the current batch */
+  rd_kafka_message_t **msgs;
+  ls_meta_t *meta;
+  int *row_msg;      /* row (0-based) -> message index */
+  int *msg_row;      /* message index -> row (1-based), 0 when not a row */
+  char **msg_err;    /* message index -> decode error, or NULL */
+  int nmsgs, nrows, prev_nrows;
+  int stop_at;       /* first message not done; nmsgs when all are */
+  int dlq_row;       /* last row sent to the dead-letter topic */
+  ls_buf kbuf, vbuf;
+  /* bookkeeping */
+  long in_total, out_total, skipped, dead_lettered, since_commit;
+  double last_commit_ms, start_ms, *source_next;
+  int error_logs, errors_suppressed;
+  double error_window_ms;
+  int exit_code;
+  char fatal[1024];
+} ls_app;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+  if (stop_signal) _exit(128 + sig); /* a second Ctrl-C: leave now */
+  stop_signal = sig;
+}
+
+static void set_fatal(ls_app *a, int code, const char *fmt, const char *arg) {
+  if (a->exit_code) return;
+  a->exit_code = code;
+  snprintf(a->fatal, sizeof a->fatal, fmt, arg);
+}
+
+/* ---- error reporting ------------------------------------------------------ */
+
+/* At most 20 error lines per 10 s; the rest are counted and summarised. */
+static int error_log_allowed(ls_app *a) {
+  double now = ls_mono_ms();
+  if (now - a->error_window_ms > 10000) {
+    if (a->errors_suppressed)
+      ls_warn("%d more errors in the last 10 s were not logged", a->errors_suppressed);
+    a->error_window_ms = now;
+    a->error_logs = 0;
+    a->errors_suppressed = 0;
+  }
+  if (a->error_logs++ < 20) return 1;
+  a->errors_suppressed++;
+  return 0;
+}
+
+static void describe_msg(const rd_kafka_message_t *m, char *out, size_t len) {
+  snprintf(out, len, "%s[%d]@%lld", rd_kafka_topic_name(m->rkt), (int)m->partition,
+           (long long)m->offset);
+}
+
+/* Pushes the msg table handed to an on_error function. */
+static void push_msg_table(ls_app *a, const rd_kafka_message_t *m) {
+  lua_State *L = a->L;
+  lua_createtable(L, 0, 6);
+  if (m->key) {
+    lua_pushlstring(L, m->key, m->key_len);
+    lua_setfield(L, -2, "key");
+  }
+  lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+  lua_setfield(L, -2, "topic");
+  lua_pushinteger(L, m->partition);
+  lua_setfield(L, -2, "partition");
+  lua_pushnumber(L, (double)m->offset);
+  lua_setfield(L, -2, "offset");
+  lua_pushnumber(L, (double)rd_kafka_message_timestamp(m, NULL));
+  lua_setfield(L, -2, "timestamp");
+}
+
+/* Asks the user's on_error function; returns the policy it chose. */
+static ls_on_error ask_on_error(ls_app *a, const char *err, int row, int mi) {
+  lua_State *L = a->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
+  lua_getfield(L, -1, "handle_error");
+  lua_pushstring(L, err);
+  if (row > 0) {
+    lua_getfield(L, top + 1, "rows");
+    lua_rawgeti(L, -1, row);
+    lua_remove(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  push_msg_table(a, a->msgs[mi]);
+  ls_on_error policy = LS_ON_ERROR_STOP;
+  if (lua_pcall(L, 3, 1, 0) == 0) {
+    const char *p = lua_tostring(L, -1);
+    if (p && strcmp(p, "skip") == 0) policy = LS_ON_ERROR_SKIP;
+    else if (p && strcmp(p, "dead-letter") == 0) policy = LS_ON_ERROR_DEAD_LETTER;
+  } else {
+    ls_error("on_error function failed: %s", lua_tostring(L, -1));
+  }
+  lua_settop(L, top);
+  if (policy == LS_ON_ERROR_DEAD_LETTER && !a->dlq_rkt) {
+    ls_error("on_error chose dead-letter, but no dead_letter topic is set; stopping");
+    policy = LS_ON_ERROR_STOP;
+  }
+  return policy;
+}
+
+static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, const char *stage,
+                                               const char *err) {
+  rd_kafka_headers_t *orig = NULL, *h;
+  if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+    h = rd_kafka_headers_copy(orig);
+  else
+    h = rd_kafka_headers_new(6);
+  char num[32];
+  rd_kafka_header_add(h, "luastream.error", -1, err, -1);
+  rd_kafka_header_add(h, "luastream.error.stage", -1, stage, -1);
+  rd_kafka_header_add(h, "luastream.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+  snprintf(num, sizeof num, "%d", (int)m->partition);
+  rd_kafka_header_add(h, "luastream.source.partition", -1, num, -1);
+  snprintf(num, sizeof num, "%lld", (long long)m->offset);
+  rd_kafka_header_add(h, "luastream.source.offset", -1, num, -1);
+  return h;
+}
+
+static int dead_letter(ls_app *a, int mi, const char *stage, const char *err) {
+  const rd_kafka_message_t *m = a->msgs[mi];
+  char why[512];
+  rd_kafka_headers_t *h = dead_letter_headers(m, stage, err);
+  if (ls_kafka_produce(a->kafka, a->dlq_rkt, m->key, m->key_len, m->payload, m->len,
+                       rd_kafka_message_timestamp(m, NULL), h, why, sizeof why)) {
+    set_fatal(a, 1, "cannot write to the dead-letter topic: %s", why);
+    return DONE_STOP;
+  }
+  a->dead_lettered++;
+  return DONE_OK;
+}
+
+/* Applies on_error to message mi (row > 0 when it decoded). DONE_OK means the
+ * message counts as done (skipped or dead-lettered); DONE_STOP stops the app
+ * with the message uncommitted. */
+static int handle_error(ls_app *a, int mi, int row, const char *stage, const char *err) {
+  char where[600];
+  describe_msg(a->msgs[mi], where, sizeof where);
+  ls_on_error policy = a->spec.on_error;
+  if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(a, err, row, mi);
+  switch (policy) {
+  case LS_ON_ERROR_SKIP:
+    a->skipped++;
+    if (error_log_allowed(a)) ls_warn("%s: %s error, skipped: %s", where, stage, err);
+    return DONE_OK;
+  case LS_ON_ERROR_DEAD_LETTER:
+    if (error_log_allowed(a))
+      ls_warn("%s: %s error, sent to %s: %s", where, stage, a->spec.dead_letter, err);
+    return dead_letter(a, mi, stage, err);
+  default: {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "%s: %s error: %s (stopping; this offset is not committed)",
+             where, stage, err);
+    set_fatal(a, 1, "%s", msg);
+    return DONE_STOP;
+  }
+  }
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+static int input_index(ls_app *a, rd_kafka_topic_t *rkt) {
+  static rd_kafka_topic_t *last_rkt;
+  static int last_index = -1;
+  if (rkt != last_rkt) {
+    last_index = ls_offsets_topic_index(&a->offsets, rd_kafka_topic_name(rkt));
+    last_rkt = rkt;
+  }
+  return last_index;
+}
+
+static void push_headers(lua_State *L, const rd_kafka_message_t *m) {
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h) {
+    lua_pushnil(L);
+    return;
+  }
+  size_t n = rd_kafka_header_cnt(h);
+  lua_createtable(L, (int)n, 0);
+  const char *name;
+  const void *val;
+  size_t len;
+  for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; i++) {
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, 1);
+    if (val) {
+      lua_pushlstring(L, val, len);
+      lua_rawseti(L, -2, 2);
+    }
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+}
+
+static void set_decode_error(ls_app *a, int mi, const char *what, const char *err) {
+  char msg[600];
+  snprintf(msg, sizeof msg, "%s: %s", what, err);
+  a->msg_err[mi] = strdup(msg);
+}
+
+/* Decodes message mi; on success pushes value then key and returns 1. */
+static int decode_one(ls_app *a, int mi, const ls_topic_spec *t) {
+  lua_State *L = a->L;
+  const rd_kafka_message_t *m = a->msgs[mi];
+  char err[512];
+  if (ls_decode(L, t->value, m->payload, m->len, err, sizeof err)) {
+    set_decode_error(a, mi, "value", err);
+    return 0;
+  }
+  if (!m->key) {
+    lua_pushnil(L);
+  } else if (ls_decode(L, t->key, m->key, m->key_len, err, sizeof err)) {
+    lua_pop(L, 1);
+    set_decode_error(a, mi, "key", err);
+    return 0;
+  }
+  return 1;
+}
+
+/* Runs under lua_cpcall: fills rt.rows/keys/hdrs and meta for the batch. */
+static int decode_batch(lua_State *L) {
+  ls_app *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
+  lua_getfield(L, -1, "rows");
+  lua_getfield(L, -2, "keys");
+  lua_getfield(L, -3, "hdrs");
+  int rows = lua_gettop(L) - 2, keys = rows + 1, hdrs = rows + 2;
+  a->nrows = 0;
+  for (int i = 0; i < a->nmsgs; i++) {
+    const rd_kafka_message_t *m = a->msgs[i];
+    a->msg_row[i] = 0;
+    if (m->err || !m->payload) continue; /* events and tombstones are not rows */
+    int ti = input_index(a, m->rkt);
+    if (ti < 0 || !decode_one(a, i, &a->spec.inputs[ti])) continue;
+    int row = ++a->nrows;
+    lua_rawseti(L, keys, row);
+    lua_rawseti(L, rows, row);
+    push_headers(L, m);
+    lua_rawseti(L, hdrs, row);
+    ls_meta_t *mt = &a->meta[row - 1];
+    mt->offset = (double)m->offset;
+    mt->timestamp = (double)rd_kafka_message_timestamp(m, NULL);
+    mt->partition = m->partition;
+    mt->topic = ti + 1;
+    a->row_msg[row - 1] = i;
+    a->msg_row[i] = row;
+  }
+  /* Let the previous batch's leftovers be collected. */
+  for (int r = a->nrows + 1; r <= a->prev_nrows; r++) {
+    lua_pushnil(L);
+    lua_rawseti(L, rows, r);
+    lua_pushnil(L);
+    lua_rawseti(L, keys, r);
+  }
+  a->prev_nrows = a->nrows;
+  return 0;
+}
+
+/* Decode errors, in message order; a "stop" truncates the batch before it. */
+static void handle_decode_errors(ls_app *a) {
+  for (int i = 0; i < a->nmsgs; i++) {
+    if (!a->msg_err[i]) continue;
+    int rc = handle_error(a, i, 0, "decode", a->msg_err[i]);
+    if (rc == DONE_STOP) {
+      a->stop_at = i;
+      int keep = 0;
+      while (keep < a->nrows && a->row_msg[keep] < i) keep++;
+      a->nrows = keep;
+      return;
+    }
+  }
+}
+
+/* ---- outputs -------------------------------------------------------------- */
+
+static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
+  if (!lua_istable(L, idx)) return NULL;
+  rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_istable(L, -1)) { /* { name, value } */
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      size_t vl = 0;
+      const char *v = lua_tolstring(L, -1, &vl);
+      if (lua_isstring(L, -2)) rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
+      lua_pop(L, 2);
+    } else if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
+      size_t vl = 0;
+      const char *v = lua_tolstring(L, -1, &vl);
+      rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
+    }
+    lua_pop(L, 1);
+  }
+  return h;
+}
+
+/* Encodes and produces output j; returns DONE_OK or DONE_STOP. */
+static int emit_one(ls_app *a, int j, int tabs) {
+  lua_State *L = a->L;
+  int vals = tabs, keyt = tabs + 1, topt = tabs + 2, tst = tabs + 3, rowt = tabs + 4, hdrt = tabs + 5;
+  lua_rawgeti(L, topt, j);
+  int topic = (int)lua_tointeger(L, -1);
+  lua_rawgeti(L, rowt, j);
+  int row = (int)lua_tointeger(L, -1);
+  lua_rawgeti(L, tst, j);
+  double ts = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : (row > 0 ? a->meta[row - 1].timestamp : 0);
+  lua_pop(L, 3);
+  if (topic < 1 || topic > a->spec.noutputs) {
+    set_fatal(a, 1, "internal error: output to unknown topic index %s", "");
+    return DONE_STOP;
+  }
+  const ls_topic_spec *t = &a->spec.outputs[topic - 1];
+  char err[512];
+  a->kbuf.len = a->vbuf.len = 0;
+  lua_rawgeti(L, keyt, j);
+  int has_key = !lua_isnil(L, -1);
+  int bad = has_key && ls_encode(L, -1, t->key, &a->kbuf, err, sizeof err);
+  lua_pop(L, 1);
+  lua_rawgeti(L, vals, j);
+  int has_val = !lua_isnil(L, -1);
+  if (!bad && has_val) bad = ls_encode(L, -1, t->value, &a->vbuf, err, sizeof err) ? 2 : 0;
+  lua_pop(L, 1);
+  if (bad) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s for topic %s: %s", bad == 1 ? "key" : "value", t->name, err);
+    if (row <= 0) {
+      if (error_log_allowed(a)) ls_warn("source output dropped: %s", msg);
+      return DONE_OK;
+    }
+    if (a->dlq_row == row) return DONE_OK;
+    int rc = handle_error(a, a->row_msg[row - 1], row, "encode", msg);
+    if (rc == DONE_OK && a->spec.on_error != LS_ON_ERROR_SKIP) a->dlq_row = row;
+    if (rc == DONE_STOP) a->stop_at = a->row_msg[row - 1];
+    return rc;
+  }
+  lua_rawgeti(L, hdrt, j);
+  rd_kafka_headers_t *h = encode_headers(L, lua_gettop(L));
+  lua_pop(L, 1);
+  if (ls_kafka_produce(a->kafka, a->out_rkt[topic - 1], has_key ? a->kbuf.data : NULL,
+                       a->kbuf.len, has_val ? a->vbuf.data : NULL, a->vbuf.len, (int64_t)ts, h,
+                       err, sizeof err)) {
+    set_fatal(a, 1, "%s", err);
+    if (row > 0) a->stop_at = a->row_msg[row - 1];
+    return DONE_STOP;
+  }
+  a->out_total++;
+  return DONE_OK;
+}
+
+typedef struct emit_ctx {
+  ls_app *a;
+  int nout;
+  int rc;
+} emit_ctx;
+
+/* Runs under lua_cpcall: encoding may raise (out of memory). */
+static int emit_cb(lua_State *L) {
+  emit_ctx *c = lua_touserdata(L, 1);
+  static const char *const names[] = {"out_val", "out_key", "out_topic", "out_ts", "out_row", "out_hdr"};
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->a->rt_ref);
+  for (int i = 0; i < 6; i++) lua_getfield(L, top + 1, names[i]);
+  for (int j = 1; j <= c->nout && c->rc == DONE_OK; j++) c->rc = emit_one(c->a, j, top + 2);
+  return 0;
+}
+
+/* Produces outputs 1..nout of the last Lua call. */
+static int emit_outputs(ls_app *a, int nout) {
+  if (nout <= 0) return DONE_OK;
+  emit_ctx c = {a, nout, DONE_OK};
+  if (lua_cpcall(a->L, emit_cb, &c) != 0) {
+    char err[1024];
+    ls_vm_pop_error(a->L, err, sizeof err);
+    set_fatal(a, 1, "encoding outputs failed: %s", err);
+    return DONE_STOP;
+  }
+  return c.rc;
+}
+
+/* ---- the pipeline call ---------------------------------------------------- */
+
+/* One lua_pcall of rt.run_batch over rows first..last. Returns nout, or -1
+ * with the error message left in err. */
+static int call_pipeline(ls_app *a, int first, int last, char *err, size_t errlen) {
+  lua_State *L = a->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->run_batch_ref);
+  lua_pushinteger(L, a->nrows);
+  lua_pushlightuserdata(L, a->meta);
+  lua_pushinteger(L, first);
+  lua_pushinteger(L, last);
+  if (lua_pcall(L, 4, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, errlen);
+    return -1;
+  }
+  int nout = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return nout;
+}
+
+/* A failed batch again, one row at a time, so only the bad row meets on_error. */
+static void replay_rows(ls_app *a) {
+  char err[2048];
+  for (int r = 1; r <= a->nrows; r++) {
+    int nout = call_pipeline(a, r, r, err, sizeof err);
+    int rc = nout >= 0 ? emit_outputs(a, nout) : handle_error(a, a->row_msg[r - 1], r, "process", err);
+    if (rc == DONE_STOP) {
+      if (a->stop_at > a->row_msg[r - 1]) a->stop_at = a->row_msg[r - 1];
+      return;
+    }
+  }
+}
+
+static void run_pipeline(ls_app *a) {
+  if (a->nrows == 0) return;
+  char err[2048];
+  int nout = call_pipeline(a, 1, a->nrows, err, sizeof err);
+  if (nout >= 0) {
+    emit_outputs(a, nout);
+    return;
+  }
+  ls_debug("batch of %d rows failed (%s); replaying row by row", a->nrows, err);
+  replay_rows(a);
+}
+
+/* ---- offsets and checkpoints ---------------------------------------------- */
+
+static void record_offsets(ls_app *a) {
+  for (int i = 0; i < a->stop_at; i++) {
+    const rd_kafka_message_t *m = a->msgs[i];
+    if (m->err) continue;
+    int ti = input_index(a, m->rkt);
+    if (ti >= 0) ls_offsets_set(&a->offsets, ti, m->partition, m->offset + 1);
+    a->since_commit++;
+  }
+}
+
+/* Flush, then commit. Returns 0, or -1 when nothing could be committed. */
+static int checkpoint(ls_app *a) {
+  char err[1024];
+  int fatal = 0;
+  a->last_commit_ms = ls_mono_ms();
+  a->since_commit = 0;
+  if (ls_kafka_flush(a->kafka, 30000, &fatal, err, sizeof err)) {
+    if (fatal) set_fatal(a, 1, "%s; stopping without committing", err);
+    else ls_warn("checkpoint postponed: %s", err);
+    return -1;
+  }
+  rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
+  if (!l) return 0;
+  int rc = ls_kafka_commit(a->kafka, l, err, sizeof err);
+  if (rc) {
+    ls_warn("%s (will retry at the next checkpoint)", err);
+    ls_offsets_restore(&a->offsets, l);
+  } else if (ls_log_get_level() <= LS_LOG_DEBUG) {
+    char desc[1024];
+    ls_kafka_describe(l, desc, sizeof desc);
+    ls_debug("committed %s", desc);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
+
+static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost) {
+  ls_app *a = ud;
+  if (!lost && !a->exit_code) checkpoint(a);
+  ls_offsets_forget(&a->offsets, parts);
+}
+
+/* ---- one batch ------------------------------------------------------------ */
+
+static void process_batch(ls_app *a) {
+  a->stop_at = a->nmsgs;
+  a->dlq_row = 0;
+  memset(a->msg_err, 0, (size_t)a->nmsgs * sizeof *a->msg_err);
+  if (lua_cpcall(a->L, decode_batch, a) != 0) {
+    char err[1024];
+    ls_vm_pop_error(a->L, err, sizeof err);
+    set_fatal(a, 1, "decoding a batch failed: %s", err);
+    a->stop_at = 0;
+    return;
+  }
+  handle_decode_errors(a);
+  run_pipeline(a);
+  record_offsets(a);
+  for (int i = 0; i < a->nmsgs; i++) {
+    free(a->msg_err[i]);
+    if (!a->msgs[i]->err) a->in_total++;
+    rd_kafka_message_destroy(a->msgs[i]);
+  }
+}
+
+/* ---- sources -------------------------------------------------------------- */
+
+static void run_sources(ls_app *a, double now) {
+  for (int k = 0; k < a->spec.nsources && !a->exit_code; k++) {
+    if (now < a->source_next[k]) continue;
+    a->source_next[k] = now + a->spec.source_every_ms[k];
+    lua_State *L = a->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
+    lua_getfield(L, -1, "run_source");
+    lua_remove(L, -2);
+    lua_pushinteger(L, k + 1);
+    lua_pushnumber(L, ls_now_ms());
+    if (lua_pcall(L, 2, 1, 0) != 0) {
+      char err[2048];
+      ls_vm_pop_error(L, err, sizeof err);
+      if (error_log_allowed(a)) ls_warn("source %d failed: %s", k + 1, err);
+      continue;
+    }
+    int nout = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    emit_outputs(a, nout);
+  }
+}
+
+static int next_timeout_ms(ls_app *a, double now) {
+  double t = a->spec.batch_ms;
+  for (int k = 0; k < a->spec.nsources; k++)
+    if (a->source_next[k] - now < t) t = a->source_next[k] - now;
+  return t < 0 ? 0 : (int)t;
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+static void push_cli(lua_State *L, const ls_run_opts *o) {
+  lua_createtable(L, 0, 4);
+  if (o->broker) lua_pushstring(L, o->broker), lua_setfield(L, -2, "broker");
+  if (o->name) lua_pushstring(L, o->name), lua_setfield(L, -2, "name");
+  if (o->state_dir) lua_pushstring(L, o->state_dir), lua_setfield(L, -2, "state_dir");
+  lua_createtable(L, 0, o->nsets);
+  for (int i = 0; i < o->nsets; i++) {
+    const char *eq = strchr(o->sets[i], '=');
+    lua_pushlstring(L, o->sets[i], (size_t)(eq - o->sets[i]));
+    lua_pushstring(L, eq + 1);
+    lua_settable(L, -3);
+  }
+  lua_setfield(L, -2, "set");
+}
+
+/* Runs the script through rt.load and reads the spec. Exit code or 0. */
+static int load_script(ls_app *a) {
+  lua_State *L = a->L;
+  char err[4096];
+  if (access(a->opts->script, R_OK) != 0) {
+    fprintf(stderr, "luastream: cannot open script %s: %s\n", a->opts->script, strerror(errno));
+    return 2;
+  }
+  ls_vm_add_script_dir(L, a->opts->script);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.runtime");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, sizeof err);
+    fprintf(stderr, "luastream: cannot load the Lua runtime: %s\n", err);
+    return 1;
+  }
+  lua_pushvalue(L, -1);
+  a->rt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "run_batch");
+  a->run_batch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "load");
+  lua_pushstring(L, a->opts->script);
+  push_cli(L, a->opts);
+  if (lua_pcall(L, 2, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, sizeof err);
+    fprintf(stderr, "luastream: %s\n", err);
+    return 2;
+  }
+  if (ls_spec_read(L, &a->spec, err, sizeof err)) {
+    fprintf(stderr, "luastream: %s: %s\n", a->opts->script, err);
+    return 2;
+  }
+  lua_settop(L, 0);
+  return 0;
+}
+
+static void create_dev_topics(ls_app *a) {
+  char err[512];
+  for (int i = 0; i < a->spec.ninputs; i++)
+    ls_devbroker_create_topic(a->devbroker, a->spec.inputs[i].name, 4, err, sizeof err);
+  for (int i = 0; i < a->spec.noutputs; i++)
+    ls_devbroker_create_topic(a->devbroker, a->spec.outputs[i].name, 4, err, sizeof err);
+  if (a->spec.dead_letter) ls_devbroker_create_topic(a->devbroker, a->spec.dead_letter, 4, err, sizeof err);
+}
+
+/* Picks the broker: the script or --broker, else LUASTREAM_BROKER, else an
+ * in-process dev broker. Returns the bootstrap address or NULL. */
+static const char *choose_broker(ls_app *a) {
+  if (a->spec.broker && *a->spec.broker) return a->spec.broker;
+  const char *env = getenv("LUASTREAM_BROKER");
+  if (env && *env) return env;
+  char err[512];
+  a->devbroker = ls_devbroker_start(1, err, sizeof err);
+  if (!a->devbroker) {
+    fprintf(stderr, "luastream: cannot start the dev broker: %s\n", err);
+    return NULL;
+  }
+  create_dev_topics(a);
+  ls_info("no broker configured: started an in-process dev broker on %s (in memory, gone on exit; "
+          "use --broker or LUASTREAM_BROKER for a real Kafka)",
+          ls_devbroker_bootstraps(a->devbroker));
+  return ls_devbroker_bootstraps(a->devbroker);
+}
+
+static int connect_kafka(ls_app *a) {
+  const char *brokers = choose_broker(a);
+  if (!brokers) return 1;
+  ls_kafka_conf kc = {brokers, a->spec.name, a->spec.offset_reset, a->spec.kafka,
+                      a->spec.nkafka, a->devbroker != NULL, on_revoke, a};
+  char err[1024];
+  a->kafka = ls_kafka_new(&kc, err, sizeof err);
+  if (!a->kafka) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 2;
+  }
+  if (ls_kafka_check_reachable(a->kafka, 10000, err, sizeof err)) {
+    fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
+    return 1;
+  }
+  a->out_rkt = calloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
+  for (int i = 0; i < a->spec.noutputs; i++)
+    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
+  if (a->spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->spec.dead_letter);
+  a->input_names = calloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
+  for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
+  ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs);
+  if (a->spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->spec.ninputs, err, sizeof err)) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+static void alloc_batch(ls_app *a) {
+  size_t n = (size_t)a->spec.batch_size;
+  a->msgs = calloc(n, sizeof *a->msgs);
+  a->meta = calloc(n, sizeof *a->meta);
+  a->row_msg = calloc(n, sizeof *a->row_msg);
+  a->msg_row = calloc(n, sizeof *a->msg_row);
+  a->msg_err = calloc(n, sizeof *a->msg_err);
+  a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
+  ls_buf_init(&a->kbuf);
+  ls_buf_init(&a->vbuf);
+}
+
+static void free_app(ls_app *a) {
+  ls_kafka_close(a->kafka);
+  ls_devbroker_stop(a->devbroker);
+  ls_offsets_free(&a->offsets);
+  ls_buf_free(&a->kbuf);
+  ls_buf_free(&a->vbuf);
+  free(a->msgs);
+  free(a->meta);
+  free(a->row_msg);
+  free(a->msg_row);
+  free(a->msg_err);
+  free(a->source_next);
+  free(a->out_rkt);
+  free(a->input_names);
+  ls_spec_free(&a->spec);
+  ls_vm_close(a->L);
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static int should_stop(ls_app *a, double now) {
+  if (stop_signal || a->exit_code) return 1;
+  if (a->opts->timeout_s > 0 && now - a->start_ms >= a->opts->timeout_s * 1000) return 1;
+  if (a->opts->count > 0 && a->out_total >= a->opts->count) return 1;
+  return 0;
+}
+
+static int checkpoint_due(ls_app *a, double now) {
+  if (a->spec.commit_every > 0 && a->since_commit >= a->spec.commit_every) return 1;
+  return now - a->last_commit_ms >= a->spec.commit_interval_s * 1000;
+}
+
+static void loop(ls_app *a) {
+  double now = ls_mono_ms();
+  while (!should_stop(a, now)) {
+    int timeout = next_timeout_ms(a, now);
+    ssize_t n = a->spec.ninputs ? ls_kafka_consume(a->kafka, a->msgs, (size_t)a->spec.batch_size, timeout) : 0;
+    if (!a->spec.ninputs && timeout > 0) usleep((useconds_t)timeout * 1000);
+    if (n > 0) {
+      a->nmsgs = (int)n;
+      process_batch(a);
+    }
+    now = ls_mono_ms();
+    run_sources(a, now);
+    ls_kafka_poll(a->kafka);
+    if (!a->exit_code && checkpoint_due(a, now)) checkpoint(a);
+  }
+}
+
+int ls_app_run(const ls_run_opts *opts) {
+  ls_app app, *a = &app;
+  memset(a, 0, sizeof *a);
+  a->opts = opts;
+  a->L = ls_vm_new();
+  if (!a->L) return 1;
+  int rc = load_script(a);
+  if (rc == 0) {
+    alloc_batch(a);
+    rc = connect_kafka(a);
+  }
+  if (rc) {
+    free_app(a);
+    return rc;
+  }
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  a->start_ms = a->last_commit_ms = ls_mono_ms();
+  ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
+          a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",
+          a->spec.on_error == LS_ON_ERROR_SKIP ? "skip"
+          : a->spec.on_error == LS_ON_ERROR_DEAD_LETTER ? "dead-letter"
+          : a->spec.on_error == LS_ON_ERROR_FUNCTION ? "function" : "stop");
+  loop(a);
+  /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
+  if (a->exit_code != 1 || !strstr(a->fatal, "without committing")) checkpoint(a);
+  if (a->exit_code) ls_error("%s", a->fatal);
+  ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",
+          a->spec.name, a->in_total, a->out_total, a->skipped, a->dead_lettered);
+  rc = a->exit_code;
+  free_app(a);
+  return rc;
+}

@@ -1,0 +1,52 @@
+/* codec.h - the serializers a topic's key or value can use, and their dispatch.
+ *
+ * app.c decodes every polled key and value with ls_decode and encodes every
+ * output with ls_encode, using the formats named in the topic's options.
+ * JSON lives in json.c and MessagePack in mpack.c; the simple fixed-width and
+ * string formats (Kafka's String/Bytes/Long/Double serializers) live here.
+ * ls_codec_open gives Lua the same functions as luastream.core's
+ * encode/decode, plus ls.null and the array marker. */
+#ifndef LS_CODEC_H
+#define LS_CODEC_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "buf.h"
+
+typedef enum {
+  LS_FMT_JSON,
+  LS_FMT_STRING,
+  LS_FMT_BYTES,
+  LS_FMT_MSGPACK,
+  LS_FMT_INT,
+  LS_FMT_DOUBLE
+} ls_format;
+
+/* "json", "string" (or "str"), "bytes", "msgpack", "int" (or "integer"),
+ * "double". Returns 0, or -1 for an unknown name. */
+int ls_format_parse(const char *name, ls_format *out);
+/* The canonical name of f ("json", "string", ...). */
+const char *ls_format_name(ls_format f);
+
+/* Decodes p[0..n) in format f and pushes one value. Returns 0, or -1 with a
+ * message in err and nothing pushed. Must be called inside a protected Lua
+ * call (out of memory raises). */
+int ls_decode(lua_State *L, ls_format f, const char *p, size_t n, char *err, size_t errlen);
+
+/* Encodes the value at idx in format f, appending to out. Returns 0, or -1
+ * with a message in err and out->len unchanged. Must be called inside a
+ * protected Lua call. */
+int ls_encode(lua_State *L, int idx, ls_format f, ls_buf *out, char *err, size_t errlen);
+
+/* Adds to the table at the top of the stack:
+ *   encode(fmt, v) -> string     raises "encode <fmt>: <message>"
+ *   decode(fmt, s) -> value      raises "decode <fmt>: <message>"
+ *   null                         ls.null, a NULL light userdata
+ *   array_mt                     the array marker metatable
+ *   array([t]) -> t              marks t (or a new table) as an array
+ * Calls ls_value_init, so it may be the first codec call on a lua_State. */
+void ls_codec_open(lua_State *L);
+
+#endif

@@ -1,0 +1,23 @@
+/* devbroker.h - the dev broker: librdkafka's in-memory mock Kafka cluster.
+ *
+ * Used by `luastream broker` (its own process, for tests and development) and
+ * by `luastream run` when no broker is configured (in-process). It listens on
+ * loopback only, on a port the kernel picks. Limits: see docs/dev-broker.md. */
+#ifndef LS_DEVBROKER_H
+#define LS_DEVBROKER_H
+
+#include <stddef.h>
+
+typedef struct ls_devbroker ls_devbroker;
+
+ls_devbroker *ls_devbroker_start(int brokers, char *err, size_t errlen);
+const char *ls_devbroker_bootstraps(const ls_devbroker *b);
+/* Creates a topic; 0, or -1 with err (e.g. it exists already). */
+int ls_devbroker_create_topic(ls_devbroker *b, const char *topic, int partitions, char *err,
+                              size_t errlen);
+void ls_devbroker_stop(ls_devbroker *b);
+
+/* `luastream broker ...`: runs until SIGINT/SIGTERM. Returns the exit code. */
+int ls_devbroker_main(int argc, char **argv);
+
+#endif

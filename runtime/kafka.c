@@ -1,0 +1,317 @@
+/* kafka.c - consumer and producer handles (see kafka.h). */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define LS_MAX_TOPICS 64
+
+struct ls_kafka {
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  rd_kafka_queue_t *cq;
+  ls_revoke_fn on_revoke;
+  void *ud;
+  rd_kafka_topic_t *topics[LS_MAX_TOPICS];
+  int ntopics;
+  int delivery_failed;
+  char delivery_error[512];
+  char last_error[512];
+};
+
+/* ---- configuration ------------------------------------------------------- */
+
+static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
+                    size_t errlen) {
+  char why[512];
+  if (rd_kafka_conf_set(conf, key, val, why, sizeof why) != RD_KAFKA_CONF_OK) {
+    snprintf(err, errlen, "kafka option '%s' = '%s': %s", key, val, why);
+    return -1;
+  }
+  return 0;
+}
+
+/* Applies user properties; prefix "consumer." or "producer." targets one handle. */
+static int set_user_props(rd_kafka_conf_t *conf, const ls_kafka_conf *c, const char *which,
+                          char *err, size_t errlen) {
+  size_t wl = strlen(which);
+  for (int i = 0; i + 1 < c->nprops; i += 2) {
+    const char *key = c->props[i];
+    if (strncmp(key, "consumer.", 9) == 0 || strncmp(key, "producer.", 9) == 0) {
+      if (strncmp(key, which, wl) != 0 || key[wl] != '.') continue;
+      key += wl + 1;
+    }
+    if (set_prop(conf, key, c->props[i + 1], err, errlen)) return -1;
+  }
+  return 0;
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  ls_log(level <= 3 ? LS_LOG_ERROR : level <= 4 ? LS_LOG_WARN : LS_LOG_DEBUG, "kafka %s: %s",
+         fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  ls_kafka *k = opaque;
+  snprintf(k->last_error, sizeof k->last_error, "%s", reason);
+  /* Transport errors repeat every retry; librdkafka keeps reconnecting. */
+  static time_t last;
+  time_t now = time(NULL);
+  if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    if (now - last < 10) return;
+    last = now;
+  }
+  ls_warn("kafka (%s): %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  ls_kafka *k = opaque;
+  if (!m->err || k->delivery_failed) return;
+  k->delivery_failed = 1;
+  snprintf(k->delivery_error, sizeof k->delivery_error, "delivery to %s[%d] failed: %s",
+           rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  ls_kafka *k = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  char desc[1024];
+  ls_kafka_describe(parts, desc, sizeof desc);
+  rd_kafka_error_t *e = NULL;
+  rd_kafka_resp_err_t re = 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    ls_info("partitions assigned: %s", desc);
+    if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
+    else re = rd_kafka_assign(rk, parts);
+  } else {
+    int lost = rd_kafka_assignment_lost(rk);
+    ls_info("partitions %s: %s", lost ? "lost" : "revoked", desc);
+    if (k->on_revoke) k->on_revoke(k->ud, parts, lost);
+    if (cooperative) e = rd_kafka_incremental_unassign(rk, parts);
+    else re = rd_kafka_assign(rk, NULL);
+  }
+  if (e) {
+    ls_error("rebalance: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  } else if (re) {
+    ls_error("rebalance: %s", rd_kafka_err2str(re));
+  }
+}
+
+static rd_kafka_conf_t *base_conf(ls_kafka *k, const ls_kafka_conf *c, char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char client_id[256];
+  snprintf(client_id, sizeof client_id, "luastream-%s", c->group);
+  rd_kafka_conf_set_opaque(conf, k);
+  rd_kafka_conf_set_log_cb(conf, on_log);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  if (set_prop(conf, "bootstrap.servers", c->brokers, err, errlen) ||
+      set_prop(conf, "client.id", client_id, err, errlen) ||
+      set_prop(conf, "log.connection.close", "false", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  return conf;
+}
+
+static const char *const CONSUMER_DEFAULTS[] = {
+    "enable.auto.commit", "false",
+    "enable.auto.offset.store", "false",
+    "partition.assignment.strategy", "cooperative-sticky",
+    /* Failover in seconds: a dead member is noticed after 6 s (the broker minimum). */
+    "session.timeout.ms", "6000",
+    "heartbeat.interval.ms", "1500",
+    /* Small prefetch: bounded memory whatever the partition count. */
+    "queued.max.messages.kbytes", "4096",
+    "queued.min.messages", "5000",
+    "fetch.wait.max.ms", "50",
+    NULL};
+
+static const char *const PRODUCER_DEFAULTS[] = {
+    "linger.ms", "5",
+    "partitioner", "murmur2_random", /* the same partition for a key as Java clients */
+    "enable.idempotence", "true",
+    "queue.buffering.max.kbytes", "16384",
+    "queue.buffering.max.messages", "50000",
+    NULL};
+
+static int set_defaults(rd_kafka_conf_t *conf, const char *const *kv, char *err, size_t errlen) {
+  for (; kv[0]; kv += 2)
+    if (set_prop(conf, kv[0], kv[1], err, errlen)) return -1;
+  return 0;
+}
+
+static rd_kafka_t *new_consumer(ls_kafka *k, const ls_kafka_conf *c, char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = base_conf(k, c, err, errlen);
+  if (!conf) return NULL;
+  rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+  if (set_defaults(conf, CONSUMER_DEFAULTS, err, errlen) ||
+      set_prop(conf, "group.id", c->group, err, errlen) ||
+      set_prop(conf, "auto.offset.reset", c->offset_reset, err, errlen) ||
+      (c->dev_broker && set_prop(conf, "allow.auto.create.topics", "true", err, errlen)) ||
+      set_user_props(conf, c, "consumer", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+  if (!rk) rd_kafka_conf_destroy(conf);
+  return rk;
+}
+
+static rd_kafka_t *new_producer(ls_kafka *k, const ls_kafka_conf *c, char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = base_conf(k, c, err, errlen);
+  if (!conf) return NULL;
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  if (set_defaults(conf, PRODUCER_DEFAULTS, err, errlen) ||
+      set_user_props(conf, c, "producer", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+  if (!rk) rd_kafka_conf_destroy(conf);
+  return rk;
+}
+
+ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
+  ls_kafka *k = calloc(1, sizeof *k);
+  if (!k) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  k->on_revoke = c->on_revoke;
+  k->ud = c->ud;
+  k->producer = new_producer(k, c, err, errlen);
+  if (!k->producer) {
+    free(k);
+    return NULL;
+  }
+  k->consumer = new_consumer(k, c, err, errlen);
+  if (!k->consumer) {
+    rd_kafka_destroy(k->producer);
+    free(k);
+    return NULL;
+  }
+  rd_kafka_poll_set_consumer(k->consumer);
+  k->cq = rd_kafka_queue_get_consumer(k->consumer);
+  return k;
+}
+
+void ls_kafka_close(ls_kafka *k) {
+  if (!k) return;
+  rd_kafka_consumer_close(k->consumer);
+  rd_kafka_queue_destroy(k->cq);
+  rd_kafka_destroy(k->consumer);
+  for (int i = 0; i < k->ntopics; i++) rd_kafka_topic_destroy(k->topics[i]);
+  rd_kafka_flush(k->producer, 10000);
+  rd_kafka_destroy(k->producer);
+  free(k);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+int ls_kafka_check_reachable(ls_kafka *k, int timeout_ms, char *err, size_t errlen) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_metadata(k->producer, 0, NULL, &md, timeout_ms);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_metadata_destroy(md);
+    return 0;
+  }
+  snprintf(err, errlen, "%s%s%s", rd_kafka_err2str(e), k->last_error[0] ? ": " : "",
+           k->last_error);
+  return -1;
+}
+
+int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errlen) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+  for (int i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(k->consumer, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
+  return e ? -1 : 0;
+}
+
+ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms) {
+  return rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, max);
+}
+
+rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name) {
+  for (int i = 0; i < k->ntopics; i++)
+    if (strcmp(rd_kafka_topic_name(k->topics[i]), name) == 0) return k->topics[i];
+  if (k->ntopics == LS_MAX_TOPICS) return NULL;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(k->producer, name, NULL);
+  if (t) k->topics[k->ntopics++] = t;
+  return t;
+}
+
+int ls_kafka_produce(ls_kafka *k, rd_kafka_topic_t *rkt, const void *key, size_t klen,
+                     const void *val, size_t vlen, int64_t ts_ms, rd_kafka_headers_t *hdrs,
+                     char *err, size_t errlen) {
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+        RD_KAFKA_V_TIMESTAMP(ts_ms > 0 ? ts_ms : 0), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      if (hdrs) rd_kafka_headers_destroy(hdrs);
+      snprintf(err, errlen, "produce to %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
+      return -1;
+    }
+    /* The local queue is full: wait for acknowledgements, unless they failed. */
+    rd_kafka_poll(k->producer, 20);
+    if (k->delivery_failed) {
+      if (hdrs) rd_kafka_headers_destroy(hdrs);
+      snprintf(err, errlen, "%s", k->delivery_error);
+      return -1;
+    }
+  }
+}
+
+void ls_kafka_poll(ls_kafka *k) { rd_kafka_poll(k->producer, 0); }
+
+int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t errlen) {
+  rd_kafka_resp_err_t e = rd_kafka_flush(k->producer, timeout_ms);
+  *fatal = k->delivery_failed;
+  if (k->delivery_failed) {
+    snprintf(err, errlen, "%s", k->delivery_error);
+    return -1;
+  }
+  if (e) {
+    snprintf(err, errlen, "%d records still unacknowledged after %d ms",
+             rd_kafka_outq_len(k->producer), timeout_ms);
+    return -1;
+  }
+  return 0;
+}
+
+int ls_kafka_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets, char *err,
+                    size_t errlen) {
+  rd_kafka_resp_err_t e = rd_kafka_commit(k->consumer, offsets, 0);
+  if (e) snprintf(err, errlen, "commit: %s", rd_kafka_err2str(e));
+  return e ? -1 : 0;
+}
+
+void ls_kafka_describe(const rd_kafka_topic_partition_list_t *parts, char *out, size_t len) {
+  size_t n = 0;
+  out[0] = 0;
+  if (!parts || !parts->cnt) {
+    snprintf(out, len, "(none)");
+    return;
+  }
+  for (int i = 0; i < parts->cnt && n + 32 < len; i++) {
+    const rd_kafka_topic_partition_t *p = &parts->elems[i];
+    if (i > 0 && strcmp(parts->elems[i - 1].topic, p->topic) == 0)
+      n += (size_t)snprintf(out + n, len - n, ",%d", (int)p->partition);
+    else
+      n += (size_t)snprintf(out + n, len - n, "%s%s[%d", i ? "] " : "", p->topic, (int)p->partition);
+  }
+  if (n + 2 < len) snprintf(out + n, len - n, "]");
+}

@@ -1,0 +1,66 @@
+/* kafka.h - the app's two librdkafka handles.
+ *
+ * A consumer-group member (manual commits only, cooperative-sticky assignor,
+ * rebalance callback) and a producer for outputs and dead letters. kafka.c
+ * owns their configuration defaults (tuned for seconds-fast failover and a
+ * small memory footprint), user overrides from `kafka = {...}`, delivery
+ * tracking, and the bounded reachability check at start-up. */
+#ifndef LS_KAFKA_H
+#define LS_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+typedef struct ls_kafka ls_kafka;
+
+/* Called from inside ls_kafka_consume() before partitions are taken away.
+ * lost is 1 when they were lost (session timeout), so committing is useless. */
+typedef void (*ls_revoke_fn)(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost);
+
+typedef struct ls_kafka_conf {
+  const char *brokers;
+  const char *group;          /* consumer group id = app name */
+  const char *offset_reset;   /* "earliest" | "latest" */
+  char **props;               /* user properties: key, value, ...; "consumer.x" / "producer.x"
+                                 apply to one handle only */
+  int nprops;
+  int dev_broker;             /* allow topic auto-creation from the consumer */
+  ls_revoke_fn on_revoke;
+  void *ud;
+} ls_kafka_conf;
+
+ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen);
+void ls_kafka_close(ls_kafka *k);
+
+/* Waits up to timeout_ms for the cluster to answer a metadata request. */
+int ls_kafka_check_reachable(ls_kafka *k, int timeout_ms, char *err, size_t errlen);
+
+int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errlen);
+/* Up to max messages, waiting at most timeout_ms. Serves rebalance callbacks. */
+ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
+
+/* A producer topic handle, created on first use and owned by k. */
+rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name);
+
+/* Queues one record (key/value copied; hdrs owned by k from then on, even on
+ * failure). Waits while the local queue is full. 0, or -1 with err. */
+int ls_kafka_produce(ls_kafka *k, rd_kafka_topic_t *rkt, const void *key, size_t klen,
+                     const void *val, size_t vlen, int64_t ts_ms, rd_kafka_headers_t *hdrs,
+                     char *err, size_t errlen);
+
+/* Serves delivery reports without blocking. */
+void ls_kafka_poll(ls_kafka *k);
+/* Waits until every queued record is acknowledged. 0; -1 with err if a
+ * delivery failed (fatal: *fatal = 1) or the wait timed out (*fatal = 0). */
+int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t errlen);
+/* Synchronous offset commit. */
+int ls_kafka_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets, char *err,
+                    size_t errlen);
+
+/* The consumer's current assignment as "topic[0,1,2]" text, for logs. */
+void ls_kafka_describe(const rd_kafka_topic_partition_list_t *parts, char *out, size_t len);
+
+#endif

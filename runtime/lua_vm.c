@@ -1,0 +1,217 @@
+/* lua_vm.c - the embedded LuaJIT state (see lua_vm.h).
+ *
+ * Also hosts `luastream test` (busted run inside the runtime, so specs see the
+ * same FFI entry points and codecs as pipelines) and `luastream lua FILE`. */
+#include "lua_vm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "codec.h"
+#include "log.h"
+#include "luavalue.h"
+
+static char lua_dir[PATH_MAX];
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+static void find_lua_dir(void) {
+  const char *env = getenv("LUASTREAM_LUA_DIR");
+  char probe[PATH_MAX + 64];
+  if (env && *env) {
+    snprintf(lua_dir, sizeof lua_dir, "%s", env);
+    return;
+  }
+  char exe[PATH_MAX - 64];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(probe, sizeof probe, "%s/../share/luastream/lua/luastream/init.lua", exe);
+    if (file_exists(probe)) {
+      snprintf(lua_dir, sizeof lua_dir, "%s/../share/luastream/lua", exe);
+      return;
+    }
+  }
+  snprintf(lua_dir, sizeof lua_dir, "%s", LS_LUA_SOURCE_DIR);
+}
+
+const char *ls_vm_lua_dir(void) {
+  if (!lua_dir[0]) find_lua_dir();
+  return lua_dir;
+}
+
+static int core_now_ms(lua_State *L) {
+  lua_pushnumber(L, ls_now_ms());
+  return 1;
+}
+
+static int core_mono_ms(lua_State *L) {
+  lua_pushnumber(L, ls_mono_ms());
+  return 1;
+}
+
+static int core_log(lua_State *L) {
+  int level = ls_log_parse_level(luaL_checkstring(L, 1));
+  if (level < 0) return luaL_argerror(L, 1, "level must be debug, info, warn or error");
+  ls_log((ls_log_level)level, "%s", luaL_checkstring(L, 2));
+  return 0;
+}
+
+static int core_version(lua_State *L) {
+  lua_pushstring(L, LS_VERSION);
+  return 1;
+}
+
+static int luaopen_core(lua_State *L) {
+  lua_newtable(L);
+  ls_codec_open(L);
+  static const luaL_Reg fns[] = {{"now_ms", core_now_ms},
+                                 {"monotonic_ms", core_mono_ms},
+                                 {"log", core_log},
+                                 {"version", core_version},
+                                 {NULL, NULL}};
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
+  return 1;
+}
+
+static void set_paths(lua_State *L) {
+  const char *dir = ls_vm_lua_dir();
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_core);
+  lua_setfield(L, -2, "luastream.core");
+  lua_pop(L, 2);
+}
+
+static int init_state(lua_State *L) {
+  luaL_openlibs(L);
+  ls_value_init(L);
+  set_paths(L);
+  return 0;
+}
+
+lua_State *ls_vm_new(void) {
+  lua_State *L = luaL_newstate();
+  if (!L) return NULL;
+  if (lua_cpcall(L, init_state, NULL) != 0) {
+    ls_error("cannot initialise Lua: %s", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+void ls_vm_close(lua_State *L) {
+  if (L) lua_close(L);
+}
+
+void ls_vm_add_script_dir(lua_State *L, const char *script) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", script);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = 0;
+  else
+    snprintf(dir, sizeof dir, ".");
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+void ls_vm_pop_error(lua_State *L, char *buf, size_t len) {
+  const char *msg = lua_tostring(L, -1);
+  if (!msg) {
+    if (luaL_callmeta(L, -1, "__tostring") && lua_isstring(L, -1)) {
+      snprintf(buf, len, "%s", lua_tostring(L, -1));
+      lua_pop(L, 2);
+      return;
+    }
+    msg = "(error object is not a string)";
+  }
+  snprintf(buf, len, "%s", msg);
+  lua_pop(L, 1);
+}
+
+static void set_arg(lua_State *L, const char *arg0, int argc, char **argv) {
+  lua_createtable(L, argc, 1);
+  lua_pushstring(L, arg0);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int traceback(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+int ls_vm_run_file(const char *path, int argc, char **argv) {
+  lua_State *L = ls_vm_new();
+  if (!L) return 1;
+  ls_vm_add_script_dir(L, path);
+  set_arg(L, path, argc, argv);
+  lua_pushcfunction(L, traceback);
+  int rc = luaL_loadfile(L, path);
+  if (rc == 0) rc = lua_pcall(L, 0, 0, -2);
+  if (rc != 0) {
+    char err[4096];
+    ls_vm_pop_error(L, err, sizeof err);
+    fprintf(stderr, "luastream: %s\n", err);
+  }
+  ls_vm_close(L);
+  return rc ? 1 : 0;
+}
+
+int ls_vm_run_tests(const char *dir, int argc, char **argv) {
+  lua_State *L = ls_vm_new();
+  if (!L) return 1;
+  /* busted reads its command line from `arg`: the spec directory, then any options. */
+  lua_createtable(L, argc + 1, 1);
+  lua_pushliteral(L, "luastream test");
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushstring(L, dir);
+  lua_rawseti(L, -2, argc + 1);
+  lua_setglobal(L, "arg");
+  char probe[PATH_MAX];
+  snprintf(probe, sizeof probe, "%s/spec", dir); /* puts dir itself on package.path */
+  ls_vm_add_script_dir(L, probe);
+  static const char runner[] =
+      "local ok, runner = pcall(require, 'busted.runner')\n"
+      "if not ok then io.stderr:write('luastream test: busted is not installed (apt-get install "
+      "lua-busted)\\n') os.exit(2) end\n"
+      "runner({ standalone = false })\n";
+  lua_pushcfunction(L, traceback);
+  int rc = luaL_loadbuffer(L, runner, sizeof runner - 1, "=luastream test");
+  if (rc == 0) rc = lua_pcall(L, 0, 0, -2);
+  if (rc != 0) {
+    char err[4096];
+    ls_vm_pop_error(L, err, sizeof err);
+    fprintf(stderr, "luastream test: %s\n", err);
+  }
+  ls_vm_close(L);
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,43 @@
+/* luavalue.h - the Lua values every codec shares.
+ *
+ * ls.null (a NULL light userdata, like cjson.null), the one array marker
+ * metatable that makes [] and {} round-trip, and 64-bit integers, which Lua
+ * holds as LuaJIT int64_t / uint64_t cdata. The codecs (json.c, msgpack.c,
+ * codec.c) use only these helpers, so all formats agree on what a value is.
+ * ls_value_init() must run once per lua_State before any codec is used. */
+#ifndef LS_LUAVALUE_H
+#define LS_LUAVALUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+/* LuaJIT's type tag for cdata (not in the public lua.h). */
+#define LS_LUA_TCDATA 10
+
+/* Sets up the registry entries below. Needs the ffi library loadable. */
+void ls_value_init(lua_State *L);
+
+void ls_push_null(lua_State *L);
+int ls_is_null(lua_State *L, int idx);
+
+/* Pushes the shared array marker metatable. */
+void ls_push_array_mt(lua_State *L);
+/* Sets the array marker on the table at the top of the stack. */
+void ls_mark_array(lua_State *L);
+
+/* Decides how the table at idx encodes. Returns 1 for an array and stores its
+ * length in *n: a table carrying the array marker (any length, even 0), or an
+ * unmarked table whose keys are exactly 1..n (n >= 1). Returns 0 for an object
+ * (an unmarked empty table is an object). */
+int ls_table_is_array(lua_State *L, int idx, size_t *n);
+
+/* 64-bit integers as LuaJIT cdata. */
+void ls_push_int64(lua_State *L, int64_t v);
+void ls_push_uint64(lua_State *L, uint64_t v);
+/* If the value at idx is int64_t/uint64_t cdata, stores it and returns 1
+ * (*is_unsigned set for uint64_t); otherwise returns 0. */
+int ls_to_int64(lua_State *L, int idx, int64_t *v, int *is_unsigned);
+
+#endif

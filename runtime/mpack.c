@@ -1,0 +1,481 @@
+/* mpack.c - MessagePack <-> Lua values (see mpack.h).
+ *
+ * Encoding walks the Lua value and writes through msgpack-c's packer into an
+ * ls_buf; msgpack-c picks the smallest integer, string and container forms.
+ *
+ * Decoding is a small reader that pushes each Lua value as soon as it has
+ * parsed it, with no intermediate tree. msgpack-c's unpacker was measured
+ * against it (tests/bench/bench_mpack.c) and is slower, because it first builds
+ * a msgpack_object tree in a zone. It also does not fit here: it refuses
+ * nesting deeper than 32 containers (the encoder accepts 128, so state written
+ * at depth 40 could never be read back), and it allocates a container's
+ * element array before reading the elements, so a 5-byte input announcing
+ * 2^32 elements asks malloc for 128 GiB. This reader bounds every count by the
+ * bytes that remain and never allocates outside the Lua heap. */
+#include "mpack.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "luavalue.h"
+
+#define TWO53 9007199254740992.0
+#define TWO63 9223372036854775808.0
+
+/* ------------------------------------------------------------------------ */
+/* Decoding                                                                 */
+
+typedef struct reader {
+  const unsigned char *start, *p, *end;
+  int depth;
+  int array_mt; /* stack index of the array marker metatable */
+  char *err;
+  size_t errlen;
+} reader;
+
+static int rd_fail(reader *r, const unsigned char *at, const char *msg) {
+  snprintf(r->err, r->errlen, "%s at byte %zu", msg, (size_t)(at - r->start));
+  return -1;
+}
+
+static size_t rd_left(const reader *r) { return (size_t)(r->end - r->p); }
+
+/* Consumes k bytes, returning where they start, or NULL when input ends. */
+static const unsigned char *rd_take(reader *r, size_t k) {
+  if (rd_left(r) < k) {
+    rd_fail(r, r->p, "truncated input");
+    return NULL;
+  }
+  const unsigned char *at = r->p;
+  r->p += k;
+  return at;
+}
+
+static uint64_t be_read(const unsigned char *p, int k) {
+  uint64_t v = 0;
+  for (int i = 0; i < k; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Reads a k-byte big-endian length or count. */
+static int rd_len(reader *r, int k, size_t *out) {
+  const unsigned char *at = rd_take(r, (size_t)k);
+  if (!at) return -1;
+  *out = (size_t)be_read(at, k);
+  return 0;
+}
+
+static void push_uint(lua_State *L, uint64_t v) {
+  if (v <= ((uint64_t)1 << 53)) lua_pushnumber(L, (lua_Number)v);
+  else if (v <= (uint64_t)INT64_MAX) ls_push_int64(L, (int64_t)v);
+  else ls_push_uint64(L, v);
+}
+
+static void push_int(lua_State *L, int64_t v) {
+  const int64_t lim = INT64_C(1) << 53;
+  if (v >= -lim && v <= lim) lua_pushnumber(L, (lua_Number)v);
+  else ls_push_int64(L, v);
+}
+
+static int read_uint(lua_State *L, reader *r, int k) {
+  const unsigned char *at = rd_take(r, (size_t)k);
+  if (!at) return -1;
+  push_uint(L, be_read(at, k));
+  return 0;
+}
+
+static int read_int(lua_State *L, reader *r, int k) {
+  const unsigned char *at = rd_take(r, (size_t)k);
+  if (!at) return -1;
+  uint64_t u = be_read(at, k);
+  int64_t v;
+  switch (k) { /* sign-extend from k bytes */
+  case 1: v = (int8_t)u; break;
+  case 2: v = (int16_t)u; break;
+  case 4: v = (int32_t)u; break;
+  default: v = (int64_t)u; break;
+  }
+  push_int(L, v);
+  return 0;
+}
+
+static int read_float(lua_State *L, reader *r, int k) {
+  const unsigned char *at = rd_take(r, (size_t)k);
+  if (!at) return -1;
+  if (k == 4) {
+    uint32_t bits = (uint32_t)be_read(at, 4);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    lua_pushnumber(L, (lua_Number)f);
+  } else {
+    uint64_t bits = be_read(at, 8);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    lua_pushnumber(L, d);
+  }
+  return 0;
+}
+
+/* str and bin: both become Lua strings, without any UTF-8 check. */
+static int read_str(lua_State *L, reader *r, size_t len) {
+  const unsigned char *at = rd_take(r, len);
+  if (!at) return -1;
+  lua_pushlstring(L, (const char *)at, len);
+  return 0;
+}
+
+static int read_sized_str(lua_State *L, reader *r, int k) {
+  size_t len;
+  return rd_len(r, k, &len) ? -1 : read_str(L, r, len);
+}
+
+/* Ext values: no type is supported yet. This is where ext types owned by
+ * luastream (FFI double vectors) decode once they have a wire form. */
+static int read_ext(lua_State *L, reader *r, size_t len) {
+  (void)L;
+  const unsigned char *type = rd_take(r, 1);
+  if (!type || !rd_take(r, len)) return -1;
+  char msg[64];
+  snprintf(msg, sizeof msg, "unsupported msgpack ext type %d", *type < 128 ? *type : *type - 256);
+  return rd_fail(r, type, msg);
+}
+
+static int read_sized_ext(lua_State *L, reader *r, int k) {
+  size_t len;
+  return rd_len(r, k, &len) ? -1 : read_ext(L, r, len);
+}
+
+static int rd_enter(lua_State *L, reader *r, const unsigned char *at) {
+  if (r->depth >= LS_MPACK_MAX_DEPTH) return rd_fail(r, at, "nesting deeper than 128");
+  if (!lua_checkstack(L, 3)) return rd_fail(r, at, "out of Lua stack");
+  r->depth++;
+  return 0;
+}
+
+static int size_hint(size_t n) { return n < (size_t)INT_MAX ? (int)n : 0; }
+
+static int read_value(lua_State *L, reader *r);
+
+static int read_array(lua_State *L, reader *r, size_t n) {
+  const unsigned char *at = r->p;
+  /* Every element takes at least one byte. */
+  if (n > rd_left(r) || n > (size_t)INT_MAX) return rd_fail(r, at, "truncated input");
+  if (rd_enter(L, r, at)) return -1;
+  lua_createtable(L, size_hint(n), 0);
+  for (size_t i = 1; i <= n; i++) {
+    if (read_value(L, r)) return -1;
+    lua_rawseti(L, -2, (int)i);
+  }
+  lua_pushvalue(L, r->array_mt);
+  lua_setmetatable(L, -2);
+  r->depth--;
+  return 0;
+}
+
+/* A key Lua cannot hold: nil (decoded as ls.null) or NaN. */
+static const char *bad_key(lua_State *L) {
+  if (ls_is_null(L, -1)) return "nil map key";
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number k = lua_tonumber(L, -1);
+    if (k != k) return "NaN map key";
+  }
+  return NULL;
+}
+
+static int read_map(lua_State *L, reader *r, size_t n) {
+  const unsigned char *at = r->p;
+  /* Every entry takes at least two bytes. */
+  if (n > rd_left(r) / 2) return rd_fail(r, at, "truncated input");
+  if (rd_enter(L, r, at)) return -1;
+  lua_createtable(L, 0, size_hint(n));
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *key_at = r->p;
+    if (read_value(L, r)) return -1;
+    const char *bad = bad_key(L);
+    if (bad) return rd_fail(r, key_at, bad);
+    if (read_value(L, r)) return -1;
+    lua_rawset(L, -3);
+  }
+  r->depth--;
+  return 0;
+}
+
+static int read_sized_container(lua_State *L, reader *r, int k, int is_map) {
+  size_t n;
+  if (rd_len(r, k, &n)) return -1;
+  return is_map ? read_map(L, r, n) : read_array(L, r, n);
+}
+
+/* The type bytes 0xc0..0xdf. */
+static int read_tagged(lua_State *L, reader *r, unsigned c) {
+  switch (c) {
+  case 0xc0: ls_push_null(L); return 0;
+  case 0xc2: lua_pushboolean(L, 0); return 0;
+  case 0xc3: lua_pushboolean(L, 1); return 0;
+  case 0xc4: case 0xd9: return read_sized_str(L, r, 1);
+  case 0xc5: case 0xda: return read_sized_str(L, r, 2);
+  case 0xc6: case 0xdb: return read_sized_str(L, r, 4);
+  case 0xc7: return read_sized_ext(L, r, 1);
+  case 0xc8: return read_sized_ext(L, r, 2);
+  case 0xc9: return read_sized_ext(L, r, 4);
+  case 0xca: return read_float(L, r, 4);
+  case 0xcb: return read_float(L, r, 8);
+  case 0xcc: return read_uint(L, r, 1);
+  case 0xcd: return read_uint(L, r, 2);
+  case 0xce: return read_uint(L, r, 4);
+  case 0xcf: return read_uint(L, r, 8);
+  case 0xd0: return read_int(L, r, 1);
+  case 0xd1: return read_int(L, r, 2);
+  case 0xd2: return read_int(L, r, 4);
+  case 0xd3: return read_int(L, r, 8);
+  case 0xd4: return read_ext(L, r, 1);
+  case 0xd5: return read_ext(L, r, 2);
+  case 0xd6: return read_ext(L, r, 4);
+  case 0xd7: return read_ext(L, r, 8);
+  case 0xd8: return read_ext(L, r, 16);
+  case 0xdc: return read_sized_container(L, r, 2, 0);
+  case 0xdd: return read_sized_container(L, r, 4, 0);
+  case 0xde: return read_sized_container(L, r, 2, 1);
+  case 0xdf: return read_sized_container(L, r, 4, 1);
+  default: return rd_fail(r, r->p - 1, "invalid byte 0xc1");
+  }
+}
+
+static int read_value(lua_State *L, reader *r) {
+  if (r->p >= r->end) return rd_fail(r, r->p, "truncated input");
+  unsigned c = *r->p++;
+  if (c <= 0x7f) { lua_pushnumber(L, (lua_Number)c); return 0; }
+  if (c >= 0xe0) { lua_pushnumber(L, (lua_Number)((int)c - 256)); return 0; }
+  if (c <= 0x8f) return read_map(L, r, c & 0x0f);
+  if (c <= 0x9f) return read_array(L, r, c & 0x0f);
+  if (c <= 0xbf) return read_str(L, r, c & 0x1f);
+  return read_tagged(L, r, c);
+}
+
+int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen) {
+  if (n == 0) {
+    snprintf(err, errlen, "empty input");
+    return -1;
+  }
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) {
+    snprintf(err, errlen, "out of Lua stack");
+    return -1;
+  }
+  const unsigned char *s = (const unsigned char *)p;
+  reader r = { s, s, s + n, 0, top + 1, err, errlen };
+  ls_push_array_mt(L);
+  int rc = read_value(L, &r);
+  if (rc == 0 && r.p != r.end) rc = rd_fail(&r, r.p, "trailing bytes");
+  if (rc) {
+    lua_settop(L, top);
+    return -1;
+  }
+  lua_replace(L, top + 1); /* the value takes the metatable's slot */
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoding                                                                 */
+
+/* One step of the path to the value being written: an array index, or the
+ * stack index of a map key (valid while that key is being iterated). */
+typedef struct step {
+  size_t index;
+  int key;
+} step;
+
+typedef struct writer {
+  msgpack_packer pk;
+  int depth;
+  step path[LS_MPACK_MAX_DEPTH];
+  char *err;
+  size_t errlen;
+} writer;
+
+static int buf_write(void *data, const char *p, size_t n) {
+  return ls_buf_put((ls_buf *)data, p, n);
+}
+
+static int is_identifier(const char *s, size_t n) {
+  if (n == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+/* Appends one path step to out[*len..cap). */
+static void format_step(lua_State *L, const step *s, char *out, size_t *len, size_t cap) {
+  if (*len >= cap) return;
+  char *o = out + *len;
+  size_t room = cap - *len;
+  int w;
+  if (!s->key) {
+    w = snprintf(o, room, "[%zu]", s->index);
+  } else if (lua_type(L, s->key) == LUA_TSTRING) {
+    size_t n;
+    const char *k = lua_tolstring(L, s->key, &n);
+    int shown = n > 64 ? 64 : (int)n;
+    w = is_identifier(k, n) ? snprintf(o, room, ".%.*s", shown, k)
+                            : snprintf(o, room, "[\"%.*s\"]", shown, k);
+  } else if (lua_type(L, s->key) == LUA_TNUMBER) {
+    w = snprintf(o, room, "[%.14g]", lua_tonumber(L, s->key));
+  } else {
+    w = snprintf(o, room, "[%s]", lua_toboolean(L, s->key) ? "true" : "false");
+  }
+  *len += (w < 0) ? 0 : (size_t)w;
+}
+
+/* Writes "<what> at $<path>" into the error buffer. */
+static int wr_fail(lua_State *L, writer *w, const char *what) {
+  char path[256] = "$";
+  size_t len = 1;
+  for (int d = 0; d < w->depth && len < sizeof path; d++)
+    format_step(L, &w->path[d], path, &len, sizeof path);
+  snprintf(w->err, w->errlen, "%s at %s", what, path);
+  return -1;
+}
+
+static int wr_fail_type(lua_State *L, writer *w, int idx, const char *suffix) {
+  char what[96];
+  snprintf(what, sizeof what, "cannot encode a %s%s", lua_typename(L, lua_type(L, idx)), suffix);
+  return wr_fail(L, w, what);
+}
+
+/* msgpack-c reports a failed write (out of memory) as a nonzero return. */
+static int packed(lua_State *L, writer *w, int rc) {
+  return rc ? wr_fail(L, w, "out of memory") : 0;
+}
+
+/* Integral numbers in int64 range take msgpack-c's smallest integer form;
+ * the rest (and -0, to keep its sign) are float64. */
+static int write_number(lua_State *L, writer *w, double v) {
+  if (v >= -TWO63 && v < TWO63 && v == floor(v) && !(v == 0 && signbit(v)))
+    return packed(L, w, msgpack_pack_int64(&w->pk, (int64_t)v));
+  return packed(L, w, msgpack_pack_double(&w->pk, v));
+}
+
+static int write_value(lua_State *L, writer *w, int idx);
+
+static int write_array(lua_State *L, writer *w, int idx, size_t n) {
+  if (n > (size_t)INT_MAX) return wr_fail(L, w, "array too long");
+  if (packed(L, w, msgpack_pack_array(&w->pk, n))) return -1;
+  step *s = &w->path[w->depth++];
+  s->key = 0;
+  int rc = 0;
+  for (size_t i = 1; i <= n && rc == 0; i++) {
+    s->index = i;
+    lua_rawgeti(L, idx, (int)i);
+    rc = write_value(L, w, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  w->depth--;
+  return rc;
+}
+
+static int key_ok(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN;
+}
+
+/* Counts the entries, checking every key can be written. */
+static int count_entries(lua_State *L, writer *w, int idx, size_t *n) {
+  *n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (!key_ok(L, -1)) {
+      int rc = wr_fail_type(L, w, -1, " as a map key");
+      lua_pop(L, 1);
+      return rc;
+    }
+    (*n)++;
+  }
+  return 0;
+}
+
+static int write_map(lua_State *L, writer *w, int idx) {
+  size_t n;
+  if (count_entries(L, w, idx, &n) || packed(L, w, msgpack_pack_map(&w->pk, n))) return -1;
+  step *s = &w->path[w->depth++];
+  int rc = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    s->key = lua_gettop(L) - 1;
+    rc = write_value(L, w, s->key);
+    if (rc == 0) rc = write_value(L, w, s->key + 1);
+    if (rc) {
+      lua_pop(L, 2);
+      break;
+    }
+    lua_pop(L, 1);
+  }
+  w->depth--;
+  return rc;
+}
+
+static int write_table(lua_State *L, writer *w, int idx) {
+  if (w->depth >= LS_MPACK_MAX_DEPTH) return wr_fail(L, w, "nesting deeper than 128");
+  if (!lua_checkstack(L, 4)) return wr_fail(L, w, "out of Lua stack");
+  size_t n;
+  if (ls_table_is_array(L, idx, &n)) return write_array(L, w, idx, n);
+  return write_map(L, w, idx);
+}
+
+/* int64_t / uint64_t cdata. Other cdata (FFI vectors) would encode here once
+ * they have an ext type. */
+static int write_cdata(lua_State *L, writer *w, int idx) {
+  int64_t v;
+  int is_unsigned;
+  if (!ls_to_int64(L, idx, &v, &is_unsigned)) return wr_fail_type(L, w, idx, "");
+  if (is_unsigned) return packed(L, w, msgpack_pack_uint64(&w->pk, (uint64_t)v));
+  return packed(L, w, msgpack_pack_int64(&w->pk, v));
+}
+
+static int write_value(lua_State *L, writer *w, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return packed(L, w, msgpack_pack_nil(&w->pk));
+  case LUA_TBOOLEAN:
+    return packed(L, w, lua_toboolean(L, idx) ? msgpack_pack_true(&w->pk) : msgpack_pack_false(&w->pk));
+  case LUA_TNUMBER:
+    return write_number(L, w, lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return packed(L, w, msgpack_pack_str_with_body(&w->pk, s, n));
+  }
+  case LUA_TTABLE:
+    return write_table(L, w, idx);
+  case LS_LUA_TCDATA:
+    return write_cdata(L, w, idx);
+  case LUA_TLIGHTUSERDATA:
+    if (ls_is_null(L, idx)) return packed(L, w, msgpack_pack_nil(&w->pk));
+    /* fall through */
+  default:
+    return wr_fail_type(L, w, idx, "");
+  }
+}
+
+int ls_mpack_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen) {
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+  writer w;
+  msgpack_packer_init(&w.pk, out, buf_write);
+  w.depth = 0;
+  w.err = err;
+  w.errlen = errlen;
+  int top = lua_gettop(L);
+  size_t start = out->len;
+  int rc = write_value(L, &w, idx);
+  lua_settop(L, top);
+  if (rc) out->len = start;
+  return rc;
+}

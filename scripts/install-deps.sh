@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the Debian packages that luastream needs, and only the missing ones.
+#   scripts/install-deps.sh build   compile and run
+#   scripts/install-deps.sh test    + the test tools
+#   scripts/install-deps.sh bench   + the benchmark peers
+# Uses apt-get as root, or through sudo. Nothing else is downloaded.
+set -e
+want="build-essential cmake pkg-config librdkafka-dev libluajit-5.1-dev liblmdb-dev libmsgpack-dev"
+case "${1:-build}" in
+  build) ;;
+  test) want="$want lua-busted python3 python3-pytest python3-confluent-kafka" ;;
+  bench) want="$want lua-busted python3 python3-confluent-kafka python3-numpy kcat lua-cjson luajit" ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing Debian packages:$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "need root or sudo to install:$missing" >&2; exit 1; }
+  SUDO=sudo
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
