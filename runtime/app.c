@@ -1,7 +1,7 @@
 /* app.c - the loop of `luastream run` (see app.h and docs/internals.md).
  *
  * Read top to bottom, one batch is:
- *   consume → decode into Lua (decode_batch) → decode errors (on_error) →
+ *   consume → decode into Lua (batch.c) → decode errors (on_error) →
  *   one lua_pcall of the compiled pipeline (run_pipeline) → encode and produce
  *   the outputs (emit_outputs) → on failure, replay row by row to find the bad
  *   row → record offsets (record_offsets) → checkpoint when due.
@@ -25,17 +25,9 @@
 #include "kafka.h"
 #include "log.h"
 #include "lua_vm.h"
-#include "luavalue.h"
+#include "batch.h"
 #include "offsets.h"
 #include "spec.h"
-
-/* One input message as Lua sees it through FFI (see luastream/runtime.lua). */
-typedef struct ls_meta {
-  double offset;
-  double timestamp;
-  int32_t partition;
-  int32_t topic;
-} ls_meta_t;
 
 enum { DONE_OK, DONE_STOP };
 
@@ -43,7 +35,7 @@ typedef struct ls_app {
   const ls_run_opts *opts;
   ls_spec spec;
   lua_State *L;
-  int rt_ref, run_batch_ref;
+  ls_batch batch;
   ls_devbroker *devbroker;
   ls_kafka *kafka;
   rd_kafka_topic_t **out_rkt;
@@ -52,14 +44,10 @@ typedef struct ls_app {
   char **input_names;
   /* the current batch */
   rd_kafka_message_t **msgs;
-  ls_meta_t *meta;
-  int *row_msg;      /* row (0-based) -> message index */
-  int *msg_row;      /* message index -> row (1-based), 0 when not a row */
-  char **msg_err;    /* message index -> decode error, or NULL */
-  int nmsgs, nrows, prev_nrows;
+  ls_inmsg *in;
+  int nmsgs;
   int stop_at;       /* first message not done; nmsgs when all are */
   int dlq_row;       /* last row sent to the dead-letter topic */
-  ls_buf kbuf, vbuf;
   /* bookkeeping */
   long in_total, out_total, skipped, dead_lettered, since_commit;
   double last_commit_ms, start_ms, *source_next;
@@ -126,16 +114,10 @@ static void push_msg_table(ls_app *a, const rd_kafka_message_t *m) {
 static ls_on_error ask_on_error(ls_app *a, const char *err, int row, int mi) {
   lua_State *L = a->L;
   int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
-  lua_getfield(L, -1, "handle_error");
+  ls_batch_push_handler(&a->batch);
   lua_pushstring(L, err);
-  if (row > 0) {
-    lua_getfield(L, top + 1, "rows");
-    lua_rawgeti(L, -1, row);
-    lua_remove(L, -2);
-  } else {
-    lua_pushnil(L);
-  }
+  if (row > 0) ls_batch_push_row(&a->batch, row);
+  else lua_pushnil(L);
   push_msg_table(a, a->msgs[mi]);
   ls_on_error policy = LS_ON_ERROR_STOP;
   if (lua_pcall(L, 3, 1, 0) == 0) {
@@ -192,26 +174,25 @@ static int handle_error(ls_app *a, int mi, int row, const char *stage, const cha
   describe_msg(a->msgs[mi], where, sizeof where);
   ls_on_error policy = a->spec.on_error;
   if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(a, err, row, mi);
-  switch (policy) {
-  case LS_ON_ERROR_SKIP:
+  if (policy == LS_ON_ERROR_SKIP) {
     a->skipped++;
     if (error_log_allowed(a)) ls_warn("%s: %s error, skipped: %s", where, stage, err);
     return DONE_OK;
-  case LS_ON_ERROR_DEAD_LETTER:
+  }
+  if (policy == LS_ON_ERROR_DEAD_LETTER) {
     if (error_log_allowed(a))
       ls_warn("%s: %s error, sent to %s: %s", where, stage, a->spec.dead_letter, err);
     return dead_letter(a, mi, stage, err);
-  default: {
-    char msg[1200];
-    snprintf(msg, sizeof msg, "%s: %s error: %s (stopping; this offset is not committed)",
-             where, stage, err);
-    set_fatal(a, 1, "%s", msg);
-    return DONE_STOP;
   }
-  }
+  char msg[1200];
+  snprintf(msg, sizeof msg, "%s: %s error: %s (stopping; this offset is not committed)", where,
+           stage, err);
+  set_fatal(a, 1, "%s", msg);
+  if (a->stop_at > mi) a->stop_at = mi;
+  return DONE_STOP;
 }
 
-/* ---- decoding ------------------------------------------------------------- */
+/* ---- input ---------------------------------------------------------------- */
 
 static int input_index(ls_app *a, rd_kafka_topic_t *rkt) {
   static rd_kafka_topic_t *last_rkt;
@@ -223,14 +204,15 @@ static int input_index(ls_app *a, rd_kafka_topic_t *rkt) {
   return last_index;
 }
 
-static void push_headers(lua_State *L, const rd_kafka_message_t *m) {
+/* rt.hdrs[i]: { {name, value}, ... } or nil. */
+static void push_headers(lua_State *L, const void *source) {
+  const rd_kafka_message_t *m = source;
   rd_kafka_headers_t *h = NULL;
   if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h) {
     lua_pushnil(L);
     return;
   }
-  size_t n = rd_kafka_header_cnt(h);
-  lua_createtable(L, (int)n, 0);
+  lua_createtable(L, (int)rd_kafka_header_cnt(h), 0);
   const char *name;
   const void *val;
   size_t len;
@@ -246,101 +228,53 @@ static void push_headers(lua_State *L, const rd_kafka_message_t *m) {
   }
 }
 
-static void set_decode_error(ls_app *a, int mi, const char *what, const char *err) {
-  char msg[600];
-  snprintf(msg, sizeof msg, "%s: %s", what, err);
-  a->msg_err[mi] = strdup(msg);
-}
-
-/* Decodes message mi; on success pushes value then key and returns 1. */
-static int decode_one(ls_app *a, int mi, const ls_topic_spec *t) {
-  lua_State *L = a->L;
-  const rd_kafka_message_t *m = a->msgs[mi];
-  char err[512];
-  if (ls_decode(L, t->value, m->payload, m->len, err, sizeof err)) {
-    set_decode_error(a, mi, "value", err);
-    return 0;
-  }
-  if (!m->key) {
-    lua_pushnil(L);
-  } else if (ls_decode(L, t->key, m->key, m->key_len, err, sizeof err)) {
-    lua_pop(L, 1);
-    set_decode_error(a, mi, "key", err);
-    return 0;
-  }
-  return 1;
-}
-
-/* Runs under lua_cpcall: fills rt.rows/keys/hdrs and meta for the batch. */
-static int decode_batch(lua_State *L) {
-  ls_app *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
-  lua_getfield(L, -1, "rows");
-  lua_getfield(L, -2, "keys");
-  lua_getfield(L, -3, "hdrs");
-  int rows = lua_gettop(L) - 2, keys = rows + 1, hdrs = rows + 2;
-  a->nrows = 0;
+/* The consumed messages as the batch sees them. */
+static void describe_inputs(ls_app *a) {
   for (int i = 0; i < a->nmsgs; i++) {
     const rd_kafka_message_t *m = a->msgs[i];
-    a->msg_row[i] = 0;
-    if (m->err || !m->payload) continue; /* events and tombstones are not rows */
-    int ti = input_index(a, m->rkt);
-    if (ti < 0 || !decode_one(a, i, &a->spec.inputs[ti])) continue;
-    int row = ++a->nrows;
-    lua_rawseti(L, keys, row);
-    lua_rawseti(L, rows, row);
-    push_headers(L, m);
-    lua_rawseti(L, hdrs, row);
-    ls_meta_t *mt = &a->meta[row - 1];
-    mt->offset = (double)m->offset;
-    mt->timestamp = (double)rd_kafka_message_timestamp(m, NULL);
-    mt->partition = m->partition;
-    mt->topic = ti + 1;
-    a->row_msg[row - 1] = i;
-    a->msg_row[i] = row;
+    ls_inmsg *in = &a->in[i];
+    in->payload = m->payload;
+    in->len = m->len;
+    in->key = m->key;
+    in->key_len = m->key_len;
+    in->offset = m->offset;
+    in->timestamp = rd_kafka_message_timestamp(m, NULL);
+    in->partition = m->partition;
+    in->topic = m->err ? -1 : input_index(a, m->rkt);
+    in->source = m;
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && error_log_allowed(a))
+      ls_warn("consumer: %s", rd_kafka_message_errstr(m));
   }
-  /* Let the previous batch's leftovers be collected. */
-  for (int r = a->nrows + 1; r <= a->prev_nrows; r++) {
-    lua_pushnil(L);
-    lua_rawseti(L, rows, r);
-    lua_pushnil(L);
-    lua_rawseti(L, keys, r);
-  }
-  a->prev_nrows = a->nrows;
-  return 0;
 }
 
 /* Decode errors, in message order; a "stop" truncates the batch before it. */
 static void handle_decode_errors(ls_app *a) {
+  ls_batch *b = &a->batch;
   for (int i = 0; i < a->nmsgs; i++) {
-    if (!a->msg_err[i]) continue;
-    int rc = handle_error(a, i, 0, "decode", a->msg_err[i]);
-    if (rc == DONE_STOP) {
-      a->stop_at = i;
-      int keep = 0;
-      while (keep < a->nrows && a->row_msg[keep] < i) keep++;
-      a->nrows = keep;
-      return;
-    }
+    if (!b->msg_err[i]) continue;
+    if (handle_error(a, i, 0, "decode", b->msg_err[i]) == DONE_OK) continue;
+    int keep = 0;
+    while (keep < b->nrows && b->row_msg[keep] < i) keep++;
+    ls_batch_truncate(b, keep);
+    return;
   }
 }
 
-/* ---- outputs -------------------------------------------------------------- */
+/* ---- output --------------------------------------------------------------- */
 
 static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
   if (!lua_istable(L, idx)) return NULL;
   rd_kafka_headers_t *h = rd_kafka_headers_new(4);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
+    size_t vl = 0;
     if (lua_istable(L, -1)) { /* { name, value } */
       lua_rawgeti(L, -1, 1);
       lua_rawgeti(L, -2, 2);
-      size_t vl = 0;
       const char *v = lua_tolstring(L, -1, &vl);
       if (lua_isstring(L, -2)) rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
       lua_pop(L, 2);
     } else if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
-      size_t vl = 0;
       const char *v = lua_tolstring(L, -1, &vl);
       rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
     }
@@ -349,131 +283,64 @@ static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
   return h;
 }
 
-/* Encodes and produces output j; returns DONE_OK or DONE_STOP. */
-static int emit_one(ls_app *a, int j, int tabs) {
-  lua_State *L = a->L;
-  int vals = tabs, keyt = tabs + 1, topt = tabs + 2, tst = tabs + 3, rowt = tabs + 4, hdrt = tabs + 5;
-  lua_rawgeti(L, topt, j);
-  int topic = (int)lua_tointeger(L, -1);
-  lua_rawgeti(L, rowt, j);
-  int row = (int)lua_tointeger(L, -1);
-  lua_rawgeti(L, tst, j);
-  double ts = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : (row > 0 ? a->meta[row - 1].timestamp : 0);
-  lua_pop(L, 3);
-  if (topic < 1 || topic > a->spec.noutputs) {
-    set_fatal(a, 1, "internal error: output to unknown topic index %s", "");
-    return DONE_STOP;
-  }
-  const ls_topic_spec *t = &a->spec.outputs[topic - 1];
+static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
+  ls_app *a = ud;
   char err[512];
-  a->kbuf.len = a->vbuf.len = 0;
-  lua_rawgeti(L, keyt, j);
-  int has_key = !lua_isnil(L, -1);
-  int bad = has_key && ls_encode(L, -1, t->key, &a->kbuf, err, sizeof err);
-  lua_pop(L, 1);
-  lua_rawgeti(L, vals, j);
-  int has_val = !lua_isnil(L, -1);
-  if (!bad && has_val) bad = ls_encode(L, -1, t->value, &a->vbuf, err, sizeof err) ? 2 : 0;
-  lua_pop(L, 1);
-  if (bad) {
-    char msg[700];
-    snprintf(msg, sizeof msg, "%s for topic %s: %s", bad == 1 ? "key" : "value", t->name, err);
-    if (row <= 0) {
-      if (error_log_allowed(a)) ls_warn("source output dropped: %s", msg);
-      return DONE_OK;
-    }
-    if (a->dlq_row == row) return DONE_OK;
-    int rc = handle_error(a, a->row_msg[row - 1], row, "encode", msg);
-    if (rc == DONE_OK && a->spec.on_error != LS_ON_ERROR_SKIP) a->dlq_row = row;
-    if (rc == DONE_STOP) a->stop_at = a->row_msg[row - 1];
-    return rc;
-  }
-  lua_rawgeti(L, hdrt, j);
-  rd_kafka_headers_t *h = encode_headers(L, lua_gettop(L));
-  lua_pop(L, 1);
-  if (ls_kafka_produce(a->kafka, a->out_rkt[topic - 1], has_key ? a->kbuf.data : NULL,
-                       a->kbuf.len, has_val ? a->vbuf.data : NULL, a->vbuf.len, (int64_t)ts, h,
-                       err, sizeof err)) {
+  rd_kafka_headers_t *h = encode_headers(L, o->headers_idx);
+  if (ls_kafka_produce(a->kafka, a->out_rkt[o->topic], o->key, o->key_len, o->value,
+                       o->value_len, (int64_t)o->timestamp, h, err, sizeof err)) {
     set_fatal(a, 1, "%s", err);
-    if (row > 0) a->stop_at = a->row_msg[row - 1];
+    if (o->row > 0) a->stop_at = a->batch.row_msg[o->row - 1];
     return DONE_STOP;
   }
   a->out_total++;
   return DONE_OK;
 }
 
-typedef struct emit_ctx {
-  ls_app *a;
-  int nout;
-  int rc;
-} emit_ctx;
-
-/* Runs under lua_cpcall: encoding may raise (out of memory). */
-static int emit_cb(lua_State *L) {
-  emit_ctx *c = lua_touserdata(L, 1);
-  static const char *const names[] = {"out_val", "out_key", "out_topic", "out_ts", "out_row", "out_hdr"};
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->a->rt_ref);
-  for (int i = 0; i < 6; i++) lua_getfield(L, top + 1, names[i]);
-  for (int j = 1; j <= c->nout && c->rc == DONE_OK; j++) c->rc = emit_one(c->a, j, top + 2);
-  return 0;
+static int output_error(void *ud, int row, const char *err) {
+  ls_app *a = ud;
+  if (row <= 0) {
+    if (error_log_allowed(a)) ls_warn("source output dropped: %s", err);
+    return DONE_OK;
+  }
+  if (a->dlq_row == row) return DONE_OK; /* one dead letter per input, however many outputs failed */
+  int rc = handle_error(a, a->batch.row_msg[row - 1], row, "encode", err);
+  a->dlq_row = row;
+  return rc;
 }
 
-/* Produces outputs 1..nout of the last Lua call. */
 static int emit_outputs(ls_app *a, int nout) {
-  if (nout <= 0) return DONE_OK;
-  emit_ctx c = {a, nout, DONE_OK};
-  if (lua_cpcall(a->L, emit_cb, &c) != 0) {
-    char err[1024];
-    ls_vm_pop_error(a->L, err, sizeof err);
+  char err[1024];
+  int rc = ls_batch_emit(&a->batch, nout, produce_output, output_error, a, err, sizeof err);
+  if (rc < 0) {
     set_fatal(a, 1, "encoding outputs failed: %s", err);
-    return DONE_STOP;
+    a->stop_at = 0;
   }
-  return c.rc;
+  return rc ? DONE_STOP : DONE_OK;
 }
 
 /* ---- the pipeline call ---------------------------------------------------- */
 
-/* One lua_pcall of rt.run_batch over rows first..last. Returns nout, or -1
- * with the error message left in err. */
-static int call_pipeline(ls_app *a, int first, int last, char *err, size_t errlen) {
-  lua_State *L = a->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->run_batch_ref);
-  lua_pushinteger(L, a->nrows);
-  lua_pushlightuserdata(L, a->meta);
-  lua_pushinteger(L, first);
-  lua_pushinteger(L, last);
-  if (lua_pcall(L, 4, 1, 0) != 0) {
-    ls_vm_pop_error(L, err, errlen);
-    return -1;
-  }
-  int nout = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return nout;
-}
-
 /* A failed batch again, one row at a time, so only the bad row meets on_error. */
 static void replay_rows(ls_app *a) {
   char err[2048];
-  for (int r = 1; r <= a->nrows; r++) {
-    int nout = call_pipeline(a, r, r, err, sizeof err);
-    int rc = nout >= 0 ? emit_outputs(a, nout) : handle_error(a, a->row_msg[r - 1], r, "process", err);
-    if (rc == DONE_STOP) {
-      if (a->stop_at > a->row_msg[r - 1]) a->stop_at = a->row_msg[r - 1];
-      return;
-    }
+  for (int r = 1; r <= a->batch.nrows; r++) {
+    int nout = ls_batch_call(&a->batch, r, r, err, sizeof err);
+    int rc = nout >= 0 ? emit_outputs(a, nout)
+                       : handle_error(a, a->batch.row_msg[r - 1], r, "process", err);
+    if (rc == DONE_STOP) return;
   }
 }
 
 static void run_pipeline(ls_app *a) {
-  if (a->nrows == 0) return;
+  if (a->batch.nrows == 0) return;
   char err[2048];
-  int nout = call_pipeline(a, 1, a->nrows, err, sizeof err);
+  int nout = ls_batch_call(&a->batch, 1, a->batch.nrows, err, sizeof err);
   if (nout >= 0) {
     emit_outputs(a, nout);
     return;
   }
-  ls_debug("batch of %d rows failed (%s); replaying row by row", a->nrows, err);
+  ls_debug("batch of %d rows failed (%s); replaying row by row", a->batch.nrows, err);
   replay_rows(a);
 }
 
@@ -524,21 +391,19 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, in
 /* ---- one batch ------------------------------------------------------------ */
 
 static void process_batch(ls_app *a) {
+  char err[1024];
   a->stop_at = a->nmsgs;
   a->dlq_row = 0;
-  memset(a->msg_err, 0, (size_t)a->nmsgs * sizeof *a->msg_err);
-  if (lua_cpcall(a->L, decode_batch, a) != 0) {
-    char err[1024];
-    ls_vm_pop_error(a->L, err, sizeof err);
+  describe_inputs(a);
+  if (ls_batch_decode(&a->batch, a->in, a->nmsgs, err, sizeof err)) {
     set_fatal(a, 1, "decoding a batch failed: %s", err);
     a->stop_at = 0;
-    return;
+  } else {
+    handle_decode_errors(a);
+    run_pipeline(a);
   }
-  handle_decode_errors(a);
-  run_pipeline(a);
   record_offsets(a);
   for (int i = 0; i < a->nmsgs; i++) {
-    free(a->msg_err[i]);
     if (!a->msgs[i]->err) a->in_total++;
     rd_kafka_message_destroy(a->msgs[i]);
   }
@@ -547,23 +412,15 @@ static void process_batch(ls_app *a) {
 /* ---- sources -------------------------------------------------------------- */
 
 static void run_sources(ls_app *a, double now) {
+  char err[2048];
   for (int k = 0; k < a->spec.nsources && !a->exit_code; k++) {
     if (now < a->source_next[k]) continue;
     a->source_next[k] = now + a->spec.source_every_ms[k];
-    lua_State *L = a->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->rt_ref);
-    lua_getfield(L, -1, "run_source");
-    lua_remove(L, -2);
-    lua_pushinteger(L, k + 1);
-    lua_pushnumber(L, ls_now_ms());
-    if (lua_pcall(L, 2, 1, 0) != 0) {
-      char err[2048];
-      ls_vm_pop_error(L, err, sizeof err);
+    int nout = ls_batch_call_source(&a->batch, k + 1, ls_now_ms(), err, sizeof err);
+    if (nout < 0) {
       if (error_log_allowed(a)) ls_warn("source %d failed: %s", k + 1, err);
       continue;
     }
-    int nout = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
     emit_outputs(a, nout);
   }
 }
@@ -577,7 +434,8 @@ static int next_timeout_ms(ls_app *a, double now) {
 
 /* ---- set-up --------------------------------------------------------------- */
 
-static void push_cli(lua_State *L, const ls_run_opts *o) {
+static int push_cli(lua_State *L, void *ud) {
+  const ls_run_opts *o = ud;
   lua_createtable(L, 0, 4);
   if (o->broker) lua_pushstring(L, o->broker), lua_setfield(L, -2, "broker");
   if (o->name) lua_pushstring(L, o->name), lua_setfield(L, -2, "name");
@@ -590,44 +448,23 @@ static void push_cli(lua_State *L, const ls_run_opts *o) {
     lua_settable(L, -3);
   }
   lua_setfield(L, -2, "set");
+  return 1;
 }
 
-/* Runs the script through rt.load and reads the spec. Exit code or 0. */
+/* Runs the script and reads the spec. Returns an exit code, or 0. */
 static int load_script(ls_app *a) {
-  lua_State *L = a->L;
   char err[4096];
   if (access(a->opts->script, R_OK) != 0) {
     fprintf(stderr, "luastream: cannot open script %s: %s\n", a->opts->script, strerror(errno));
     return 2;
   }
-  ls_vm_add_script_dir(L, a->opts->script);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "luastream.runtime");
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    ls_vm_pop_error(L, err, sizeof err);
-    fprintf(stderr, "luastream: cannot load the Lua runtime: %s\n", err);
-    return 1;
-  }
-  lua_pushvalue(L, -1);
-  a->rt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, -1, "run_batch");
-  a->run_batch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, -1, "load");
-  lua_pushstring(L, a->opts->script);
-  push_cli(L, a->opts);
-  if (lua_pcall(L, 2, 1, 0) != 0) {
-    ls_vm_pop_error(L, err, sizeof err);
-    fprintf(stderr, "luastream: %s\n", err);
-    return 2;
-  }
-  if (ls_spec_read(L, &a->spec, err, sizeof err)) {
-    fprintf(stderr, "luastream: %s: %s\n", a->opts->script, err);
-    return 2;
-  }
-  lua_settop(L, 0);
-  return 0;
+  ls_vm_add_script_dir(a->L, a->opts->script);
+  int rc = ls_batch_load(&a->batch, a->L, &a->spec, a->opts->script, push_cli, (void *)a->opts,
+                         err, sizeof err);
+  if (rc) fprintf(stderr, "luastream: %s\n", err);
+  a->batch.push_headers = push_headers;
+  return rc;
 }
-
 static void create_dev_topics(ls_app *a) {
   char err[512];
   for (int i = 0; i < a->spec.ninputs; i++)
@@ -688,26 +525,18 @@ static int connect_kafka(ls_app *a) {
 static void alloc_batch(ls_app *a) {
   size_t n = (size_t)a->spec.batch_size;
   a->msgs = calloc(n, sizeof *a->msgs);
-  a->meta = calloc(n, sizeof *a->meta);
-  a->row_msg = calloc(n, sizeof *a->row_msg);
-  a->msg_row = calloc(n, sizeof *a->msg_row);
-  a->msg_err = calloc(n, sizeof *a->msg_err);
+  a->in = calloc(n, sizeof *a->in);
   a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
-  ls_buf_init(&a->kbuf);
-  ls_buf_init(&a->vbuf);
+  ls_batch_alloc(&a->batch, a->spec.batch_size);
 }
 
 static void free_app(ls_app *a) {
   ls_kafka_close(a->kafka);
   ls_devbroker_stop(a->devbroker);
   ls_offsets_free(&a->offsets);
-  ls_buf_free(&a->kbuf);
-  ls_buf_free(&a->vbuf);
+  ls_batch_free(&a->batch);
   free(a->msgs);
-  free(a->meta);
-  free(a->row_msg);
-  free(a->msg_row);
-  free(a->msg_err);
+  free(a->in);
   free(a->source_next);
   free(a->out_rkt);
   free(a->input_names);

@@ -11,22 +11,14 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
+#include "dtoa.h"
 #include "json.h"
 #include "luavalue.h"
 #include "mpack.h"
-
-/* Shortest round-trip double formatting, when dtoa.c is part of the build. */
-#if defined(__has_include)
-#if __has_include("dtoa.h")
-#include "dtoa.h"
-#define LS_HAVE_DTOA 1
-#endif
-#endif
 
 #define TWO63 9223372036854775808.0
 
@@ -127,21 +119,17 @@ static int put_bytes(ls_buf *out, const char *p, size_t n, char *err, size_t err
   return -1;
 }
 
-/* Formats like Lua's tostring, but exact: integral values in int64 range as
- * integers, others in the shortest form that reads back the same double. */
-static size_t format_double(double v, char *out, size_t cap) {
+/* Formats like Lua's tostring, but exact: integral values in int64 range with
+ * all their digits, others in the shortest text that reads back the same
+ * double ("0.1", "1e+300"); "nan", "inf" and "-inf" for the rest. out holds
+ * LS_DTOA_BUFSIZE bytes. */
+static size_t format_double(double v, char *out) {
   if (is_int64_double(v) && !(v == 0 && signbit(v)))
-    return (size_t)snprintf(out, cap, "%" PRId64, (int64_t)v);
-#ifdef LS_HAVE_DTOA
-  return (size_t)ls_dtoa(v, out);
-#else
-  int n = 0;
-  for (int prec = 15; prec <= 17; prec++) {
-    n = snprintf(out, cap, "%.*g", prec, v);
-    if (isnan(v) || strtod(out, NULL) == v) break;
-  }
-  return (size_t)n;
-#endif
+    return (size_t)snprintf(out, LS_DTOA_BUFSIZE, "%" PRId64, (int64_t)v);
+  if (isfinite(v)) return (size_t)ls_dtoa(v, out);
+  const char *s = isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  strcpy(out, s);
+  return strlen(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -203,7 +191,7 @@ int ls_decode(lua_State *L, ls_format f, const char *p, size_t n, char *err, siz
 /* Encoding                                                                 */
 
 static int encode_string(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen) {
-  char num[64];
+  char num[LS_DTOA_BUFSIZE];
   int64_t v;
   int is_unsigned;
   switch (lua_type(L, idx)) {
@@ -218,7 +206,7 @@ static int encode_string(lua_State *L, int idx, ls_buf *out, char *err, size_t e
     return put_bytes(out, s, n, err, errlen);
   }
   case LUA_TNUMBER: {
-    size_t n = format_double(lua_tonumber(L, idx), num, sizeof num);
+    size_t n = format_double(lua_tonumber(L, idx), num);
     return put_bytes(out, num, n, err, errlen);
   }
   case LS_LUA_TCDATA:
@@ -243,8 +231,10 @@ static int encode_int(lua_State *L, int idx, ls_buf *out, char *err, size_t errl
   if (lua_type(L, idx) == LUA_TNUMBER) {
     double d = lua_tonumber(L, idx);
     if (!is_int64_double(d)) {
+      char num[LS_DTOA_BUFSIZE];
+      format_double(d, num);
       const char *why = (d == floor(d)) ? "out of int64 range" : "not an integer";
-      snprintf(err, errlen, "cannot encode %.17g as int: %s", d, why);
+      snprintf(err, errlen, "cannot encode %s as int: %s", num, why);
       return -1;
     }
     v = (int64_t)d;

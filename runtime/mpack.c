@@ -25,13 +25,13 @@
 #include "luavalue.h"
 
 #define TWO53 9007199254740992.0
-#define TWO63 9223372036854775808.0
 
 /* ------------------------------------------------------------------------ */
 /* Decoding                                                                 */
 
 typedef struct reader {
   const unsigned char *start, *p, *end;
+  const unsigned char *item; /* start of the value being read, for errors */
   int depth;
   int array_mt; /* stack index of the array marker metatable */
   char *err;
@@ -48,7 +48,7 @@ static size_t rd_left(const reader *r) { return (size_t)(r->end - r->p); }
 /* Consumes k bytes, returning where they start, or NULL when input ends. */
 static const unsigned char *rd_take(reader *r, size_t k) {
   if (rd_left(r) < k) {
-    rd_fail(r, r->p, "truncated input");
+    rd_fail(r, r->item, "truncated input");
     return NULL;
   }
   const unsigned char *at = r->p;
@@ -142,7 +142,7 @@ static int read_ext(lua_State *L, reader *r, size_t len) {
   if (!type || !rd_take(r, len)) return -1;
   char msg[64];
   snprintf(msg, sizeof msg, "unsupported msgpack ext type %d", *type < 128 ? *type : *type - 256);
-  return rd_fail(r, type, msg);
+  return rd_fail(r, r->item, msg);
 }
 
 static int read_sized_ext(lua_State *L, reader *r, int k) {
@@ -162,7 +162,7 @@ static int size_hint(size_t n) { return n < (size_t)INT_MAX ? (int)n : 0; }
 static int read_value(lua_State *L, reader *r);
 
 static int read_array(lua_State *L, reader *r, size_t n) {
-  const unsigned char *at = r->p;
+  const unsigned char *at = r->item;
   /* Every element takes at least one byte. */
   if (n > rd_left(r) || n > (size_t)INT_MAX) return rd_fail(r, at, "truncated input");
   if (rd_enter(L, r, at)) return -1;
@@ -188,7 +188,7 @@ static const char *bad_key(lua_State *L) {
 }
 
 static int read_map(lua_State *L, reader *r, size_t n) {
-  const unsigned char *at = r->p;
+  const unsigned char *at = r->item;
   /* Every entry takes at least two bytes. */
   if (n > rd_left(r) / 2) return rd_fail(r, at, "truncated input");
   if (rd_enter(L, r, at)) return -1;
@@ -242,11 +242,12 @@ static int read_tagged(lua_State *L, reader *r, unsigned c) {
   case 0xdd: return read_sized_container(L, r, 4, 0);
   case 0xde: return read_sized_container(L, r, 2, 1);
   case 0xdf: return read_sized_container(L, r, 4, 1);
-  default: return rd_fail(r, r->p - 1, "invalid byte 0xc1");
+  default: return rd_fail(r, r->item, "invalid byte 0xc1");
   }
 }
 
 static int read_value(lua_State *L, reader *r) {
+  r->item = r->p;
   if (r->p >= r->end) return rd_fail(r, r->p, "truncated input");
   unsigned c = *r->p++;
   if (c <= 0x7f) { lua_pushnumber(L, (lua_Number)c); return 0; }
@@ -268,7 +269,7 @@ int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t err
     return -1;
   }
   const unsigned char *s = (const unsigned char *)p;
-  reader r = { s, s, s + n, 0, top + 1, err, errlen };
+  reader r = { s, s, s + n, s, 0, top + 1, err, errlen };
   ls_push_array_mt(L);
   int rc = read_value(L, &r);
   if (rc == 0 && r.p != r.end) rc = rd_fail(&r, r.p, "trailing bytes");
@@ -283,8 +284,9 @@ int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t err
 /* ------------------------------------------------------------------------ */
 /* Encoding                                                                 */
 
-/* One step of the path to the value being written: an array index, or the
- * stack index of a map key (valid while that key is being iterated). */
+/* One step of the path to the value being written: an array index (0-based
+ * in messages, like JSONPath and json.c), or the stack index of a map key
+ * (valid while that key is being iterated). */
 typedef struct step {
   size_t index;
   int key;
@@ -319,7 +321,7 @@ static void format_step(lua_State *L, const step *s, char *out, size_t *len, siz
   size_t room = cap - *len;
   int w;
   if (!s->key) {
-    w = snprintf(o, room, "[%zu]", s->index);
+    w = snprintf(o, room, "[%zu]", s->index - 1);
   } else if (lua_type(L, s->key) == LUA_TSTRING) {
     size_t n;
     const char *k = lua_tolstring(L, s->key, &n);
@@ -355,10 +357,13 @@ static int packed(lua_State *L, writer *w, int rc) {
   return rc ? wr_fail(L, w, "out of memory") : 0;
 }
 
-/* Integral numbers in int64 range take msgpack-c's smallest integer form;
- * the rest (and -0, to keep its sign) are float64. */
+/* Integral numbers within +-2^53 take msgpack-c's smallest integer form; the
+ * rest are float64. Larger integral doubles stay float64 so they decode back
+ * as Lua numbers: only int64 cdata decode from (and encode to) integers beyond
+ * 2^53, so a value keeps its Lua type across a round trip. -0 stays float64
+ * to keep its sign. */
 static int write_number(lua_State *L, writer *w, double v) {
-  if (v >= -TWO63 && v < TWO63 && v == floor(v) && !(v == 0 && signbit(v)))
+  if (v >= -TWO53 && v <= TWO53 && v == floor(v) && !(v == 0 && signbit(v)))
     return packed(L, w, msgpack_pack_int64(&w->pk, (int64_t)v));
   return packed(L, w, msgpack_pack_double(&w->pk, v));
 }

@@ -26,8 +26,8 @@
 int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen);
 
 /* Appends the MessagePack form of the value at idx to out. Returns 0, or -1
- * with a message naming the path of the bad value ("cannot encode a function
- * at $.a[3]") and out->len restored. */
+ * with a message naming the path of the bad value, array indexes from 0
+ * ("cannot encode a function at $.a[2]"), and out->len restored. */
 int ls_mpack_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen);
 
 #endif

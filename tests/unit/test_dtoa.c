@@ -63,10 +63,12 @@ static int parse_decimal(const char *s, decimal *d) {
   return nd == 0 ? -1 : 0;
 }
 
-/* The reference: the first of %.15g/%.16g/%.17g precision that reads back. */
+/* The reference: the first of %.15g/%.16g/%.17g precision that reads back.
+ * Subnormals have fewer significant bits, so for them every precision from 1
+ * is tried. */
 static void reference(double v, decimal *d) {
   char buf[64];
-  for (int prec = 15; prec <= 17; prec++) {
+  for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*e", prec - 1, v);
     if (strtod(buf, NULL) == v || prec == 17) break;
   }
@@ -89,6 +91,7 @@ static long n_checked, n_bad, n_shorter;
 
 /* Checks ls_dtoa(v) against the reference; returns 1 when it is right. */
 static int check_one(double v) {
+  if (!isfinite(v)) return 1;
   char out[LS_DTOA_BUFSIZE + 8];
   memset(out, 'x', sizeof out);
   int len = ls_dtoa(v, out);
@@ -101,7 +104,12 @@ static int check_one(double v) {
     size_t gl = strlen(got.digits), wl = strlen(want.digits);
     ok = ok && gl <= wl;
     if (ok && gl == wl) ok = strcmp(got.digits, want.digits) == 0 && got.point == want.point;
-    if (ok && gl < wl) n_shorter++;
+    if (ok && gl < wl) {
+      /* The reference can only lose there when v is a power of two: its lower
+       * neighbour is closer than its upper one, so the interval is lopsided. */
+      ok = frexp(fabs(v), &(int){0}) == 0.5;
+      n_shorter++;
+    }
   }
   n_checked++;
   if (!ok && ++n_bad <= 20) fprintf(stderr, "ls_dtoa(%.17g) = \"%s\": wrong\n", v, out);
@@ -193,13 +201,13 @@ static void test_every_exponent(void) {
 /* Doubles read from short decimals must print as those decimals. */
 static void test_nice_decimals(long count) {
   for (long i = 0; i < count; i++) {
-    int ndig = 1 + (int)(rng_next() % 15);
-    uint64_t m = rng_next() % 1000000000000000u;
-    while (m >= 10 && m % 10 == 0) m /= 10;
-    char buf[64];
+    uint64_t limit = 10;
+    for (int ndig = 1 + (int)(rng_next() % 15); ndig > 1; ndig--) limit *= 10;
+    uint64_t m = 1 + rng_next() % (limit - 1); /* 1 to 15 digits */
     int exp10 = (int)(rng_next() % 600) - 300;
     if (rng_next() % 2) exp10 = (int)(rng_next() % 30) - 15;
-    snprintf(buf, sizeof buf, "%.*llue%d", ndig, (unsigned long long)m, exp10);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%llue%d", (unsigned long long)m, exp10);
     double v = strtod(buf, NULL);
     if (v == 0 || isinf(v) || v < DBL_MIN) continue;
     check_one(v);
@@ -235,7 +243,7 @@ int main(void) {
   test_every_exponent();
   test_nice_decimals(200000);
   test_random_bits(random_count);
-  printf("dtoa: %ld values checked, %ld shorter than the snprintf reference, %ld wrong\n",
-         n_checked, n_shorter, n_bad);
+  printf("dtoa: %ld values checked, %ld wrong, %ld (powers of two) shorter than the reference\n",
+         n_checked, n_bad, n_shorter);
   CHECK_DONE();
 }

@@ -1,0 +1,369 @@
+-- luastream.dataframe: the StreamingDataFrame.
+--
+-- A dataframe only records steps. Each input topic's steps form a tree:
+-- a dataframe object points at one node of it; an in-place operation moves
+-- that pointer to the new node, any other operation returns a new
+-- dataframe pointing at the new node. Reusing a dataframe in two pipelines
+-- gives a node two children: a branch. luastream.compile turns the tree
+-- into one Lua function per input topic.
+--
+-- Which operations are in place follows Quix Streams 3: column assignment,
+-- update, to_topic, print, drop and fill change the dataframe they are
+-- called on (and return it); apply, filter, masks, projections,
+-- set_timestamp and set_headers return a new dataframe and leave the old
+-- one usable for branching.
+local util = require("luastream.util")
+local expr = require("luastream.expr")
+
+local M = {}
+
+local type, rawget, rawset, setmetatable, getmetatable, tostring =
+  type, rawget, rawset, setmetatable, getmetatable, tostring
+
+local KEY = setmetatable({}, { __tostring = function() return "<sdf state>" end })
+local DF = {}          -- metatable of dataframes
+local methods = {}
+M.methods = methods
+
+local function is_sdf(x)
+  return type(x) == "table" and getmetatable(x) == DF
+end
+M.is_sdf = is_sdf
+
+local function st_of(sdf)
+  return rawget(sdf, KEY)
+end
+
+local function new_sdf(app, topic, node)
+  local sdf = setmetatable({}, DF)
+  rawset(sdf, KEY, { app = app, topic = topic, node = node })
+  return sdf
+end
+
+-- A new root for app:dataframe(topic).
+function M.new(app, topic, where)
+  local root = { kind = "root", loc = where, desc = "dataframe '" .. topic.name .. "'", children = {}, topic = topic }
+  return new_sdf(app, topic, root), root
+end
+
+-- The node a dataframe currently points at (used by the compiler and tests).
+function M.node_of(sdf)
+  return st_of(sdf).node
+end
+
+local function check_self(self, name)
+  if not is_sdf(self) then
+    util.fail("sdf:" .. name .. "() must be called with ':' on a dataframe")
+  end
+  return st_of(self)
+end
+
+local function add(sdf, step, inplace)
+  local st = st_of(sdf)
+  if st.app.frozen then
+    util.fail("the pipeline can no longer change: declare steps while the script loads", step.loc)
+  end
+  step.parent = st.node
+  step.children = step.children or {}
+  step.topic = st.topic
+  local kids = st.node.children
+  kids[#kids + 1] = step
+  if inplace then
+    st.node = step
+    return sdf
+  end
+  return new_sdf(st.app, st.topic, step)
+end
+
+local NOT_YET = " is not supported yet (stateful processing, windows and group_by are not implemented)"
+
+local function check_fn(fn, what, where)
+  if not util.is_callable(fn) then
+    util.fail(what .. ": expected a function, got " .. type(fn), where)
+  end
+end
+
+local function check_stateful(opts, what, where)
+  if opts.stateful ~= nil and type(opts.stateful) ~= "boolean" then
+    util.fail(what .. ": option 'stateful' must be a boolean, got " .. type(opts.stateful), where)
+  end
+  if opts.stateful then
+    util.fail(what .. ": {stateful = true}" .. NOT_YET, where)
+  end
+end
+
+-- sdf:apply(fn) used as a value (sdf.x = sdf:apply(fn), sdf[sdf:apply(fn)]):
+-- the apply step is taken out of the tree and its function used directly.
+local function take_apply(self, other, what, where)
+  local st, ost = st_of(self), st_of(other)
+  local node = ost.node
+  if node.kind ~= "apply" or node.expand or node.parent ~= st.node or #node.children > 0 then
+    util.fail(what .. ": a dataframe used as a value must be this dataframe's own sdf:apply(fn), " ..
+      "made in the same statement (sdf.x = sdf:apply(fn))", where)
+  end
+  local kids = node.parent.children
+  for j = #kids, 1, -1 do
+    if kids[j] == node then table.remove(kids, j) break end
+  end
+  return node.fn
+end
+
+local function assign(self, path, value, where)
+  local desc = "column '" .. expr.render_path(path) .. "'"
+  local step = { kind = "assign", path = path, loc = where, desc = desc }
+  if expr.is_expr(value) then
+    step.vk, step.expr = "expr", rawget(value, expr.NODE)
+  elseif is_sdf(value) then
+    step.vk, step.fn = "fn", take_apply(self, value, "assignment to " .. desc, where)
+  elseif type(value) == "function" then
+    step.vk, step.fn = "fn", value
+  else
+    step.vk, step.value = "const", value
+  end
+  return add(self, step, true)
+end
+M.assign = assign
+
+expr.hooks.is_sdf = is_sdf
+expr.hooks.assign = assign
+
+local function projection(self, cols, where)
+  local list = {}
+  for j = 1, #cols do
+    local c = cols[j]
+    if type(c) ~= "string" and type(c) ~= "number" then
+      util.fail("projection: column names must be strings, got " .. type(c) .. " at position " .. j, where)
+    end
+    list[j] = c
+  end
+  for k in pairs(cols) do
+    if type(k) ~= "number" or k < 1 or k > #cols or k % 1 ~= 0 then
+      util.fail("projection: expected a list of column names (sdf[{\"a\", \"b\"}])", where)
+    end
+  end
+  return add(self, { kind = "project", cols = list, loc = where, desc = "projection" }, false)
+end
+
+---------------------------------------------------------------------------
+-- Metatable: sdf.x, sdf["x"], sdf[mask], sdf[{...}], sdf.x = ...
+---------------------------------------------------------------------------
+
+DF.__index = function(self, k)
+  local kt = type(k)
+  if kt == "string" then
+    local m = methods[k]
+    if m then return m end
+    return expr.col({ k }, self)
+  elseif kt == "number" then
+    return expr.col({ k }, self)
+  elseif kt == "table" then
+    local where = util.callsite()
+    if expr.is_expr(k) then
+      local node = rawget(k, expr.NODE)
+      return add(self, { kind = "mask", expr = node, loc = where,
+        desc = "filter '" .. expr.render(node) .. "'" }, false)
+    elseif is_sdf(k) then
+      local fn = take_apply(self, k, "filter", where)
+      return add(self, { kind = "filter", fn = fn, loc = where, desc = "filter" }, false)
+    else
+      return projection(self, k, where)
+    end
+  elseif kt == "function" then
+    local where = util.callsite()
+    return add(self, { kind = "filter", fn = k, loc = where, desc = "filter" }, false)
+  end
+  util.fail("a dataframe cannot be indexed with a " .. kt)
+end
+
+DF.__newindex = function(self, k, value)
+  local kt = type(k)
+  if kt ~= "string" and kt ~= "number" then
+    util.fail("column names must be strings, got " .. kt)
+  end
+  assign(self, { k }, value, util.callsite())
+end
+
+DF.__tostring = function(self)
+  local st = st_of(self)
+  return "StreamingDataFrame<" .. st.topic.name .. ">"
+end
+
+DF.__call = function()
+  util.fail("a dataframe is not callable (did you mean sdf:apply(fn)?)")
+end
+
+---------------------------------------------------------------------------
+-- Methods
+---------------------------------------------------------------------------
+
+-- sdf:col("filter"): a column whose name is also a method name. Several
+-- names give a nested path: sdf:col("pos", "lat").
+function methods.col(self, ...)
+  check_self(self, "col")
+  local n = select("#", ...)
+  if n == 0 then util.fail("sdf:col: expected a column name") end
+  local path = {}
+  for j = 1, n do
+    local p = select(j, ...)
+    if type(p) ~= "string" and type(p) ~= "number" then
+      util.fail("sdf:col: column names must be strings, got " .. type(p))
+    end
+    path[j] = p
+  end
+  return expr.col(path, self)
+end
+
+local APPLY_OPTS = { expand = true, stateful = true }
+function methods.apply(self, fn, opts)
+  check_self(self, "apply")
+  local where = util.callsite()
+  check_fn(fn, "apply", where)
+  opts = util.check_options("apply", opts, APPLY_OPTS, where)
+  check_stateful(opts, "apply", where)
+  if opts.expand ~= nil and type(opts.expand) ~= "boolean" then
+    util.fail("apply: option 'expand' must be a boolean, got " .. type(opts.expand), where)
+  end
+  local expand = opts.expand == true
+  return add(self, { kind = "apply", fn = fn, expand = expand, loc = where,
+    desc = expand and "apply(expand)" or "apply" }, false)
+end
+
+local FN_OPTS = { stateful = true }
+function methods.update(self, fn, opts)
+  check_self(self, "update")
+  local where = util.callsite()
+  check_fn(fn, "update", where)
+  opts = util.check_options("update", opts, FN_OPTS, where)
+  check_stateful(opts, "update", where)
+  return add(self, { kind = "update", fn = fn, loc = where, desc = "update" }, true)
+end
+
+function methods.filter(self, f, opts)
+  check_self(self, "filter")
+  local where = util.callsite()
+  opts = util.check_options("filter", opts, FN_OPTS, where)
+  check_stateful(opts, "filter", where)
+  if expr.is_expr(f) then
+    local node = rawget(f, expr.NODE)
+    return add(self, { kind = "mask", expr = node, loc = where,
+      desc = "filter '" .. expr.render(node) .. "'" }, false)
+  end
+  check_fn(f, "filter", where)
+  return add(self, { kind = "filter", fn = f, loc = where, desc = "filter" }, false)
+end
+
+local TO_TOPIC_OPTS = { key = true }
+function methods.to_topic(self, topic, opts)
+  local st = check_self(self, "to_topic")
+  local where = util.callsite()
+  st.app:_check_topic(topic, "to_topic", where)
+  opts = util.check_options("to_topic", opts, TO_TOPIC_OPTS, where)
+  local step = { kind = "to_topic", topic_out = topic, loc = where, desc = "to_topic '" .. topic.name .. "'" }
+  local key = opts.key
+  if key == nil then
+    step.keyk = "input"
+  elseif type(key) == "string" or type(key) == "number" then
+    step.keyk, step.key = "expr", rawget(expr.col({ key }), expr.NODE)
+  elseif expr.is_expr(key) then
+    step.keyk, step.key = "expr", rawget(key, expr.NODE)
+  elseif util.is_callable(key) then
+    step.keyk, step.key = "fn", key
+  else
+    util.fail("to_topic: option 'key' must be a column name, an expression or a function, got " .. type(key), where)
+  end
+  st.app:_use_output(topic)
+  return add(self, step, true)
+end
+
+local PRINT_OPTS = { metadata = true }
+function methods.print(self, opts)
+  check_self(self, "print")
+  local where = util.callsite()
+  opts = util.check_options("print", opts, PRINT_OPTS, where)
+  if opts.metadata ~= nil and type(opts.metadata) ~= "boolean" then
+    util.fail("print: option 'metadata' must be a boolean, got " .. type(opts.metadata), where)
+  end
+  return add(self, { kind = "print", metadata = opts.metadata ~= false, loc = where, desc = "print" }, true)
+end
+
+function methods.set_timestamp(self, fn)
+  check_self(self, "set_timestamp")
+  local where = util.callsite()
+  check_fn(fn, "set_timestamp", where)
+  return add(self, { kind = "set_ts", fn = fn, loc = where, desc = "set_timestamp" }, false)
+end
+
+function methods.set_headers(self, fn)
+  check_self(self, "set_headers")
+  local where = util.callsite()
+  check_fn(fn, "set_headers", where)
+  return add(self, { kind = "set_hdr", fn = fn, loc = where, desc = "set_headers" }, false)
+end
+
+local function name_list(cols, what, where)
+  if type(cols) == "string" or type(cols) == "number" then return { cols } end
+  if type(cols) ~= "table" or expr.is_expr(cols) or is_sdf(cols) then
+    util.fail(what .. ": expected a list of column names, got " .. type(cols), where)
+  end
+  local list = {}
+  for j = 1, #cols do
+    local c = cols[j]
+    if type(c) ~= "string" and type(c) ~= "number" then
+      util.fail(what .. ": column names must be strings, got " .. type(c), where)
+    end
+    list[j] = c
+  end
+  return list
+end
+
+function methods.drop(self, cols)
+  check_self(self, "drop")
+  local where = util.callsite()
+  local list = name_list(cols, "drop", where)
+  return add(self, { kind = "drop", cols = list, loc = where, desc = "drop" }, true)
+end
+
+-- sdf:fill{"a", b = 0}: a nil or ls.null "a" becomes ls.null, "b" becomes 0.
+function methods.fill(self, spec)
+  check_self(self, "fill")
+  local where = util.callsite()
+  if type(spec) ~= "table" or expr.is_expr(spec) or is_sdf(spec) then
+    util.fail("fill: expected a table {column = default, ...}, got " .. type(spec), where)
+  end
+  local cols = {}
+  local n = #spec
+  for j = 1, n do
+    local c = spec[j]
+    if type(c) ~= "string" then
+      util.fail("fill: column names must be strings, got " .. type(c), where)
+    end
+    cols[#cols + 1] = { c, util.null }
+  end
+  local names = {}
+  for k, v in pairs(spec) do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then
+      if type(k) ~= "string" then
+        util.fail("fill: column names must be strings, got " .. type(k), where)
+      end
+      if expr.is_expr(v) or is_sdf(v) then
+        util.fail("fill: the default for '" .. k .. "' must be a plain value", where)
+      end
+      names[#names + 1] = k
+    end
+  end
+  table.sort(names)
+  for j = 1, #names do cols[#cols + 1] = { names[j], spec[names[j]] } end
+  return add(self, { kind = "fill", cols = cols, loc = where, desc = "fill" }, true)
+end
+
+local function not_yet(name)
+  return function(self)
+    util.fail("sdf:" .. name .. "()" .. NOT_YET)
+  end
+end
+for _, name in ipairs({ "group_by", "tumbling_window", "hopping_window", "sliding_window",
+  "tumbling_count_window", "hopping_count_window", "sliding_count_window", "session_window" }) do
+  methods[name] = not_yet(name)
+end
+
+return M

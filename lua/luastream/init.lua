@@ -1,0 +1,415 @@
+-- luastream: the module a pipeline script requires.
+--
+--   local ls = require("luastream")
+--   local app = ls.app{ name = "crash-detector" }
+--   local sdf = app:dataframe(app:topic("phone-data", { key = "string" }))
+--   sdf.gTotal = ls.sqrt(sdf.gX ^ 2 + sdf.gY ^ 2 + sdf.gZ ^ 2)
+--
+-- The script only declares; luastream.runtime compiles and runs what it
+-- declared once the script's main chunk returns. See docs/api.md.
+local core = require("luastream.core")
+local util = require("luastream.util")
+local expr = require("luastream.expr")
+local dataframe = require("luastream.dataframe")
+
+local ls = {}
+
+ls.version = "0.1.0"
+ls.null = core.null
+ls.array = core.array
+
+for name, fn in pairs(expr.functions) do ls[name] = fn end
+
+-- ls.lit(value): a constant as an expression.
+ls.lit = expr.lit
+
+-- ls.col("x") or ls.col("pos", "lat"): a column of whatever row the
+-- expression is used on.
+function ls.col(...)
+  local n = select("#", ...)
+  if n == 0 then util.fail("ls.col: expected a column name") end
+  local path = {}
+  for j = 1, n do
+    local p = select(j, ...)
+    if type(p) ~= "string" and type(p) ~= "number" then
+      util.fail("ls.col: column names must be strings, got " .. type(p))
+    end
+    path[j] = p
+  end
+  return expr.col(path, nil)
+end
+
+ls.is_expr = expr.is_expr
+
+local function not_yet_module(name)
+  return setmetatable({}, {
+    __index = function(_, k)
+      util.fail("ls." .. name .. "." .. tostring(k) .. " is not supported yet")
+    end,
+    __call = function()
+      util.fail("ls." .. name .. " is not supported yet")
+    end,
+  })
+end
+ls.vec = not_yet_module("vec")
+ls.agg = not_yet_module("agg")
+
+---------------------------------------------------------------------------
+-- Loading context (set by luastream.runtime around a script run)
+---------------------------------------------------------------------------
+
+local loading = { ctx = {}, app = nil }
+
+-- Internal: called by luastream.runtime before it runs a script.
+function ls._begin(ctx)
+  loading.ctx = ctx or {}
+  loading.app = nil
+end
+
+-- Internal: the app the script declared (or nil); ends the loading context.
+function ls._finish()
+  local app = loading.app
+  loading.ctx = {}
+  loading.app = nil
+  return app
+end
+
+---------------------------------------------------------------------------
+-- Options
+---------------------------------------------------------------------------
+
+local GUARANTEES = { ["at-least-once"] = true, ["exactly-once"] = true }
+local OFFSET_RESETS = { earliest = true, latest = true }
+local POLICIES = { skip = true, stop = true, ["dead-letter"] = true }
+local FORMATS = { json = true, string = true, bytes = true, msgpack = true, int = true, double = true }
+ls.FORMATS = FORMATS
+
+local function one_of(set)
+  local names = {}
+  for k in pairs(set) do names[#names + 1] = "'" .. k .. "'" end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+-- name -> { type = "string"|"number"|"table"|..., check = fn(v) -> errmsg|nil }
+local APP_OPTS = {
+  name = { type = "string", check = function(v)
+    if not util.valid_name(v) then return "must be 1-249 characters of A-Z a-z 0-9 . _ -" end
+  end },
+  broker = { type = "string", check = function(v)
+    if v == "" then return "must not be empty" end
+  end },
+  guarantee = { type = "string", check = function(v)
+    if not GUARANTEES[v] then return "must be one of " .. one_of(GUARANTEES) end
+  end },
+  commit_interval = { type = "number", check = function(v)
+    if not (v > 0) or v == math.huge then return "must be a positive number of seconds" end
+  end },
+  commit_every = { type = "number", check = function(v)
+    if v < 0 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 0" end
+  end },
+  offset_reset = { type = "string", check = function(v)
+    if not OFFSET_RESETS[v] then return "must be one of " .. one_of(OFFSET_RESETS) end
+  end },
+  state_dir = { type = "string", check = function(v)
+    if v == "" then return "must not be empty" end
+  end },
+  on_error = { type = "string|function", check = function(v)
+    if type(v) == "string" and not POLICIES[v] then
+      return "must be one of " .. one_of(POLICIES) .. " or a function(err, row, msg)"
+    end
+  end },
+  dead_letter = { type = "string", check = function(v)
+    if not util.valid_name(v) then return "must be a topic name (A-Z a-z 0-9 . _ -)" end
+  end },
+  kafka = { type = "table", check = function(v)
+    for k, x in pairs(v) do
+      if type(k) ~= "string" then return "keys must be librdkafka property names (strings)" end
+      local t = type(x)
+      if t ~= "string" and t ~= "number" and t ~= "boolean" then
+        return "property '" .. k .. "' must be a string, number or boolean, got " .. t
+      end
+    end
+  end },
+  batch_size = { type = "number", check = function(v)
+    if v < 1 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 1" end
+  end },
+  batch_ms = { type = "number", check = function(v)
+    if not (v >= 0) or v == math.huge then return "must be a number of milliseconds >= 0" end
+  end },
+}
+ls.APP_OPTIONS = APP_OPTS
+
+local DEFAULTS = {
+  guarantee = "at-least-once",
+  commit_interval = 5.0,
+  commit_every = 0,
+  offset_reset = "earliest",
+  state_dir = "state",
+  on_error = "stop",
+  batch_size = 1000,
+  batch_ms = 100,
+}
+
+local function type_ok(spec, v)
+  local t = type(v)
+  if spec.type == "string|function" then return t == "string" or t == "function" end
+  return t == spec.type
+end
+
+local function check_value(name, v, prefix, where)
+  local spec = APP_OPTS[name]
+  if not type_ok(spec, v) then
+    local want = spec.type == "string|function" and "a string or a function"
+      or (spec.type == "table" and "a table" or ("a " .. spec.type))
+    util.fail(prefix .. "option '" .. name .. "' must be " .. want .. ", got " .. type(v), where)
+  end
+  local msg = spec.check and spec.check(v)
+  if msg then
+    util.fail(prefix .. "option '" .. name .. "' " .. msg .. " (got " ..
+      (type(v) == "string" and ("'" .. v .. "'") or tostring(v)) .. ")", where)
+  end
+end
+
+-- --set k=v from the command line: v is a string, converted to the option's type.
+local function apply_set(opts, set)
+  if set == nil then return end
+  local keys = {}
+  for k in pairs(set) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local raw = set[k]
+    local what = "--set " .. tostring(k) .. "=" .. tostring(raw)
+    if type(k) ~= "string" then error(what .. ": option names are strings", 0) end
+    local prop = k:match("^kafka%.(.+)$")
+    if prop then
+      opts.kafka = opts.kafka or {}
+      opts.kafka[prop] = tostring(raw)
+    else
+      local spec = APP_OPTS[k]
+      if not spec then
+        error(what .. ": unknown app option '" .. k .. "'" .. util.suggest(k, APP_OPTS), 0)
+      end
+      if spec.type == "table" then
+        error(what .. ": use --set kafka.<property>=<value>", 0)
+      end
+      local v = raw
+      if spec.type == "number" then
+        v = tonumber(raw)
+        if v == nil then error(what .. ": expected a number", 0) end
+      else
+        v = tostring(raw)
+      end
+      local msg = spec.check and spec.check(v)
+      if msg then error(what .. ": option '" .. k .. "' " .. msg, 0) end
+      opts[k] = v
+    end
+  end
+end
+
+local function basename_noext(path)
+  local base = tostring(path):match("([^/\\]+)$") or tostring(path)
+  base = base:gsub("%.lua$", "")
+  base = base:gsub("[^%w%._%-]", "-")
+  if base == "" then base = "luastream" end
+  return base
+end
+
+---------------------------------------------------------------------------
+-- Topics
+---------------------------------------------------------------------------
+
+local Topic = {}
+Topic.__index = Topic
+Topic.__tostring = function(t) return "Topic<" .. t.name .. ">" end
+
+local TOPIC_OPTS = { key = true, value = true, timestamp = true }
+
+---------------------------------------------------------------------------
+-- The app
+---------------------------------------------------------------------------
+
+local App = {}
+App.__index = App
+App.__tostring = function(a) return "App<" .. a.name .. ">" end
+
+function ls.app(opts)
+  local where, file = util.callsite()
+  if loading.app then
+    util.fail("ls.app: only one app per script (the first was declared at " .. loading.app.loc .. ")", where)
+  end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    util.fail("ls.app: expected a table of options, got " .. type(opts), where)
+  end
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" or not APP_OPTS[k] then
+      util.fail("ls.app: unknown option '" .. tostring(k) .. "'" .. util.suggest(k, APP_OPTS), where)
+    end
+    check_value(k, v, "ls.app: ", where)
+  end
+
+  local ctx = loading.ctx
+  local cli = ctx.cli or {}
+  local o = {}
+  for k, v in pairs(DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts) do
+    if k == "kafka" then
+      o.kafka = {}
+      for p, x in pairs(v) do o.kafka[p] = x end
+    else
+      o[k] = v
+    end
+  end
+  o.kafka = o.kafka or {}
+  apply_set(o, cli.set)
+  if cli.name ~= nil then
+    if not util.valid_name(cli.name) then
+      error("--name " .. tostring(cli.name) .. ": must be 1-249 characters of A-Z a-z 0-9 . _ -", 0)
+    end
+    o.name = cli.name
+  end
+  if cli.state_dir ~= nil then o.state_dir = tostring(cli.state_dir) end
+  if o.name == nil then
+    o.name = basename_noext(type(ctx.script) == "string" and ctx.script or file)
+  end
+
+  local broker = cli.broker
+  if broker == nil or broker == "" then broker = o.broker end
+  if broker == nil or broker == "" then
+    local env = os.getenv("LUASTREAM_BROKER")
+    if env ~= nil and env ~= "" then broker = env end
+  end
+  if broker == "" then broker = nil end
+
+  if o.dead_letter == nil and (o.on_error == "dead-letter" or type(o.on_error) == "function") then
+    o.dead_letter = o.name .. "__dead-letter"
+  end
+
+  local app = setmetatable({
+    name = o.name,
+    options = o,
+    broker = broker,
+    loc = where,
+    topics = {},        -- name -> Topic
+    inputs = {},        -- Topic list, in app:dataframe order
+    roots = {},         -- topic name -> list of root nodes
+    outputs = {},       -- Topic list, in first-use order
+    output_id = {},     -- topic name -> index in outputs
+    sources = {},
+    frozen = false,
+  }, App)
+  loading.app = app
+  return app
+end
+
+local function check_app(self, name)
+  if getmetatable(self) ~= App then
+    util.fail("app:" .. name .. "() must be called with ':' on the app")
+  end
+  if self.frozen then
+    util.fail("app:" .. name .. "(): the app can no longer change: declare everything while the script loads")
+  end
+end
+
+function App:topic(name, opts)
+  check_app(self, "topic")
+  local where = util.callsite()
+  if not util.valid_name(name) then
+    util.fail("app:topic: topic name must be 1-249 characters of A-Z a-z 0-9 . _ -, got " ..
+      (type(name) == "string" and ("'" .. name .. "'") or type(name)), where)
+  end
+  opts = util.check_options("app:topic", opts, TOPIC_OPTS, where)
+  local key = opts.key == nil and "bytes" or opts.key
+  local value = opts.value == nil and "json" or opts.value
+  for what, fmt in pairs({ key = key, value = value }) do
+    if type(fmt) ~= "string" or not FORMATS[fmt] then
+      util.fail("app:topic: option '" .. what .. "' must be one of " .. one_of(FORMATS) .. ", got " ..
+        (type(fmt) == "string" and ("'" .. fmt .. "'") or type(fmt)), where)
+    end
+  end
+  local ts = opts.timestamp
+  if ts ~= nil and type(ts) ~= "string" and not util.is_callable(ts) then
+    util.fail("app:topic: option 'timestamp' must be a field name or a function(row, msg), got " .. type(ts), where)
+  end
+  if ts == "" then util.fail("app:topic: option 'timestamp' must not be empty", where) end
+  local old = self.topics[name]
+  if old then
+    if old.key ~= key or old.value ~= value or old.timestamp ~= ts then
+      util.fail("app:topic: topic '" .. name .. "' was already declared at " .. old.loc ..
+        " with different options", where)
+    end
+    return old
+  end
+  local t = setmetatable({ name = name, key = key, value = value, timestamp = ts, loc = where, app = self }, Topic)
+  self.topics[name] = t
+  return t
+end
+
+function App:_check_topic(topic, what, where)
+  if getmetatable(topic) ~= Topic then
+    util.fail(what .. ": expected a topic from app:topic(), got " ..
+      (type(topic) == "string" and ("the string '" .. topic .. "'") or type(topic)), where)
+  end
+  if topic.app ~= self then
+    util.fail(what .. ": topic '" .. topic.name .. "' belongs to another app", where)
+  end
+end
+
+function App:_use_output(topic)
+  if not self.output_id[topic.name] then
+    self.outputs[#self.outputs + 1] = topic
+    self.output_id[topic.name] = #self.outputs
+  end
+  return self.output_id[topic.name]
+end
+
+function App:dataframe(topic)
+  check_app(self, "dataframe")
+  local where = util.callsite()
+  self:_check_topic(topic, "app:dataframe", where)
+  local sdf, root = dataframe.new(self, topic, where)
+  local list = self.roots[topic.name]
+  if not list then
+    list = {}
+    self.roots[topic.name] = list
+    self.inputs[#self.inputs + 1] = topic
+  end
+  list[#list + 1] = root
+  return sdf
+end
+
+local SOURCE_OPTS = { every = true }
+function App:source(topic, fn, opts)
+  check_app(self, "source")
+  local where = util.callsite()
+  self:_check_topic(topic, "app:source", where)
+  if not util.is_callable(fn) then
+    util.fail("app:source: expected a function(emit), got " .. type(fn), where)
+  end
+  opts = util.check_options("app:source", opts, SOURCE_OPTS, where)
+  local every = opts.every == nil and 1000 or opts.every
+  if type(every) ~= "number" or not (every > 0) or every == math.huge then
+    util.fail("app:source: option 'every' must be a positive number of milliseconds, got " ..
+      tostring(every), where)
+  end
+  self:_use_output(topic)
+  local src = { topic = topic, fn = fn, every = every, loc = where }
+  self.sources[#self.sources + 1] = src
+  return src
+end
+
+-- Accepted for familiarity: the runtime runs the app once the script returns.
+function App:run()
+end
+
+-- True when the app talks to the embedded dev broker: no broker given by
+-- option, --broker or LUASTREAM_BROKER.
+function App:is_dev_broker()
+  return self.broker == nil
+end
+
+ls._App = App
+ls._Topic = Topic
+
+return ls

@@ -1,0 +1,290 @@
+/* batch.c - one batch on the Lua side (see batch.h). */
+#include "batch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+#include "lua_vm.h"
+
+/* ---- set-up --------------------------------------------------------------- */
+
+int ls_batch_load(ls_batch *b, lua_State *L, ls_spec *spec, const char *script,
+                  int (*push_cli)(lua_State *L, void *ud), void *ud, char *err, size_t errlen) {
+  memset(b, 0, sizeof *b);
+  b->L = L;
+  b->spec = spec;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.runtime");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    char why[2048];
+    ls_vm_pop_error(L, why, sizeof why);
+    snprintf(err, errlen, "cannot load the Lua runtime: %s", why);
+    return 1;
+  }
+  lua_pushvalue(L, -1);
+  b->rt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "run_batch");
+  b->run_batch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "load");
+  lua_pushstring(L, script);
+  push_cli(L, ud);
+  if (lua_pcall(L, 2, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, errlen);
+    lua_settop(L, 0);
+    return 2;
+  }
+  int rc = ls_spec_read(L, spec, err, errlen) ? 2 : 0;
+  lua_settop(L, 0);
+  return rc;
+}
+
+int ls_batch_alloc(ls_batch *b, int capacity) {
+  size_t n = (size_t)capacity;
+  b->cap = capacity;
+  b->meta = calloc(n, sizeof *b->meta);
+  b->row_msg = calloc(n, sizeof *b->row_msg);
+  b->msg_err = calloc(n, sizeof *b->msg_err);
+  ls_buf_init(&b->kbuf);
+  ls_buf_init(&b->vbuf);
+  return b->meta && b->row_msg && b->msg_err ? 0 : -1;
+}
+
+void ls_batch_free(ls_batch *b) {
+  for (int i = 0; b->msg_err && i < b->cap; i++) free(b->msg_err[i]);
+  free(b->meta);
+  free(b->row_msg);
+  free(b->msg_err);
+  ls_buf_free(&b->kbuf);
+  ls_buf_free(&b->vbuf);
+  b->meta = NULL;
+  b->row_msg = NULL;
+  b->msg_err = NULL;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+typedef struct decode_ctx {
+  ls_batch *b;
+  const ls_inmsg *msgs;
+} decode_ctx;
+
+static void set_decode_error(ls_batch *b, int i, const char *what, const char *err) {
+  char msg[600];
+  snprintf(msg, sizeof msg, "%s: %s", what, err);
+  b->msg_err[i] = strdup(msg);
+}
+
+/* Decodes one record; on success pushes value then key and returns 1. */
+static int decode_one(ls_batch *b, int i, const ls_inmsg *m) {
+  lua_State *L = b->L;
+  const ls_topic_spec *t = &b->spec->inputs[m->topic];
+  char err[512];
+  if (ls_decode(L, t->value, m->payload, m->len, err, sizeof err)) {
+    set_decode_error(b, i, "value", err);
+    return 0;
+  }
+  if (!m->key) {
+    lua_pushnil(L);
+  } else if (ls_decode(L, t->key, m->key, m->key_len, err, sizeof err)) {
+    lua_pop(L, 1);
+    set_decode_error(b, i, "key", err);
+    return 0;
+  }
+  return 1;
+}
+
+static void add_row(ls_batch *b, int i, const ls_inmsg *m, int rows) {
+  lua_State *L = b->L;
+  int row = ++b->nrows;
+  lua_rawseti(L, rows + 1, row); /* key */
+  lua_rawseti(L, rows, row);     /* value */
+  if (b->push_headers && m->source) b->push_headers(L, m->source);
+  else lua_pushnil(L);
+  lua_rawseti(L, rows + 2, row);
+  ls_meta_t *mt = &b->meta[row - 1];
+  mt->offset = (double)m->offset;
+  mt->timestamp = (double)m->timestamp;
+  mt->partition = m->partition;
+  mt->topic = m->topic + 1;
+  b->row_msg[row - 1] = i;
+}
+
+/* Runs under lua_cpcall: fills rt.rows/keys/hdrs and meta. */
+static int decode_cb(lua_State *L) {
+  decode_ctx *c = lua_touserdata(L, 1);
+  ls_batch *b = c->b;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(L, -1, "rows");
+  lua_getfield(L, -2, "keys");
+  lua_getfield(L, -3, "hdrs");
+  int rows = lua_gettop(L) - 2;
+  b->nrows = 0;
+  for (int i = 0; i < b->nmsgs; i++) {
+    const ls_inmsg *m = &c->msgs[i];
+    if (m->topic < 0 || !m->payload) continue; /* events and tombstones are not rows */
+    if (decode_one(b, i, m)) add_row(b, i, m, rows);
+  }
+  /* Let the previous batch's leftovers be collected. */
+  for (int r = b->nrows + 1; r <= b->prev_nrows; r++) {
+    lua_pushnil(L);
+    lua_rawseti(L, rows, r);
+    lua_pushnil(L);
+    lua_rawseti(L, rows + 1, r);
+    lua_pushnil(L);
+    lua_rawseti(L, rows + 2, r);
+  }
+  b->prev_nrows = b->nrows;
+  return 0;
+}
+
+int ls_batch_decode(ls_batch *b, const ls_inmsg *msgs, int n, char *err, size_t errlen) {
+  for (int i = 0; i < b->nmsgs; i++) {
+    free(b->msg_err[i]);
+    b->msg_err[i] = NULL;
+  }
+  b->nmsgs = n < b->cap ? n : b->cap;
+  decode_ctx c = {b, msgs};
+  if (lua_cpcall(b->L, decode_cb, &c) != 0) {
+    ls_vm_pop_error(b->L, err, errlen);
+    b->nrows = 0;
+    return -1;
+  }
+  return 0;
+}
+
+void ls_batch_truncate(ls_batch *b, int keep) {
+  if (keep < b->nrows) b->nrows = keep;
+}
+
+/* ---- calls into Lua ------------------------------------------------------- */
+
+static int finish_call(ls_batch *b, int nargs, char *err, size_t errlen) {
+  lua_State *L = b->L;
+  if (lua_pcall(L, nargs, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, errlen);
+    return -1;
+  }
+  int nout = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return nout;
+}
+
+int ls_batch_call(ls_batch *b, int first, int last, char *err, size_t errlen) {
+  lua_State *L = b->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->run_batch_ref);
+  lua_pushinteger(L, b->nrows);
+  lua_pushlightuserdata(L, b->meta);
+  lua_pushinteger(L, first);
+  lua_pushinteger(L, last);
+  return finish_call(b, 4, err, errlen);
+}
+
+int ls_batch_call_source(ls_batch *b, int k, double now_ms, char *err, size_t errlen) {
+  lua_State *L = b->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(L, -1, "run_source");
+  lua_remove(L, -2);
+  lua_pushinteger(L, k);
+  lua_pushnumber(L, now_ms);
+  return finish_call(b, 2, err, errlen);
+}
+
+void ls_batch_push_row(ls_batch *b, int row) {
+  lua_rawgeti(b->L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(b->L, -1, "rows");
+  lua_rawgeti(b->L, -1, row);
+  lua_replace(b->L, -3);
+  lua_pop(b->L, 1);
+}
+
+void ls_batch_push_handler(ls_batch *b) {
+  lua_rawgeti(b->L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(b->L, -1, "handle_error");
+  lua_remove(b->L, -2);
+}
+
+/* ---- outputs -------------------------------------------------------------- */
+
+typedef struct emit_ctx {
+  ls_batch *b;
+  int nout;
+  ls_emit_fn emit;
+  ls_emit_error_fn on_error;
+  void *ud;
+  int rc;
+} emit_ctx;
+
+enum { T_VAL, T_KEY, T_TOPIC, T_TS, T_ROW, T_HDR, T_COUNT };
+
+/* Encodes key and value of output j into kbuf/vbuf; 0, or 1 (key) / 2 (value) on error. */
+static int encode_kv(ls_batch *b, int tabs, int j, const ls_topic_spec *t, ls_outrec *o,
+                     char *err, size_t errlen) {
+  lua_State *L = b->L;
+  b->kbuf.len = b->vbuf.len = 0;
+  lua_rawgeti(L, tabs + T_KEY, j);
+  int bad = !lua_isnil(L, -1) && ls_encode(L, -1, t->key, &b->kbuf, err, errlen);
+  o->key = lua_isnil(L, -1) ? NULL : b->kbuf.data ? b->kbuf.data : "";
+  lua_pop(L, 1);
+  if (bad) return 1;
+  lua_rawgeti(L, tabs + T_VAL, j);
+  bad = !lua_isnil(L, -1) && ls_encode(L, -1, t->value, &b->vbuf, err, errlen);
+  o->value = lua_isnil(L, -1) ? NULL : b->vbuf.data ? b->vbuf.data : "";
+  lua_pop(L, 1);
+  o->key_len = b->kbuf.len;
+  o->value_len = b->vbuf.len;
+  return bad ? 2 : 0;
+}
+
+static int emit_one(emit_ctx *c, int tabs, int j) {
+  ls_batch *b = c->b;
+  lua_State *L = b->L;
+  ls_outrec o;
+  lua_rawgeti(L, tabs + T_TOPIC, j);
+  lua_rawgeti(L, tabs + T_ROW, j);
+  lua_rawgeti(L, tabs + T_TS, j);
+  o.topic = (int)lua_tointeger(L, -3) - 1;
+  o.row = (int)lua_tointeger(L, -2);
+  o.timestamp = lua_isnumber(L, -1) ? lua_tonumber(L, -1)
+                : o.row > 0 && o.row <= b->nrows ? b->meta[o.row - 1].timestamp : 0;
+  lua_pop(L, 3);
+  if (o.topic < 0 || o.topic >= b->spec->noutputs) luaL_error(L, "output %d has no topic", j);
+  const ls_topic_spec *t = &b->spec->outputs[o.topic];
+  char err[512], msg[700];
+  int bad = encode_kv(b, tabs, j, t, &o, err, sizeof err);
+  if (bad) {
+    snprintf(msg, sizeof msg, "%s for topic %s: %s", bad == 1 ? "key" : "value", t->name, err);
+    return c->on_error(c->ud, o.row, msg);
+  }
+  lua_rawgeti(L, tabs + T_HDR, j);
+  o.headers_idx = lua_gettop(L);
+  int rc = c->emit(c->ud, L, &o);
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Runs under lua_cpcall: encoding may raise (out of memory). */
+static int emit_cb(lua_State *L) {
+  emit_ctx *c = lua_touserdata(L, 1);
+  static const char *const names[T_COUNT] = {"out_val", "out_key", "out_topic",
+                                             "out_ts",  "out_row", "out_hdr"};
+  int tabs = lua_gettop(L) + 2;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->b->rt_ref);
+  for (int i = 0; i < T_COUNT; i++) lua_getfield(L, tabs - 1, names[i]);
+  for (int j = 1; j <= c->nout && c->rc == 0; j++) c->rc = emit_one(c, tabs, j);
+  return 0;
+}
+
+int ls_batch_emit(ls_batch *b, int nout, ls_emit_fn emit, ls_emit_error_fn on_error, void *ud,
+                  char *err, size_t errlen) {
+  if (nout <= 0) return 0;
+  emit_ctx c = {b, nout, emit, on_error, ud, 0};
+  if (lua_cpcall(b->L, emit_cb, &c) != 0) {
+    ls_vm_pop_error(b->L, err, errlen);
+    return -1;
+  }
+  return c.rc;
+}

@@ -1,0 +1,858 @@
+/* json.c - JSON <-> Lua values, built directly on the Lua stack (see json.h).
+ *
+ * Owns the JSON codec that codec.c uses for topics with value = "json".
+ * The decoder is a recursive-descent parser that creates tables with
+ * lua_createtable (sized from the previous document's shape), pushes keys and
+ * strings straight from the input with lua_pushlstring, and converts numbers
+ * itself (exact integers; Clinger's fast path for short decimals; strtod for
+ * the rest). The encoder walks a Lua value and appends to an ls_buf, with
+ * doubles formatted by ls_dtoa (dtoa.c). Shared values (null, the array
+ * marker, int64 cdata) come from luavalue.c. Strings are scanned eight bytes
+ * at a time with portable word arithmetic (SWAR), so no CPU-specific code. */
+#include "json.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "dtoa.h"
+#include "luavalue.h"
+
+#define TWO_POW_53 9007199254740992.0
+
+/* ---------------------------------------------------------------------------
+ * Shared helpers: UTF-8, string scanning, integer printing
+ * ------------------------------------------------------------------------- */
+
+/* Length (2..4) of the well-formed UTF-8 sequence starting at p (*p >= 0x80)
+ * and ending before end, or 0 when it is malformed: a stray continuation
+ * byte, an overlong form, a UTF-16 surrogate, a code point above U+10FFFF or
+ * a truncated sequence (RFC 3629, section 4). */
+static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0], lo = 0x80, hi = 0xBF;
+  size_t n;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0; /* overlong */
+    if (c == 0xED) hi = 0x9F; /* surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90; /* overlong */
+    if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+  } else {
+    return 0;
+  }
+  if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/* A byte that a JSON string holds as is: not '"', '\\', a control character
+ * or part of a multi-byte UTF-8 sequence. */
+static int is_plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
+/* Nonzero when one of the eight bytes of w is not plain. Each test may flag a
+ * byte above a real hit too (borrows), never miss one; the caller rescans. */
+static uint64_t word_has_special(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+  uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  uint64_t hits = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w);
+  return (hits | w) & high;
+}
+
+/* The first byte in [p, end) that is not plain, or end. */
+static const unsigned char *scan_plain(const unsigned char *p, const unsigned char *end) {
+  while (end - p >= 8) {
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    if (word_has_special(w)) break;
+    p += 8;
+  }
+  while (p < end && is_plain(*p)) p++;
+  return p;
+}
+
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Writes v in decimal to out (at least 20 bytes); returns the length. */
+static int write_u64(char *out, uint64_t v) {
+  char tmp[20];
+  char *p = tmp + sizeof tmp;
+  while (v >= 100) {
+    p -= 2;
+    memcpy(p, digit_pairs + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    p -= 2;
+    memcpy(p, digit_pairs + 2 * v, 2);
+  } else {
+    *--p = (char)('0' + v);
+  }
+  int n = (int)(tmp + sizeof tmp - p);
+  memcpy(out, p, (size_t)n);
+  return n;
+}
+
+/* Writes v in decimal to out (at least 21 bytes); returns the length. */
+static int write_i64(char *out, int64_t v) {
+  if (v >= 0) return write_u64(out, (uint64_t)v);
+  out[0] = '-';
+  return 1 + write_u64(out + 1, 0 - (uint64_t)v);
+}
+
+/* JSON text of a finite double: integers below 2^53 plainly, else ls_dtoa. */
+static int write_number(char *out, double v) {
+  if (v != 0 && fabs(v) < TWO_POW_53 && v == (double)(int64_t)v) return write_i64(out, (int64_t)v);
+  return ls_dtoa(v, out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Decoder
+ * ------------------------------------------------------------------------- */
+
+typedef struct dec {
+  lua_State *L;
+  const unsigned char *p, *start, *end;
+  int depth;
+  char *err;
+  size_t errlen;
+} dec;
+
+/* Table size hints: the element count of the last object / array decoded at
+ * each nesting level. Streams repeat one shape, so the next record's tables are
+ * created at their final size instead of growing. */
+#define HINT_LEVELS 8
+#define HINT_MAX_FIELDS 256
+#define HINT_MAX_ITEMS 4096
+static _Thread_local int hint_fields[HINT_LEVELS], hint_items[HINT_LEVELS];
+
+static int hint_level(const dec *d) { return d->depth < HINT_LEVELS ? d->depth - 1 : HINT_LEVELS - 1; }
+
+static int dec_fail(dec *d, const unsigned char *at, const char *fmt, ...) {
+  if (!d->err || d->errlen == 0) return -1;
+  char msg[128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(d->err, d->errlen, "%s at byte %zu", msg, (size_t)(at - d->start));
+  return -1;
+}
+
+/* "unexpected character" at p, or "unexpected end of input" when p is the end. */
+static int dec_unexpected(dec *d, const unsigned char *p) {
+  if (p >= d->end) return dec_fail(d, d->end, "invalid JSON: unexpected end of input");
+  if (*p >= 0x20 && *p < 0x7F) return dec_fail(d, p, "invalid JSON: unexpected character '%c'", *p);
+  return dec_fail(d, p, "invalid JSON: unexpected byte 0x%02X", *p);
+}
+
+/* Whitespace as RFC 8259 defines it: space, tab, line feed, carriage return. */
+static void skip_ws(dec *d) {
+  const unsigned char *p = d->p, *e = d->end;
+  while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  d->p = p;
+}
+
+static int dec_value(dec *d);
+
+/* One more level of nesting: enforce the limit and make room on the Lua stack. */
+static int dec_enter(dec *d) {
+  if (++d->depth > LS_JSON_MAX_DEPTH)
+    return dec_fail(d, d->p, "nesting deeper than %d", LS_JSON_MAX_DEPTH);
+  if (!lua_checkstack(d->L, LUA_MINSTACK)) return dec_fail(d, d->p, "out of Lua stack space");
+  return 0;
+}
+
+/* After an element: skips whitespace and a ',' (returns 1) or the closing
+ * bracket (returns 0); anything else is an error (-1). */
+static int dec_next_element(dec *d, unsigned char close) {
+  skip_ws(d);
+  if (d->p < d->end && *d->p == ',') {
+    d->p++;
+    skip_ws(d);
+    return 1;
+  }
+  if (d->p < d->end && *d->p == close) {
+    d->p++;
+    return 0;
+  }
+  return dec_unexpected(d, d->p);
+}
+
+static int dec_string(dec *d);
+
+/* "key" : — pushes the key and leaves d->p on the value. */
+static int dec_key(dec *d) {
+  if (d->p >= d->end || *d->p != '"') return dec_unexpected(d, d->p);
+  if (dec_string(d)) return -1;
+  skip_ws(d);
+  if (d->p >= d->end || *d->p != ':') return dec_unexpected(d, d->p);
+  d->p++;
+  skip_ws(d);
+  return 0;
+}
+
+static int dec_object(dec *d) {
+  if (dec_enter(d)) return -1;
+  lua_State *L = d->L;
+  int level = hint_level(d), count = 0, more = 1;
+  lua_createtable(L, 0, hint_fields[level]);
+  d->p++;
+  skip_ws(d);
+  if (d->p < d->end && *d->p == '}') {
+    d->p++;
+    more = 0;
+  }
+  while (more) {
+    if (dec_key(d) || dec_value(d)) return -1;
+    lua_rawset(L, -3);
+    count++;
+    if ((more = dec_next_element(d, '}')) < 0) return -1;
+  }
+  hint_fields[level] = count < HINT_MAX_FIELDS ? count : HINT_MAX_FIELDS;
+  d->depth--;
+  return 0;
+}
+
+static int dec_array(dec *d) {
+  if (dec_enter(d)) return -1;
+  lua_State *L = d->L;
+  int level = hint_level(d), count = 0, more = 1;
+  lua_createtable(L, hint_items[level], 0);
+  d->p++;
+  skip_ws(d);
+  if (d->p < d->end && *d->p == ']') {
+    d->p++;
+    more = 0;
+  }
+  while (more) {
+    if (dec_value(d)) return -1;
+    lua_rawseti(L, -2, ++count);
+    if ((more = dec_next_element(d, ']')) < 0) return -1;
+  }
+  ls_mark_array(L);
+  hint_items[level] = count < HINT_MAX_ITEMS ? count : HINT_MAX_ITEMS;
+  d->depth--;
+  return 0;
+}
+
+/* Appends s[0..n) to b, a block at a time (luaL_addlstring goes byte by byte). */
+static void buffer_add(luaL_Buffer *b, const unsigned char *s, size_t n) {
+  while (n > 0) {
+    size_t room = (size_t)(b->buffer + LUAL_BUFFERSIZE - b->p);
+    if (room == 0) {
+      luaL_prepbuffer(b);
+      continue;
+    }
+    size_t k = n < room ? n : room;
+    memcpy(b->p, s, k);
+    b->p += k;
+    s += k;
+    n -= k;
+  }
+}
+
+static void buffer_add_utf8(luaL_Buffer *b, unsigned cp) {
+  unsigned char u[4];
+  size_t n;
+  if (cp < 0x80) {
+    u[0] = (unsigned char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    u[0] = (unsigned char)(0xC0 | cp >> 6);
+    u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    n = 2;
+  } else if (cp < 0x10000) {
+    u[0] = (unsigned char)(0xE0 | cp >> 12);
+    u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    n = 3;
+  } else {
+    u[0] = (unsigned char)(0xF0 | cp >> 18);
+    u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    n = 4;
+  }
+  buffer_add(b, u, n);
+}
+
+/* The four hex digits at p as a number, or -1. */
+static long hex4(const unsigned char *p) {
+  long v = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned c = p[i];
+    int x = (c >= '0' && c <= '9') ? (int)c - '0'
+          : ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') ? (int)(c | 0x20) - 'a' + 10
+          : -1;
+    if (x < 0) return -1;
+    v = v * 16 + x;
+  }
+  return v;
+}
+
+/* \uXXXX at p (a surrogate pair takes two): appends its UTF-8, returns the
+ * byte after it, or NULL on error. */
+static const unsigned char *dec_unicode(dec *d, luaL_Buffer *b, const unsigned char *p) {
+  if (d->end - p < 6) return dec_fail(d, d->end, "invalid JSON: unexpected end of input"), NULL;
+  long cp = hex4(p + 2);
+  if (cp < 0) return dec_fail(d, p, "invalid JSON: invalid \\u escape in string"), NULL;
+  const unsigned char *next = p + 6;
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    long lo = (d->end - next >= 6 && next[0] == '\\' && next[1] == 'u') ? hex4(next + 2) : -1;
+    if (lo < 0xDC00 || lo > 0xDFFF)
+      return dec_fail(d, p, "invalid JSON: unpaired surrogate \\u%04lX in string", cp), NULL;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    next += 6;
+  } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+    return dec_fail(d, p, "invalid JSON: unpaired surrogate \\u%04lX in string", cp), NULL;
+  }
+  buffer_add_utf8(b, (unsigned)cp);
+  return next;
+}
+
+/* The escape sequence at p ('\\'): appends what it stands for, returns the
+ * byte after it, or NULL on error. */
+static const unsigned char *dec_escape(dec *d, luaL_Buffer *b, const unsigned char *p) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+  if (d->end - p < 2) return dec_fail(d, d->end, "invalid JSON: unexpected end of input"), NULL;
+  if (p[1] == 'u') return dec_unicode(d, b, p);
+  const char *hit = p[1] ? strchr(from, p[1]) : NULL;
+  if (!hit) {
+    if (p[1] >= 0x20 && p[1] < 0x7F)
+      return dec_fail(d, p, "invalid JSON: invalid escape '\\%c' in string", p[1]), NULL;
+    return dec_fail(d, p, "invalid JSON: invalid escape in string"), NULL;
+  }
+  luaL_addchar(b, to[hit - from]);
+  return p + 2;
+}
+
+/* A byte that is not plain inside a string, other than '"' and '\\': the
+ * length of the UTF-8 sequence it starts, or 0 after reporting the error. */
+static size_t dec_string_special(dec *d, const unsigned char *p) {
+  if (p == d->end) return dec_fail(d, p, "invalid JSON: unexpected end of input"), 0;
+  if (*p < 0x20) return dec_fail(d, p, "invalid JSON: unescaped control character 0x%02X in string", *p), 0;
+  size_t n = utf8_seq_len(p, d->end);
+  if (n == 0) dec_fail(d, p, "invalid UTF-8 in string");
+  return n;
+}
+
+/* The rest of a string that has escapes: s is its first byte, p its first
+ * backslash. Builds the value in a luaL_Buffer (on the Lua stack). */
+static int dec_string_escaped(dec *d, const unsigned char *s, const unsigned char *p) {
+  luaL_Buffer b;
+  luaL_buffinit(d->L, &b);
+  buffer_add(&b, s, (size_t)(p - s));
+  for (;;) {
+    const unsigned char *run = p;
+    p = scan_plain(p, d->end);
+    buffer_add(&b, run, (size_t)(p - run));
+    if (p < d->end && *p == '"') break;
+    if (p < d->end && *p == '\\') {
+      if (!(p = dec_escape(d, &b, p))) return -1;
+      continue;
+    }
+    size_t n = dec_string_special(d, p);
+    if (n == 0) return -1;
+    buffer_add(&b, p, n);
+    p += n;
+  }
+  luaL_pushresult(&b);
+  d->p = p + 1;
+  return 0;
+}
+
+/* A string at d->p ('"'): pushed straight from the input unless it has escapes. */
+static int dec_string(dec *d) {
+  const unsigned char *s = d->p + 1, *p = s;
+  for (;;) {
+    p = scan_plain(p, d->end);
+    if (p < d->end && *p == '"') break;
+    if (p < d->end && *p == '\\') return dec_string_escaped(d, s, p);
+    size_t n = dec_string_special(d, p);
+    if (n == 0) return -1;
+    p += n;
+  }
+  lua_pushlstring(d->L, (const char *)s, (size_t)(p - s));
+  d->p = p + 1;
+  return 0;
+}
+
+/* true, false, null: lit is the expected text. */
+static int dec_literal(dec *d, const char *lit, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (d->p + i >= d->end || d->p[i] != (unsigned char)lit[i]) return dec_unexpected(d, d->p + i);
+  d->p += n;
+  return 0;
+}
+
+/* The significant digits of a number: the first 19 in mant (exact in a
+ * uint64_t), their count in sig (it keeps counting past 19), and the power of
+ * ten that scales mant to the value (while sig <= 19). */
+typedef struct numparts {
+  uint64_t mant;
+  int sig, exp10;
+} numparts;
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* Digits of the integer part (fraction = 0) or of the fraction (fraction = 1). */
+static const unsigned char *scan_digits(const unsigned char *p, const unsigned char *e, numparts *n,
+                                        int fraction) {
+  for (; p < e && is_digit(*p); p++) {
+    if (n->sig >= 19) {
+      n->sig++;
+      continue;
+    }
+    n->mant = n->mant * 10 + (uint64_t)(*p - '0');
+    if (n->mant != 0) n->sig++; /* leading zeros are not significant */
+    n->exp10 -= fraction;
+  }
+  return p;
+}
+
+/* The exponent part at p ('e' or 'E'): adds it to n->exp10 (clamped, which
+ * only matters for values that overflow or underflow anyway). */
+static const unsigned char *scan_exponent(const unsigned char *p, const unsigned char *e, numparts *n) {
+  int neg = 0, v = 0;
+  p++;
+  if (p < e && (*p == '+' || *p == '-')) neg = *p++ == '-';
+  if (p == e || !is_digit(*p)) return NULL;
+  for (; p < e && is_digit(*p); p++)
+    if (v < 100000) v = v * 10 + (*p - '0');
+  n->exp10 += neg ? -v : v;
+  return p;
+}
+
+/* strtod on a NUL-terminated copy of s[0..n) (the process runs in the "C"
+ * locale). Returns 0, or -1 when out of memory. */
+static int strtod_copy(const unsigned char *s, size_t n, double *out) {
+  char small[64];
+  char *buf = n < sizeof small ? small : malloc(n + 1);
+  if (!buf) return -1;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  *out = strtod(buf, NULL);
+  if (buf != small) free(buf);
+  return 0;
+}
+
+static int push_strtod(dec *d, const unsigned char *s, const unsigned char *e) {
+  double v;
+  if (strtod_copy(s, (size_t)(e - s), &v)) return dec_fail(d, s, "out of memory");
+  lua_pushnumber(d->L, v);
+  return 0;
+}
+
+/* The digits s[0..n) as a uint64_t; returns 0, or -1 when it does not fit. */
+static int parse_u64(const unsigned char *s, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned dig = s[i] - '0';
+    if (v > (UINT64_MAX - dig) / 10) return -1;
+    v = v * 10 + dig;
+  }
+  *out = v;
+  return 0;
+}
+
+/* An integer literal s[0..e): exact number up to 2^53, then int64 / uint64
+ * cdata, then the nearest double. */
+static int push_integer(dec *d, const unsigned char *s, const unsigned char *e, numparts *n) {
+  int neg = *s == '-';
+  uint64_t m = n->mant;
+  if (n->sig > 19 && parse_u64(s + neg, (size_t)(e - s - neg), &m)) return push_strtod(d, s, e);
+  if (m <= (uint64_t)1 << 53) {
+    lua_pushnumber(d->L, neg ? -(double)m : (double)m);
+  } else if (neg && m <= (uint64_t)1 << 63) {
+    ls_push_int64(d->L, m == (uint64_t)1 << 63 ? INT64_MIN : -(int64_t)m);
+  } else if (neg) {
+    lua_pushnumber(d->L, -(double)m);
+  } else if (m <= INT64_MAX) {
+    ls_push_int64(d->L, (int64_t)m);
+  } else {
+    ls_push_uint64(d->L, m);
+  }
+  return 0;
+}
+
+/* Powers of ten that doubles hold exactly. */
+static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A number with a fraction or exponent, s[0..e). Clinger's fast path: when the
+ * digits fit in 53 bits and the power of ten is exact, one IEEE multiply or
+ * divide rounds correctly. Otherwise strtod. (Needs double evaluation to be
+ * plain double, as on x86-64 and ARM; otherwise always strtod.) */
+static int push_double(dec *d, const unsigned char *s, const unsigned char *e, numparts *n) {
+  double v;
+  if (n->mant == 0 && n->sig == 0) {
+    v = 0.0;
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+  } else if (n->sig <= 19 && n->mant <= (uint64_t)1 << 53 && n->exp10 >= -22 && n->exp10 <= 22) {
+    v = (double)n->mant;
+    v = n->exp10 < 0 ? v / exact_pow10[-n->exp10] : v * exact_pow10[n->exp10];
+#endif
+  } else {
+    return push_strtod(d, s, e);
+  }
+  lua_pushnumber(d->L, *s == '-' ? -v : v);
+  return 0;
+}
+
+/* A number at d->p, validated against the JSON grammar:
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int dec_number(dec *d) {
+  const unsigned char *s = d->p, *p = s, *e = d->end;
+  numparts n = {0, 0, 0};
+  int is_int = 1;
+  if (*p == '-') p++;
+  if (p == e || !is_digit(*p)) return dec_unexpected(d, p);
+  if (*p == '0' && p + 1 < e && is_digit(p[1])) return dec_fail(d, s, "invalid JSON: leading zero in number");
+  p = scan_digits(p, e, &n, 0);
+  if (p < e && *p == '.') {
+    if (p + 1 == e || !is_digit(p[1])) return dec_unexpected(d, p + 1);
+    p = scan_digits(p + 1, e, &n, 1);
+    is_int = 0;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    const unsigned char *x = scan_exponent(p, e, &n);
+    if (!x) return dec_fail(d, s, "invalid JSON: invalid number");
+    p = x;
+    is_int = 0;
+  }
+  d->p = p;
+  return is_int ? push_integer(d, s, p, &n) : push_double(d, s, p, &n);
+}
+
+static int dec_value(dec *d) {
+  if (d->p >= d->end) return dec_unexpected(d, d->p);
+  switch (*d->p) {
+  case '{': return dec_object(d);
+  case '[': return dec_array(d);
+  case '"': return dec_string(d);
+  case 't':
+    if (dec_literal(d, "true", 4)) return -1;
+    lua_pushboolean(d->L, 1);
+    return 0;
+  case 'f':
+    if (dec_literal(d, "false", 5)) return -1;
+    lua_pushboolean(d->L, 0);
+    return 0;
+  case 'n':
+    if (dec_literal(d, "null", 4)) return -1;
+    ls_push_null(d->L);
+    return 0;
+  default:
+    if (*d->p == '-' || is_digit(*d->p)) return dec_number(d);
+    return dec_unexpected(d, d->p);
+  }
+}
+
+int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen) {
+  if (n == 0 || p == NULL) {
+    if (err && errlen) snprintf(err, errlen, "invalid JSON: empty input");
+    return -1;
+  }
+  const unsigned char *u = (const unsigned char *)p;
+  dec d = {L, u, u, u + n, 0, err, errlen};
+  int top = lua_gettop(L);
+  skip_ws(&d);
+  if (d.p == d.end) {
+    if (err && errlen) snprintf(err, errlen, "invalid JSON: empty input");
+    return -1;
+  }
+  if (!lua_checkstack(L, LUA_MINSTACK)) {
+    dec_fail(&d, d.p, "out of Lua stack space");
+  } else if (dec_value(&d) == 0) {
+    skip_ws(&d);
+    if (d.p == d.end) return 0;
+    dec_fail(&d, d.p, "trailing characters");
+  }
+  lua_settop(L, top);
+  return -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Encoder
+ * ------------------------------------------------------------------------- */
+
+/* One step of the JSON path to the value being encoded, for error messages. */
+typedef struct path_step {
+  enum { STEP_INDEX, STEP_KEY, STEP_NUMBER_KEY } kind;
+  size_t index;    /* STEP_INDEX: 0-based */
+  const char *key; /* STEP_KEY: valid while the key is on the Lua stack */
+  size_t keylen;
+  double number; /* STEP_NUMBER_KEY */
+} path_step;
+
+typedef struct enc {
+  lua_State *L;
+  ls_buf *out;
+  int depth; /* tables open */
+  int steps; /* valid entries of path */
+  path_step path[LS_JSON_MAX_ENCODE_DEPTH + 1];
+  char *err;
+  size_t errlen;
+} enc;
+
+/* Bounded appends for the path text; a full buffer ends in "...". */
+typedef struct text {
+  char *s;
+  size_t len, cap; /* cap excludes the NUL */
+} text;
+
+static void text_add(text *t, const char *s, size_t n) {
+  if (t->len + n > t->cap) {
+    memcpy(t->s + t->cap - 3, "...", 3);
+    t->len = t->cap;
+    return;
+  }
+  memcpy(t->s + t->len, s, n);
+  t->len += n;
+}
+
+static int is_identifier(const char *s, size_t n) {
+  if (n == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!(c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))) return 0;
+  }
+  return 1;
+}
+
+/* ["key"], keeping valid UTF-8 and printable ASCII, '?' for any other byte. */
+static void text_add_quoted_key(text *t, const char *key, size_t n) {
+  const unsigned char *p = (const unsigned char *)key, *end = p + (n > 64 ? 64 : n);
+  text_add(t, "[\"", 2);
+  while (p < end) {
+    size_t k = *p >= 0x80 ? utf8_seq_len(p, end) : (*p >= 0x20 && *p < 0x7F);
+    if (*p == '"' || *p == '\\') text_add(t, "\\", 1);
+    text_add(t, k ? (const char *)p : "?", k ? k : 1);
+    p += k ? k : 1;
+  }
+  text_add(t, n > 64 ? "...\"]" : "\"]", n > 64 ? 5 : 2);
+}
+
+static void text_add_step(text *t, const path_step *st) {
+  char num[LS_DTOA_BUFSIZE + 4];
+  if (st->kind == STEP_INDEX) {
+    num[0] = '[';
+    int n = 1 + write_u64(num + 1, st->index);
+    num[n++] = ']';
+    text_add(t, num, (size_t)n);
+  } else if (st->kind == STEP_NUMBER_KEY) {
+    int n = write_number(num, st->number);
+    text_add_quoted_key(t, num, (size_t)n);
+  } else if (is_identifier(st->key, st->keylen)) {
+    text_add(t, ".", 1);
+    text_add(t, st->key, st->keylen);
+  } else {
+    text_add_quoted_key(t, st->key, st->keylen);
+  }
+}
+
+/* Formats "<message> at $<path>" into e->err; returns -1. */
+static int enc_fail(enc *e, const char *fmt, ...) {
+  if (!e->err || e->errlen == 0) return -1;
+  char path[300];
+  text t = {path, 0, sizeof path - 1};
+  text_add(&t, "$", 1);
+  for (int i = 0; i < e->steps && t.len < t.cap; i++) text_add_step(&t, &e->path[i]);
+  path[t.len] = '\0';
+  char msg[128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(e->err, e->errlen, "%s at %s", msg, path);
+  return -1;
+}
+
+static int enc_put(enc *e, const void *p, size_t n) {
+  return ls_buf_put(e->out, p, n) ? enc_fail(e, "out of memory") : 0;
+}
+
+static int enc_putc(enc *e, char c) { return ls_buf_putc(e->out, c) ? enc_fail(e, "out of memory") : 0; }
+
+/* The escape sequence for c: \" \\ \b \f \n \r \t or \u00XX. */
+static int enc_escape(enc *e, unsigned char c) {
+  static const char hex[] = "0123456789abcdef";
+  char s[6] = {'\\', (char)c, 'u', '0', '0', 0};
+  size_t n = 2;
+  switch (c) {
+  case '"': case '\\': break;
+  case '\b': s[1] = 'b'; break;
+  case '\f': s[1] = 'f'; break;
+  case '\n': s[1] = 'n'; break;
+  case '\r': s[1] = 'r'; break;
+  case '\t': s[1] = 't'; break;
+  default:
+    s[1] = 'u';
+    s[4] = hex[c >> 4];
+    s[5] = hex[c & 15];
+    n = 6;
+  }
+  return enc_put(e, s, n);
+}
+
+/* A quoted string. what names it in the error ("string", "object key"). */
+static int enc_string(enc *e, const char *str, size_t n, const char *what) {
+  const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + n, *run = s;
+  if (ls_buf_reserve(e->out, n + 2)) return enc_fail(e, "out of memory");
+  e->out->data[e->out->len++] = '"';
+  for (;;) {
+    p = scan_plain(p, end);
+    if (p == end) break;
+    if (*p >= 0x80) {
+      size_t k = utf8_seq_len(p, end);
+      if (k == 0) return enc_fail(e, "invalid UTF-8 in %s", what);
+      p += k;
+      continue;
+    }
+    if (enc_put(e, run, (size_t)(p - run)) || enc_escape(e, *p)) return -1;
+    run = ++p;
+  }
+  if (enc_put(e, run, (size_t)(end - run))) return -1;
+  return enc_putc(e, '"');
+}
+
+static int enc_number(enc *e, double v) {
+  if (!isfinite(v)) return enc_fail(e, "cannot encode NaN or infinity");
+  if (ls_buf_reserve(e->out, LS_DTOA_BUFSIZE)) return enc_fail(e, "out of memory");
+  e->out->len += (size_t)write_number(e->out->data + e->out->len, v);
+  return 0;
+}
+
+static int enc_cdata(enc *e, int idx) {
+  int64_t v;
+  int is_unsigned;
+  if (!ls_to_int64(e->L, idx, &v, &is_unsigned)) return enc_fail(e, "cannot encode a cdata value");
+  if (ls_buf_reserve(e->out, 24)) return enc_fail(e, "out of memory");
+  char *dst = e->out->data + e->out->len;
+  e->out->len += (size_t)(is_unsigned ? write_u64(dst, (uint64_t)v) : write_i64(dst, v));
+  return 0;
+}
+
+static int enc_value(enc *e, int idx);
+
+static int enc_array(enc *e, int idx, size_t n) {
+  lua_State *L = e->L;
+  path_step *st = &e->path[e->depth - 1];
+  if (enc_putc(e, '[')) return -1;
+  for (size_t i = 1; i <= n; i++) {
+    if (i > 1 && enc_putc(e, ',')) return -1;
+    st->kind = STEP_INDEX;
+    st->index = i - 1;
+    e->steps = e->depth;
+    lua_rawgeti(L, idx, (int)i);
+    if (enc_value(e, lua_gettop(L))) return -1;
+    lua_pop(L, 1);
+  }
+  return enc_putc(e, ']');
+}
+
+/* The key at idx, quoted, followed by ':'. Leaves its path step filled in. */
+static int enc_key(enc *e, int idx) {
+  path_step *st = &e->path[e->depth - 1];
+  int type = lua_type(e->L, idx);
+  if (type == LUA_TSTRING) {
+    st->kind = STEP_KEY;
+    st->key = lua_tolstring(e->L, idx, &st->keylen);
+    if (enc_string(e, st->key, st->keylen, "object key")) return -1;
+  } else if (type == LUA_TNUMBER) {
+    double k = lua_tonumber(e->L, idx); /* not lua_tolstring: it would change the key */
+    char num[LS_DTOA_BUFSIZE + 2];
+    if (!isfinite(k)) return enc_fail(e, "cannot encode an infinite object key");
+    st->kind = STEP_NUMBER_KEY;
+    st->number = k;
+    num[0] = '"';
+    int n = 1 + write_number(num + 1, k);
+    num[n++] = '"';
+    if (enc_put(e, num, (size_t)n)) return -1;
+  } else {
+    return enc_fail(e, "cannot encode a %s as an object key", lua_typename(e->L, type));
+  }
+  return enc_putc(e, ':');
+}
+
+static int enc_object(enc *e, int idx) {
+  lua_State *L = e->L;
+  int first = 1;
+  if (enc_putc(e, '{')) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L); /* key at top - 1, value at top */
+    if (!first && enc_putc(e, ',')) return -1;
+    first = 0;
+    e->steps = e->depth - 1;
+    if (enc_key(e, top - 1)) return -1;
+    e->steps = e->depth;
+    if (enc_value(e, top)) return -1;
+    lua_pop(L, 1);
+  }
+  return enc_putc(e, '}');
+}
+
+static int enc_table(enc *e, int idx) {
+  if (e->depth >= LS_JSON_MAX_ENCODE_DEPTH)
+    return enc_fail(e, "table nested deeper than %d (a cycle?)", LS_JSON_MAX_ENCODE_DEPTH);
+  if (!lua_checkstack(e->L, 4)) return enc_fail(e, "out of Lua stack space");
+  size_t n;
+  e->depth++;
+  int rc = ls_table_is_array(e->L, idx, &n) ? enc_array(e, idx, n) : enc_object(e, idx);
+  e->depth--;
+  e->steps = e->depth;
+  return rc;
+}
+
+static int enc_value(enc *e, int idx) {
+  lua_State *L = e->L;
+  int type = lua_type(L, idx);
+  switch (type) {
+  case LUA_TNIL: return enc_put(e, "null", 4);
+  case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? enc_put(e, "true", 4) : enc_put(e, "false", 5);
+  case LUA_TNUMBER: return enc_number(e, lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return enc_string(e, s, n, "string");
+  }
+  case LUA_TTABLE: return enc_table(e, idx);
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL) return enc_put(e, "null", 4);
+    return enc_fail(e, "cannot encode a light userdata");
+  case LS_LUA_TCDATA: return enc_cdata(e, idx);
+  default: return enc_fail(e, "cannot encode a %s", lua_typename(L, type));
+  }
+}
+
+int ls_json_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen) {
+  enc e;
+  e.L = L;
+  e.out = out;
+  e.depth = e.steps = 0;
+  e.err = err;
+  e.errlen = errlen;
+  int top = lua_gettop(L);
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = top + idx + 1;
+  size_t len0 = out->len;
+  int rc = lua_checkstack(L, LUA_MINSTACK) ? enc_value(&e, idx) : enc_fail(&e, "out of Lua stack space");
+  lua_settop(L, top);
+  if (rc) out->len = len0;
+  return rc;
+}

@@ -1,0 +1,49 @@
+/* json.h - JSON <-> Lua values, built directly on the Lua stack.
+ *
+ * Owns the "json" serializer that codec.c dispatches to. Values follow
+ * luavalue.h: null is ls.null, arrays carry the shared array marker so [] and
+ * {} round-trip, integers beyond 2^53 are int64_t / uint64_t cdata. Doubles are
+ * written with ls_dtoa (dtoa.h), the shortest text that reads back exactly.
+ *
+ * Decoding:
+ *   objects -> tables (duplicate key: the last wins); arrays -> marked tables;
+ *   strings -> Lua strings (escapes decoded, UTF-8 validated and kept byte-exact);
+ *   integers (no '.' or exponent): |v| <= 2^53 -> number, else int64_t cdata,
+ *   else uint64_t cdata, else (beyond 64 bits) the nearest double;
+ *   other numbers -> the correctly rounded double (an overflow gives +-inf).
+ *   Nesting deeper than LS_JSON_MAX_DEPTH is an error.
+ * Encoding:
+ *   tables -> arrays or objects (ls_table_is_array decides); object keys must be
+ *   strings or numbers (numbers are written as their JSON text, quoted);
+ *   integral numbers below 2^53 as integers; NaN and infinities are errors;
+ *   int64/uint64 cdata exactly; ls.null and nil -> null; strings must be UTF-8.
+ *   Functions, threads, userdata other than ls.null and other cdata are errors,
+ *   as are tables nested deeper than LS_JSON_MAX_ENCODE_DEPTH (a cycle, usually).
+ *
+ * Error messages are one line. Decode errors give the byte offset (from 0) in
+ * the input; encode errors give the JSON path of the offending value, with
+ * 0-based array indexes: "cannot encode a function at $.x[2]". */
+#ifndef LS_JSON_H
+#define LS_JSON_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "buf.h"
+
+#define LS_JSON_MAX_DEPTH 512
+#define LS_JSON_MAX_ENCODE_DEPTH 128
+
+/* Decode JSON text p[0..n) and push exactly one Lua value. Returns 0, or -1 with a
+ * one-line message in err (e.g. "invalid JSON: unexpected character 'x' at byte 17")
+ * and the Lua stack exactly as it was. Runs inside a protected Lua call (Lua may
+ * raise out-of-memory errors). */
+int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen);
+
+/* Append the JSON text of the Lua value at stack index idx to out. Returns 0, or -1
+ * with a one-line message in err (e.g. "cannot encode NaN or infinity at $.a.b") and
+ * out->len as it was. The stack is unchanged on return. Runs inside a protected call. */
+int ls_json_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen);
+
+#endif
