@@ -29,6 +29,8 @@ local function reading(phone, now)
   return { device = phone.id, ts = now, gX = r(gx), gY = r(gy), gZ = r(gz) }
 end
 
+local now_ms = require("luastream").now_ms
+
 function M.attach(app, topic, opts)
   opts = opts or {}
   local n, every = opts.phones or 20, opts.every or 100
@@ -45,7 +47,7 @@ function M.attach(app, topic, opts)
     }
   end
   app:source(topic, function(emit)
-    local now = os.time() * 1000
+    local now = now_ms()
     for i = 1, n do
       local phone = phones[i]
       if phone.burst == 0 and random() < crash_rate then phone.burst = 3 end

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ typedef struct ls_app {
   rd_kafka_message_t **msgs;
   ls_inmsg *in;
   int nmsgs;
+  rd_kafka_topic_t *last_rkt; /* cache for input_index() */
+  int last_index;
   int stop_at;       /* first message not done; nmsgs when all are */
   int dlq_row;       /* last row sent to the dead-letter topic */
   /* bookkeeping */
@@ -54,7 +57,7 @@ typedef struct ls_app {
   int error_logs, errors_suppressed;
   double error_window_ms;
   int exit_code;
-  char fatal[1024];
+  char fatal[4096];
 } ls_app;
 
 static volatile sig_atomic_t stop_signal;
@@ -64,10 +67,15 @@ static void on_signal(int sig) {
   stop_signal = sig;
 }
 
-static void set_fatal(ls_app *a, int code, const char *fmt, const char *arg) {
+static void set_fatal(ls_app *a, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_fatal(ls_app *a, int code, const char *fmt, ...) {
   if (a->exit_code) return;
   a->exit_code = code;
-  snprintf(a->fatal, sizeof a->fatal, fmt, arg);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(a->fatal, sizeof a->fatal, fmt, ap);
+  va_end(ap);
 }
 
 /* ---- error reporting ------------------------------------------------------ */
@@ -92,6 +100,8 @@ static void describe_msg(const rd_kafka_message_t *m, char *out, size_t len) {
            (long long)m->offset);
 }
 
+static void push_headers(lua_State *L, const void *source);
+
 /* Pushes the msg table handed to an on_error function. */
 static void push_msg_table(ls_app *a, const rd_kafka_message_t *m) {
   lua_State *L = a->L;
@@ -108,6 +118,12 @@ static void push_msg_table(ls_app *a, const rd_kafka_message_t *m) {
   lua_setfield(L, -2, "offset");
   lua_pushnumber(L, (double)rd_kafka_message_timestamp(m, NULL));
   lua_setfield(L, -2, "timestamp");
+  push_headers(L, m);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_setfield(L, -2, "headers");
 }
 
 /* Asks the user's on_error function; returns the policy it chose. */
@@ -184,10 +200,7 @@ static int handle_error(ls_app *a, int mi, int row, const char *stage, const cha
       ls_warn("%s: %s error, sent to %s: %s", where, stage, a->spec.dead_letter, err);
     return dead_letter(a, mi, stage, err);
   }
-  char msg[1200];
-  snprintf(msg, sizeof msg, "%s: %s error: %s (stopping; this offset is not committed)", where,
-           stage, err);
-  set_fatal(a, 1, "%s", msg);
+  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)", where, stage, err);
   if (a->stop_at > mi) a->stop_at = mi;
   return DONE_STOP;
 }
@@ -195,13 +208,11 @@ static int handle_error(ls_app *a, int mi, int row, const char *stage, const cha
 /* ---- input ---------------------------------------------------------------- */
 
 static int input_index(ls_app *a, rd_kafka_topic_t *rkt) {
-  static rd_kafka_topic_t *last_rkt;
-  static int last_index = -1;
-  if (rkt != last_rkt) {
-    last_index = ls_offsets_topic_index(&a->offsets, rd_kafka_topic_name(rkt));
-    last_rkt = rkt;
+  if (rkt != a->last_rkt) {
+    a->last_index = ls_offsets_topic_index(&a->offsets, rd_kafka_topic_name(rkt));
+    a->last_rkt = rkt;
   }
-  return last_index;
+  return a->last_index;
 }
 
 /* rt.hdrs[i]: { {name, value}, ... } or nil. */

@@ -114,7 +114,7 @@ static int be_put64(ls_buf *out, uint64_t v, char *err, size_t errlen) {
 }
 
 static int put_bytes(ls_buf *out, const char *p, size_t n, char *err, size_t errlen) {
-  if (ls_buf_put(out, p, n) == 0) return 0;
+  if (n == 0 || ls_buf_put(out, p, n) == 0) return 0; /* an empty buffer has no data yet */
   snprintf(err, errlen, "out of memory");
   return -1;
 }
@@ -141,7 +141,7 @@ static int decode_string(lua_State *L, const char *p, size_t n, char *err, size_
     snprintf(err, errlen, "invalid UTF-8 at byte %zu", bad);
     return -1;
   }
-  lua_pushlstring(L, p, n);
+  lua_pushlstring(L, n ? p : "", n);
   return 0;
 }
 
@@ -313,7 +313,7 @@ static enc_box *push_box(lua_State *L) {
 
 static ls_format check_format(lua_State *L, int arg) {
   const char *name = luaL_checkstring(L, arg);
-  ls_format f;
+  ls_format f = LS_FMT_JSON;
   if (ls_format_parse(name, &f)) luaL_error(L, "unknown format '%s'", name);
   return f;
 }

@@ -4,8 +4,8 @@
  * output with ls_encode, using the formats named in the topic's options.
  * JSON lives in json.c and MessagePack in mpack.c; the simple fixed-width and
  * string formats (Kafka's String/Bytes/Long/Double serializers) live here.
- * ls_codec_open gives Lua the same functions as luastream.core's
- * encode/decode, plus ls.null and the array marker. */
+ * ls_codec_open exposes the same dispatch to Lua as encode(fmt, v) and
+ * decode(fmt, s), with ls.null and the array marker. */
 #ifndef LS_CODEC_H
 #define LS_CODEC_H
 

@@ -6,9 +6,15 @@
  * picks the shortest decimal inside it, the closest one on a tie of length.
  * It is exact for every finite double, with no big-number fallback. The
  * layout (where the decimal point or exponent goes) follows JavaScript.
- * tests/unit/test_dtoa.c checks it against the snprintf/strtod reference. */
+ *
+ * Also owns ls_decimal_to_double(), the way back for the JSON decoder's
+ * common cases: Clinger's fast path, then the Eisel-Lemire algorithm (as
+ * described by Nigel Tao, 2020), which reuses the power-of-ten table. Both
+ * are integer or single-operation exact; anything they cannot decide is left
+ * to strtod. tests/unit/test_dtoa.c checks both against snprintf/strtod. */
 #include "dtoa.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -659,15 +665,14 @@ static int32_t sf_floor_log10_pow2(int32_t q, int three_quarters) {
   return sf_floor_shift(q * 1262611 - (three_quarters ? 524031 : 0), 22);
 }
 
-/* Round to odd of g * cp / 2^127: the integer part, with its lowest bit set
- * when any fraction was dropped. */
+/* The full 128-bit product a * b. */
 #if defined(__SIZEOF_INT128__)
 __extension__ typedef unsigned __int128 sf_uint128;
 
-static uint64_t sf_round_to_odd(sf_u128 g, uint64_t cp) {
-  sf_uint128 x = (sf_uint128)cp * g.lo;
-  sf_uint128 y = (sf_uint128)cp * g.hi + (uint64_t)(x >> 64);
-  return (uint64_t)(y >> 63) | ((uint64_t)y != 0);
+static sf_u128 sf_mul64(uint64_t a, uint64_t b) {
+  sf_uint128 p = (sf_uint128)a * b;
+  sf_u128 r = {(uint64_t)(p >> 64), (uint64_t)p};
+  return r;
 }
 #else
 static sf_u128 sf_mul64(uint64_t a, uint64_t b) {
@@ -677,7 +682,11 @@ static sf_u128 sf_mul64(uint64_t a, uint64_t b) {
   sf_u128 r = {p11 + (mid >> 32) + (p01 >> 32), (mid << 32) | (uint32_t)p00};
   return r;
 }
+#endif
 
+/* Round to odd of g * cp / 2^127: the integer part, with its lowest bit set
+ * when any fraction was dropped (the lowest 64 bits of the product cannot
+ * change that, as the Schubfach paper shows). */
 static uint64_t sf_round_to_odd(sf_u128 g, uint64_t cp) {
   uint64_t x1 = sf_mul64(cp, g.lo).hi;
   sf_u128 y = sf_mul64(cp, g.hi);
@@ -685,7 +694,6 @@ static uint64_t sf_round_to_odd(sf_u128 g, uint64_t cp) {
   y.hi += y.lo < x1;
   return ((y.hi << 1) | (y.lo >> 63)) | (y.lo != 0);
 }
-#endif
 
 /* The shortest decimal in the rounding interval of c * 2^q (c > 0). The
  * interval is closed when c is even (round-half-even reads the ends back to
@@ -711,6 +719,27 @@ static sf_decimal sf_to_decimal(uint64_t c, int32_t q, int lower_closer) {
   return (sf_decimal){s + (uint64_t)up, k};
 }
 
+/* Removes trailing zeros (at most 16), a binary search on their count. */
+static sf_decimal sf_strip_zeros(sf_decimal d) {
+  while (d.digits % 100000000 == 0) {
+    d.digits /= 100000000;
+    d.exp += 8;
+  }
+  if (d.digits % 10000 == 0) {
+    d.digits /= 10000;
+    d.exp += 4;
+  }
+  if (d.digits % 100 == 0) {
+    d.digits /= 100;
+    d.exp += 2;
+  }
+  if (d.digits % 10 == 0) {
+    d.digits /= 10;
+    d.exp += 1;
+  }
+  return d;
+}
+
 /* Digits and exponent of a finite v > 0, trailing zeros removed. */
 static sf_decimal sf_decompose(double v) {
   uint64_t bits;
@@ -729,11 +758,7 @@ static sf_decimal sf_decompose(double v) {
       d = sf_to_decimal(c, q, frac == 0 && bexp > 1);
     }
   }
-  while (d.digits % 10 == 0) {
-    d.digits /= 10;
-    d.exp++;
-  }
-  return d;
+  return sf_strip_zeros(d);
 }
 
 static const char sf_digit_pairs[201] =
@@ -741,59 +766,102 @@ static const char sf_digit_pairs[201] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-/* Writes the decimal digits of v (1 <= v < 10^20) to out; returns how many. */
-static int sf_write_digits(char *out, uint64_t v) {
-  char tmp[20];
-  char *p = tmp + sizeof tmp;
-  while (v >= 100) {
-    p -= 2;
-    memcpy(p, sf_digit_pairs + 2 * (v % 100), 2);
-    v /= 100;
-  }
-  if (v >= 10) {
-    p -= 2;
-    memcpy(p, sf_digit_pairs + 2 * v, 2);
-  } else {
-    *--p = (char)('0' + v);
-  }
-  int n = (int)(tmp + sizeof tmp - p);
-  memcpy(out, p, (size_t)n);
+static const uint64_t sf_pow10_u64[20] = {
+    UINT64_C(1), UINT64_C(10), UINT64_C(100), UINT64_C(1000), UINT64_C(10000), UINT64_C(100000),
+    UINT64_C(1000000), UINT64_C(10000000), UINT64_C(100000000), UINT64_C(1000000000),
+    UINT64_C(10000000000), UINT64_C(100000000000), UINT64_C(1000000000000),
+    UINT64_C(10000000000000), UINT64_C(100000000000000), UINT64_C(1000000000000000),
+    UINT64_C(10000000000000000), UINT64_C(100000000000000000), UINT64_C(1000000000000000000),
+    UINT64_C(10000000000000000000)};
+
+static int sf_clz64(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_clzll(x);
+#else
+  int n = 0;
+  for (; !(x >> 63); x <<= 1) n++;
   return n;
+#endif
 }
 
-/* d1.d2d3...e+X: the scientific layout. */
-static char *sf_put_scientific(char *p, const char *dig, int k, int exp10) {
-  *p++ = dig[0];
-  if (k > 1) {
-    *p++ = '.';
-    memcpy(p, dig + 1, (size_t)(k - 1));
-    p += k - 1;
+/* Number of decimal digits of v (1..20, 0 has one): log10 from the bit
+ * length, then one comparison to correct it. */
+static int sf_decimal_length(uint64_t v) {
+  v |= 1; /* same length, and no zero for clz */
+  int t = ((64 - sf_clz64(v)) * 1233) >> 12; /* 1233 / 4096 ~ log10(2) */
+  return t + (t < 20 && v >= sf_pow10_u64[t]);
+}
+
+/* Writes the two digits of v < 100. */
+static void sf_put2(char *p, uint32_t v) { memcpy(p, sf_digit_pairs + 2 * v, 2); }
+
+/* Writes the k decimal digits of v (exactly k, so leading zeros if needed)
+ * ending at out + k: eight at a time in 32-bit arithmetic, then pairs. */
+static void sf_put_digits(char *out, uint64_t v, int k) {
+  char *p = out + k;
+  while (v >= 100000000) {
+    uint32_t lo = (uint32_t)(v % 100000000), hi4 = lo / 10000, lo4 = lo % 10000;
+    v /= 100000000;
+    p -= 8;
+    sf_put2(p, hi4 / 100);
+    sf_put2(p + 2, hi4 % 100);
+    sf_put2(p + 4, lo4 / 100);
+    sf_put2(p + 6, lo4 % 100);
   }
+  uint32_t w = (uint32_t)v;
+  while (w >= 100) {
+    p -= 2;
+    sf_put2(p, w % 100);
+    w /= 100;
+  }
+  if (w >= 10) {
+    sf_put2(p - 2, w);
+  } else {
+    p[-1] = (char)('0' + w);
+  }
+}
+
+int ls_u64toa(uint64_t v, char *out) {
+  int k = sf_decimal_length(v);
+  sf_put_digits(out, v, k);
+  return k;
+}
+
+/* The layouts: each writes the k digits of d.digits at p, placing the
+ * decimal point for a value of 0.digits * 10^n, and returns the end. The
+ * digits go straight to their final place, so no copy reads back bytes just
+ * written (which stalls store forwarding on current CPUs). */
+
+/* d1.d2d3...e+X */
+static char *sf_put_scientific(char *p, uint64_t digits, int k, int exp10) {
+  sf_put_digits(p + 1, digits, k);
+  p[0] = p[1];
+  p[1] = '.';
+  p += k > 1 ? k + 1 : 1;
   *p++ = 'e';
   *p++ = exp10 < 0 ? '-' : '+';
-  return p + sf_write_digits(p, (uint64_t)(exp10 < 0 ? -exp10 : exp10));
+  return p + ls_u64toa((uint64_t)(exp10 < 0 ? -exp10 : exp10), p);
 }
 
-/* Lays out k digits with the decimal point after digit n (JavaScript rules). */
-static char *sf_put_decimal(char *p, const char *dig, int k, int n) {
+/* JavaScript's Number.prototype.toString layout. */
+static char *sf_put_decimal(char *p, uint64_t digits, int k, int n) {
   if (k <= n && n <= 21) { /* digits, then zeros */
-    memcpy(p, dig, (size_t)k);
-    memset(p + k, '0', (size_t)(n - k));
+    sf_put_digits(p, digits, k);
+    for (int i = k; i < n; i++) p[i] = '0';
     return p + n;
   }
-  if (0 < n && n <= 21) { /* dig.its */
-    memcpy(p, dig, (size_t)n);
+  if (0 < n && n <= 21) { /* dig.its: write one to the right, then move the head back */
+    sf_put_digits(p + 1, digits, k);
+    for (int i = 0; i < n; i++) p[i] = p[i + 1];
     p[n] = '.';
-    memcpy(p + n + 1, dig + n, (size_t)(k - n));
     return p + k + 1;
   }
   if (-6 < n && n <= 0) { /* 0.000digits */
-    memcpy(p, "0.", 2);
-    memset(p + 2, '0', (size_t)-n);
-    memcpy(p + 2 - n, dig, (size_t)k);
+    memcpy(p, "0.000000", 8);
+    sf_put_digits(p + 2 - n, digits, k);
     return p + 2 - n + k;
   }
-  return sf_put_scientific(p, dig, k, n - 1);
+  return sf_put_scientific(p, digits, k, n - 1);
 }
 
 int ls_dtoa(double v, char *out) {
@@ -805,11 +873,69 @@ int ls_dtoa(double v, char *out) {
   if (v == 0) {
     *p++ = '0';
   } else {
-    char dig[20];
     sf_decimal d = sf_decompose(v);
-    int k = sf_write_digits(dig, d.digits);
-    p = sf_put_decimal(p, dig, k, k + d.exp);
+    int k = sf_decimal_length(d.digits);
+    p = sf_put_decimal(p, d.digits, k, k + d.exp);
   }
   *p = '\0';
   return (int)(p - out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Decimal to double
+ * ------------------------------------------------------------------------- */
+
+/* Eisel-Lemire: man * 10^exp10 (man != 0) correctly rounded, from a 128-bit
+ * product with the truncated power of ten (g - 1 in sf_pow10). Returns -1 when
+ * the product is too close to a halfway point to decide, or the result is
+ * subnormal, infinite or out of the table's range. */
+static int sf_eisel_lemire(uint64_t man, int exp10, double *out) {
+  if (exp10 < SF_POW10_MIN || exp10 > SF_POW10_MAX) return -1;
+  sf_u128 g = sf_pow10[exp10 - SF_POW10_MIN];
+  uint64_t pow_hi = g.hi - (g.lo == 0), pow_lo = g.lo - 1;
+  int clz = sf_clz64(man);
+  man <<= clz;
+  uint64_t exp2 = (uint64_t)(sf_floor_shift(217706 * exp10, 16) + 64 + 1023) - (uint64_t)clz;
+  sf_u128 x = sf_mul64(man, pow_hi);
+  if ((x.hi & 0x1FF) == 0x1FF && x.lo + man < man) { /* the low half may carry in */
+    sf_u128 y = sf_mul64(man, pow_lo);
+    uint64_t hi = x.hi, lo = x.lo + y.hi;
+    hi += lo < x.lo;
+    if ((hi & 0x1FF) == 0x1FF && lo + 1 == 0 && y.lo + man < man) return -1;
+    x.hi = hi;
+    x.lo = lo;
+  }
+  uint64_t msb = x.hi >> 63, mant = x.hi >> (msb + 9); /* 54 bits */
+  exp2 -= 1 ^ msb;
+  if (x.lo == 0 && (x.hi & 0x1FF) == 0 && (mant & 3) == 1) return -1; /* maybe halfway */
+  mant = (mant + (mant & 1)) >> 1;
+  if (mant >> 53) {
+    mant >>= 1;
+    exp2++;
+  }
+  if (exp2 - 1 >= 0x7FF - 1) return -1; /* subnormal or infinite */
+  uint64_t bits = exp2 << 52 | (mant & ((UINT64_C(1) << 52) - 1));
+  memcpy(out, &bits, sizeof bits);
+  return 0;
+}
+
+/* Powers of ten that doubles hold exactly. */
+static const double sf_exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                          1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+int ls_decimal_to_double(uint64_t digits, int exp10, double *out) {
+  if (digits == 0) {
+    *out = 0.0;
+    return 0;
+  }
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+  /* Clinger: both operands exact, so one IEEE operation rounds correctly. */
+  if (digits <= UINT64_C(1) << 53 && exp10 >= -22 && exp10 <= 22) {
+    double v = (double)digits;
+    *out = exp10 < 0 ? v / sf_exact_pow10[-exp10] : v * sf_exact_pow10[exp10];
+    return 0;
+  }
+#endif
+  return sf_eisel_lemire(digits, exp10, out);
 }

@@ -4,14 +4,14 @@
  * The decoder is a recursive-descent parser that creates tables with
  * lua_createtable (sized from the previous document's shape), pushes keys and
  * strings straight from the input with lua_pushlstring, and converts numbers
- * itself (exact integers; Clinger's fast path for short decimals; strtod for
- * the rest). The encoder walks a Lua value and appends to an ls_buf, with
- * doubles formatted by ls_dtoa (dtoa.c). Shared values (null, the array
+ * itself (exact integers; ls_decimal_to_double in dtoa.c for up to 19
+ * significant digits; strtod, in the "C" locale, for the rest). The encoder
+ * walks a Lua value and appends to an ls_buf, with doubles formatted by
+ * ls_dtoa (dtoa.c). Shared values (null, the array
  * marker, int64 cdata) come from luavalue.c. Strings are scanned eight bytes
  * at a time with portable word arithmetic (SWAR), so no CPU-specific code. */
 #include "json.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -60,8 +60,9 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end) {
  * or part of a multi-byte UTF-8 sequence. */
 static int is_plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
 
-/* Nonzero when one of the eight bytes of w is not plain. Each test may flag a
- * byte above a real hit too (borrows), never miss one; the caller rescans. */
+/* Nonzero when one of the eight bytes of w is not plain: the high bit of each
+ * such byte is set. A borrow may also flag a byte above (later in memory on
+ * little-endian) a real hit, but no hit is ever missed. */
 static uint64_t word_has_special(uint64_t w) {
   const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
   uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
@@ -69,42 +70,29 @@ static uint64_t word_has_special(uint64_t w) {
   return (hits | w) & high;
 }
 
-/* The first byte in [p, end) that is not plain, or end. */
+/* The first byte in [p, end) that is not plain, or end. On little-endian
+ * machines the lowest flagged byte of a word is exact (borrows only run
+ * towards higher bytes), so it gives the position directly. */
 static const unsigned char *scan_plain(const unsigned char *p, const unsigned char *end) {
   while (end - p >= 8) {
     uint64_t w;
     memcpy(&w, p, sizeof w);
-    if (word_has_special(w)) break;
+    uint64_t hits = word_has_special(w);
+    if (hits) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      return p + (__builtin_ctzll(hits) >> 3);
+#else
+      break;
+#endif
+    }
     p += 8;
   }
   while (p < end && is_plain(*p)) p++;
   return p;
 }
 
-static const char digit_pairs[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
 /* Writes v in decimal to out (at least 20 bytes); returns the length. */
-static int write_u64(char *out, uint64_t v) {
-  char tmp[20];
-  char *p = tmp + sizeof tmp;
-  while (v >= 100) {
-    p -= 2;
-    memcpy(p, digit_pairs + 2 * (v % 100), 2);
-    v /= 100;
-  }
-  if (v >= 10) {
-    p -= 2;
-    memcpy(p, digit_pairs + 2 * v, 2);
-  } else {
-    *--p = (char)('0' + v);
-  }
-  int n = (int)(tmp + sizeof tmp - p);
-  memcpy(out, p, (size_t)n);
-  return n;
-}
+static int write_u64(char *out, uint64_t v) { return ls_u64toa(v, out); }
 
 /* Writes v in decimal to out (at least 21 bytes); returns the length. */
 static int write_i64(char *out, int64_t v) {
@@ -113,10 +101,34 @@ static int write_i64(char *out, int64_t v) {
   return 1 + write_u64(out + 1, 0 - (uint64_t)v);
 }
 
-/* JSON text of a finite double: integers below 2^53 plainly, else ls_dtoa. */
+/* Rewrites a plain integer text of n bytes ("-1152921504606847000") in
+ * exponent form ("-1.152921504606847e+18"), so that it decodes as a double
+ * again rather than as an int64. Returns the new length. */
+static int to_exponent_form(char *out, int n) {
+  char *d = out + (out[0] == '-');
+  int m = n - (int)(d - out), k = m;
+  while (k > 1 && d[k - 1] == '0') k--;
+  char digits[32];
+  memcpy(digits, d, (size_t)k);
+  char *p = d;
+  *p++ = digits[0];
+  if (k > 1) {
+    *p++ = '.';
+    memcpy(p, digits + 1, (size_t)k - 1);
+    p += k - 1;
+  }
+  p += snprintf(p, 8, "e+%d", m - 1);
+  return (int)(p - out);
+}
+
+/* JSON text of a finite double: integers below 2^53 plainly, else ls_dtoa;
+ * integral doubles beyond 2^53 in exponent form, so they stay doubles. */
 static int write_number(char *out, double v) {
   if (v != 0 && fabs(v) < TWO_POW_53 && v == (double)(int64_t)v) return write_i64(out, (int64_t)v);
-  return ls_dtoa(v, out);
+  int n = ls_dtoa(v, out);
+  if (fabs(v) > TWO_POW_53 && !memchr(out, '.', (size_t)n) && !memchr(out, 'e', (size_t)n))
+    n = to_exponent_form(out, n);
+  return n;
 }
 
 /* ---------------------------------------------------------------------------
@@ -290,31 +302,41 @@ static void buffer_add_utf8(luaL_Buffer *b, unsigned cp) {
   buffer_add(b, u, n);
 }
 
-/* The four hex digits at p as a number, or -1. */
-static long hex4(const unsigned char *p) {
+/* The four hex digits at p as a number; -1 when one is not a hex digit, -2
+ * when the input ends first. */
+static long hex4(const unsigned char *p, const unsigned char *end) {
   long v = 0;
   for (int i = 0; i < 4; i++) {
-    unsigned c = p[i];
-    int x = (c >= '0' && c <= '9') ? (int)c - '0'
-          : ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') ? (int)(c | 0x20) - 'a' + 10
-          : -1;
-    if (x < 0) return -1;
-    v = v * 16 + x;
+    if (p + i >= end) return -2;
+    unsigned c = p[i] | 0x20; /* lower case for letters */
+    if (p[i] >= '0' && p[i] <= '9') {
+      v = v * 16 + (p[i] - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      v = v * 16 + (c - 'a' + 10);
+    } else {
+      return -1;
+    }
   }
   return v;
+}
+
+/* The low half of a surrogate pair: \uDC00..\uDFFF at p, or -1. */
+static long low_surrogate(const unsigned char *p, const unsigned char *end) {
+  if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+  long lo = hex4(p + 2, end);
+  return lo >= 0xDC00 && lo <= 0xDFFF ? lo : -1;
 }
 
 /* \uXXXX at p (a surrogate pair takes two): appends its UTF-8, returns the
  * byte after it, or NULL on error. */
 static const unsigned char *dec_unicode(dec *d, luaL_Buffer *b, const unsigned char *p) {
-  if (d->end - p < 6) return dec_fail(d, d->end, "invalid JSON: unexpected end of input"), NULL;
-  long cp = hex4(p + 2);
+  long cp = hex4(p + 2, d->end);
+  if (cp == -2) return dec_fail(d, d->end, "invalid JSON: unexpected end of input"), NULL;
   if (cp < 0) return dec_fail(d, p, "invalid JSON: invalid \\u escape in string"), NULL;
   const unsigned char *next = p + 6;
   if (cp >= 0xD800 && cp <= 0xDBFF) {
-    long lo = (d->end - next >= 6 && next[0] == '\\' && next[1] == 'u') ? hex4(next + 2) : -1;
-    if (lo < 0xDC00 || lo > 0xDFFF)
-      return dec_fail(d, p, "invalid JSON: unpaired surrogate \\u%04lX in string", cp), NULL;
+    long lo = low_surrogate(next, d->end);
+    if (lo < 0) return dec_fail(d, p, "invalid JSON: unpaired surrogate \\u%04lX in string", cp), NULL;
     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     next += 6;
   } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
@@ -399,9 +421,9 @@ static int dec_literal(dec *d, const char *lit, size_t n) {
   return 0;
 }
 
-/* The significant digits of a number: the first 19 in mant (exact in a
- * uint64_t), their count in sig (it keeps counting past 19), and the power of
- * ten that scales mant to the value (while sig <= 19). */
+/* A number's decimal digits as mant * 10^exp10. sig counts the significant
+ * digits (leading zeros excluded); mant holds them exactly while sig <= 19
+ * (beyond that it has wrapped around and only strtod can help). */
 typedef struct numparts {
   uint64_t mant;
   int sig, exp10;
@@ -409,23 +431,35 @@ typedef struct numparts {
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
-/* Digits of the integer part (fraction = 0) or of the fraction (fraction = 1). */
-static const unsigned char *scan_digits(const unsigned char *p, const unsigned char *e, numparts *n,
-                                        int fraction) {
-  for (; p < e && is_digit(*p); p++) {
-    if (n->sig >= 19) {
-      n->sig++;
-      continue;
-    }
-    n->mant = n->mant * 10 + (uint64_t)(*p - '0');
-    if (n->mant != 0) n->sig++; /* leading zeros are not significant */
-    n->exp10 -= fraction;
+/* Appends the digits at p to *m (wrapping when there are too many); returns
+ * the first byte that is not a digit. */
+static const unsigned char *add_digits(const unsigned char *p, const unsigned char *e, uint64_t *m) {
+  uint64_t v = *m;
+  for (; p < e && is_digit(*p); p++) v = v * 10 + (uint64_t)(*p - '0');
+  *m = v;
+  return p;
+}
+
+/* The fraction after the '.' at p; returns the byte after it. An absurdly
+ * long one is left to strtod (sig is set beyond 19). */
+static const unsigned char *scan_fraction(const unsigned char *p, const unsigned char *e, numparts *n) {
+  const unsigned char *start = ++p;
+  if (n->sig == 0)
+    while (p < e && *p == '0') p++; /* 0.000ddd: the zeros are not significant */
+  const unsigned char *digits = p;
+  p = add_digits(p, e, &n->mant);
+  if (p - start >= 100000) {
+    n->sig = 100000;
+    return p;
   }
+  n->sig += (int)(p - digits);
+  n->exp10 = -(int)(p - start);
   return p;
 }
 
 /* The exponent part at p ('e' or 'E'): adds it to n->exp10 (clamped, which
- * only matters for values that overflow or underflow anyway). */
+ * only matters for values that overflow or underflow anyway). Returns the
+ * byte after it, or NULL when it has no digits. */
 static const unsigned char *scan_exponent(const unsigned char *p, const unsigned char *e, numparts *n) {
   int neg = 0, v = 0;
   p++;
@@ -489,27 +523,12 @@ static int push_integer(dec *d, const unsigned char *s, const unsigned char *e, 
   return 0;
 }
 
-/* Powers of ten that doubles hold exactly. */
-static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* A number with a fraction or exponent, s[0..e). Clinger's fast path: when the
- * digits fit in 53 bits and the power of ten is exact, one IEEE multiply or
- * divide rounds correctly. Otherwise strtod. (Needs double evaluation to be
- * plain double, as on x86-64 and ARM; otherwise always strtod.) */
+/* A number with a fraction or exponent, s[0..e): exactly by
+ * ls_decimal_to_double when it has at most 19 significant digits (Clinger's
+ * fast path or Eisel-Lemire), else by strtod. */
 static int push_double(dec *d, const unsigned char *s, const unsigned char *e, numparts *n) {
   double v;
-  if (n->mant == 0 && n->sig == 0) {
-    v = 0.0;
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-  } else if (n->sig <= 19 && n->mant <= (uint64_t)1 << 53 && n->exp10 >= -22 && n->exp10 <= 22) {
-    v = (double)n->mant;
-    v = n->exp10 < 0 ? v / exact_pow10[-n->exp10] : v * exact_pow10[n->exp10];
-#endif
-  } else {
-    return push_strtod(d, s, e);
-  }
+  if (n->sig > 19 || ls_decimal_to_double(n->mant, n->exp10, &v) != 0) return push_strtod(d, s, e);
   lua_pushnumber(d->L, *s == '-' ? -v : v);
   return 0;
 }
@@ -523,10 +542,12 @@ static int dec_number(dec *d) {
   if (*p == '-') p++;
   if (p == e || !is_digit(*p)) return dec_unexpected(d, p);
   if (*p == '0' && p + 1 < e && is_digit(p[1])) return dec_fail(d, s, "invalid JSON: leading zero in number");
-  p = scan_digits(p, e, &n, 0);
+  const unsigned char *int_start = p;
+  p = add_digits(p, e, &n.mant);
+  n.sig = *int_start == '0' ? 0 : (int)(p - int_start < 100000 ? p - int_start : 100000);
   if (p < e && *p == '.') {
     if (p + 1 == e || !is_digit(p[1])) return dec_unexpected(d, p + 1);
-    p = scan_digits(p + 1, e, &n, 1);
+    p = scan_fraction(p, e, &n);
     is_int = 0;
   }
   if (p < e && (*p == 'e' || *p == 'E')) {
@@ -692,7 +713,7 @@ static int enc_putc(enc *e, char c) { return ls_buf_putc(e->out, c) ? enc_fail(e
 /* The escape sequence for c: \" \\ \b \f \n \r \t or \u00XX. */
 static int enc_escape(enc *e, unsigned char c) {
   static const char hex[] = "0123456789abcdef";
-  char s[6] = {'\\', (char)c, 'u', '0', '0', 0};
+  char s[6] = {'\\', (char)c, '0', '0', 0, 0};
   size_t n = 2;
   switch (c) {
   case '"': case '\\': break;

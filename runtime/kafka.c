@@ -217,14 +217,19 @@ void ls_kafka_close(ls_kafka *k) {
 /* ---- operations ---------------------------------------------------------- */
 
 int ls_kafka_check_reachable(ls_kafka *k, int timeout_ms, char *err, size_t errlen) {
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t e = rd_kafka_metadata(k->producer, 0, NULL, &md, timeout_ms);
-  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_metadata_destroy(md);
-    return 0;
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  /* Short tries, serving the error callback between them for a precise reason. */
+  for (int waited = 0; waited < timeout_ms; waited += 1000) {
+    const struct rd_kafka_metadata *md = NULL;
+    e = rd_kafka_metadata(k->producer, 0, NULL, &md, 1000);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+      k->last_error[0] = 0;
+      return 0;
+    }
+    rd_kafka_poll(k->producer, 0);
   }
-  snprintf(err, errlen, "%s%s%s", rd_kafka_err2str(e), k->last_error[0] ? ": " : "",
-           k->last_error);
+  snprintf(err, errlen, "%s", k->last_error[0] ? k->last_error : rd_kafka_err2str(e));
   return -1;
 }
 

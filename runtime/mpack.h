@@ -22,7 +22,10 @@
 
 /* Decodes exactly one MessagePack object from p[0..n) and pushes it.
  * Returns 0, or -1 with a message in err and the stack unchanged (malformed,
- * truncated or trailing input, a nil or NaN map key, an ext type, too deep). */
+ * truncated or trailing input, a nil or NaN map key, an ext type, too deep).
+ * Messages end in the byte offset, from 0, of the value they are about:
+ * "truncated input at byte 12" is a value starting at byte 12 that the input
+ * ends inside. */
 int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen);
 
 /* Appends the MessagePack form of the value at idx to out. Returns 0, or -1

@@ -248,6 +248,9 @@ function methods.filter(self, f, opts)
     return add(self, { kind = "mask", expr = node, loc = where,
       desc = "filter '" .. expr.render(node) .. "'" }, false)
   end
+  if is_sdf(f) then
+    f = take_apply(self, f, "filter", where)
+  end
   check_fn(f, "filter", where)
   return add(self, { kind = "filter", fn = f, loc = where, desc = "filter" }, false)
 end

@@ -462,19 +462,4 @@ compile = function(n, vname, cx)
 end
 M.compile = compile
 
--- Does the node need the row (col) at all? Used to skip work for constants.
-function M.uses_fn(n)
-  local k = n.k
-  if k == "apply" then return true end
-  for _, child in ipairs({ n.a, n.b, n.c }) do
-    if child and M.uses_fn(child) then return true end
-  end
-  if n.args then
-    for j = 1, #n.args do
-      if M.uses_fn(n.args[j]) then return true end
-    end
-  end
-  return false
-end
-
 return M

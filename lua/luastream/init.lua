@@ -14,9 +14,12 @@ local dataframe = require("luastream.dataframe")
 
 local ls = {}
 
-ls.version = "0.1.0"
+ls.version = core.version()
 ls.null = core.null
 ls.array = core.array
+
+-- ls.now_ms(): wall-clock time in milliseconds since the epoch (for sources).
+ls.now_ms = core.now_ms
 
 for name, fn in pairs(expr.functions) do ls[name] = fn end
 
@@ -408,8 +411,5 @@ end
 function App:is_dev_broker()
   return self.broker == nil
 end
-
-ls._App = App
-ls._Topic = Topic
 
 return ls

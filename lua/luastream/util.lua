@@ -69,7 +69,7 @@ end
 -- generated pipeline chunk; user locations are kept.
 function M.strip_internal_pos(msg)
   if type(msg) ~= "string" then return msg end
-  if msg:sub(1, 11) == "[pipeline " then
+  if msg:sub(1, 10) == "[pipeline " then
     local rest = msg:match("^%[pipeline [^%]]*%]:%d+: (.*)$")
     if rest then return rest end
   end
@@ -168,10 +168,16 @@ local function idx(t, k)
 end
 M.idx = idx
 
+local tnew = require("table.new")
+
 -- Shallow copy that keeps the metatable (the array marker survives).
+-- Sized up front: growing a table key by key rehashes several times.
 local function copy(t)
   if type(t) ~= "table" then return t end
-  local c = {}
+  local n = 0
+  for _ in next, t do n = n + 1 end
+  local na = #t
+  local c = tnew(na, n > na and n - na or 0)
   for k, v in next, t do c[k] = v end
   local mt = getmetatable(t)
   if mt ~= nil then setmetatable(c, mt) end
@@ -179,22 +185,26 @@ local function copy(t)
 end
 M.copy = copy
 
-local function deepcopy(t, seen)
-  if type(t) ~= "table" then return t end
-  seen = seen or {}
-  local done = seen[t]
-  if done then return done end
-  local c = {}
-  seen[t] = c
+local function deepcopy(t, depth)
+  if depth > 200 then
+    error("cannot copy the row: tables nested more than 200 deep (or a cycle)", 0)
+  end
+  local n = 0
+  for _ in next, t do n = n + 1 end
+  local na = #t
+  local c = tnew(na, n > na and n - na or 0)
   for k, v in next, t do
-    if type(v) == "table" then v = deepcopy(v, seen) end
+    if type(v) == "table" then v = deepcopy(v, depth + 1) end
     c[k] = v
   end
   local mt = getmetatable(t)
   if mt ~= nil then setmetatable(c, mt) end
   return c
 end
-M.deepcopy = function(t) return deepcopy(t) end
+M.deepcopy = function(t)
+  if type(t) ~= "table" then return t end
+  return deepcopy(t, 1)
+end
 
 -- a:contains(b): substring for strings, element for arrays, key for other
 -- tables; false for nil / ls.null.
@@ -283,7 +293,7 @@ function M.fn_ts(x, fallback, what)
 end
 
 function M.expand_error(r)
-  error("apply(expand = true) must return an array (a table) or nil, got " .. type(r), 0)
+  error("the function must return an array (a table) or nil, got " .. type(r), 0)
 end
 
 -- msg.headers is resolved lazily, so a message without headers costs no
@@ -330,7 +340,7 @@ local function header_value(v)
   local t = type(v)
   if t == "string" then return v end
   if t == "number" or t == "boolean" or t == "cdata" then return tostring(v) end
-  error("set_headers: header value must be a string, got " .. t, 0)
+  error("header value must be a string, got " .. t, 0)
 end
 
 -- Normalizes what a set_headers function returned: nil, {name = value, ...}
@@ -338,14 +348,14 @@ end
 function M.norm_headers(h)
   if h == nil or h == null then return nil end
   if type(h) ~= "table" then
-    error("set_headers: function returned " .. type(h) .. ", expected a table or nil", 0)
+    error("the function returned " .. type(h) .. ", expected a table or nil", 0)
   end
   local out = {}
   if h[1] ~= nil then
     for j = 1, #h do
       local p = h[j]
       if type(p) ~= "table" or type(p[1]) ~= "string" then
-        error("set_headers: element " .. j .. " must be {name, value} with a string name", 0)
+        error("element " .. j .. " of the headers must be {name, value} with a string name", 0)
       end
       out[j] = { p[1], header_value(p[2]) }
     end
@@ -354,7 +364,7 @@ function M.norm_headers(h)
   local names = {}
   for k in pairs(h) do
     if type(k) ~= "string" then
-      error("set_headers: header names must be strings, got " .. type(k), 0)
+      error("header names must be strings, got " .. type(k), 0)
     end
     names[#names + 1] = k
   end

@@ -232,6 +232,7 @@ static void test_string(void) {
     CHECK_STR(dec_err(L, LS_FMT_STRING, valid[i], n), "ok");
   }
   CHECK(dec_is(L, LS_FMT_STRING, "h\xc3\xa9llo", 6, "v == 'h\\195\\169llo'"));
+  CHECK(dec_is(L, LS_FMT_STRING, NULL, 0, "v == ''"));
   /* invalid: the offset is where the bad sequence starts */
   static const struct { const char *s; const char *err; } invalid[] = {
     { "\xff", "invalid UTF-8 at byte 0" },
@@ -291,6 +292,15 @@ static void test_bytes(void) {
   CHECK(dec_is(L, LS_FMT_BYTES, NULL, 0, "v == ''"));
   CHECK_STR(enc_hex(L, LS_FMT_BYTES, "'\\0\\255'"), "00 ff");
   CHECK_STR(enc_hex(L, LS_FMT_BYTES, "''"), "");
+  /* an empty value into a buffer that has never held anything */
+  ls_buf b;
+  ls_buf_init(&b);
+  char err[256];
+  lua_pushliteral(L, "");
+  CHECK(ls_encode(L, -1, LS_FMT_BYTES, &b, err, sizeof err) == 0 && b.len == 0);
+  CHECK(ls_encode(L, -1, LS_FMT_STRING, &b, err, sizeof err) == 0 && b.len == 0);
+  lua_pop(L, 1);
+  ls_buf_free(&b);
   CHECK_STR(enc_hex(L, LS_FMT_BYTES, "1"), "error: cannot encode a number as bytes");
   CHECK_STR(enc_hex(L, LS_FMT_BYTES, "nil"), "error: cannot encode nil as bytes");
   CHECK_STR(enc_hex(L, LS_FMT_BYTES, "null"), "error: cannot encode null as bytes");

@@ -1,11 +1,13 @@
-/* test_dtoa.c - unit tests of ls_dtoa (runtime/dtoa.c).
+/* test_dtoa.c - unit tests of ls_dtoa, ls_u64toa and ls_decimal_to_double
+ * (runtime/dtoa.c).
  *
  * Every output must read back (strtod) to exactly the input, be no longer than
  * the snprintf reference (the first of "%.15g", "%.16g", "%.17g" that reads
  * back), carry the same digits whenever it is as long, and follow the
  * JavaScript layout. Inputs: fixed cases, boundaries, every binary exponent,
  * small subnormals, "nice" decimals and random bit patterns (2 million by
- * default; set LS_DTOA_RANDOM=N for a longer run). */
+ * default; set LS_DTOA_RANDOM=N for a longer run). ls_decimal_to_double must
+ * agree with strtod whenever it answers, and answer for nearly all inputs. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -235,14 +237,93 @@ static void test_random_bits(long count) {
   CHECK(n_bad == 0);
 }
 
+static void check_u64toa(uint64_t v) {
+  char got[32], want[32];
+  memset(got, 'x', sizeof got);
+  int n = ls_u64toa(v, got);
+  snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+  int ok = n == (int)strlen(want) && memcmp(got, want, (size_t)n) == 0 && got[n] == 'x';
+  if (!ok && ++n_bad <= 20) fprintf(stderr, "ls_u64toa(%s) = %.*s\n", want, n, got);
+}
+
+static void test_u64toa(void) {
+  uint64_t p = 1;
+  for (int i = 0; i < 20; i++, p *= 10) {
+    check_u64toa(p);
+    check_u64toa(p - 1);
+    check_u64toa(p + 1);
+    check_u64toa(p * 2);
+  }
+  check_u64toa(0);
+  check_u64toa(UINT64_MAX);
+  check_u64toa(UINT64_MAX - 1);
+  for (int i = 0; i < 100000; i++) check_u64toa(rng_next() >> (rng_next() % 64));
+  CHECK(n_bad == 0);
+}
+
+static long n_parsed, n_parse_bad, n_parse_fallback;
+
+/* ls_decimal_to_double(digits, exp10) against strtod. */
+static void check_parse(uint64_t digits, int exp10) {
+  char text[48];
+  snprintf(text, sizeof text, "%llue%d", (unsigned long long)digits, exp10);
+  double want = strtod(text, NULL), got = -1;
+  n_parsed++;
+  if (ls_decimal_to_double(digits, exp10, &got) != 0) {
+    n_parse_fallback++;
+    return;
+  }
+  if (memcmp(&got, &want, sizeof got) != 0 && ++n_parse_bad <= 20)
+    fprintf(stderr, "ls_decimal_to_double(%s) = %.17g, want %.17g\n", text, got, want);
+}
+
+/* Splits the shortest digits of v and parses them back. */
+static void check_parse_of_double(double v) {
+  char buf[40];
+  snprintf(buf, sizeof buf, "%.16e", v); /* 17 significant digits */
+  uint64_t digits = 0;
+  for (const char *p = buf; *p && *p != 'e'; p++)
+    if (*p >= '0' && *p <= '9') digits = digits * 10 + (uint64_t)(*p - '0');
+  int exp10 = atoi(strchr(buf, 'e') + 1) - 16;
+  check_parse(digits, exp10);
+  check_parse(digits + 1, exp10); /* neighbours in the 17th digit */
+  check_parse(digits - 1, exp10);
+  check_parse(digits * 100 + 50, exp10 - 2); /* 19 digits, near a halfway point */
+}
+
+static void test_parse(long count) {
+  const uint64_t max19 = UINT64_C(9999999999999999999);
+  uint64_t edge[] = {1, 9, 10, 4503599627370496, 9007199254740991, 9007199254740992, 9007199254740993, max19};
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+    for (int e = -345; e <= 330; e++) check_parse(edge[i], e);
+  for (long i = 0; i < count; i++) {
+    uint64_t digits = rng_next() % (max19 + 1);
+    digits >>= rng_next() % 64; /* all lengths */
+    if (digits == 0) digits = 1;
+    check_parse(digits, (int)(rng_next() % 640) - 330);
+    check_parse(digits, (int)(rng_next() % 60) - 30);
+    double v = from_bits(rng_next() >> 1);
+    if (isfinite(v) && v >= DBL_MIN) check_parse_of_double(v);
+  }
+  double samples[] = {0.1, 0.3, 1.0 / 3, DBL_MIN, DBL_MAX, 1e23, 9007199254740993.0, 0.0123, 2.5e-7};
+  for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) check_parse_of_double(samples[i]);
+  double zero = -1;
+  CHECK(ls_decimal_to_double(0, 5, &zero) == 0 && zero == 0 && !signbit(zero));
+  printf("decimal_to_double: %ld inputs, %ld wrong, %ld left to strtod\n", n_parsed, n_parse_bad, n_parse_fallback);
+  CHECK(n_parse_bad == 0);
+  CHECK(n_parse_fallback * 10 < n_parsed); /* out-of-range exponents only, mostly */
+}
+
 int main(void) {
   const char *env = getenv("LS_DTOA_RANDOM");
   long random_count = env ? atol(env) : 2000000;
   test_fixed();
+  test_u64toa();
   test_boundaries();
   test_every_exponent();
   test_nice_decimals(200000);
   test_random_bits(random_count);
+  test_parse(random_count / 8);
   printf("dtoa: %ld values checked, %ld wrong, %ld (powers of two) shorter than the reference\n",
          n_checked, n_bad, n_shorter);
   CHECK_DONE();

@@ -305,6 +305,17 @@ static void test_encode_errors(void) {
   CHECK_STR(enc_err(L, "{x = {[{}] = 1}}"), "error: cannot encode a table as a map key at $.x");
   CHECK_STR(enc_err(L, "{{[print] = 1}}"), "error: cannot encode a function as a map key at $[0]");
   CHECK_STR(enc_err(L, "io.stdout"), "error: cannot encode a userdata at $");
+  CHECK_STR(enc_err(L, "{['q\"\\\\\\n'] = print}"), "error: cannot encode a function at $[\"q\\\"\\\\?\"]");
+  CHECK_STR(enc_err(L, "{[string.rep('k', 70)] = print}"),
+            "error: cannot encode a function at $[\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...\"]");
+  int x = 0;
+  lua_pushlightuserdata(L, &x);
+  ls_buf b;
+  ls_buf_init(&b);
+  char err[256];
+  CHECK(ls_mpack_encode(L, -1, &b, err, sizeof err) == -1);
+  CHECK_STR(err, "cannot encode a light userdata at $");
+  lua_pop(L, 1);
   CHECK_STR(enc_err(L, "{v = ffi.new('double[2]')}"), "error: cannot encode a cdata at $.v");
   lua_close(L);
 }

@@ -1,0 +1,456 @@
+-- luastream.runtime: the batch ABI between the C runtime and the Lua layer
+-- (docs/internals.md, "The batch ABI").
+--
+--   spec = rt.load(script_path, cli)
+--   nout = rt.run_batch(n, meta, first, last)
+--   nout = rt.run_source(k, now_ms)
+--   policy, message = rt.handle_error(err, row, msg)
+--
+-- Inputs: C fills rt.rows[i], rt.keys[i], rt.hdrs[i] (1-based; entries past
+-- n are stale) and passes meta, a 0-based ls_meta_t array (cdata, or a
+-- light userdata pointing at the C array). C may replace these three tables
+-- between calls; they are read at the start of each call.
+--
+-- Outputs: each call writes its outputs to rt.out_val / out_key / out_topic /
+-- out_ts / out_row / out_hdr at 1..nout and returns nout. All six entries
+-- are written for every j in 1..nout (out_key and out_hdr may be nil).
+-- Entries past nout are cleared before the call returns (C reads 1..nout).
+-- The six tables are created once and never replaced; C must not replace
+-- them either. out_topic is a 1-based index into spec.outputs; the topic id
+-- in meta is a 1-based index into spec.inputs. out_ts is always set for
+-- pipeline outputs (the row's timestamp unless set_timestamp changed it);
+-- for sources it is the timestamp passed to emit, else now_ms.
+--
+-- Rows are mutated in place by the pipeline (column assignment, update,
+-- drop, fill). A batch that fails has already changed the rows before the
+-- failing one; when C replays them one by one, run_batch returns the
+-- outputs those rows produced in the failed batch instead of running them
+-- again (see "Replays" below). The failing row itself may have been changed
+-- by the steps before the failing one.
+local ffi = require("ffi")
+local core = require("luastream.core")
+local ls = require("luastream")
+local util = require("luastream.util")
+local compile = require("luastream.compile")
+
+pcall(ffi.cdef, [[
+typedef struct ls_meta {
+  double offset;     /* exact up to 2^53 */
+  double timestamp;  /* ms since the epoch; the record's Kafka timestamp */
+  int32_t partition;
+  int32_t topic;     /* index into spec.inputs (1-based) */
+} ls_meta_t;
+]])
+
+local clear = require("table.clear")
+
+local rt = {}
+
+rt.rows, rt.keys, rt.hdrs = {}, {}, {}
+
+local out = { val = {}, key = {}, topic = {}, ts = {}, row = {}, hdr = {} }
+rt.out_val, rt.out_key, rt.out_topic = out.val, out.key, out.topic
+rt.out_ts, rt.out_row, rt.out_hdr = out.ts, out.row, out.hdr
+
+local P = nil          -- the loaded program
+local high = 0         -- highest output index written since the last trim
+
+local function clear_outputs()
+  clear(out.val); clear(out.key); clear(out.topic)
+  clear(out.ts); clear(out.row); clear(out.hdr)
+  high = 0
+end
+
+local function trim(nout)
+  if high > nout then
+    local val, key, topic, ts, row, hdr = out.val, out.key, out.topic, out.ts, out.row, out.hdr
+    for j = nout + 1, high do
+      val[j] = nil; key[j] = nil; topic[j] = nil; ts[j] = nil; row[j] = nil; hdr[j] = nil
+    end
+  end
+  high = nout
+end
+
+local function describe(e)
+  if type(e) == "string" then return e end
+  if e == nil then return "nil" end
+  return "(error object is a " .. type(e) .. " value: " .. tostring(e) .. ")"
+end
+
+---------------------------------------------------------------------------
+-- Loading
+---------------------------------------------------------------------------
+
+local function add_script_dir(path)
+  local dir = path:match("^(.*)[/\\][^/\\]*$")
+  if dir == nil or dir == "" then dir = (path:sub(1, 1) == "/") and "" or "." end
+  local entry = dir .. "/?.lua;" .. dir .. "/?/init.lua;"
+  if package.path:sub(1, #entry) ~= entry and not package.path:find(entry, 1, true) then
+    package.path = entry .. package.path
+  end
+end
+
+local function stringify_kafka(k)
+  local t = {}
+  for name, v in pairs(k) do
+    if type(v) == "number" and v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then
+      t[name] = string.format("%d", v)
+    else
+      t[name] = tostring(v)
+    end
+  end
+  return t
+end
+
+local function build(app, script_name)
+  app.frozen = true
+  local o = app.options
+  if #app.inputs == 0 and #app.sources == 0 then
+    error(app.loc .. ": ls.app: nothing to run: declare app:dataframe(topic) or app:source(topic, fn)", 0)
+  end
+  local spec = {
+    name = app.name,
+    broker = app.broker,
+    guarantee = o.guarantee,
+    commit_interval = o.commit_interval,
+    commit_every = o.commit_every,
+    offset_reset = o.offset_reset,
+    state_dir = o.state_dir,
+    batch_size = o.batch_size,
+    batch_ms = o.batch_ms,
+    on_error = type(o.on_error) == "function" and "function" or o.on_error,
+    dead_letter = o.dead_letter,
+    kafka = stringify_kafka(o.kafka),
+    inputs = {},
+    outputs = {},
+    sources = {},
+  }
+  local env = {
+    out = out,
+    output_id = function(topic) return app.output_id[topic.name] end,
+  }
+  local pipelines = {}
+  for id, topic in ipairs(app.inputs) do
+    spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value }
+    local p = compile.compile_topic(topic, app.roots[topic.name], env)
+    p.topic = topic.name
+    pipelines[id] = p
+  end
+  for id, topic in ipairs(app.outputs) do
+    spec.outputs[id] = { name = topic.name, key = topic.key, value = topic.value }
+  end
+  local sources = {}
+  for k, s in ipairs(app.sources) do
+    local id = app.output_id[s.topic.name]
+    spec.sources[k] = { every = s.every, topic = s.topic.name, output = id }
+    sources[k] = { fn = s.fn, loc = s.loc, topic = s.topic.name, output = id }
+  end
+  P = { app = app, spec = spec, pipelines = pipelines, sources = sources, script = script_name }
+  rt.spec = spec
+  rt.pipelines = pipelines
+  return spec
+end
+
+-- Runs a pipeline script and compiles what it declared. script is a path
+-- (or, for tests, a function that declares the app). cli = { broker=,
+-- name=, state_dir=, set = { option = "value" } }.
+function rt.load(script, cli)
+  cli = cli or {}
+  if type(cli) ~= "table" then error("rt.load: cli must be a table", 2) end
+  local chunk, script_name
+  if type(script) == "string" then
+    script_name = script
+    local f, err = loadfile(script)
+    if not f then
+      err = tostring(err)
+      if err:sub(1, 12) == "cannot open " then
+        err = script .. ": cannot open the script (" .. (err:match(": ([^:]*)$") or err) .. ")"
+      elseif err:sub(1, #script) ~= script then
+        err = script .. ": " .. err
+      end
+      error(err, 0)
+    end
+    add_script_dir(script)
+    chunk = f
+  elseif type(script) == "function" then
+    chunk = script
+    local info = debug.getinfo(script, "S")
+    script_name = info.short_src
+  else
+    error("rt.load: expected a script path, got " .. type(script), 2)
+  end
+  P = nil
+  ls._begin({ script = type(script) == "string" and script or nil, cli = cli })
+  local ok, err = xpcall(chunk, function(e)
+    if type(e) == "string" then return e end
+    local where = util.callsite()
+    return where .. ": " .. describe(e)
+  end)
+  local app = ls._finish()
+  if not ok then error(err, 0) end
+  if not app then
+    error(script_name .. ": the script declares no app (local app = ls.app{ ... })", 0)
+  end
+  return build(app, script_name)
+end
+
+---------------------------------------------------------------------------
+-- Batches
+---------------------------------------------------------------------------
+
+local current = nil   -- the pipeline running (for the error handler)
+local failed_at = nil -- { i = failing row, nout = outputs written } (set by the handler)
+
+-- The row index and output count of the generated function's frame.
+local function frame_state(level)
+  local st = {}
+  local k = 1
+  while true do
+    local name, val = debug.getlocal(level + 1, k)
+    if not name then break end
+    if name == "i" or name == "nout" then st[name] = val end
+    k = k + 1
+  end
+  return st
+end
+
+local function batch_handler(e)
+  local p = current
+  local node
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.source == p.chunkname then
+      node = p.step_at[info.currentline]
+      failed_at = frame_state(level)
+      break
+    end
+    level = level + 1
+  end
+  local msg = util.strip_internal_pos(describe(e))
+  if node then
+    return node.loc .. ": " .. node.desc .. ": " .. msg
+  end
+  return "pipeline of topic '" .. p.topic .. "': " .. msg
+end
+
+local xpcall = xpcall
+local meta_ptr_t = ffi.typeof("ls_meta_t *")
+local last_ud, last_ptr = nil, nil
+
+-- meta may be cdata (ls_meta_t[n] or ls_meta_t *) or a light userdata
+-- pointing at the C array; the cast of the last pointer seen is reused.
+local function as_meta(meta)
+  if type(meta) == "userdata" then
+    if meta ~= last_ud then
+      last_ud, last_ptr = meta, ffi.cast(meta_ptr_t, meta)
+    end
+    return last_ptr
+  end
+  return meta
+end
+
+-- Replays. Rows are changed in place, so running a row of a failed batch
+-- again would apply its in-place steps twice. When a batch fails, the
+-- outputs of the rows that had completed are kept; when C then replays such
+-- a row alone (first = last), those outputs are returned instead of running
+-- it again. A row counts as the same only if its decoded value is the very
+-- same Lua value and its topic, partition and offset match.
+local replay = nil
+
+local function keep_completed(rows, meta, first, upto, nout)
+  local r = { rows = rows, first = first, upto = upto, value = {}, offset = {}, partition = {},
+    topic = {}, outs = {} }
+  for row = first, upto do
+    local m = meta[row - 1]
+    r.value[row] = rows[row]
+    r.offset[row], r.partition[row], r.topic[row] = m.offset, m.partition, m.topic
+  end
+  for j = 1, nout do
+    local row = out.row[j]
+    if row ~= nil and row >= first and row <= upto then
+      local list = r.outs[row]
+      if not list then
+        list = {}
+        r.outs[row] = list
+      end
+      list[#list + 1] = { out.val[j], out.key[j], out.topic[j], out.ts[j], out.hdr[j] }
+    end
+  end
+  return r
+end
+
+local function replayed(rows, meta, row)
+  local r = replay
+  if r.rows ~= rows or row < r.first or row > r.upto then return nil end
+  local m = meta[row - 1]
+  if not rawequal(r.value[row], rows[row]) or r.offset[row] ~= m.offset or
+    r.partition[row] ~= m.partition or r.topic[row] ~= m.topic then
+    return nil
+  end
+  local list = r.outs[row]
+  local nout = 0
+  if list then
+    for j = 1, #list do
+      local o = list[j]
+      out.val[j], out.key[j], out.topic[j], out.ts[j], out.row[j], out.hdr[j] = o[1], o[2], o[3], o[4], row, o[5]
+    end
+    nout = #list
+  end
+  if nout > high then high = nout end
+  trim(nout)
+  return nout
+end
+
+-- Runs rows first..last (default 1..n) through their topics' pipelines.
+function rt.run_batch(n, meta, first, last)
+  if P == nil then error("run_batch: no script loaded (call rt.load first)", 0) end
+  meta = as_meta(meta)
+  first = first or 1
+  last = last or n
+  local rows, keys, hdrs = rt.rows, rt.keys, rt.hdrs
+  if replay then
+    if first == last then
+      local nout = replayed(rows, meta, first)
+      if nout then return nout end
+    else
+      replay = nil
+    end
+  end
+  local pipes = P.pipelines
+  local nout = 0
+  local i = first
+  while i <= last do
+    local t = meta[i - 1].topic
+    local j = i
+    while j < last and meta[j].topic == t do j = j + 1 end
+    local p = pipes[t]
+    if p == nil then
+      clear_outputs()
+      error(string.format("run_batch: row %d has topic id %d, which is not in spec.inputs (1..%d)",
+        i, t, #pipes), 0)
+    end
+    current = p
+    failed_at = nil
+    local ok, res = xpcall(p.fn, batch_handler, i, j, meta, rows, keys, hdrs, nout)
+    if not ok then
+      current = nil
+      local f = failed_at
+      if f and f.i and f.nout and f.i > first then
+        replay = keep_completed(rows, meta, first, f.i - 1, f.nout)
+      end
+      clear_outputs()
+      error(res, 0)
+    end
+    nout = res
+    i = j + 1
+  end
+  current = nil
+  if nout > high then high = nout end
+  trim(nout)
+  return nout
+end
+
+---------------------------------------------------------------------------
+-- Sources
+---------------------------------------------------------------------------
+
+local active = nil      -- the source whose function is running
+local src_nout = 0
+local src_now = 0
+
+local function emit(value, key, ts)
+  local s = active
+  if s == nil then
+    error("emit: called outside its source function", 2)
+  end
+  if value == nil then
+    error("emit: value is nil (use ls.null for a JSON null)", 2)
+  end
+  if ts ~= nil then
+    local tt = type(ts)
+    if tt == "cdata" then ts = tonumber(ts) tt = "number" end
+    if tt ~= "number" or ts ~= ts then
+      error("emit: timestamp must be a number of milliseconds, got " .. tt, 2)
+    end
+  else
+    ts = src_now
+  end
+  local j = src_nout + 1
+  src_nout = j
+  out.val[j] = value; out.key[j] = key; out.topic[j] = s.output
+  out.ts[j] = ts; out.row[j] = 0; out.hdr[j] = nil
+end
+
+local function source_handler(e)
+  local s = active
+  return s.loc .. ": source '" .. s.topic .. "': " .. util.strip_internal_pos(describe(e))
+end
+
+-- Calls source k's function with emit(value, key, timestamp_ms) and now_ms.
+function rt.run_source(k, now_ms)
+  if P == nil then error("run_source: no script loaded (call rt.load first)", 0) end
+  local s = P.sources[k]
+  if s == nil then
+    error("run_source: no source " .. tostring(k) .. " (spec.sources has " .. #P.sources .. ")", 0)
+  end
+  src_now = now_ms or core.now_ms()
+  src_nout = 0
+  active = s
+  local ok, err = xpcall(s.fn, source_handler, emit, src_now)
+  active = nil
+  if not ok then
+    clear_outputs()
+    error(err, 0)
+  end
+  local nout = src_nout
+  if nout > high then high = nout end
+  trim(nout)
+  return nout
+end
+
+---------------------------------------------------------------------------
+-- Errors
+---------------------------------------------------------------------------
+
+local POLICIES = { skip = true, stop = true, ["dead-letter"] = true }
+
+-- Calls the user's on_error function (when on_error is one). Returns the
+-- policy "skip" | "stop" | "dead-letter", plus a message when the function
+-- failed or returned something else (then the policy is "stop").
+function rt.handle_error(err, row, msg)
+  if P == nil then return "stop", "handle_error: no script loaded" end
+  local on_error = P.app.options.on_error
+  if type(on_error) ~= "function" then return on_error end
+  local info = debug.getinfo(on_error, "S")
+  local src = info.source or ""
+  local file = src:sub(1, 1) == "@" and src:sub(2) or info.short_src
+  local where = file .. ":" .. tostring(info.linedefined)
+  local ok, r = pcall(on_error, err, row, msg)
+  if not ok then
+    local m = where .. ": on_error function failed: " .. describe(r) ..
+      " (while handling: " .. describe(err) .. ")"
+    core.log("error", m)
+    return "stop", m
+  end
+  if r == true then return "skip" end
+  if r == false or r == nil then return "stop" end
+  if type(r) == "string" and POLICIES[r] then return r end
+  local m = where .. ": on_error function returned " ..
+    (type(r) == "string" and ("'" .. r .. "'") or type(r)) ..
+    "; expected 'skip', 'stop' or 'dead-letter' (stopping)"
+  core.log("error", m)
+  return "stop", m
+end
+
+-- The generated source of an input topic's pipeline (for debugging).
+function rt.source_of(topic_name)
+  if P == nil then return nil end
+  for id, input in ipairs(P.spec.inputs) do
+    if input.name == topic_name then return P.pipelines[id].source end
+  end
+  return nil
+end
+
+return rt
