@@ -18,7 +18,7 @@ local alerts = app:topic("crash-alerts", { value = "json", key = "string" })
 
 -- With no broker configured there is no real data: simulate 20 phones.
 if app:is_dev_broker() then
-  require("phones_sim").attach(app, phones, { phones = 20, every = 100 })
+  require("phones_sim").attach(app, phones, { phones = 20, every = 100, crash_rate = 0.005 })
 end
 
 local sdf = app:dataframe(phones)

@@ -45,13 +45,14 @@ BAD = {
                    "process", ["string value"]),
     "lua-nil": (102, b"k102", b'{"id": 102}', [], "process", ["nil value"]),
     "nan": (107, b"k107", b'{"id": 107, "n": 1, "nan": true}', [("trace", b"t-107")],
-            "encode", []),
+            "encode", ["NaN"]),
     "bad-json": (103, b"k103", b'{"id": 103, "n": ', [("trace", b"t-103"), ("bin", b"\x00\xff")],
-                 "decode", []),
-    "bad-utf8": (104, b"k104", b'{"id": 104, "n": 1, "s": "\xff\xfe"}', [], "decode", []),
+                 "decode", ["JSON"]),
+    "bad-utf8": (104, b"k104", b'{"id": 104, "n": 1, "s": "\xff\xfe"}', [], "decode",
+                 ["UTF-8"]),
     "empty": (105, b"k105", b"", [], "decode", []),
     "bad-key": (108, b"\xc3\x28", b'{"id": 108, "n": 1}', [("trace", b"t-108")], "decode",
-                ["key"]),
+                ["key", "UTF-8"]),
     "fatal": (199, b"k199", b'{"id": 199, "n": 1, "fatal": true}', [], "process",
               ["fatal row 199"]),
 }
@@ -256,7 +257,8 @@ def test_on_error_function_chooses_per_error(broker_factory, run_app):
     rc = app.wait(60)
     err = app.stderr()
     assert rc == 1, err
-    assert "fatal row 199" in error_line(err, fatal)
+    line = error_line(err, fatal)
+    assert "fatal row 199" in line and f"errors_pipeline.lua:{FATAL_LINE}" in line, line
 
     before = [e for e in entries if e.offset < fatal.offset]
     assert output_set(read_all(broker.addr, OUT)) == expected_outputs(before)

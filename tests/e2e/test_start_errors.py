@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import SCRIPTS, line_of, run_cli
+from conftest import SCRIPTS, line_of, partitions, run_cli
 
 ERRORS_SCRIPT = SCRIPTS / "errors_pipeline.lua"
 
@@ -99,7 +99,6 @@ def test_version_and_help():
 def test_broker_prints_address_writes_file_and_stops_on_sigterm(broker_factory):
     """`luastream broker`: prints the bootstrap address first, writes the same to
     --bootstrap-file, creates --topic NAME:PARTS, and exits 0 on SIGTERM."""
-    from conftest import partitions
     b = broker_factory({"three": 3, "seven": 7})
     assert b.addr.startswith("127.0.0.1:"), b.addr
     assert b.printed_addr == b.addr

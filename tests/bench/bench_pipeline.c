@@ -1,0 +1,313 @@
+/* bench_pipeline.c - the batch path of `luastream run` in process, no broker.
+ *
+ * Loads tests/bench/crash_stateless.lua exactly as app.c does (ls_vm_new,
+ * ls_batch_load, ls_batch_alloc), then feeds it pre-generated accelerometer
+ * rows from memory in batches of 1000 messages spread over 16 partitions, and
+ * times three stages on one core:
+ *   decode    ls_batch_decode                (JSON -> Lua tables)
+ *   +pipeline ls_batch_decode + ls_batch_call (the compiled pipeline)
+ *   full      + ls_batch_emit                (encode every output; the emit
+ *                                             callback only counts bytes)
+ * What Kafka costs (librdkafka, the broker) is not in these numbers.
+ *
+ *   build/bench_pipeline [--rows N] [--batch N] [--repeat N] [--script FILE]
+ *                        [--stage all|decode|pipeline|full]
+ *
+ * A warm-up pass over the distinct rows checks every output (a gTotal, the
+ * crash flag where expected). Prints one line per stage (rows/s and ns per
+ * row, best of --repeat runs) and a last line `full_rows_per_s N` for
+ * scripts. --stage full runs only the full path (for profiling). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "batch.h"
+#include "lua_vm.h"
+#include "spec.h"
+
+#define NPART 16
+#define NDEV 200
+#define NDISTINCT 100000 /* distinct payloads, reused cyclically */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- rows like tests/bench/gen_rows.py --------------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double rnd(void) { /* xorshift64*, uniform in [0, 1) */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (double)((rng_state * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
+}
+static double gauss(double sigma) {
+  double u = rnd(), v = rnd();
+  return sigma * sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
+}
+
+typedef struct row {
+  char key[16];
+  int key_len;
+  char *value;
+  int value_len;
+  int partition;
+} row;
+
+static row *make_rows(int n, int *crashes) {
+  row *rows = calloc((size_t)n, sizeof *rows);
+  double dir[NDEV][3];
+  int burst[NDEV] = {0};
+  for (int d = 0; d < NDEV; d++) {
+    double th = rnd() * M_PI, ph = rnd() * 2 * M_PI;
+    dir[d][0] = sin(th) * cos(ph);
+    dir[d][1] = sin(th) * sin(ph);
+    dir[d][2] = cos(th);
+  }
+  *crashes = 0;
+  for (int i = 0; i < n; i++) {
+    int d = i % NDEV;
+    double g[3];
+    if (burst[d] == 0 && rnd() < 0.002) burst[d] = 3 + (int)(rnd() * 5);
+    if (burst[d] > 0) {
+      burst[d]--;
+      double m = 4.0 + rnd() * 5.0, x = gauss(1), y = gauss(1), z = gauss(1);
+      double s = sqrt(x * x + y * y + z * z);
+      g[0] = x / s * m, g[1] = y / s * m, g[2] = z / s * m;
+      (*crashes)++;
+    } else {
+      double s = rnd() < 0.9 ? 0.03 : 0.4;
+      for (int k = 0; k < 3; k++) g[k] = dir[d][k] + gauss(s);
+    }
+    char buf[256];
+    row *r = &rows[i];
+    r->key_len = snprintf(r->key, sizeof r->key, "phone-%04d", d);
+    r->value_len = snprintf(buf, sizeof buf,
+                            "{\"device\":\"%s\",\"ts\":%lld,\"gX\":%.6f,\"gY\":%.6f,\"gZ\":%.6f}",
+                            r->key, 1764160000000LL + (long long)(i / NDEV) * 20 + (i % 3), g[0],
+                            g[1], g[2]);
+    r->value = malloc((size_t)r->value_len);
+    memcpy(r->value, buf, (size_t)r->value_len);
+    r->partition = d % NPART;
+  }
+  return rows;
+}
+
+/* ---- the batch path ---------------------------------------------------------- */
+
+static int push_cli(lua_State *L, void *ud) {
+  (void)ud;
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, "bench:0"); /* a broker, so the script attaches no source */
+  lua_setfield(L, -2, "broker");
+  lua_createtable(L, 0, 0);
+  lua_setfield(L, -2, "set");
+  return 1;
+}
+
+typedef struct counts {
+  long outputs;
+  long bytes;
+  long crashes;
+} counts;
+
+static int count_output(void *ud, lua_State *L, const ls_outrec *o) {
+  (void)L;
+  counts *c = ud;
+  c->outputs++;
+  c->bytes += (long)(o->key_len + o->value_len);
+  return 0;
+}
+
+/* The warm-up run also checks that the pipeline ran. */
+static int check_output(void *ud, lua_State *L, const ls_outrec *o) {
+  counts *c = ud;
+  if (!o->value || !memmem(o->value, o->value_len, "\"gTotal\":", 9)) {
+    fprintf(stderr, "bench_pipeline: an output has no gTotal: %.*s\n", (int)o->value_len,
+            o->value ? o->value : "");
+    return 1;
+  }
+  if (memmem(o->value, o->value_len, "\"crash\":true", 12)) c->crashes++;
+  return count_output(ud, L, o);
+}
+
+static ls_emit_fn emit_fn = check_output;
+
+static int count_error(void *ud, int row, const char *err) {
+  (void)ud;
+  fprintf(stderr, "bench_pipeline: row %d: %s\n", row, err);
+  return 1;
+}
+
+enum { STAGE_DECODE, STAGE_CALL, STAGE_FULL };
+static const char *const STAGE_NAMES[] = {"decode", "decode+pipeline", "full (decode+pipeline+encode)"};
+
+/* Runs nrows rows through the stage; returns seconds, or -1 on error. */
+static double run_stage(ls_batch *b, int stage, const row *rows, int ndistinct, long nrows,
+                        int batch, counts *c) {
+  ls_inmsg *msgs = calloc((size_t)batch, sizeof *msgs);
+  int64_t offsets[NPART] = {0};
+  char err[2048];
+  long done = 0;
+  int next = 0;
+  memset(c, 0, sizeof *c);
+  double t0 = now_s();
+  while (done < nrows) {
+    int n = (int)(nrows - done < batch ? nrows - done : batch);
+    for (int i = 0; i < n; i++) {
+      const row *r = &rows[next];
+      next = next + 1 == ndistinct ? 0 : next + 1;
+      ls_inmsg *m = &msgs[i];
+      m->payload = r->value;
+      m->len = (size_t)r->value_len;
+      m->key = r->key;
+      m->key_len = (size_t)r->key_len;
+      m->partition = r->partition;
+      m->offset = offsets[r->partition]++;
+      m->timestamp = 1764160000000LL + done + i;
+      m->topic = 0;
+      m->source = NULL;
+    }
+    if (ls_batch_decode(b, msgs, n, err, sizeof err)) {
+      fprintf(stderr, "bench_pipeline: decode: %s\n", err);
+      return -1;
+    }
+    for (int i = 0; i < n; i++)
+      if (b->msg_err[i]) {
+        fprintf(stderr, "bench_pipeline: row %ld: %s\n", done + i, b->msg_err[i]);
+        return -1;
+      }
+    if (stage >= STAGE_CALL) {
+      int nout = ls_batch_call(b, 1, b->nrows, err, sizeof err);
+      if (nout < 0) {
+        fprintf(stderr, "bench_pipeline: pipeline: %s\n", err);
+        return -1;
+      }
+      if (stage == STAGE_FULL) {
+        int rc = ls_batch_emit(b, nout, emit_fn, count_error, c, err, sizeof err);
+        if (rc) {
+          fprintf(stderr, "bench_pipeline: emit: %s\n", rc < 0 ? err : "encode error");
+          return -1;
+        }
+      } else {
+        c->outputs += nout;
+      }
+    }
+    done += n;
+  }
+  double t = now_s() - t0;
+  free(msgs);
+  return t;
+}
+
+int main(int argc, char **argv) {
+  long nrows = 2000000;
+  int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL;
+  const char *script = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "--rows") == 0 && v) nrows = atol(argv[++i]);
+    else if (strcmp(argv[i], "--batch") == 0 && v) batch = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--repeat") == 0 && v) repeat = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--script") == 0 && v) script = argv[++i];
+    else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "all") == 0) i++;
+    else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "decode") == 0)
+      first_stage = last_stage = STAGE_DECODE, i++;
+    else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "pipeline") == 0)
+      first_stage = last_stage = STAGE_CALL, i++;
+    else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "full") == 0)
+      first_stage = last_stage = STAGE_FULL, i++;
+    else {
+      fprintf(stderr,
+              "usage: %s [--rows N] [--batch N] [--repeat N] [--script FILE] "
+              "[--stage all|decode|pipeline|full]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  if (nrows < 1 || batch < 1 || repeat < 1) {
+    fprintf(stderr, "bench_pipeline: --rows, --batch and --repeat must be >= 1\n");
+    return 2;
+  }
+  char default_script[4096];
+  if (!script) { /* the script next to this source file */
+    snprintf(default_script, sizeof default_script, "%s", __FILE__);
+    char *slash = strrchr(default_script, '/');
+    size_t dir = slash ? (size_t)(slash + 1 - default_script) : 0;
+    snprintf(default_script + dir, sizeof default_script - dir, "crash_stateless.lua");
+    script = default_script;
+  }
+
+  lua_State *L = ls_vm_new();
+  if (!L) return 1;
+  ls_vm_add_script_dir(L, script);
+  ls_spec spec;
+  ls_batch b;
+  char err[4096];
+  memset(&spec, 0, sizeof spec);
+  if (ls_batch_load(&b, L, &spec, script, push_cli, NULL, err, sizeof err)) {
+    fprintf(stderr, "bench_pipeline: %s\n", err);
+    return 1;
+  }
+  if (spec.ninputs != 1 || spec.noutputs != 1) {
+    fprintf(stderr, "bench_pipeline: %s: expected one input and one output topic\n", script);
+    return 1;
+  }
+  ls_batch_alloc(&b, batch);
+
+  int ndistinct = nrows < NDISTINCT ? (int)nrows : NDISTINCT, crashes;
+  row *rows = make_rows(ndistinct, &crashes);
+  long bytes_in = 0;
+  for (int i = 0; i < ndistinct; i++) bytes_in += rows[i].value_len;
+  printf("bench_pipeline: %s, %ld rows (%d distinct, %.0f B JSON on average), batches of %d, "
+         "%d partitions, best of %d\n",
+         script, nrows, ndistinct, (double)bytes_in / ndistinct, batch, NPART, repeat);
+
+  /* Warm up (LuaJIT compiles its traces) over every distinct row, checking the outputs. */
+  counts c;
+  if (run_stage(&b, STAGE_FULL, rows, ndistinct, ndistinct, batch, &c) < 0) return 1;
+  if (c.outputs != ndistinct || c.crashes != crashes) {
+    fprintf(stderr, "bench_pipeline: %ld outputs with %ld crashes for %d rows with %d crashes\n",
+            c.outputs, c.crashes, ndistinct, crashes);
+    return 1;
+  }
+  printf("  outputs: %.0f B per record (key + value), crash=true on %d of %d distinct rows\n",
+         (double)c.bytes / c.outputs, crashes, ndistinct);
+  emit_fn = count_output;
+
+  double best[3] = {0, 0, 0};
+  for (int r = 0; r < repeat; r++)
+    for (int s = first_stage; s <= last_stage; s++) {
+      double t = run_stage(&b, s, rows, ndistinct, nrows, batch, &c);
+      if (t < 0) return 1;
+      if (best[s] == 0 || t < best[s]) best[s] = t;
+      if (s == STAGE_FULL && c.outputs != nrows) {
+        fprintf(stderr, "bench_pipeline: %ld outputs for %ld rows\n", c.outputs, nrows);
+        return 1;
+      }
+    }
+  for (int s = first_stage; s <= last_stage; s++)
+    printf("  %-30s %10.0f rows/s  %7.0f ns/row\n", STAGE_NAMES[s], nrows / best[s],
+           best[s] / nrows * 1e9);
+  if (first_stage == STAGE_DECODE && last_stage == STAGE_FULL)
+    printf("  per stage: decode %.0f ns, pipeline %.0f ns, encode+emit %.0f ns per row\n",
+           best[0] / nrows * 1e9, (best[1] - best[0]) / nrows * 1e9,
+           (best[2] - best[1]) / nrows * 1e9);
+  if (best[STAGE_FULL] > 0) printf("full_rows_per_s %.0f\n", nrows / best[STAGE_FULL]);
+
+  for (int i = 0; i < ndistinct; i++) free(rows[i].value);
+  free(rows);
+  ls_batch_free(&b);
+  ls_spec_free(&spec);
+  ls_vm_close(L);
+  return 0;
+}

@@ -1,0 +1,425 @@
+#!/usr/bin/python3
+"""Throughput of luastream against kcat and a Python loop, on one dev broker.
+
+Called by tests/bench/run.sh, which starts the broker; see tests/bench/README.md
+for what is measured and how. Steps:
+
+1. generate the rows (gen_rows.py) and produce them to the input topic with kcat
+   (not timed); check the input topic holds exactly those rows;
+2. for each repetition, run each peer once against the same input, each writing its
+   own output topic, while sampling the sum of the output topic's high watermarks
+   every few ms (one ListOffsets request):
+     kcat       kcat -C ... | kcat -P ...          (passthrough, no processing)
+     python     tests/bench/py_crash.py            (confluent_kafka hand loop)
+     luastream  luastream run tests/bench/crash_stateless.lua --count N
+   - total  = N / (launch -> the N-th output is in the topic)
+   - steady = 0.8 N / (time between 10 % and 90 % of the outputs being in the topic)
+   - peak RSS and CPU time of the peer's process tree (wait4);
+3. check every output topic: exactly N records, none dropped by the broker, and the
+   right content (kcat: the input records byte for byte; python and luastream: one
+   output per input row, with gTotal and crash right);
+4. print the medians side by side, with the ratios and the in-process rate.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen_rows  # noqa: E402
+
+PARTITIONS = 16
+CRASH_G = 3.0
+SAMPLE_S = 0.01
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def h64(data):
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def canonical(key, row):
+    return ("%s|%s|%r|%r|%r|%r" % (key, row["device"], row["ts"], row["gX"], row["gY"],
+                                   row["gZ"])).encode()
+
+
+# ---- the input ---------------------------------------------------------------------
+
+class Input:
+    def __init__(self, rows, devices, seed, path):
+        self.rows = rows
+        self.path = path
+        self.raw = 0        # sum of h64(key \t value): what kcat must copy
+        self.canon = 0      # sum of h64(canonical row): what the pipelines must cover
+        self.crashes = 0
+        self.bytes = 0
+        with open(path, "w") as f:
+            buf = []
+            for k, v in gen_rows.rows(rows, devices, PARTITIONS, seed):
+                line = k + "\t" + v
+                self.raw += h64(line.encode())
+                row = json.loads(v)
+                self.canon += h64(canonical(k, row))
+                x, y, z = row["gX"], row["gY"], row["gZ"]
+                self.crashes += math.sqrt(x * x + y * y + z * z) > CRASH_G
+                self.bytes += len(v)
+                buf.append(line + "\n")
+                if len(buf) == 10000:
+                    f.write("".join(buf))
+                    buf.clear()
+            f.write("".join(buf))
+        self.raw &= (1 << 64) - 1
+        self.canon &= (1 << 64) - 1
+
+
+def watermarks(broker, topic):
+    c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-watermarks"})
+    try:
+        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in range(PARTITIONS)]
+    finally:
+        c.close()
+
+
+def produce_input(broker, topic, inp):
+    t0 = time.monotonic()
+    subprocess.run(["kcat", "-P", "-q", "-b", broker, "-t", topic, "-K", "\t",
+                    "-X", "partitioner=murmur2_random", "-l", inp.path], check=True)
+    wm = watermarks(broker, topic)
+    total = sum(hi - lo for lo, hi in wm)
+    if total != inp.rows or any(lo != 0 for lo, _ in wm):
+        raise SystemExit("input topic %s holds %d records (watermarks %s), expected %d"
+                         % (topic, total, wm, inp.rows))
+    log("input: %d rows (%.0f B JSON on average, %d crash rows) produced to %s in %.1f s; "
+        "sum of high watermarks = %d, none dropped"
+        % (inp.rows, inp.bytes / inp.rows, inp.crashes, topic, time.monotonic() - t0, total))
+
+
+# ---- running one peer --------------------------------------------------------------
+
+class Monitor:
+    """Samples the number of records in a topic (sum of high watermarks)."""
+
+    def __init__(self, broker, topic):
+        self.c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-monitor"})
+        self.tps = [TopicPartition(topic, p, -1) for p in range(PARTITIONS)]  # -1: latest
+
+    def count(self):
+        res = self.c.offsets_for_times(self.tps, timeout=5)
+        return sum(max(tp.offset, 0) for tp in res)
+
+    def close(self):
+        self.c.close()
+
+
+def crossing(samples, target):
+    """When the count reached target, interpolated between samples."""
+    prev_t, prev_n = samples[0]
+    for t, n in samples:
+        if n >= target:
+            if n == prev_n:
+                return t
+            return prev_t + (target - prev_n) / (n - prev_n) * (t - prev_t)
+        prev_t, prev_n = t, n
+    return None
+
+
+class Run:
+    pass
+
+
+def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
+    mon = Monitor(broker, topic)
+    if mon.count() != 0:
+        raise SystemExit("output topic %s is not empty" % topic)
+    out = open(os.path.join(workdir, topic + ".log"), "w")
+    t_launch = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    samples = [(t_launch, 0)]
+    status = rusage = None
+    t_exit = None
+    try:
+        while True:
+            if status is None:
+                pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    status, rusage, t_exit = st, ru, time.monotonic()
+                    proc.returncode = os.waitstatus_to_exitcode(st)
+            n = mon.count()
+            samples.append((time.monotonic(), n))
+            if status is not None and (n >= rows or time.monotonic() - t_exit > 5):
+                break
+            if time.monotonic() - t_launch > timeout:
+                log("%s: no end after %d s, stopping it" % (name, timeout))
+                break
+            time.sleep(SAMPLE_S)
+    finally:
+        if status is None:
+            stop_group(proc)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            t_exit = time.monotonic()
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        mon.close()
+        out.close()
+    r = Run()
+    r.name, r.topic, r.rows = name, topic, rows
+    r.rc = proc.returncode
+    r.produced = samples[-1][1]
+    r.exit_s = t_exit - t_launch
+    r.rss_kb = rusage.ru_maxrss
+    r.cpu_s = rusage.ru_utime + rusage.ru_stime
+    t_first = crossing(samples, 1)
+    t10, t90, t_all = (crossing(samples, rows * f) for f in (0.1, 0.9, 1.0))
+    r.startup_s = t_first - t_launch if t_first else None
+    r.total = rows / (t_all - t_launch) if t_all else None
+    r.steady = 0.8 * rows / (t90 - t10) if t10 is not None and t90 is not None and t90 > t10 else None
+    r.log = out.name
+    return r
+
+
+def stop_group(proc):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        for _ in range(50):
+            if proc.poll() is not None:
+                return
+            time.sleep(0.1)
+
+
+# ---- checking an output topic ------------------------------------------------------
+
+def read_topic(broker, topic):
+    c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-check",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    eof = set()
+    deadline = time.monotonic() + 120
+    try:
+        while len(eof) < PARTITIONS and time.monotonic() < deadline:
+            for m in c.consume(10000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                yield m.key(), m.value()
+    finally:
+        c.close()
+
+
+def check_output(broker, r, inp, kind):
+    """Returns a list of problems (empty when the topic is right)."""
+    problems = []
+    wm = watermarks(broker, r.topic)
+    count = sum(hi - lo for lo, hi in wm)
+    dropped = sum(lo for lo, _ in wm)
+    if dropped:
+        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
+    if count != inp.rows:
+        problems.append("%d records, expected %d" % (count, inp.rows))
+    if r.rc != 0:
+        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    if dropped:
+        return problems
+    digest, crashes, bad, n = 0, 0, 0, 0
+    fields = {"device", "ts", "gX", "gY", "gZ", "gTotal", "crash"}
+    for key, value in read_topic(broker, r.topic):
+        n += 1
+        if kind == "raw":
+            digest += h64(key + b"\t" + value)
+            continue
+        row = json.loads(value)
+        k = key.decode()
+        x, y, z = row["gX"], row["gY"], row["gZ"]
+        g = math.sqrt(x * x + y * y + z * z)
+        if (set(row) != fields or k != row["device"] or abs(row["gTotal"] - g) > 1e-12 * g
+                or row["crash"] is not (row["gTotal"] > CRASH_G)):
+            bad += 1
+            if bad <= 3:
+                problems.append("wrong output: key %s value %s" % (k, value.decode()))
+        crashes += row["crash"] is True
+        digest += h64(canonical(k, row))
+    digest &= (1 << 64) - 1
+    if n != inp.rows:
+        problems.append("read %d records back, expected %d" % (n, inp.rows))
+    if kind == "raw" and digest != inp.raw:
+        problems.append("the records differ from the input (keys or values changed)")
+    if kind == "rows":
+        if digest != inp.canon:
+            problems.append("the outputs do not cover every input row exactly once")
+        if crashes != inp.crashes:
+            problems.append("%d outputs with crash=true, expected %d" % (crashes, inp.crashes))
+        if bad > 3:
+            problems.append("%d wrong outputs in all" % bad)
+    return problems
+
+
+# ---- the in-process benchmark ------------------------------------------------------
+
+def run_pipeline_bench(path, rows):
+    if not path or not os.path.exists(path):
+        log("in-process: %s not built, skipped" % path)
+        return None, []
+    p = subprocess.run([path, "--rows", str(rows)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    lines = p.stdout.strip().splitlines()
+    rate = None
+    for line in lines:
+        if line.startswith("full_rows_per_s "):
+            rate = float(line.split()[1])
+    if p.returncode != 0 or rate is None:
+        log("in-process benchmark failed (exit %d):\n%s" % (p.returncode, p.stdout))
+        return None, lines
+    return rate, [ln for ln in lines if not ln.startswith("full_rows_per_s")]
+
+
+# ---- main --------------------------------------------------------------------------
+
+def fmt_rate(v):
+    return "%13s" % ("{:,.0f}".format(v) if v else "-")
+
+
+def on_term(signum, frame):
+    raise KeyboardInterrupt  # unwinds through run_peer, which stops the peer
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_term)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--luastream", required=True)
+    ap.add_argument("--bench-pipeline", help="the in-process benchmark binary")
+    ap.add_argument("--pipeline-rows", type=int, default=2000000)
+    ap.add_argument("--rows", type=int, default=400000)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--peers", default="kcat,python,luastream")
+    ap.add_argument("--ls-args", default="", help="extra arguments for luastream run")
+    ap.add_argument("--input", default="phone-data")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--no-check", action="store_true", help="skip reading the outputs back")
+    a = ap.parse_args()
+    peers = [p for p in a.peers.split(",") if p]
+    for p in peers:
+        if p not in ("kcat", "python", "luastream"):
+            raise SystemExit("unknown peer %s" % p)
+
+    log("load average before the run: %s (the benchmark wants the 2 cores to itself)"
+        % " ".join(open("/proc/loadavg").read().split()[:3]))
+    inproc, inproc_lines = run_pipeline_bench(a.bench_pipeline, a.pipeline_rows)
+    for line in inproc_lines:
+        log(line)
+
+    inp = Input(a.rows, a.devices, a.seed, os.path.join(a.workdir, "rows.tsv"))
+    produce_input(a.broker, a.input, inp)
+
+    py = "/usr/bin/python3"
+    env = dict(os.environ)
+    results = {p: [] for p in peers}
+    failures = []
+    for rep in range(1, a.repeat + 1):
+        suffix = "" if rep == 1 else "-%d" % rep
+        for peer in peers:
+            if peer == "kcat":
+                topic = "out-kcat" + suffix
+                b = shlex.quote(a.broker)
+                cmd = ["sh", "-c",
+                       "kcat -C -q -b %s -t %s -o beginning -e -K '\\t' | "
+                       "kcat -P -q -b %s -t %s -K '\\t' -X partitioner=murmur2_random"
+                       % (b, shlex.quote(a.input), b, shlex.quote(topic))]
+                kind, penv = "raw", env
+            elif peer == "python":
+                topic = "out-py" + suffix
+                cmd = [py, os.path.join(HERE, "py_crash.py"), "--broker", a.broker,
+                       "--count", str(a.rows), "--input", a.input, "--output", topic,
+                       "--group", "bench-py-%d" % rep]
+                kind, penv = "rows", env
+            else:
+                topic = "out-ls" + suffix
+                cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"),
+                       "--broker", a.broker, "--count", str(a.rows),
+                       "--name", "bench-ls-%d" % rep] + shlex.split(a.ls_args)
+                kind = "rows"
+                penv = dict(env, LS_BENCH_INPUT=a.input, LS_BENCH_OUTPUT=topic)
+            r = run_peer(peer, cmd, penv, a.broker, topic, a.rows, a.workdir, a.timeout)
+            r.problems = [] if a.no_check else check_output(a.broker, r, inp, kind)
+            if a.no_check and r.produced != a.rows:
+                r.problems = ["%d records, expected %d" % (r.produced, a.rows)]
+            results[peer].append(r)
+            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
+                "CPU %5.1f s  peak RSS %6.1f MB%s"
+                % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady),
+                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
+                   r.rss_kb / 1024, "" if r.problems else ("" if a.no_check else "  output ok")))
+            for prob in r.problems:
+                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
+                failures.append("%s run %d: %s" % (peer, rep, prob))
+
+    def med(peer, attr):
+        vals = [getattr(r, attr) for r in results.get(peer, []) if getattr(r, attr) is not None]
+        return statistics.median(vals) if vals else None
+
+    print()
+    print("%d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
+          "(steady: 10%% -> 90%% of the outputs)"
+          % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
+    print("%-10s %13s %13s %10s %8s %10s" % ("peer", "msgs/s(total)", "msgs/s(steady)",
+                                            "start-up s", "CPU s", "peak RSS"))
+    for peer in peers:
+        rss = max(r.rss_kb for r in results[peer]) / 1024
+        su = med(peer, "startup_s")
+        print("%-10s %13s %14s %10s %8.2f %7.1f MB" % (
+            peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
+            "%.2f" % su if su is not None else "-", med(peer, "cpu_s"), rss))
+
+    def ratio(attr, a_, b_):
+        x, y = med(a_, attr), med(b_, attr)
+        return "%.2f" % (x / y) if x and y else "-"
+
+    if "luastream" in peers:
+        parts = []
+        if "kcat" in peers:
+            parts.append("luastream/kcat = %s (target >= 0.9)" % ratio("steady", "luastream", "kcat"))
+        if "python" in peers:
+            parts.append("luastream/python = %s (target >= 2.5)" % ratio("steady", "luastream", "python"))
+        print("ratios (steady): " + ", ".join(parts))
+        parts = []
+        if "kcat" in peers:
+            parts.append("luastream/kcat = %s" % ratio("total", "luastream", "kcat"))
+        if "python" in peers:
+            parts.append("luastream/python = %s" % ratio("total", "luastream", "python"))
+        print("ratios (total):  " + ", ".join(parts))
+        print("peak RSS of luastream: %.1f MB (target <= 30 MB)"
+              % (max(r.rss_kb for r in results["luastream"]) / 1024))
+    if inproc:
+        print("in-process: {:,.0f} rows/s (target >= 1,000,000)".format(inproc))
+    if failures:
+        print("FAILED CHECKS:")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print("checks: every output topic holds exactly %d records with the expected content"
+          % a.rows if not a.no_check else "checks: output counts only (--no-check)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
