@@ -47,7 +47,11 @@ cleanup() {
   trap - EXIT INT TERM
   [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null
   [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-  rm -rf "$work"
+  if [ "${keep_work:-0}" = 1 ]; then
+    echo "run.sh: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
@@ -87,4 +91,5 @@ driver_pid=$!
 rc=0
 wait "$driver_pid" || rc=$?
 driver_pid=""
+[ "$rc" = 0 ] || keep_work=1
 exit "$rc"

@@ -21,6 +21,7 @@ for what is measured and how. Steps:
 4. print the medians side by side, with the ratios and the in-process rate.
 """
 import argparse
+import collections
 import hashlib
 import json
 import math
@@ -262,12 +263,27 @@ def check_output(broker, r, inp, kind):
         problems.append("the records differ from the input (keys or values changed)")
     if kind == "rows":
         if digest != inp.canon:
-            problems.append("the outputs do not cover every input row exactly once")
+            problems.append("the outputs do not cover every input row exactly once: "
+                            + compare_rows(broker, r.topic, inp))
         if crashes != inp.crashes:
             problems.append("%d outputs with crash=true, expected %d" % (crashes, inp.crashes))
         if bad > 3:
             problems.append("%d wrong outputs in all" % bad)
     return problems
+
+
+def compare_rows(broker, topic, inp):
+    """Says which rows are missing or repeated (slow; only after a failed check)."""
+    want = collections.Counter()
+    with open(inp.path) as f:
+        for line in f:
+            k, v = line.rstrip("\n").split("\t", 1)
+            want[canonical(k, json.loads(v))] += 1
+    got = collections.Counter(canonical(k.decode(), json.loads(v)) for k, v in read_topic(broker, topic))
+    missing, extra = want - got, got - want
+    return "%d input rows missing, %d outputs extra or repeated; e.g. missing %s, extra %s" % (
+        sum(missing.values()), sum(extra.values()),
+        [m.decode() for m in list(missing)[:3]], [e.decode() for e in list(extra)[:3]])
 
 
 # ---- the in-process benchmark ------------------------------------------------------
@@ -377,6 +393,7 @@ def main():
         vals = [getattr(r, attr) for r in results.get(peer, []) if getattr(r, attr) is not None]
         return statistics.median(vals) if vals else None
 
+    sys.stderr.flush()
     print()
     print("%d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
           "(steady: 10%% -> 90%% of the outputs)"
@@ -411,6 +428,7 @@ def main():
               % (max(r.rss_kb for r in results["luastream"]) / 1024))
     if inproc:
         print("in-process: {:,.0f} rows/s (target >= 1,000,000)".format(inproc))
+    sys.stderr.flush()
     if failures:
         print("FAILED CHECKS:")
         for f in failures:
