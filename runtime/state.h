@@ -1,0 +1,120 @@
+/* state.h - the per-key state store of stateful pipeline steps, on LMDB.
+ *
+ * Owns one LMDB environment per app (state_dir/<app name>). Each (store,
+ * partition) pair is its own named database "<store>/<partition>", so a
+ * revoked partition is dropped without touching the others; the database
+ * "__marks" holds, per "<store>/<partition>", the changelog offset to replay
+ * from and the input offset the stored state reflects.
+ *
+ * How it fits: the Lua side buffers a checkpoint's writes in memory. At a
+ * checkpoint the runtime produces them to the changelog topics, flushes the
+ * producer, commits the consumer offsets, then calls ls_state_commit(), which
+ * writes every change and every mark in ONE write transaction (all or
+ * nothing; the map grows on demand). On a partition assignment the runtime
+ * reads the mark (ls_state_get_mark) and replays the changelog from there.
+ *
+ * Threads: a handle is for one thread only (the loop's). The environment is
+ * opened with MDB_NOTLS and one read transaction is kept between calls
+ * (reset/renewed), so reads cost no allocation. Several processes may share
+ * one directory as long as they own disjoint partitions, as consumer-group
+ * members do: LMDB serializes their writers, a map grown by another process
+ * is adopted, a partition another process dropped is noticed before writing
+ * to it, and reader slots left by killed processes are cleared at open.
+ *
+ * Limits: store names are 1..200 bytes without '/'; partitions 0..2^20-1;
+ * keys 1..511 bytes (LMDB's key limit); at most 4095 (store, partition)
+ * databases per environment. */
+#ifndef LS_STATE_H
+#define LS_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LS_STATE_STORE_MAX 200         /* longest store name, in bytes */
+#define LS_STATE_PARTITION_MAX 1048575 /* highest partition number */
+
+typedef struct ls_state ls_state;
+
+typedef struct ls_state_opts {
+  size_t map_size;     /* initial map size in bytes (0 = 64 MiB) */
+  size_t max_map_size; /* grow up to this on MDB_MAP_FULL (0 = no limit;
+                          <= map_size: growth disabled) */
+  int durable;         /* 1: fsync at every commit (default); 0: MDB_NOSYNC
+                          (the changelog is the source of truth): a machine
+                          crash may lose the last commits, whose changes are
+                          then replayed from the changelog; a process crash
+                          loses nothing */
+} ls_state_opts;
+
+/* Fills o with the defaults (64 MiB, no growth limit, durable). Passing NULL
+ * to ls_state_open means the same; a zeroed struct means durable = 0. */
+void ls_state_opts_init(ls_state_opts *o);
+
+/* Opens or creates the environment in dir (mkdir -p it). On failure returns
+ * NULL and writes e.g. "state: cannot open /x/y: Permission denied" to err.
+ * Reopening keeps a map that grew earlier (the larger of map_size and the
+ * stored size is used). */
+ls_state *ls_state_open(const char *dir, const ls_state_opts *o, char *err, size_t errlen);
+/* Closes the environment (syncing it first when not durable). NULL is fine. */
+void ls_state_close(ls_state *s);
+
+/* Point read of committed data: 1 found, 0 not found, -1 error
+ * (ls_state_error). *val stays valid until the next ls_state_* call. */
+int ls_state_get(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
+                 const void **val, size_t *vlen);
+
+/* Visits, in byte order, all entries of one partition whose key starts with
+ * prefix (plen 0: all). Returns 0, or -1 on error; fn returning non-zero
+ * stops the scan (still 0). Pointers passed to fn are valid during the call
+ * only, and fn must not call other ls_state_* functions on s. */
+typedef int (*ls_state_visit_fn)(void *ud, const void *key, size_t klen, const void *val,
+                                 size_t vlen);
+int ls_state_scan(ls_state *s, const char *store, int32_t partition, const void *prefix,
+                  size_t plen, ls_state_visit_fn fn, void *ud);
+
+typedef struct ls_state_put {
+  const char *store;
+  int32_t partition;
+  const void *key;
+  size_t klen;
+  const void *val;
+  size_t vlen; /* val == NULL: delete the key (deleting a missing key is fine) */
+} ls_state_put;
+
+typedef struct ls_state_mark { /* progress stored with the data, per store and partition */
+  const char *store;
+  int32_t partition;
+  int64_t changelog_offset; /* next changelog offset to replay from */
+  int64_t input_offset;     /* the committed input offset this state reflects */
+} ls_state_mark;
+
+/* One write transaction: all puts/deletes (applied in order) and all marks,
+ * or nothing. On MDB_MAP_FULL the map grows (doubling, up to max_map_size)
+ * and the whole transaction is retried; if it cannot grow, returns -1 with
+ * "state: map full (64 MiB) and growth disabled" (or "... limit reached")
+ * and nothing written. A mark also creates its partition's (empty) database,
+ * so ls_state_list shows it. Returns 0 or -1 (err and ls_state_error). */
+int ls_state_commit(ls_state *s, const ls_state_put *puts, size_t n, const ls_state_mark *marks,
+                    size_t nmarks, char *err, size_t errlen);
+
+/* The stored mark: 1 found, 0 none (both offsets set to -1), -1 error. */
+int ls_state_get_mark(ls_state *s, const char *store, int32_t partition, int64_t *changelog_offset,
+                      int64_t *input_offset);
+
+/* Deletes one partition's database and its mark in one transaction. A
+ * partition with nothing stored is fine. Returns 0 or -1. */
+int ls_state_drop_partition(ls_state *s, const char *store, int32_t partition, char *err,
+                            size_t errlen);
+
+/* Calls fn for every (store, partition) present, sorted by store name then
+ * partition number: its key count, the bytes of the database pages it
+ * occupies, and its mark (-1/-1 when none). fn may call other ls_state_*
+ * functions; returning non-zero stops. Returns 0 or -1. */
+typedef int (*ls_state_list_fn)(void *ud, const char *store, int32_t partition, size_t keys,
+                                size_t bytes, int64_t changelog_offset, int64_t input_offset);
+int ls_state_list(ls_state *s, ls_state_list_fn fn, void *ud);
+
+const char *ls_state_error(ls_state *s); /* last error text ("" when none) */
+size_t ls_state_map_size(ls_state *s);   /* current map size in bytes */
+
+#endif
