@@ -27,6 +27,7 @@
 #include "log.h"
 #include "lua_vm.h"
 #include "batch.h"
+#include "checkpoint.h"
 #include "offsets.h"
 #include "spec.h"
 
@@ -39,6 +40,7 @@ typedef struct ls_app {
   ls_batch batch;
   ls_devbroker *devbroker;
   ls_kafka *kafka;
+  ls_ckpt *ckpt;     /* NULL without state stores */
   rd_kafka_topic_t **out_rkt;
   rd_kafka_topic_t *dlq_rkt;
   ls_offsets offsets;
@@ -53,7 +55,7 @@ typedef struct ls_app {
   int dlq_row;       /* last row sent to the dead-letter topic */
   /* bookkeeping */
   long in_total, out_total, skipped, dead_lettered, since_commit;
-  double last_commit_ms, start_ms, *source_next;
+  double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   int error_logs, errors_suppressed;
   double error_window_ms;
   int exit_code;
@@ -172,9 +174,9 @@ static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, cons
 static int dead_letter(ls_app *a, int mi, const char *stage, const char *err) {
   const rd_kafka_message_t *m = a->msgs[mi];
   char why[512];
-  rd_kafka_headers_t *h = dead_letter_headers(m, stage, err);
-  if (ls_kafka_produce(a->kafka, a->dlq_rkt, m->key, m->key_len, m->payload, m->len,
-                       rd_kafka_message_timestamp(m, NULL), h, why, sizeof why)) {
+  ls_record r = {a->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len,
+                 rd_kafka_message_timestamp(m, NULL), dead_letter_headers(m, stage, err), NULL};
+  if (ls_kafka_produce(a->kafka, &r, why, sizeof why)) {
     set_fatal(a, 1, "cannot write to the dead-letter topic: %s", why);
     return DONE_STOP;
   }
@@ -297,9 +299,9 @@ static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
 static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
   ls_app *a = ud;
   char err[512];
-  rd_kafka_headers_t *h = encode_headers(L, o->headers_idx);
-  if (ls_kafka_produce(a->kafka, a->out_rkt[o->topic], o->key, o->key_len, o->value,
-                       o->value_len, (int64_t)o->timestamp, h, err, sizeof err)) {
+  ls_record r = {a->out_rkt[o->topic], RD_KAFKA_PARTITION_UA, o->key, o->key_len, o->value,
+                 o->value_len, (int64_t)o->timestamp, encode_headers(L, o->headers_idx), NULL};
+  if (ls_kafka_produce(a->kafka, &r, err, sizeof err)) {
     set_fatal(a, 1, "%s", err);
     if (o->row > 0) a->stop_at = a->batch.row_msg[o->row - 1];
     return DONE_STOP;
@@ -367,36 +369,61 @@ static void record_offsets(ls_app *a) {
   }
 }
 
-/* Flush, then commit. Returns 0, or -1 when nothing could be committed. */
+/* DESIGN §3's order: state changes to the changelogs, flush, commit the
+ * offsets, then the state to LMDB. Returns 0, or -1 when nothing could be
+ * committed. */
 static int checkpoint(ls_app *a) {
   char err[1024];
   int fatal = 0;
   a->last_commit_ms = ls_mono_ms();
   a->since_commit = 0;
+  if (a->ckpt && ls_ckpt_produce(a->ckpt, &a->offsets, err, sizeof err)) {
+    set_fatal(a, 1, "state: %s; stopping without committing", err);
+    return -1;
+  }
   if (ls_kafka_flush(a->kafka, 30000, &fatal, err, sizeof err)) {
     if (fatal) set_fatal(a, 1, "%s; stopping without committing", err);
     else ls_warn("checkpoint postponed: %s", err);
     return -1;
   }
   rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
-  if (!l) return 0;
-  int rc = ls_kafka_commit(a->kafka, l, err, sizeof err);
+  int rc = l ? ls_kafka_commit(a->kafka, l, err, sizeof err) : 0;
   if (rc) {
     ls_warn("%s (will retry at the next checkpoint)", err);
     ls_offsets_restore(&a->offsets, l);
-  } else if (ls_log_get_level() <= LS_LOG_DEBUG) {
+  } else if (l && ls_log_get_level() <= LS_LOG_DEBUG) {
     char desc[1024];
     ls_kafka_describe(l, desc, sizeof desc);
     ls_debug("committed %s", desc);
   }
-  rd_kafka_topic_partition_list_destroy(l);
+  if (l) rd_kafka_topic_partition_list_destroy(l);
+  if (rc == 0 && a->ckpt && ls_ckpt_store(a->ckpt, &a->offsets, err, sizeof err)) {
+    set_fatal(a, 1, "%s; stopping (the changelog holds the changes; a restart restores them)", err);
+    return -1;
+  }
   return rc;
 }
 
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost) {
   ls_app *a = ud;
-  if (!lost && !a->exit_code) checkpoint(a);
+  int clean = !lost && !a->exit_code && checkpoint(a) == 0;
+  for (int i = 0; a->ckpt && i < parts->cnt; i++) {
+    int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
+    if (ti >= 0) ls_ckpt_revoke(a->ckpt, ti, parts->elems[i].partition, clean);
+  }
   ls_offsets_forget(&a->offsets, parts);
+}
+
+/* Brings the state of newly assigned partitions up to date from the changelogs. */
+static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
+  ls_app *a = ud;
+  char err[1024];
+  for (int i = 0; a->ckpt && !a->exit_code && i < parts->cnt; i++) {
+    int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
+    if (ti >= 0 && ls_ckpt_restore(a->ckpt, ti, parts->elems[i].partition, err, sizeof err))
+      set_fatal(a, 1, "state: restoring %s[%d]: %s", parts->elems[i].topic,
+                (int)parts->elems[i].partition, err);
+  }
 }
 
 /* ---- one batch ------------------------------------------------------------ */
@@ -483,6 +510,11 @@ static void create_dev_topics(ls_app *a) {
   for (int i = 0; i < a->spec.noutputs; i++)
     ls_devbroker_create_topic(a->devbroker, a->spec.outputs[i].name, 4, err, sizeof err);
   if (a->spec.dead_letter) ls_devbroker_create_topic(a->devbroker, a->spec.dead_letter, 4, err, sizeof err);
+  for (int i = 0; i < a->spec.nstores; i++) {
+    char name[512];
+    snprintf(name, sizeof name, "%s__%s__changelog", a->spec.name, a->spec.stores[i].name);
+    ls_devbroker_create_topic(a->devbroker, name, 4, err, sizeof err);
+  }
 }
 
 /* Picks the broker: the script or --broker, else LUASTREAM_BROKER, else an
@@ -508,7 +540,7 @@ static int connect_kafka(ls_app *a) {
   const char *brokers = choose_broker(a);
   if (!brokers) return 1;
   ls_kafka_conf kc = {brokers, a->spec.name, a->spec.offset_reset, a->spec.kafka,
-                      a->spec.nkafka, a->devbroker != NULL, on_revoke, a};
+                      a->spec.nkafka, a->devbroker != NULL, on_revoke, on_assign, a};
   char err[1024];
   a->kafka = ls_kafka_new(&kc, err, sizeof err);
   if (!a->kafka) {
@@ -517,6 +549,11 @@ static int connect_kafka(ls_app *a) {
   }
   if (ls_kafka_check_reachable(a->kafka, 10000, err, sizeof err)) {
     fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
+    return 1;
+  }
+  a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, err, sizeof err);
+  if (!a->ckpt && err[0]) {
+    fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
   a->out_rkt = calloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
@@ -543,6 +580,7 @@ static void alloc_batch(ls_app *a) {
 
 static void free_app(ls_app *a) {
   ls_kafka_close(a->kafka);
+  ls_ckpt_close(a->ckpt);
   ls_devbroker_stop(a->devbroker);
   ls_offsets_free(&a->offsets);
   ls_batch_free(&a->batch);
@@ -580,6 +618,11 @@ static void loop(ls_app *a) {
       process_batch(a);
     }
     now = ls_mono_ms();
+    /* A short batch may mean the prefetch ran dry while librdkafka sleeps. */
+    if (a->spec.ninputs && n < a->spec.batch_size && now - a->last_nudge_ms >= 10) {
+      ls_kafka_nudge(a->kafka);
+      a->last_nudge_ms = now;
+    }
     run_sources(a, now);
     ls_kafka_poll(a->kafka);
     if (!a->exit_code && checkpoint_due(a, now)) checkpoint(a);

@@ -13,6 +13,9 @@
 struct ls_kafka {
   rd_kafka_t *consumer;
   rd_kafka_t *producer;
+  rd_kafka_t *restorer;       /* group-less consumer for replays, made on first use */
+  char *brokers;
+  ls_assign_fn on_assign;
   rd_kafka_queue_t *cq;
   ls_revoke_fn on_revoke;
   void *ud;
@@ -21,6 +24,7 @@ struct ls_kafka {
   int delivery_failed;
   char delivery_error[512];
   char last_error[512];
+  int nudge_next;          /* round-robin position in the assignment */
 };
 
 /* ---- configuration ------------------------------------------------------- */
@@ -72,7 +76,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   ls_kafka *k = opaque;
-  if (!m->err || k->delivery_failed) return;
+  if (!m->err) {
+    int64_t *next = m->_private;
+    if (next && m->offset + 1 > *next) *next = m->offset + 1;
+    return;
+  }
+  if (k->delivery_failed) return;
   k->delivery_failed = 1;
   snprintf(k->delivery_error, sizeof k->delivery_error, "delivery to %s[%d] failed: %s",
            rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
@@ -88,6 +97,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   rd_kafka_resp_err_t re = 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     ls_info("partitions assigned: %s", desc);
+    if (k->on_assign) k->on_assign(k->ud, parts);
     if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
     else re = rd_kafka_assign(rk, parts);
   } else {
@@ -128,9 +138,10 @@ static const char *const CONSUMER_DEFAULTS[] = {
     /* Failover in seconds: a dead member is noticed after 6 s (the broker minimum). */
     "session.timeout.ms", "6000",
     "heartbeat.interval.ms", "1500",
-    /* Small prefetch: bounded memory whatever the partition count. */
-    "queued.max.messages.kbytes", "4096",
-    "queued.min.messages", "5000",
+    /* Bounded prefetch (8 MiB whatever the partition count) for small gateways;
+       raise both for throughput (see docs/performance.md). */
+    "queued.max.messages.kbytes", "8192",
+    "queued.min.messages", "20000",
     "fetch.wait.max.ms", "50",
     NULL};
 
@@ -186,7 +197,9 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
     return NULL;
   }
   k->on_revoke = c->on_revoke;
+  k->on_assign = c->on_assign;
   k->ud = c->ud;
+  k->brokers = strdup(c->brokers);
   k->producer = new_producer(k, c, err, errlen);
   if (!k->producer) {
     free(k);
@@ -211,6 +224,8 @@ void ls_kafka_close(ls_kafka *k) {
   for (int i = 0; i < k->ntopics; i++) rd_kafka_topic_destroy(k->topics[i]);
   rd_kafka_flush(k->producer, 10000);
   rd_kafka_destroy(k->producer);
+  if (k->restorer) rd_kafka_destroy(k->restorer);
+  free(k->brokers);
   free(k);
 }
 
@@ -247,6 +262,17 @@ ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int
   return rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, max);
 }
 
+void ls_kafka_nudge(ls_kafka *k) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(k->consumer, &a) || !a) return;
+  if (a->cnt > 0) {
+    const rd_kafka_topic_partition_t *p = &a->elems[k->nudge_next++ % a->cnt];
+    int64_t lo, hi;
+    rd_kafka_query_watermark_offsets(k->consumer, p->topic, p->partition, &lo, &hi, 100);
+  }
+  rd_kafka_topic_partition_list_destroy(a);
+}
+
 rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name) {
   for (int i = 0; i < k->ntopics; i++)
     if (strcmp(rd_kafka_topic_name(k->topics[i]), name) == 0) return k->topics[i];
@@ -256,28 +282,101 @@ rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name) {
   return t;
 }
 
-int ls_kafka_produce(ls_kafka *k, rd_kafka_topic_t *rkt, const void *key, size_t klen,
-                     const void *val, size_t vlen, int64_t ts_ms, rd_kafka_headers_t *hdrs,
-                     char *err, size_t errlen) {
+int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen) {
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        k->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
-        RD_KAFKA_V_TIMESTAMP(ts_ms > 0 ? ts_ms : 0), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        k->producer, RD_KAFKA_V_RKT(r->rkt), RD_KAFKA_V_PARTITION(r->partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(r->key, r->key_len),
+        RD_KAFKA_V_VALUE((void *)r->value, r->value_len),
+        RD_KAFKA_V_TIMESTAMP(r->timestamp > 0 ? r->timestamp : 0), RD_KAFKA_V_HEADERS(r->hdrs),
+        RD_KAFKA_V_OPAQUE(r->acked_next), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      if (hdrs) rd_kafka_headers_destroy(hdrs);
-      snprintf(err, errlen, "produce to %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
+      if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
+      snprintf(err, errlen, "produce to %s: %s", rd_kafka_topic_name(r->rkt), rd_kafka_err2str(e));
       return -1;
     }
     /* The local queue is full: wait for acknowledgements, unless they failed. */
     rd_kafka_poll(k->producer, 20);
     if (k->delivery_failed) {
-      if (hdrs) rd_kafka_headers_destroy(hdrs);
+      if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
       snprintf(err, errlen, "%s", k->delivery_error);
       return -1;
     }
   }
+}
+
+int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, int timeout_ms) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition);
+  rd_kafka_resp_err_t e = rd_kafka_committed(k->consumer, l, timeout_ms);
+  int64_t off = e ? -2 : l->elems[0].err ? -2 : l->elems[0].offset < 0 ? -1 : l->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  return off;
+}
+
+static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
+  if (k->restorer) return k->restorer;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_opaque(conf, k);
+  rd_kafka_conf_set_log_cb(conf, on_log);
+  if (set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
+      set_prop(conf, "enable.auto.commit", "false", err, errlen) ||
+      set_prop(conf, "enable.partition.eof", "true", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  k->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+  if (!k->restorer) rd_kafka_conf_destroy(conf);
+  return k->restorer;
+}
+
+/* Polls the assigned partition until offset end - 1 has been seen. */
+static int replay_until(rd_kafka_t *rc, int64_t end, ls_replay_fn fn, void *ud, char *err,
+                        size_t errlen) {
+  int idle = 0;
+  for (;;) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 500);
+    if (!m) {
+      if (++idle > 60) return snprintf(err, errlen, "no progress for 30 s"), -1;
+      continue;
+    }
+    idle = 0;
+    int done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (!m->err && m->offset + 1 >= end);
+    int rc2 = 0;
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      snprintf(err, errlen, "%s", rd_kafka_message_errstr(m));
+      rc2 = -1;
+    } else if (!m->err && fn(ud, m)) {
+      snprintf(err, errlen, "applying record at offset %lld failed", (long long)m->offset);
+      rc2 = -1;
+    }
+    rd_kafka_message_destroy(m);
+    if (rc2 || done) return rc2;
+  }
+}
+
+int64_t ls_kafka_replay(ls_kafka *k, const char *topic, int32_t partition, int64_t from,
+                        ls_replay_fn fn, void *ud, char *err, size_t errlen) {
+  rd_kafka_t *rc = restorer(k, err, errlen);
+  if (!rc) return -1;
+  int64_t lo = 0, hi = 0;
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, topic, partition, &lo, &hi, 10000);
+  if (e) return snprintf(err, errlen, "%s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e)), -1;
+  if (from < lo) {
+    if (from > 0) ls_warn("%s[%d]: records %lld..%lld are gone; replaying from %lld", topic,
+                          (int)partition, (long long)from, (long long)lo - 1, (long long)lo);
+    from = lo;
+  }
+  if (from >= hi) return hi;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = from;
+  e = rd_kafka_assign(rc, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) return snprintf(err, errlen, "assign %s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e)), -1;
+  int rc2 = replay_until(rc, hi, fn, ud, err, errlen);
+  rd_kafka_assign(rc, NULL);
+  return rc2 ? -1 : hi;
 }
 
 void ls_kafka_poll(ls_kafka *k) { rd_kafka_poll(k->producer, 0); }

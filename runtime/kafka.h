@@ -20,6 +20,10 @@ typedef struct ls_kafka ls_kafka;
  * lost is 1 when they were lost (session timeout), so committing is useless. */
 typedef void (*ls_revoke_fn)(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost);
 
+/* Called from inside ls_kafka_consume() before partitions are handed over,
+ * e.g. to restore their state. */
+typedef void (*ls_assign_fn)(void *ud, const rd_kafka_topic_partition_list_t *parts);
+
 typedef struct ls_kafka_conf {
   const char *brokers;
   const char *group;          /* consumer group id = app name */
@@ -29,6 +33,7 @@ typedef struct ls_kafka_conf {
   int nprops;
   int dev_broker;             /* allow topic auto-creation from the consumer */
   ls_revoke_fn on_revoke;
+  ls_assign_fn on_assign;
   void *ud;
 } ls_kafka_conf;
 
@@ -42,14 +47,42 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
 /* Up to max messages, waiting at most timeout_ms. Serves rebalance callbacks. */
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
 
+/* Wakes the fetcher of one assigned partition's broker (round robin). With
+ * librdkafka 2.0.x a partition whose prefetch queue reached its limit is
+ * fetched again only when its broker thread wakes up, which otherwise takes
+ * up to a second; a small request to that broker wakes it at once. */
+void ls_kafka_nudge(ls_kafka *k);
+
 /* A producer topic handle, created on first use and owned by k. */
 rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name);
 
-/* Queues one record (key/value copied; hdrs owned by k from then on, even on
- * failure). Waits while the local queue is full. 0, or -1 with err. */
-int ls_kafka_produce(ls_kafka *k, rd_kafka_topic_t *rkt, const void *key, size_t klen,
-                     const void *val, size_t vlen, int64_t ts_ms, rd_kafka_headers_t *hdrs,
-                     char *err, size_t errlen);
+/* One record to produce. */
+typedef struct ls_record {
+  rd_kafka_topic_t *rkt;
+  int32_t partition;         /* RD_KAFKA_PARTITION_UA: by key */
+  const void *key;
+  size_t key_len;
+  const void *value;
+  size_t value_len;
+  int64_t timestamp;         /* ms; 0 = now */
+  rd_kafka_headers_t *hdrs;  /* owned by k from then on, even on failure */
+  int64_t *acked_next;       /* if set: raised to offset + 1 when acknowledged */
+} ls_record;
+
+/* Queues one record (key and value are copied). Waits while the local queue
+ * is full. 0, or -1 with err. */
+int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen);
+
+/* The group's committed offset of topic/partition: >= 0, -1 when none, or
+ * -2 on error. */
+int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, int timeout_ms);
+
+/* Reads topic/partition from offset `from` to its current end with a
+ * separate, group-less consumer, calling fn for each record. Returns the end
+ * offset reached (>= 0), or -1 with err. */
+typedef int (*ls_replay_fn)(void *ud, const rd_kafka_message_t *m);
+int64_t ls_kafka_replay(ls_kafka *k, const char *topic, int32_t partition, int64_t from,
+                        ls_replay_fn fn, void *ud, char *err, size_t errlen);
 
 /* Serves delivery reports without blocking. */
 void ls_kafka_poll(ls_kafka *k);

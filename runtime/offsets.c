@@ -62,6 +62,11 @@ rd_kafka_topic_partition_list_t *ls_offsets_take_dirty(ls_offsets *o) {
   return l;
 }
 
+int64_t ls_offsets_get(const ls_offsets *o, int topic, int32_t partition) {
+  if (topic < 0 || topic >= o->ntopics || partition < 0 || partition >= o->t[topic].cap) return -1;
+  return o->t[topic].next[partition];
+}
+
 int ls_offsets_topic_index(const ls_offsets *o, const char *name) {
   for (int i = 0; i < o->ntopics; i++)
     if (strcmp(o->names[i], name) == 0) return i;

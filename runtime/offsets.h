@@ -32,6 +32,8 @@ rd_kafka_topic_partition_list_t *ls_offsets_take_dirty(ls_offsets *o);
 void ls_offsets_restore(ls_offsets *o, const rd_kafka_topic_partition_list_t *list);
 /* Forgets partitions that were revoked. */
 void ls_offsets_forget(ls_offsets *o, const rd_kafka_topic_partition_list_t *parts);
+/* The next offset recorded for topic/partition, or -1. */
+int64_t ls_offsets_get(const ls_offsets *o, int topic, int32_t partition);
 /* Index of a topic name, or -1. */
 int ls_offsets_topic_index(const ls_offsets *o, const char *name);
 

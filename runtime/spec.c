@@ -65,6 +65,31 @@ static void read_sources(lua_State *L, int t, ls_spec *s) {
   lua_pop(L, 1);
 }
 
+static int read_stores(lua_State *L, int t, ls_spec *s, char *err, size_t errlen) {
+  lua_getfield(L, t, "stores");
+  int list = lua_gettop(L);
+  s->nstores = lua_istable(L, list) ? (int)lua_objlen(L, list) : 0;
+  s->stores = calloc((size_t)s->nstores + 1, sizeof *s->stores);
+  for (int i = 0; i < s->nstores; i++) {
+    lua_rawgeti(L, list, i + 1);
+    int st = lua_gettop(L);
+    s->stores[i].name = dup_field(L, st, "name", "default");
+    char *topic = dup_field(L, st, "topic", "");
+    s->stores[i].topic = -1;
+    for (int j = 0; j < s->ninputs; j++)
+      if (strcmp(s->inputs[j].name, topic) == 0) s->stores[i].topic = j;
+    free(topic);
+    lua_pop(L, 1);
+    if (s->stores[i].topic < 0) {
+      snprintf(err, errlen, "state store %s belongs to no input topic", s->stores[i].name);
+      lua_pop(L, 1);
+      return -1;
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 static void read_kafka(lua_State *L, int t, ls_spec *s) {
   lua_getfield(L, t, "kafka");
   int kt = lua_gettop(L);
@@ -122,6 +147,7 @@ int ls_spec_read(lua_State *L, ls_spec *s, char *err, size_t errlen) {
   if (read_on_error(L, t, s, err, errlen)) return -1;
   if (read_topics(L, t, "inputs", &s->inputs, &s->ninputs, err, errlen)) return -1;
   if (read_topics(L, t, "outputs", &s->outputs, &s->noutputs, err, errlen)) return -1;
+  if (read_stores(L, t, s, err, errlen)) return -1;
   if (s->on_error == LS_ON_ERROR_DEAD_LETTER && !s->dead_letter) {
     snprintf(err, errlen, "on_error = \"dead-letter\" needs a dead_letter topic");
     return -1;
@@ -144,6 +170,8 @@ void ls_spec_free(ls_spec *s) {
   free_topics(s->inputs, s->ninputs);
   free_topics(s->outputs, s->noutputs);
   free(s->source_every_ms);
+  for (int i = 0; i < s->nstores; i++) free(s->stores[i].name);
+  free(s->stores);
   for (int i = 0; i < s->nkafka; i++) free(s->kafka[i]);
   free(s->kafka);
   memset(s, 0, sizeof *s);

@@ -16,6 +16,11 @@ typedef struct ls_topic_spec {
   ls_format value;
 } ls_topic_spec;
 
+typedef struct ls_store_spec {
+  char *name;
+  int topic;           /* 0-based index into inputs */
+} ls_store_spec;
+
 typedef enum { LS_ON_ERROR_STOP, LS_ON_ERROR_SKIP, LS_ON_ERROR_DEAD_LETTER, LS_ON_ERROR_FUNCTION } ls_on_error;
 
 typedef struct ls_spec {
@@ -36,6 +41,8 @@ typedef struct ls_spec {
   int noutputs;
   double *source_every_ms;
   int nsources;
+  ls_store_spec *stores;
+  int nstores;
   char **kafka;        /* key, value, key, value, ... */
   int nkafka;
 } ls_spec;

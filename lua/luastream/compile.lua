@@ -19,6 +19,7 @@
 local util = require("luastream.util")
 local expr = require("luastream.expr")
 local core = require("luastream.core")
+local state = require("luastream.state")
 
 local M = {}
 
@@ -62,12 +63,12 @@ function Gen:tmp()
 end
 
 -- Source naming a Lua library function, as a local of the generated chunk.
-local LIBS = { math = math, util = util, base = { type = type } }
+local LIBS = { math = math, util = util, base = { type = type }, state = state }
 function Gen:lib(lib, name)
   local id = lib .. "." .. name
   local local_name = self.libs[id]
   if not local_name then
-    local_name = (lib == "util") and ("u_" .. name) or name
+    local_name = (lib == "util" or lib == "state") and (lib:sub(1, 1) .. "_" .. name) or name
     self.libs[id] = local_name
     self.lib_list[#self.lib_list + 1] = { local_name, lib, name }
     assert(LIBS[lib][name] ~= nil, id)
@@ -107,11 +108,17 @@ function Gen:new_const(x)
   return "C[" .. n .. "]"
 end
 
--- A call to a user function with (v, msg).
-function Gen:call_fn(fn)
+-- A call to a user function with (v, msg), or, for a stateful step on
+-- `store`, with (v, state, msg) after pointing the state at the row's key.
+function Gen:call_fn(fn, store)
   self.uses_msg = true
   if self.sync_msg then
     self:emit("msg.timestamp = ts; msg[HDR] = hdr")
+  end
+  if store then
+    local st = self:const(state.store(store))
+    self:emit(self:lib("state", "at") .. "(" .. st .. ", m.partition, key)")
+    return self:const(fn) .. "(v, " .. st .. ", msg)"
   end
   return self:const(fn) .. "(v, msg)"
 end
@@ -329,13 +336,13 @@ step.mask = function(g, node, id)
 end
 
 step.filter = function(g, node, id)
-  local call = g:call_fn(node.fn)
+  local call = g:call_fn(node.fn, node.store)
   g:emit("if not " .. g:lib("util", "truth") .. "(" .. call .. ") then goto " .. g:block_label() .. " end")
   return 0, id
 end
 
 step.apply = function(g, node, id)
-  local call = g:call_fn(node.fn)
+  local call = g:call_fn(node.fn, node.store)
   if not node.expand then
     g:emit("v = " .. call)
     return 0, { alias = id }
@@ -355,7 +362,7 @@ end
 
 step.update = function(g, node, id)
   id = g:mutate(id, true)
-  g:emit(g:call_fn(node.fn))
+  g:emit(g:call_fn(node.fn, node.store))
   return 0, id
 end
 

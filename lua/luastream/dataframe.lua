@@ -83,13 +83,24 @@ local function check_fn(fn, what, where)
   end
 end
 
-local function check_stateful(opts, what, where)
+-- {stateful = true, store = "name"}: the step's function gets the state of
+-- the message key (luastream.state). Returns the store name, or nil.
+local function check_stateful(self, opts, what, where)
   if opts.stateful ~= nil and type(opts.stateful) ~= "boolean" then
     util.fail(what .. ": option 'stateful' must be a boolean, got " .. type(opts.stateful), where)
   end
-  if opts.stateful then
-    util.fail(what .. ": {stateful = true}" .. NOT_YET, where)
+  if opts.store ~= nil and not opts.stateful then
+    util.fail(what .. ": option 'store' needs stateful = true", where)
   end
+  if not opts.stateful then return nil end
+  local name = opts.store or "default"
+  if type(name) ~= "string" or not name:match("^[%w_.-]+$") or #name > 100 then
+    util.fail(what .. ": option 'store' must be a name of letters, digits, '_', '-' or '.', got " ..
+      tostring(name), where)
+  end
+  local st = st_of(self)
+  st.app:_use_store(name, st.topic, where)
+  return name
 end
 
 -- sdf:apply(fn) used as a value (sdf.x = sdf:apply(fn), sdf[sdf:apply(fn)]):
@@ -213,37 +224,38 @@ function methods.col(self, ...)
   return expr.col(path, self)
 end
 
-local APPLY_OPTS = { expand = true, stateful = true }
+local APPLY_OPTS = { expand = true, stateful = true, store = true }
 function methods.apply(self, fn, opts)
   check_self(self, "apply")
   local where = util.callsite()
   check_fn(fn, "apply", where)
   opts = util.check_options("apply", opts, APPLY_OPTS, where)
-  check_stateful(opts, "apply", where)
+  local store = check_stateful(self, opts, "apply", where)
   if opts.expand ~= nil and type(opts.expand) ~= "boolean" then
     util.fail("apply: option 'expand' must be a boolean, got " .. type(opts.expand), where)
   end
   local expand = opts.expand == true
-  return add(self, { kind = "apply", fn = fn, expand = expand, loc = where,
+  return add(self, { kind = "apply", fn = fn, expand = expand, loc = where, store = store,
     desc = expand and "apply(expand)" or "apply" }, false)
 end
 
-local FN_OPTS = { stateful = true }
+local FN_OPTS = { stateful = true, store = true }
 function methods.update(self, fn, opts)
   check_self(self, "update")
   local where = util.callsite()
   check_fn(fn, "update", where)
   opts = util.check_options("update", opts, FN_OPTS, where)
-  check_stateful(opts, "update", where)
-  return add(self, { kind = "update", fn = fn, loc = where, desc = "update" }, true)
+  local store = check_stateful(self, opts, "update", where)
+  return add(self, { kind = "update", fn = fn, loc = where, store = store, desc = "update" }, true)
 end
 
 function methods.filter(self, f, opts)
   check_self(self, "filter")
   local where = util.callsite()
   opts = util.check_options("filter", opts, FN_OPTS, where)
-  check_stateful(opts, "filter", where)
+  local store = check_stateful(self, opts, "filter", where)
   if expr.is_expr(f) then
+    if store then util.fail("filter: stateful = true needs a function, not an expression", where) end
     local node = rawget(f, expr.NODE)
     return add(self, { kind = "mask", expr = node, loc = where,
       desc = "filter '" .. expr.render(node) .. "'" }, false)
@@ -252,7 +264,7 @@ function methods.filter(self, f, opts)
     f = take_apply(self, f, "filter", where)
   end
   check_fn(f, "filter", where)
-  return add(self, { kind = "filter", fn = f, loc = where, desc = "filter" }, false)
+  return add(self, { kind = "filter", fn = f, loc = where, store = store, desc = "filter" }, false)
 end
 
 local TO_TOPIC_OPTS = { key = true }

@@ -300,6 +300,8 @@ function ls.app(opts)
     outputs = {},       -- Topic list, in first-use order
     output_id = {},     -- topic name -> index in outputs
     sources = {},
+    stores = {},        -- store names, in first-use order
+    store_topic = {},   -- store name -> the input topic it belongs to
     frozen = false,
   }, App)
   loading.app = app
@@ -356,6 +358,19 @@ function App:_check_topic(topic, what, where)
   end
   if topic.app ~= self then
     util.fail(what .. ": topic '" .. topic.name .. "' belongs to another app", where)
+  end
+end
+
+-- A state store used by a stateful step on `topic`'s pipeline. A store
+-- belongs to one input topic: its partitions are that topic's partitions.
+function App:_use_store(name, topic, where)
+  local owner = self.store_topic[name]
+  if owner == nil then
+    self.stores[#self.stores + 1] = name
+    self.store_topic[name] = topic.name
+  elseif owner ~= topic.name then
+    util.fail("state store '" .. name .. "' is used by topic '" .. owner .. "' already; give the steps on '" ..
+      topic.name .. "' another store (store = \"...\")", where)
   end
 end
 

@@ -32,6 +32,7 @@ local core = require("luastream.core")
 local ls = require("luastream")
 local util = require("luastream.util")
 local compile = require("luastream.compile")
+local state = require("luastream.state")
 
 pcall(ffi.cdef, [[
 typedef struct ls_meta {
@@ -124,7 +125,13 @@ local function build(app, script_name)
     inputs = {},
     outputs = {},
     sources = {},
+    stores = {},
   }
+  state.reset()
+  for k, name in ipairs(app.stores) do
+    state.store(name)
+    spec.stores[k] = { name = name, topic = app.store_topic[name] }
+  end
   local env = {
     out = out,
     output_id = function(topic) return app.output_id[topic.name] end,
@@ -445,6 +452,23 @@ function rt.handle_error(err, row, msg)
 end
 
 -- The generated source of an input topic's pipeline (for debugging).
+---------------------------------------------------------------------------
+-- State (luastream.state), for checkpoints
+---------------------------------------------------------------------------
+
+-- The dirty state entries, taken for a checkpoint: rt.changes.store[j]
+-- (index into spec.stores), .part[j], .key[j] (LMDB key), .val[j]
+-- (MessagePack, or false for a delete), j = 1..n. Returns n.
+rt.changes = { store = {}, part = {}, key = {}, val = {} }
+function rt.take_state_changes()
+  return state.take_changes(rt.changes)
+end
+
+-- Forgets the cached state of partition p (revoked or restored).
+function rt.forget_partition(p)
+  state.forget_partition(p)
+end
+
 function rt.source_of(topic_name)
   if P == nil then return nil end
   for id, input in ipairs(P.spec.inputs) do

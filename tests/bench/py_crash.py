@@ -41,7 +41,6 @@ def main():
         "linger.ms": 5,
         "enable.idempotence": True,
         "partitioner": "murmur2_random",
-        "queue.buffering.max.messages": 200000,
     })
     failed = []
 

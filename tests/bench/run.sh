@@ -43,10 +43,18 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/luastream-bench.XXXXXX")
 broker_pid=""
 driver_pid=""
+# shellcheck disable=SC2317 # (called from the traps)
 cleanup() {
   trap - EXIT INT TERM
-  [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null
-  [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+  set +e
+  if [ -n "$driver_pid" ]; then
+    kill "$driver_pid" 2>/dev/null
+    wait "$driver_pid" 2>/dev/null
+  fi
+  if [ -n "$broker_pid" ]; then
+    kill "$broker_pid" 2>/dev/null
+    wait "$broker_pid" 2>/dev/null
+  fi
   if [ "${keep_work:-0}" = 1 ]; then
     echo "run.sh: logs kept in $work" >&2
   else

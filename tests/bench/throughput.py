@@ -14,7 +14,8 @@ for what is measured and how. Steps:
      luastream  luastream run tests/bench/crash_stateless.lua --count N
    - total  = N / (launch -> the N-th output is in the topic)
    - steady = 0.8 N / (time between 10 % and 90 % of the outputs being in the topic)
-   - peak RSS and CPU time of the peer's process tree (wait4);
+   - peak RSS and CPU time (user + system, all threads) of the peer's process
+     tree, as /usr/bin/time reports them;
 3. check every output topic: exactly N records, none dropped by the broker, and the
    right content (kcat: the input records byte for byte; python and luastream: one
    output per input row, with gTotal and crash right);
@@ -53,8 +54,9 @@ def h64(data):
 
 
 def canonical(key, row):
-    return ("%s|%s|%r|%r|%r|%r" % (key, row["device"], row["ts"], row["gX"], row["gY"],
-                                   row["gZ"])).encode()
+    # JSON has one number type: 1.0 may come back as 1, so compare numbers as numbers.
+    return ("%s|%s|%d|%r|%r|%r" % (key, row["device"], row["ts"], float(row["gX"]),
+                                   float(row["gY"]), float(row["gZ"]))).encode()
 
 
 # ---- the input ---------------------------------------------------------------------
@@ -147,6 +149,10 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
     if mon.count() != 0:
         raise SystemExit("output topic %s is not empty" % topic)
     out = open(os.path.join(workdir, topic + ".log"), "w")
+    # The peer runs under /usr/bin/time, a small process, because a process started
+    # straight from this (large) one would count this one's memory in its peak RSS.
+    timefile = os.path.join(workdir, topic + ".time")
+    cmd = ["/usr/bin/time", "-o", timefile, "-f", "%M %U %S"] + cmd
     t_launch = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -170,19 +176,24 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
             time.sleep(SAMPLE_S)
     finally:
         if status is None:
-            stop_group(proc)
-            _, status, rusage = os.wait4(proc.pid, 0)
+            status, rusage = stop_group(proc)
             t_exit = time.monotonic()
             proc.returncode = os.waitstatus_to_exitcode(status)
         mon.close()
         out.close()
+    with open(os.path.join(workdir, topic + ".samples"), "w") as f:
+        f.write("".join("%.4f %d\n" % (t - t_launch, n) for t, n in samples))
     r = Run()
     r.name, r.topic, r.rows = name, topic, rows
     r.rc = proc.returncode
     r.produced = samples[-1][1]
     r.exit_s = t_exit - t_launch
-    r.rss_kb = rusage.ru_maxrss
-    r.cpu_s = rusage.ru_utime + rusage.ru_stime
+    try:
+        with open(timefile) as f:
+            rss, utime, stime = f.read().split()[-3:]
+        r.rss_kb, r.cpu_s = int(rss), float(utime) + float(stime)
+    except (OSError, ValueError):  # stopped by a signal: no report
+        r.rss_kb, r.cpu_s = rusage.ru_maxrss, rusage.ru_utime + rusage.ru_stime
     t_first = crossing(samples, 1)
     t10, t90, t_all = (crossing(samples, rows * f) for f in (0.1, 0.9, 1.0))
     r.startup_s = t_first - t_launch if t_first else None
@@ -193,15 +204,23 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
 
 
 def stop_group(proc):
+    """Stops the peer's process group; returns the peer's wait status and rusage."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            pass
         for _ in range(50):
-            if proc.poll() is not None:
-                return
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
+                except ProcessLookupError:
+                    pass
+                return status, rusage
             time.sleep(0.1)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    return status, rusage
 
 
 # ---- checking an output topic ------------------------------------------------------
@@ -398,14 +417,16 @@ def main():
     print("%d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
           "(steady: 10%% -> 90%% of the outputs)"
           % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
-    print("%-10s %13s %13s %10s %8s %10s" % ("peer", "msgs/s(total)", "msgs/s(steady)",
-                                            "start-up s", "CPU s", "peak RSS"))
+    print("%-10s %13s %14s %10s %6s %11s %10s" % (
+        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s",
+        "peak RSS"))
     for peer in peers:
         rss = max(r.rss_kb for r in results[peer]) / 1024
-        su = med(peer, "startup_s")
-        print("%-10s %13s %14s %10s %8.2f %7.1f MB" % (
+        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
+        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
             peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
-            "%.2f" % su if su is not None else "-", med(peer, "cpu_s"), rss))
+            "%.2f" % su if su is not None else "-", cpu,
+            "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
 
     def ratio(attr, a_, b_):
         x, y = med(a_, attr), med(b_, attr)
@@ -440,4 +461,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

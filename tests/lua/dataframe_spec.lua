@@ -498,16 +498,6 @@ app:dataframe(t):to_topic(app:topic("out"))]])
 end)
 
 describe("not supported yet", function()
-  it("names the place of a stateful function", function()
-    local err = H.error_of(pipeline, "sdf:update(function() end, { stateful = true })")
-    assert.same(H.tmpdir() .. "/app.lua:7: update: {stateful = true} is not supported yet " ..
-      "(stateful processing, windows and group_by are not implemented)", err)
-    err = H.error_of(pipeline, "sdf = sdf:apply(print, { stateful = true })")
-    assert.matches("app.lua:7: apply: {stateful = true} is not supported yet", err, 1, true)
-    err = H.error_of(pipeline, "sdf = sdf:filter(print, { stateful = true })")
-    assert.matches("app.lua:7: filter: {stateful = true} is not supported yet", err, 1, true)
-  end)
-
   it("names the place of windows and group_by", function()
     for _, m in ipairs({ "tumbling_window(1000)", "hopping_window(1000, 100)", "sliding_window(10)",
       "tumbling_count_window(5)", "session_window(100)", "group_by('device')" }) do

@@ -1,0 +1,49 @@
+/* checkpoint.h - per-key state across checkpoints: changelog, LMDB, recovery.
+ *
+ * The state of stateful steps lives in Lua (luastream.state) between
+ * checkpoints. A checkpoint, driven by app.c, is DESIGN §3's order:
+ *   1. ls_ckpt_produce: take the dirty entries from Lua and produce them to
+ *      the changelog topics <app>__<store>__changelog (partition = input
+ *      partition), each record carrying the input offset it reflects;
+ *   2. app.c flushes the producer;  3. app.c commits the consumer offsets;
+ *   4. ls_ckpt_store: write the same entries and the changelog/input offsets
+ *      (marks) to LMDB in one write transaction.
+ * On assignment, ls_ckpt_restore replays a partition's changelog from its
+ * mark to the end into LMDB, applying only records whose input offset is
+ * covered by the group's committed offset. Entries taken in step 1 stay
+ * pending until step 4 succeeds, so a postponed checkpoint loses nothing. */
+#ifndef LS_CHECKPOINT_H
+#define LS_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "kafka.h"
+#include "offsets.h"
+#include "spec.h"
+
+typedef struct ls_ckpt ls_ckpt;
+
+/* NULL with err[0] == 0 when the app has no state stores. */
+ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, char *err,
+                      size_t errlen);
+void ls_ckpt_close(ls_ckpt *c);
+
+/* The changelog topic of store i, e.g. "crash-detector__default__changelog". */
+const char *ls_ckpt_changelog(const ls_ckpt *c, int store);
+
+int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen);
+int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen);
+
+/* Brings the state of input topic `topic` (index), partition p up to date. */
+int ls_ckpt_restore(ls_ckpt *c, int topic, int32_t p, char *err, size_t errlen);
+/* Drops the Lua cache of partition p. */
+void ls_ckpt_forget(ls_ckpt *c, int32_t p);
+/* Partition p of input topic `topic` was revoked. clean: its last checkpoint
+ * committed; if not, its unsaved changes and its local copy are dropped, so
+ * the next owner (maybe this process again) rebuilds it from the changelog. */
+void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean);
+
+#endif
