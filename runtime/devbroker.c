@@ -126,7 +126,7 @@ int ls_devbroker_main(int argc, char **argv) {
       return usage_error("unknown or incomplete option", a);
     }
   }
-  char err[512];
+  char err[1536];
   ls_devbroker *b = ls_devbroker_start(brokers, err, sizeof err);
   if (!b) {
     fprintf(stderr, "luastream broker: %s\n", err);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 #include <luajit.h>
@@ -19,6 +20,7 @@
 #include "devbroker.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "state.h"
 
 static const char USAGE[] =
     "usage: luastream <command> [options]\n"
@@ -37,6 +39,9 @@ static const char USAGE[] =
     "      --partitions N    partitions for --topic without a count (default 4)\n"
     "      --topic NAME[:P]  create a topic up front (repeatable)\n"
     "      --bootstrap-file F  also write the bootstrap address to F\n"
+    "  state list DIR      list the local state in DIR (state_dir/<app name>)\n"
+    "  state clear DIR [STORE [PARTITION]]  drop local state (rebuilt from the\n"
+    "                      changelog at the next assignment)\n"
     "  test [DIR]          run busted specs (default: spec/) inside the runtime\n"
     "  lua FILE [ARGS]     run a Lua file with the runtime's modules\n"
     "  version             print versions\n"
@@ -100,6 +105,65 @@ static int cmd_run(int argc, char **argv) {
   return ls_app_run(&o);
 }
 
+typedef struct state_cmd {
+  ls_state *st;
+  const char *store;  /* clear: only this store, or NULL */
+  long partition;     /* clear: only this partition, or -1 */
+  int dropped, failed;
+} state_cmd;
+
+static int print_entry(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                       int64_t changelog_offset, int64_t input_offset) {
+  (void)ud;
+  printf("%-20s %9d %10zu %12zu %16lld %14lld\n", store, (int)partition, keys, bytes,
+         (long long)changelog_offset, (long long)input_offset);
+  return 0;
+}
+
+static int drop_entry(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                      int64_t changelog_offset, int64_t input_offset) {
+  (void)keys, (void)bytes, (void)changelog_offset, (void)input_offset;
+  state_cmd *c = ud;
+  char err[512];
+  if (c->store && strcmp(c->store, store) != 0) return 0;
+  if (c->partition >= 0 && c->partition != partition) return 0;
+  if (ls_state_drop_partition(c->st, store, partition, err, sizeof err)) {
+    fprintf(stderr, "luastream state: %s\n", err);
+    c->failed++;
+  } else {
+    c->dropped++;
+  }
+  return 0;
+}
+
+static int cmd_state(int argc, char **argv) {
+  if (argc < 2 || (strcmp(argv[0], "list") != 0 && strcmp(argv[0], "clear") != 0))
+    return usage_error("state: usage: luastream state list|clear DIR [STORE [PARTITION]]%s", "");
+  char err[1024];
+  if (access(argv[1], F_OK) != 0) {
+    fprintf(stderr, "luastream state: no state at %s\n", argv[1]);
+    return 1;
+  }
+  state_cmd c = {ls_state_open(argv[1], NULL, err, sizeof err), argc > 2 ? argv[2] : NULL,
+                 argc > 3 ? strtol(argv[3], NULL, 10) : -1, 0, 0};
+  if (!c.st) {
+    fprintf(stderr, "luastream state: %s\n", err);
+    return 1;
+  }
+  int rc;
+  if (strcmp(argv[0], "list") == 0) {
+    printf("%-20s %9s %10s %12s %16s %14s\n", "store", "partition", "keys", "bytes",
+           "changelog_next", "input_offset");
+    rc = ls_state_list(c.st, print_entry, NULL);
+  } else {
+    rc = ls_state_list(c.st, drop_entry, &c);
+    printf("dropped %d store partition%s\n", c.dropped, c.dropped == 1 ? "" : "s");
+  }
+  if (rc) fprintf(stderr, "luastream state: %s\n", ls_state_error(c.st));
+  ls_state_close(c.st);
+  return rc || c.failed ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(USAGE, stderr);
@@ -108,6 +172,7 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (strcmp(cmd, "broker") == 0) return ls_devbroker_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "state") == 0) return cmd_state(argc - 2, argv + 2);
   if (strcmp(cmd, "test") == 0) {
     const char *dir = argc > 2 && argv[argc - 1][0] != '-' ? argv[argc - 1] : "spec";
     int nopts = argc > 2 && argv[argc - 1][0] != '-' ? argc - 3 : argc - 2;
