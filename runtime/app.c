@@ -59,6 +59,9 @@ typedef struct ls_app {
   int error_logs, errors_suppressed;
   double error_window_ms;
   int exit_code;
+  int exactly_once;
+  int stopping;      /* the final checkpoint: no new transaction after it */
+  int txn_open;
   char fatal[4096];
 } ls_app;
 
@@ -369,6 +372,51 @@ static void record_offsets(ls_app *a) {
   }
 }
 
+static ls_txn_result begin_txn(ls_app *a) {
+  char err[1024];
+  ls_txn_result b = ls_kafka_txn_begin(a->kafka, err, sizeof err);
+  if (b != LS_TXN_OK) set_fatal(a, 1, "exactly-once: %s", err);
+  a->txn_open = b == LS_TXN_OK;
+  return b;
+}
+
+/* Exactly-once: outputs, changelog records and offsets commit as one Kafka
+ * transaction; LMDB after it. An abortable error rewinds to the committed
+ * offsets and drops the uncommitted state; a fatal one stops the app. */
+static int checkpoint_txn(ls_app *a) {
+  char err[1024];
+  if (!a->txn_open) return 0;
+  a->txn_open = 0;
+  if (a->ckpt && ls_ckpt_produce(a->ckpt, &a->offsets, err, sizeof err)) {
+    set_fatal(a, 1, "state: %s; stopping without committing", err);
+    return -1;
+  }
+  rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
+  ls_txn_result r = ls_kafka_txn_commit(a->kafka, l, err, sizeof err);
+  if (l) rd_kafka_topic_partition_list_destroy(l);
+  if (r == LS_TXN_OK && a->ckpt && ls_ckpt_store(a->ckpt, &a->offsets, err, sizeof err)) {
+    set_fatal(a, 1, "%s; stopping (the changelog holds the changes; a restart restores them)", err);
+    return -1;
+  }
+  if (r == LS_TXN_ABORTABLE) {
+    char why[1024];
+    ls_warn("%s: aborting the transaction and going back to the committed offsets", err);
+    if (ls_kafka_txn_abort(a->kafka, why, sizeof why) != LS_TXN_OK ||
+        ls_kafka_rewind(a->kafka, why, sizeof why)) {
+      set_fatal(a, 1, "exactly-once: %s", why);
+      return -1;
+    }
+    ls_offsets_clear(&a->offsets);
+    if (a->ckpt) ls_ckpt_discard(a->ckpt);
+  } else if (r == LS_TXN_FATAL) {
+    set_fatal(a, 1, "exactly-once: %s", err);
+    return -1;
+  }
+  if (a->stopping) return r == LS_TXN_OK ? 0 : -1;
+  ls_txn_result b = begin_txn(a);
+  return r == LS_TXN_OK && b == LS_TXN_OK ? 0 : -1;
+}
+
 /* DESIGN §3's order: state changes to the changelogs, flush, commit the
  * offsets, then the state to LMDB. Returns 0, or -1 when nothing could be
  * committed. */
@@ -377,6 +425,7 @@ static int checkpoint(ls_app *a) {
   int fatal = 0;
   a->last_commit_ms = ls_mono_ms();
   a->since_commit = 0;
+  if (a->exactly_once) return checkpoint_txn(a);
   if (a->ckpt && ls_ckpt_produce(a->ckpt, &a->offsets, err, sizeof err)) {
     set_fatal(a, 1, "state: %s; stopping without committing", err);
     return -1;
@@ -539,8 +588,10 @@ static const char *choose_broker(ls_app *a) {
 static int connect_kafka(ls_app *a) {
   const char *brokers = choose_broker(a);
   if (!brokers) return 1;
+  a->exactly_once = strcmp(a->spec.guarantee, "exactly-once") == 0;
   ls_kafka_conf kc = {brokers, a->spec.name, a->spec.offset_reset, a->spec.kafka,
-                      a->spec.nkafka, a->devbroker != NULL, on_revoke, on_assign, a};
+                      a->spec.nkafka, a->devbroker != NULL, a->exactly_once, on_revoke,
+                      on_assign, a};
   char err[1024];
   a->kafka = ls_kafka_new(&kc, err, sizeof err);
   if (!a->kafka) {
@@ -563,6 +614,10 @@ static int connect_kafka(ls_app *a) {
   a->input_names = calloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
   for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
   ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs);
+  if (a->exactly_once && begin_txn(a) != LS_TXN_OK) {
+    fprintf(stderr, "luastream: %s\n", a->fatal);
+    return 1;
+  }
   if (a->spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->spec.ninputs, err, sizeof err)) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
@@ -654,6 +709,7 @@ int ls_app_run(const ls_run_opts *opts) {
           : a->spec.on_error == LS_ON_ERROR_FUNCTION ? "function" : "stop");
   loop(a);
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
+  a->stopping = 1;
   if (a->exit_code != 1 || !strstr(a->fatal, "without committing")) checkpoint(a);
   if (a->exit_code) ls_error("%s", a->fatal);
   ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",

@@ -442,3 +442,16 @@ void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
     c->acked[s][p] = -1;
   }
 }
+
+void ls_ckpt_discard(ls_ckpt *c) {
+  free_pending(c);
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.state");
+  if (lua_pcall(L, 1, 1, 0) == 0) {
+    lua_getfield(L, -1, "forget_all");
+    if (lua_pcall(L, 0, 0, 0) != 0) ls_warn("discarding state: %s", lua_tostring(L, -1));
+  }
+  lua_settop(L, top);
+}

@@ -39,6 +39,9 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
 
 /* Brings the state of input topic `topic` (index), partition p up to date. */
 int ls_ckpt_restore(ls_ckpt *c, int topic, int32_t p, char *err, size_t errlen);
+/* An aborted transaction (exactly-once): drops the pending entries and every
+ * cached entry, so state is read again from LMDB, which never saw them. */
+void ls_ckpt_discard(ls_ckpt *c);
 /* Drops the Lua cache of partition p. */
 void ls_ckpt_forget(ls_ckpt *c, int32_t p);
 /* Partition p of input topic `topic` was revoked. clean: its last checkpoint

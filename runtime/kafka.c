@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -167,6 +168,7 @@ static rd_kafka_t *new_consumer(ls_kafka *k, const ls_kafka_conf *c, char *err, 
       set_prop(conf, "group.id", c->group, err, errlen) ||
       set_prop(conf, "auto.offset.reset", c->offset_reset, err, errlen) ||
       (c->dev_broker && set_prop(conf, "allow.auto.create.topics", "true", err, errlen)) ||
+      (c->exactly_once && set_prop(conf, "isolation.level", "read_committed", err, errlen)) ||
       set_user_props(conf, c, "consumer", err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
@@ -180,7 +182,10 @@ static rd_kafka_t *new_producer(ls_kafka *k, const ls_kafka_conf *c, char *err, 
   rd_kafka_conf_t *conf = base_conf(k, c, err, errlen);
   if (!conf) return NULL;
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  char txn_id[512];
+  snprintf(txn_id, sizeof txn_id, "%s-%ld", c->group, (long)getpid());
   if (set_defaults(conf, PRODUCER_DEFAULTS, err, errlen) ||
+      (c->exactly_once && set_prop(conf, "transactional.id", txn_id, err, errlen)) ||
       set_user_props(conf, c, "producer", err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
@@ -213,6 +218,15 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   }
   rd_kafka_poll_set_consumer(k->consumer);
   k->cq = rd_kafka_queue_get_consumer(k->consumer);
+  if (c->exactly_once) {
+    rd_kafka_error_t *e = rd_kafka_init_transactions(k->producer, 30000);
+    if (e) {
+      snprintf(err, errlen, "exactly-once: cannot initialise transactions: %s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+      ls_kafka_close(k);
+      return NULL;
+    }
+  }
   return k;
 }
 
@@ -320,7 +334,10 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_opaque(conf, k);
   rd_kafka_conf_set_log_cb(conf, on_log);
+  /* assign() needs a group id; this consumer never joins, subscribes or commits. */
   if (set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
+      set_prop(conf, "group.id", "luastream-restore", err, errlen) ||
+      set_prop(conf, "fetch.wait.max.ms", "10", err, errlen) ||
       set_prop(conf, "enable.auto.commit", "false", err, errlen) ||
       set_prop(conf, "enable.partition.eof", "true", err, errlen)) {
     rd_kafka_conf_destroy(conf);
@@ -374,6 +391,8 @@ int64_t ls_kafka_replay(ls_kafka *k, const char *topic, int32_t partition, int64
   e = rd_kafka_assign(rc, l);
   rd_kafka_topic_partition_list_destroy(l);
   if (e) return snprintf(err, errlen, "assign %s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e)), -1;
+  /* Wake the broker thread so the fetch starts now, not at its next tick. */
+  rd_kafka_query_watermark_offsets(rc, topic, partition, &lo, &hi, 10000);
   int rc2 = replay_until(rc, hi, fn, ud, err, errlen);
   rd_kafka_assign(rc, NULL);
   return rc2 ? -1 : hi;
@@ -418,4 +437,62 @@ void ls_kafka_describe(const rd_kafka_topic_partition_list_t *parts, char *out, 
       n += (size_t)snprintf(out + n, len - n, "%s%s[%d", i ? "] " : "", p->topic, (int)p->partition);
   }
   if (n + 2 < len) snprintf(out + n, len - n, "]");
+}
+
+/* ---- transactions (exactly-once) ------------------------------------------ */
+
+static ls_txn_result txn_result(rd_kafka_error_t *e, const char *what, char *err, size_t errlen) {
+  if (!e) return LS_TXN_OK;
+  snprintf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
+  ls_txn_result r = rd_kafka_error_txn_requires_abort(e) ? LS_TXN_ABORTABLE
+                    : rd_kafka_error_is_retriable(e)    ? LS_TXN_ABORTABLE
+                                                        : LS_TXN_FATAL;
+  if (rd_kafka_error_is_fatal(e)) r = LS_TXN_FATAL;
+  rd_kafka_error_destroy(e);
+  return r;
+}
+
+ls_txn_result ls_kafka_txn_begin(ls_kafka *k, char *err, size_t errlen) {
+  return txn_result(rd_kafka_begin_transaction(k->producer), "begin transaction", err, errlen);
+}
+
+ls_txn_result ls_kafka_txn_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets,
+                                  char *err, size_t errlen) {
+  if (offsets && offsets->cnt > 0) {
+    rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(k->consumer);
+    rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(k->producer, offsets, md, 30000);
+    rd_kafka_consumer_group_metadata_destroy(md);
+    ls_txn_result r = txn_result(e, "send offsets to transaction", err, errlen);
+    if (r != LS_TXN_OK) return r;
+  }
+  ls_txn_result r = txn_result(rd_kafka_commit_transaction(k->producer, 60000), "commit transaction",
+                               err, errlen);
+  if (r == LS_TXN_OK && k->delivery_failed) {
+    snprintf(err, errlen, "%s", k->delivery_error);
+    return LS_TXN_FATAL;
+  }
+  return r;
+}
+
+ls_txn_result ls_kafka_txn_abort(ls_kafka *k, char *err, size_t errlen) {
+  return txn_result(rd_kafka_abort_transaction(k->producer, 60000), "abort transaction", err, errlen);
+}
+
+int ls_kafka_rewind(ls_kafka *k, char *err, size_t errlen) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(k->consumer, &a) || !a) return snprintf(err, errlen, "no assignment"), -1;
+  int rc = 0;
+  if (a->cnt > 0) {
+    rd_kafka_resp_err_t e = rd_kafka_committed(k->consumer, a, 10000);
+    for (int i = 0; !e && i < a->cnt; i++)
+      if (a->elems[i].offset < 0) a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *se = e ? NULL : rd_kafka_seek_partitions(k->consumer, a, 10000);
+    if (e || se) {
+      snprintf(err, errlen, "rewind: %s", e ? rd_kafka_err2str(e) : rd_kafka_error_string(se));
+      rc = -1;
+    }
+    if (se) rd_kafka_error_destroy(se);
+  }
+  rd_kafka_topic_partition_list_destroy(a);
+  return rc;
 }

@@ -32,6 +32,7 @@ typedef struct ls_kafka_conf {
                                  apply to one handle only */
   int nprops;
   int dev_broker;             /* allow topic auto-creation from the consumer */
+  int exactly_once;           /* transactional producer, read_committed consumer */
   ls_revoke_fn on_revoke;
   ls_assign_fn on_assign;
   void *ud;
@@ -92,6 +93,16 @@ int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t er
 /* Synchronous offset commit. */
 int ls_kafka_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets, char *err,
                     size_t errlen);
+
+/* Exactly-once: outputs, changelog records and offsets in one transaction. */
+typedef enum { LS_TXN_OK, LS_TXN_ABORTABLE, LS_TXN_FATAL } ls_txn_result;
+ls_txn_result ls_kafka_txn_begin(ls_kafka *k, char *err, size_t errlen);
+/* Sends offsets (may be NULL) with the consumer's group metadata, then commits. */
+ls_txn_result ls_kafka_txn_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets,
+                                  char *err, size_t errlen);
+ls_txn_result ls_kafka_txn_abort(ls_kafka *k, char *err, size_t errlen);
+/* Seeks every assigned partition back to the group's committed offset (after an abort). */
+int ls_kafka_rewind(ls_kafka *k, char *err, size_t errlen);
 
 /* The consumer's current assignment as "topic[0,1,2]" text, for logs. */
 void ls_kafka_describe(const rd_kafka_topic_partition_list_t *parts, char *out, size_t len);

@@ -91,3 +91,11 @@ void ls_offsets_forget(ls_offsets *o, const rd_kafka_topic_partition_list_t *par
     o->t[ti].dirty[p] = 0;
   }
 }
+
+void ls_offsets_clear(ls_offsets *o) {
+  for (int i = 0; i < o->ntopics; i++)
+    for (int p = 0; p < o->t[i].cap; p++) {
+      o->t[i].next[p] = -1;
+      o->t[i].dirty[p] = 0;
+    }
+}

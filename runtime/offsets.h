@@ -30,6 +30,8 @@ int ls_offsets_set(ls_offsets *o, int topic, int32_t partition, int64_t next);
 rd_kafka_topic_partition_list_t *ls_offsets_take_dirty(ls_offsets *o);
 /* Marks the entries of list dirty again (a commit failed). */
 void ls_offsets_restore(ls_offsets *o, const rd_kafka_topic_partition_list_t *list);
+/* Forgets every position (an aborted transaction rewound the consumer). */
+void ls_offsets_clear(ls_offsets *o);
 /* Forgets partitions that were revoked. */
 void ls_offsets_forget(ls_offsets *o, const rd_kafka_topic_partition_list_t *parts);
 /* The next offset recorded for topic/partition, or -1. */

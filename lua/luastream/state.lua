@@ -166,6 +166,11 @@ function M.forget_partition(p)
   for _, st in ipairs(store_list) do st.parts[p] = nil end
 end
 
+-- Drops every cached entry and every pending change (an aborted transaction).
+function M.forget_all()
+  for _, st in ipairs(store_list) do st.parts = {} end
+end
+
 -- Splits an LMDB key into message key bytes and state key (for tools).
 function M.split_key(s)
   local hi, lo = byte(s, 1, 2)
