@@ -1,5 +1,6 @@
 """Per-key state: exact counts across clean restarts, crashes, a lost state
-directory, a crashed group member, unwritable state and keyless records.
+directory, a crashed group member, a state dir that cannot be created, an
+LMDB write that fails mid-run (file size limit), and keyless records.
 
 scripts/state_count.lua counts per message key: every input {"x": i} keyed
 "k<i % 20>" becomes {key, x, n, sum}, where n and sum are the count and the
@@ -19,16 +20,17 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
 
-import pytest
 from confluent_kafka import Producer
 
-from conftest import (SCRIPTS, committed, end_offsets, jloads, line_of, produce, read_all,
+from conftest import (LUASTREAM, SCRIPTS, committed, end_offsets, jloads, line_of, produce, read_all,
                       run_cli, wait_committed_to_end, wait_until)
 
 SCRIPT = SCRIPTS / "state_count.lua"
@@ -158,19 +160,6 @@ def replayed(stderr):
         r"state (\w+)\[(\d+)\]: replayed (\d+) changelog records \((\d+) applied\)", stderr)]
 
 
-# Restoring a partition whose changelog holds records past the local LMDB mark
-# fails: the replay consumer (kafka.c, restorer()) has no group.id, so
-# rd_kafka_assign() returns "Local: Unknown group" and the app stops with
-# "state: restoring in[P]: assign <app>__counts__changelog[P]: Local: Unknown
-# group" (exit 1). Every test that needs a replay hits it.
-RESTORE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="state recovery fails whenever the changelog must be replayed: the group-less "
-           "replay consumer's rd_kafka_assign() returns 'Local: Unknown group', the app "
-           "exits 1 with 'state: restoring in[P]: assign ...__changelog[P]: Local: Unknown "
-           "group'")
-
-
 def n_outputs(addr):
     return sum(end_offsets(addr, OUT).values())
 
@@ -202,7 +191,6 @@ def test_clean_restarts_keep_exact_counts_and_outputs_exactly_once(broker_factor
     assert len(outs) == 3000
 
 
-@RESTORE_BUG
 def test_sigkill_at_random_points_keeps_state_exactly_once(broker_factory, run_app, tmp_path):
     """While inputs keep arriving, the app is killed with SIGKILL 3 times at random
     points (seeded) and restarted; a final run drains the input. Runs 0, 1 and
@@ -256,7 +244,6 @@ def test_sigkill_at_random_points_keeps_state_exactly_once(broker_factory, run_a
         assert prev == (v["n"], v["sum"]), (v, prev)
 
 
-@RESTORE_BUG
 def test_deleted_state_dir_is_rebuilt_from_the_changelog(broker_factory, run_app, tmp_path):
     """1500 inputs, run, SIGTERM; rm -rf the state dir; 1500 more, run again: the
     second run replays every changelog record (it says so on stderr, per
@@ -286,7 +273,6 @@ def test_deleted_state_dir_is_rebuilt_from_the_changelog(broker_factory, run_app
     check_exactly_once(ref, outs)
 
 
-@RESTORE_BUG
 def test_survivor_takes_over_a_killed_members_partitions(broker_factory, run_app, tmp_path):
     """Two instances of one app (own state dirs) share the input; one is killed
     with SIGKILL mid-stream; the other gets all partitions once the dead
@@ -364,3 +350,49 @@ def test_record_without_key_is_handled_by_on_error(broker_factory, run_app):
     outs = outputs(broker.addr)
     assert 10**6 not in {v["x"] for _, _, v in outs}
     check_exactly_once(reference(broker.addr), outs)
+
+
+def _limit_file_size(limit):
+    def pre():
+        # Writes past `limit` bytes fail with EFBIG instead of killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return pre
+
+
+def test_failing_state_write_stops_with_exit_1_and_a_restart_restores(broker_factory,
+                                                                      run_app, tmp_path):
+    """LMDB cannot grow its data file mid-run (RLIMIT_FSIZE 256 KiB, 30000 keys):
+    the checkpoint's LMDB commit fails, the app stops with exit 1 and a "state"
+    error. A restart without the limit, same state dir, restores the state
+    from the changelog: 1000 of the keys get a second input and their outputs
+    say n == 2 and sum == both inputs."""
+    app_name = "st-full"
+    broker = broker_factory(topics(app_name))
+    keyed = [(f"key{i}".encode(), json.dumps({"x": i}).encode(), None) for i in range(30000)]
+    produce(broker.addr, IN, keyed)
+    state = tmp_path / "state-full"
+    r = subprocess.run([LUASTREAM, "run", str(SCRIPT), "--broker", broker.addr, "--name",
+                        app_name, "--state-dir", str(state), "--set", "commit_interval=0.5"],
+                       capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+                       preexec_fn=_limit_file_size(256 * 1024))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert re.search(r"^\S+ error +state: .+", r.stderr, re.M), r.stderr
+    assert (state / app_name / "data.mdb").stat().st_size <= 256 * 1024
+
+    more = [(f"key{i}".encode(), json.dumps({"x": 100000 + i}).encode(), None)
+            for i in range(1000)]
+    produce(broker.addr, IN, more)
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--state-dir", str(state))
+    wait_committed_to_end(broker.addr, app_name, IN, 60, app=app)
+    assert app.stop() == 0, app.stderr()
+    assert replayed(app.stderr()), app.stderr()
+    last = {}
+    for rec in read_all(broker.addr, OUT):
+        v = jloads(rec.value)
+        last[v["key"]] = v
+    assert len(last) == 30000
+    wrong = [v for k, v in last.items()
+             if (v["n"], v["sum"]) != ((2, 100000 + 2 * int(k[3:])) if int(k[3:]) < 1000
+                                       else (1, int(k[3:])))]
+    assert not wrong, wrong[:5]
