@@ -62,6 +62,7 @@ typedef struct ls_app {
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
   int txn_open;
+  int tmp_state;     /* state_dir is a temporary directory (dev broker) */
   char fatal[4096];
 } ls_app;
 
@@ -566,6 +567,35 @@ static void create_dev_topics(ls_app *a) {
   }
 }
 
+/* The dev broker's data lives in memory, so state kept from an earlier run
+ * would describe data that is gone: with it, state goes to a fresh temporary
+ * directory, removed at exit. */
+static void use_temporary_state(ls_app *a) {
+  if (a->spec.nstores == 0) return;
+  char tmpl[] = "/tmp/luastream-dev-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    ls_warn("cannot make a temporary state directory: %s; using %s", strerror(errno), a->spec.state_dir);
+    return;
+  }
+  free(a->spec.state_dir);
+  a->spec.state_dir = strdup(tmpl);
+  a->tmp_state = 1;
+  ls_info("state goes to %s for the dev broker's lifetime", tmpl);
+}
+
+static void remove_temporary_state(ls_app *a) {
+  if (!a->tmp_state) return;
+  static const char *const files[] = {"data.mdb", "lock.mdb"};
+  char path[4096];
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s/%s", a->spec.state_dir, a->spec.name, files[i]);
+    unlink(path);
+  }
+  snprintf(path, sizeof path, "%s/%s", a->spec.state_dir, a->spec.name);
+  rmdir(path);
+  rmdir(a->spec.state_dir);
+}
+
 /* Picks the broker: the script or --broker, else LUASTREAM_BROKER, else an
  * in-process dev broker. Returns the bootstrap address or NULL. */
 static const char *choose_broker(ls_app *a) {
@@ -579,6 +609,7 @@ static const char *choose_broker(ls_app *a) {
     return NULL;
   }
   create_dev_topics(a);
+  use_temporary_state(a);
   ls_info("no broker configured: started an in-process dev broker on %s (in memory, gone on exit; "
           "use --broker or LUASTREAM_BROKER for a real Kafka)",
           ls_devbroker_bootstraps(a->devbroker));
@@ -636,6 +667,7 @@ static void alloc_batch(ls_app *a) {
 static void free_app(ls_app *a) {
   ls_kafka_close(a->kafka);
   ls_ckpt_close(a->ckpt);
+  remove_temporary_state(a);
   ls_devbroker_stop(a->devbroker);
   ls_offsets_free(&a->offsets);
   ls_batch_free(&a->batch);
@@ -701,6 +733,7 @@ int ls_app_run(const ls_run_opts *opts) {
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
   a->start_ms = a->last_commit_ms = ls_mono_ms();
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
           a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",

@@ -12,7 +12,8 @@ from conftest import (EXAMPLES, committed, end_offsets, jloads, produce, read_al
 SCRIPT = EXAMPLES / "crash_detection.lua"
 # One sdf:print() line: [topic] key=K p=P off=O {json}
 PRINTED = re.compile(r"^\[phone-data\] key=(\S+) p=(\d+) off=(\d+) (\{.*\})$", re.M)
-CRASH_G = 3.0
+CRASH_G = 3.0   # the data set's notion of a crash reading
+CRASH_DG = 3.0  # the example alerts when gTotal changes by more than this
 
 # Readings right at the threshold (|g| == 3.0 exactly in doubles: no alert),
 # just below it (no alert) and just above it (alert).
@@ -71,26 +72,34 @@ def crash_dataset(n=3000, devices=50, crashes=40, seed=20240611):
 
 
 def expected_alerts(rows):
-    out = {}
+    """The example's computation: per device (its readings keep their order, as one
+    key stays on one partition), dG = gTotal - the previous gTotal (0 for the first
+    reading); an alert when |dG| > CRASH_DG."""
+    out, prev = {}, {}
     for r in rows:
         g = g_total(r["gX"], r["gY"], r["gZ"])
-        if g > CRASH_G:
-            out[(r["device"], r["ts"])] = {"device": r["device"], "ts": r["ts"], "gTotal": g}
+        dg = g - prev.get(r["device"], g)
+        prev[r["device"]] = g
+        if abs(dg) > CRASH_DG:
+            out[(r["device"], r["ts"])] = {"device": r["device"], "ts": r["ts"], "gTotal": g, "dG": dg}
     return out
 
 
 def test_crash_detection_alerts_exactly_the_reference_set(broker_factory, run_app):
     """3000 readings over 50 phones through examples/crash_detection.lua on an external
-    broker: the alerts are exactly the readings with sqrt(gX²+gY²+gZ²) > 3 (equal
-    doubles), once each, keyed by device, timestamped with the reading's ts, and
-    printed once each by sdf:print(); all input offsets are committed."""
-    broker = broker_factory({"phone-data": 4, "crash-alerts": 4})
+    broker: the alerts are exactly the readings whose gTotal = sqrt(gX²+gY²+gZ²)
+    differs from the phone's previous one by more than 3 (equal doubles), once each,
+    keyed by device, timestamped with the reading's ts, and printed once each by
+    sdf:print(); all input offsets are committed."""
+    broker = broker_factory({"phone-data": 4, "crash-alerts": 4,
+                             "crash-detector__default__changelog": 4})
     rows = crash_dataset()
     want = expected_alerts(rows)
-    # The data set exercises what it should: ~40 crashes, edges on both sides.
-    assert 40 <= len(want) <= 45
-    edge_g = [g_total(*e) for e in EDGE_READINGS]
-    assert edge_g.count(3.0) == 4 and sum(g > 3.0 for g in edge_g) == 3
+    # The data set exercises what it should: a crash gives an alert going up and one
+    # coming back down; readings near 3 g from ~1 g give changes on both sides of 3.
+    assert 60 <= len(want) <= 100, len(want)
+    dgs = [abs(v["dG"]) for v in want.values()]
+    assert min(dgs) > CRASH_DG
 
     # Kafka timestamps are the produce time, an hour after the readings' ts: the
     # topic's timestamp = "ts" option must give the alerts the readings' ts.
@@ -113,11 +122,12 @@ def test_crash_detection_alerts_exactly_the_reference_set(broker_factory, run_ap
         got[k] = v
         assert a.key == v["device"].encode(), f"alert key {a.key!r} for {v}"
         assert a.timestamp == v["ts"], f"alert timestamp {a.timestamp} for {v}"
-        assert set(v) == {"device", "ts", "gTotal"}, v
+        assert set(v) == {"device", "ts", "gTotal", "dG"}, v
     assert set(got) == set(want)
     for k, v in want.items():
         # Exact: the runtime writes the shortest round-trip form of the double.
         assert got[k]["gTotal"] == v["gTotal"], (k, got[k]["gTotal"], v["gTotal"])
+        assert got[k]["dG"] == v["dG"], (k, got[k]["dG"], v["dG"])
         assert isinstance(got[k]["ts"], int)
     assert committed(broker.addr, "crash-detector", "phone-data") == end
     # sdf:print() showed each alert once, with the input's key, partition and offset.
@@ -137,7 +147,7 @@ def test_crash_detection_alerts_exactly_the_reference_set(broker_factory, run_ap
 
 
 def _alert_lines(text):
-    return [m for m in PRINTED.finditer(text) if json.loads(m.group(4))["gTotal"] > CRASH_G]
+    return [m for m in PRINTED.finditer(text) if abs(json.loads(m.group(4))["dG"]) > CRASH_DG]
 
 
 def test_crash_detection_embedded_demo(run_app):

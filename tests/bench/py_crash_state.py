@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""The Python peer of the state benchmark (tests/bench/state.sh): the stateful crash
+computation of crash_stateful.lua as a hand-written confluent_kafka loop, with the
+previous gTotal per key in a dict (in memory only: no changelog, no local store,
+nothing survives a restart).
+
+    /usr/bin/python3 tests/bench/py_crash_state.py --broker B --count N [--input phone-data] [--output out-py-state]
+
+Per batch of up to 1000 messages: json.loads, gTotal = sqrt(gX² + gY² + gZ²),
+dG = gTotal - the key's previous gTotal (0 for its first row), crash = |dG| > 3.0,
+json.dumps (compact, like luastream's encoder), produce to the output topic with the
+same key. Otherwise the same loop as py_crash.py: offsets are committed
+asynchronously every few seconds and synchronously at the end, after the producer
+is flushed (at-least-once, like luastream). Exits 0 once N records are produced and acknowledged.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--count", type=int, required=True, help="stop after this many outputs")
+    ap.add_argument("--input", default="phone-data")
+    ap.add_argument("--output", default="out-py-state")
+    ap.add_argument("--group", default="py-crash-state")
+    ap.add_argument("--commit-interval", type=float, default=5.0)
+    a = ap.parse_args()
+
+    consumer = Consumer({
+        "bootstrap.servers": a.broker,
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+    })
+    producer = Producer({
+        "bootstrap.servers": a.broker,
+        "linger.ms": 5,
+        "enable.idempotence": True,
+        "partitioner": "murmur2_random",
+    })
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            failed.append(err)
+
+    def on_assign(c, parts):
+        print("py_crash_state: partitions assigned: %d" % len(parts), file=sys.stderr, flush=True)
+
+    consumer.subscribe([a.input], on_assign=on_assign)
+
+    loads, dumps, sqrt = json.loads, json.JSONEncoder(separators=(",", ":")).encode, math.sqrt
+    produce, poll, out_topic = producer.produce, producer.poll, a.output
+    prev = {}  # message key -> previous gTotal
+    produced = 0
+    last_commit = time.monotonic()
+    while produced < a.count:
+        msgs = consumer.consume(num_messages=1000, timeout=0.1)
+        for m in msgs:
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    print("py_crash_state: consumer: %s" % m.error(), file=sys.stderr)
+                continue
+            row = loads(m.value())
+            x, y, z = row["gX"], row["gY"], row["gZ"]
+            g = sqrt(x * x + y * y + z * z)
+            key = m.key()
+            dg = g - prev.get(key, g)
+            prev[key] = g
+            row["gTotal"] = g
+            row["dG"] = dg
+            row["crash"] = abs(dg) > 3.0
+            value = dumps(row)
+            while True:
+                try:
+                    produce(out_topic, value, key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    poll(0.01)  # the local queue is full: wait for acknowledgements
+            produced += 1
+        poll(0)
+        if failed:
+            print("py_crash_state: delivery failed: %s" % failed[0], file=sys.stderr)
+            return 1
+        now = time.monotonic()
+        if now - last_commit >= a.commit_interval:
+            last_commit = now
+            # at-least-once: what is committed has been acknowledged
+            if producer.flush(30) == 0 and not failed:
+                consumer.commit(asynchronous=True)
+    left = producer.flush(30)
+    if left or failed:
+        print("py_crash_state: %d records unacknowledged, %d failed" % (left, len(failed)), file=sys.stderr)
+        return 1
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    print("py_crash_state: %d records out" % produced, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

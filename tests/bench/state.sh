@@ -1,0 +1,98 @@
+#!/bin/sh
+# The per-key state benchmarks: luastream's stateful crash pipeline against the
+# stateless one and a Python loop keeping the state in a dict, the pause of a
+# checkpoint with many changed keys, and the rate of recovery from the changelog.
+# One dev broker for everything. See tests/bench/README.md ("State").
+#
+#   tests/bench/state.sh                       build dir: build/ (or $BUILD)
+#   ROWS=300000 REPEAT=3 KEYS=200000 tests/bench/state.sh
+#   PARTS=checkpoint,recovery tests/bench/state.sh
+#
+# Environment: ROWS (phone rows, default 300000), REPEAT (runs per peer, default 3;
+# the table shows medians), KEYS (distinct keys for the checkpoint and recovery
+# parts, default 200000), PARTS (comma-separated subset of
+# throughput,checkpoint,recovery), CHECK=0 (skip reading the outputs back), BUILD.
+set -eu
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+BUILD=${BUILD:-build}
+ROWS=${ROWS:-300000}
+REPEAT=${REPEAT:-3}
+KEYS=${KEYS:-200000}
+PARTS=${PARTS:-throughput,checkpoint,recovery}
+CHECK=${CHECK:-1}
+PY=/usr/bin/python3
+
+for tool in kcat "$PY"; do
+  command -v "$tool" >/dev/null || { echo "state.sh: $tool is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
+done
+"$PY" -c 'import confluent_kafka' 2>/dev/null ||
+  { echo "state.sh: python3-confluent-kafka is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
+if [ ! -x "$BUILD/luastream" ]; then
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/luastream-state.XXXXXX")
+broker_pid=""
+driver_pid=""
+# shellcheck disable=SC2317 # (called from the traps)
+cleanup() {
+  trap - EXIT INT TERM
+  set +e
+  if [ -n "$driver_pid" ]; then
+    kill "$driver_pid" 2>/dev/null
+    wait "$driver_pid" 2>/dev/null
+  fi
+  if [ -n "$broker_pid" ]; then
+    kill "$broker_pid" 2>/dev/null
+    wait "$broker_pid" 2>/dev/null
+  fi
+  if [ "${keep_work:-0}" = 1 ]; then
+    echo "state.sh: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+# The dev broker has no CreateTopics: every topic, changelogs included, up front.
+topics="--topic phone-data:16 --topic count-in:16 --topic count-out:16"
+topics="$topics --topic bench-state-count__default__changelog:16"
+i=1
+while [ "$i" -le "$REPEAT" ]; do
+  s=""
+  [ "$i" -gt 1 ] && s="-$i"
+  topics="$topics --topic out-sl$s:16 --topic out-sf$s:16 --topic out-pyst$s:16"
+  topics="$topics --topic bench-crash-stateful${s}__default__changelog:16"
+  i=$((i + 1))
+done
+# shellcheck disable=SC2086
+"$BUILD/luastream" broker $topics --bootstrap-file "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.err" &
+broker_pid=$!
+n=0
+while [ ! -s "$work/bootstrap" ]; do
+  n=$((n + 1))
+  if [ "$n" -gt 100 ] || ! kill -0 "$broker_pid" 2>/dev/null; then
+    echo "state.sh: the dev broker did not start:" >&2
+    cat "$work/broker.err" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+broker=$(cat "$work/bootstrap")
+echo "dev broker: $broker (pid $broker_pid)" >&2
+
+set -- --broker "$broker" --luastream "$BUILD/luastream" --rows "$ROWS" --repeat "$REPEAT" \
+  --keys "$KEYS" --parts "$PARTS" --workdir "$work"
+[ "$CHECK" = 0 ] && set -- "$@" --no-check
+"$PY" tests/bench/state_bench.py "$@" &
+driver_pid=$!
+rc=0
+wait "$driver_pid" || rc=$?
+driver_pid=""
+[ "$rc" = 0 ] || keep_work=1
+[ "${KEEP:-0}" = 1 ] && keep_work=1
+exit "$rc"

@@ -1,0 +1,400 @@
+#!/usr/bin/python3
+"""The per-key state benchmarks, on one dev broker. Called by tests/bench/state.sh,
+which starts the broker with every topic; see tests/bench/README.md ("State").
+
+1. Throughput of state (the method and functions of throughput.py): on the same
+   phone rows, for REPEAT runs each,
+     stateless  luastream run crash_stateless.lua        (no state)
+     stateful   luastream run crash_stateful.lua         (previous gTotal per key,
+                                                          changelog + LMDB)
+     py-dict    py_crash_state.py                        (the same in a dict, no
+                                                          durability)
+   and check every output topic (one output per input row; for the stateful ones
+   dG is the change from the key's previous row, in input order).
+2. Checkpoint pause: state_count.lua counts the messages of each of K distinct keys
+   (one state entry per key, each key once) with commit_every = K/2, so each
+   checkpoint writes K/2 changed keys. The script logs every pause between two
+   consecutive rows ("gap"); the checkpoint is the gap that holds the runtime's
+   debug line "committed ..." (written after the changelog produce + flush + offset
+   commit, before the LMDB transaction), which splits it in two. The final checkpoint
+   (at --count) is timed from the last row to the "stopped" line.
+3. Recovery: the same app is started again on the same group with its state
+   directory deleted; every assigned partition is rebuilt from the changelog, and
+   the runtime logs "state default[p]: replayed N changelog records (M applied) in
+   T ms". The restores run one after another in the assignment callback, so the
+   total time is the sum of T; keys/s = applied records / total time.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import throughput as tp  # noqa: E402
+from throughput import log  # noqa: E402
+
+STATEFUL_FIELDS = {"device", "ts", "gX", "gY", "gZ", "gTotal", "dG", "crash"}
+
+
+# ---- 1. throughput -----------------------------------------------------------------
+
+def check_stateful(broker, r, inp):
+    """One output per input row, with gTotal, and dG / crash following each key's
+    previous row (the topic's per-partition order is the key's input order)."""
+    problems = []
+    wm = tp.watermarks(broker, r.topic)
+    count = sum(hi - lo for lo, hi in wm)
+    dropped = sum(lo for lo, _ in wm)
+    if dropped:
+        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
+    if count != inp.rows:
+        problems.append("%d records, expected %d" % (count, inp.rows))
+    if r.rc != 0:
+        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    if dropped:
+        return problems
+    prev = {}
+    digest, bad, n = 0, 0, 0
+    for key, value in tp.read_topic(broker, r.topic):
+        n += 1
+        row = json.loads(value)
+        k = key.decode()
+        x, y, z = row["gX"], row["gY"], row["gZ"]
+        g = math.sqrt(x * x + y * y + z * z)
+        p = prev.get(k, g)
+        prev[k] = g
+        ok = (set(row) == STATEFUL_FIELDS and k == row["device"]
+              and abs(row["gTotal"] - g) <= 1e-12 * g
+              and abs(row["dG"] - (g - p)) <= 1e-9
+              and row["crash"] is (abs(row["dG"]) > tp.CRASH_G))
+        if not ok:
+            bad += 1
+            if bad <= 3:
+                problems.append("wrong output: key %s value %s (previous gTotal %r)"
+                                % (k, value.decode(), p))
+        digest += tp.h64(tp.canonical(k, row))
+    digest &= (1 << 64) - 1
+    if n != inp.rows:
+        problems.append("read %d records back, expected %d" % (n, inp.rows))
+    if digest != inp.canon:
+        problems.append("the outputs do not cover every input row exactly once")
+    if bad > 3:
+        problems.append("%d wrong outputs in all" % bad)
+    return problems
+
+
+def throughput(a, work, env):
+    inp = tp.Input(a.rows, a.devices, a.seed, os.path.join(work, "rows.tsv"))
+    tp.produce_input(a.broker, "phone-data", inp)
+    peers = ["stateless", "stateful", "py-dict"]
+    results = {p: [] for p in peers}
+    failures = []
+    statedir = os.path.join(work, "state-crash")
+    for rep in range(1, a.repeat + 1):
+        s = "" if rep == 1 else "-%d" % rep
+        for peer in peers:
+            if peer == "stateless":
+                topic = "out-sl" + s
+                cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"),
+                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateless" + s]
+                penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
+            elif peer == "stateful":
+                topic = "out-sf" + s
+                # the app name is also the changelog's prefix: bench-crash-stateful[-N]__default__changelog
+                cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateful.lua"),
+                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateful" + s,
+                       "--state-dir", statedir]
+                penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
+            else:
+                topic = "out-pyst" + s
+                cmd = ["/usr/bin/python3", os.path.join(HERE, "py_crash_state.py"), "--broker", a.broker,
+                       "--count", str(a.rows), "--input", "phone-data", "--output", topic,
+                       "--group", "bench-py-state" + s]
+                penv = env
+            r = tp.run_peer(peer, cmd, penv, a.broker, topic, a.rows, work, a.timeout)
+            if a.no_check:
+                r.problems = [] if r.produced == a.rows else ["%d records, expected %d" % (r.produced, a.rows)]
+            elif peer == "stateless":
+                r.problems = tp.check_output(a.broker, r, inp, "rows")
+            else:
+                r.problems = check_stateful(a.broker, r, inp)
+            results[peer].append(r)
+            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
+                "CPU %5.1f s  peak RSS %6.1f MB%s"
+                % (rep, peer, tp.fmt_rate(r.total), tp.fmt_rate(r.steady),
+                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
+                   r.rss_kb / 1024, "" if r.problems or a.no_check else "  output ok"))
+            for prob in r.problems:
+                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
+                failures.append("%s run %d: %s" % (peer, rep, prob))
+    return inp, results, failures
+
+
+# ---- 2 + 3. checkpoint pause and recovery ------------------------------------------
+
+LOG_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d\d\d) (\w+)\s+(.*)$")
+REPLAYED = re.compile(r"state (\S+)\[(\d+)\]: replayed (\d+) changelog records \((\d+) applied\) in (\d+) ms")
+
+
+def log_lines(path, day0):
+    """(epoch seconds, level, text) of the runtime's log lines; 'gap' lines as is."""
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            m = LOG_TIME.match(line)
+            if m:
+                h, mi, s, ms = (int(x) for x in m.groups()[:4])
+                t = day0 + h * 3600 + mi * 60 + s + ms / 1000
+                out.append((t, m.group(5), m.group(6)))
+            elif line.startswith("gap "):
+                out.append((None, "gap", line))
+    return out
+
+
+def day_start(t):
+    return t - t % 86400
+
+
+def count_input(a, work):
+    path = os.path.join(work, "keys.tsv")
+    with open(path, "w") as f:
+        f.write("".join("k%07d\tx\n" % i for i in range(a.keys)))
+    t0 = time.monotonic()
+    subprocess.run(["kcat", "-P", "-q", "-b", a.broker, "-t", "count-in", "-K", "\t",
+                    "-X", "partitioner=murmur2_random", "-l", path], check=True)
+    wm = tp.watermarks(a.broker, "count-in")
+    total = sum(hi - lo for lo, hi in wm)
+    if total != a.keys or any(lo for lo, _ in wm):
+        raise SystemExit("count-in holds %d records (watermarks %s), expected %d" % (total, wm, a.keys))
+    log("count input: %d distinct keys produced to count-in in %.1f s (%d..%d per partition)"
+        % (a.keys, time.monotonic() - t0, min(hi for _, hi in wm), max(hi for _, hi in wm)))
+
+
+def checkpoint_pause(a, work, env):
+    """Runs state_count.lua over the distinct keys; returns its figures."""
+    statedir = os.path.join(work, "state-count")
+    every = a.keys // 2
+    logpath = os.path.join(work, "count-1.log")
+    cmd = [a.luastream, "run", os.path.join(HERE, "state_count.lua"), "--broker", a.broker,
+           "--count", str(a.keys), "--name", "bench-state-count", "--state-dir", statedir,
+           "--log-level", "debug", "--set", "commit_every=%d" % every, "--set", "commit_interval=600"]
+    penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out", LS_BENCH_GAPS="5")
+    t0 = time.time()
+    with open(logpath, "w") as out:
+        rc = subprocess.run(cmd, env=penv, stdout=out, stderr=subprocess.STDOUT,
+                            timeout=a.timeout).returncode
+    wall = time.time() - t0
+    res = {"rc": rc, "log": logpath, "every": every, "wall": wall, "statedir": statedir}
+    lines = log_lines(logpath, day_start(t0))
+    gaps = []
+    for _, lvl, text in lines:
+        if lvl == "gap":
+            _, s, e, ms = text.split()
+            gaps.append((float(s), float(e), float(ms)))
+    commits = [t for t, lvl, text in lines if lvl == "debug" and text.startswith("committed ")]
+    stopped = [t for t, lvl, text in lines if text.startswith("bench-state-count: stopped")]
+    res["gaps"] = gaps
+    # the mid-run checkpoint: the pause around the first "committed" line (1 ms log resolution)
+    res["mid"] = None
+    for c in commits:
+        for s, e, ms in gaps:
+            if s - 0.001 <= c <= e + 0.001:
+                res["mid"] = (ms, (c - s) * 1000, (e - c) * 1000)
+                break
+        if res["mid"]:
+            break
+    # the final checkpoint: from the last row to the "stopped" line
+    res["final"] = None
+    last_row = max((e for _, e, _ in gaps), default=None)
+    res["commits"] = len(commits)
+    if stopped and commits:
+        c = commits[-1]
+        res["final_commit_ms"] = None
+        # the last row's time is not logged (only gaps are); take the last
+        # "committed" line and the "stopped" line: the LMDB part and the close
+        res["final_tail_ms"] = (stopped[-1] - c) * 1000
+    res["last_row"] = last_row
+    # the LMDB size
+    p = subprocess.run([a.luastream, "state", "list", os.path.join(statedir, "bench-state-count")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    res["state_list"] = p.stdout.strip()
+    size = 0
+    for root, _, files in os.walk(statedir):
+        size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    res["lmdb_bytes"] = size
+    return res
+
+
+def recovery(a, work, env, statedir):
+    """Restarts the counting app on a deleted state dir; parses the replay lines."""
+    subprocess.run(["rm", "-rf", os.path.join(statedir, "bench-state-count")], check=True)
+    logpath = os.path.join(work, "count-2.log")
+    cmd = [a.luastream, "run", os.path.join(HERE, "state_count.lua"), "--broker", a.broker,
+           "--name", "bench-state-count", "--state-dir", statedir, "--timeout", str(int(a.timeout))]
+    penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out")
+    t0 = time.time()
+    out = open(logpath, "w")
+    proc = subprocess.Popen(cmd, env=penv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    parts = {}
+    try:
+        deadline = time.monotonic() + a.timeout
+        last_new = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            with open(logpath, errors="replace") as f:
+                text = f.read()
+            for m in REPLAYED.finditer(text):
+                if int(m.group(2)) not in parts:
+                    parts[int(m.group(2))] = (int(m.group(3)), int(m.group(4)), int(m.group(5)))
+                    last_new = time.monotonic()
+            if len(parts) >= tp.PARTITIONS or (last_new and time.monotonic() - last_new > 5):
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.close()
+    lines = log_lines(logpath, day_start(t0))
+    times = [t for t, lvl, text in lines if lvl != "gap" and REPLAYED.search(text)]
+    seen = sum(v[0] for v in parts.values())
+    applied = sum(v[1] for v in parts.values())
+    ms = sum(v[2] for v in parts.values())
+    res = {"log": logpath, "parts": parts, "seen": seen, "applied": applied, "ms": ms,
+           "rc": proc.returncode}
+    res["span_ms"] = (max(times) - min(times)) * 1000 if times else None
+    p = subprocess.run([a.luastream, "state", "list", os.path.join(statedir, "bench-state-count")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    res["state_list"] = p.stdout.strip()
+    return res
+
+
+# ---- main --------------------------------------------------------------------------
+
+def main():
+    signal.signal(signal.SIGTERM, tp.on_term)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--luastream", required=True)
+    ap.add_argument("--rows", type=int, default=300000)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keys", type=int, default=200000)
+    ap.add_argument("--parts", default="throughput,checkpoint,recovery")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--no-check", action="store_true")
+    a = ap.parse_args()
+    parts = set(a.parts.split(","))
+    env = dict(os.environ)
+    work = a.workdir
+    failures = []
+    log("load average before the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+
+    inp = results = None
+    if "throughput" in parts:
+        inp, results, f = throughput(a, work, env)
+        failures += f
+    ck = rec = None
+    if "checkpoint" in parts or "recovery" in parts:
+        count_input(a, work)
+        ck = checkpoint_pause(a, work, env)
+        if ck["rc"] != 0:
+            failures.append("state_count.lua exited with %s (log: %s)" % (ck["rc"], ck["log"]))
+        if "recovery" in parts:
+            rec = recovery(a, work, env, ck["statedir"])
+            if rec["applied"] != a.keys:
+                failures.append("recovery applied %d changelog records, expected %d (log: %s)"
+                                % (rec["applied"], a.keys, rec["log"]))
+
+    sys.stderr.flush()
+    print()
+    if results:
+        def med(peer, attr):
+            vals = [getattr(r, attr) for r in results[peer] if getattr(r, attr) is not None]
+            return statistics.median(vals) if vals else None
+
+        print("1. throughput: %d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
+              "(steady: 10%% -> 90%% of the outputs)" % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
+        print("%-10s %13s %14s %10s %6s %11s %10s" % (
+            "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
+        for peer in results:
+            rss = max(r.rss_kb for r in results[peer]) / 1024
+            su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
+            print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
+                peer, tp.fmt_rate(med(peer, "total")).strip(), tp.fmt_rate(med(peer, "steady")).strip(),
+                "%.2f" % su if su is not None else "-", cpu,
+                "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
+
+        def ratio(attr, x, y):
+            u, v = med(x, attr), med(y, attr)
+            return "%.2f" % (u / v) if u and v else "-"
+
+        for attr in ("steady", "total"):
+            print("ratios (%s):%s stateful/stateless = %s (target >= 0.7), stateful/py-dict = %s (target >= 2)"
+                  % (attr, " " if attr == "total" else "", ratio(attr, "stateful", "stateless"),
+                     ratio(attr, "stateful", "py-dict")))
+        print("ratio (msgs/CPU-s): stateful/stateless = %s, stateful/py-dict = %s"
+              % (ratio("cpu_s", "stateless", "stateful"), ratio("cpu_s", "py-dict", "stateful")))
+    if ck:
+        print()
+        print("2. checkpoint pause: state_count.lua, %d distinct keys once each, commit_every=%d "
+              "(%d changed keys per checkpoint)" % (a.keys, ck["every"], ck["every"]))
+        if ck["mid"]:
+            total, before, after = ck["mid"]
+            print("mid-run checkpoint: %.1f ms pause between two rows = %.0f ms changelog produce + "
+                  "flush + offset commit, then %.0f ms LMDB transaction + next batch (log times: 1 ms)"
+                  % (total, before, after))
+        else:
+            print("mid-run checkpoint: no pause found around a 'committed' line (log: %s)" % ck["log"])
+        if ck.get("final_tail_ms") is not None:
+            print("final checkpoint: %.0f ms from 'committed' to 'stopped' (LMDB transaction + shutdown)"
+                  % ck["final_tail_ms"])
+        big = sorted(ck["gaps"], key=lambda g: -g[2])[:4]
+        print("largest pauses between rows (ms): %s" % ", ".join("%.1f" % g[2] for g in big))
+        print("LMDB after the run: %.1f MB on disk (%s)" % (ck["lmdb_bytes"] / 1e6, ck["statedir"]))
+        for line in ck["state_list"].splitlines()[:4]:
+            print("  " + line)
+    if rec:
+        print()
+        print("3. recovery from the changelog (state dir deleted, same group restarted)")
+        if rec["ms"]:
+            print("%d partitions, %d changelog records (%d applied) in %d ms summed over the "
+                  "partitions (first to last log line %s ms): %s keys/s (target >= 500,000)"
+                  % (len(rec["parts"]), rec["seen"], rec["applied"], rec["ms"],
+                     "%.0f" % rec["span_ms"] if rec["span_ms"] is not None else "-",
+                     "{:,.0f}".format(rec["applied"] / (rec["ms"] / 1000))))
+            per = sorted(v[2] for v in rec["parts"].values())
+            print("per partition: %d..%d ms, median %d ms, %d..%d records"
+                  % (per[0], per[-1], statistics.median(per),
+                     min(v[0] for v in rec["parts"].values()), max(v[0] for v in rec["parts"].values())))
+        else:
+            print("no replay lines (log: %s)" % rec["log"])
+    sys.stdout.flush()
+    if failures:
+        print("FAILED CHECKS:")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print("checks: all outputs complete and right" if not a.no_check else "checks: counts only")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

@@ -1,0 +1,51 @@
+-- The many-keys pipeline of the state benchmark (tests/bench/state.sh): counts the
+-- messages of every message key, one state entry per key, and writes each message
+-- out with its key's count so far.
+--
+--   luastream run tests/bench/state_count.lua --broker B --count N [--name APP]
+--
+-- Topics: LS_BENCH_INPUT (default count-in, string values) and LS_BENCH_OUTPUT
+-- (default count-out). With LS_BENCH_GAPS=MS set, every pause of at least MS
+-- milliseconds between two consecutive rows is logged on stderr as
+-- "gap <start> <end> <ms>" (wall-clock times, seconds since the epoch): the main
+-- loop runs checkpoints between batches, so a checkpoint shows up as such a gap.
+local ls = require("luastream")
+
+local input = os.getenv("LS_BENCH_INPUT") or "count-in"
+local output = os.getenv("LS_BENCH_OUTPUT") or "count-out"
+local gap_ms = tonumber(os.getenv("LS_BENCH_GAPS") or "")
+
+local app = ls.app{ name = os.getenv("LS_BENCH_GROUP") or "bench-state-count" }
+
+local inp = app:topic(input, { value = "string", key = "string" })
+local out = app:topic(output, { value = "json", key = "string" })
+
+local now
+if gap_ms then
+  local ffi = require("ffi")
+  pcall(ffi.cdef, [[
+    typedef struct { long tv_sec; long tv_nsec; } ls_bench_timespec;
+    int clock_gettime(int clk, ls_bench_timespec *ts);
+  ]])
+  local ts = ffi.new("ls_bench_timespec")
+  now = function()
+    ffi.C.clock_gettime(0, ts) -- CLOCK_REALTIME, comparable with the log's times
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+  end
+end
+local last = nil
+
+local sdf = app:dataframe(inp)
+sdf = sdf:apply(function(value, state)
+  if now then
+    local t = now()
+    if last and (t - last) * 1000 >= gap_ms then
+      io.stderr:write(string.format("gap %.6f %.6f %.3f\n", last, t, (t - last) * 1000))
+    end
+    last = t
+  end
+  local n = state:get("n", 0) + 1
+  state:set("n", n)
+  return { n = n }
+end, { stateful = true })
+sdf:to_topic(out)
