@@ -127,6 +127,11 @@ static int open_changelogs(ls_ckpt *c, char *err, size_t errlen) {
     char name[512];
     snprintf(name, sizeof name, "%s__%s__changelog", c->spec->name, c->spec->stores[i].name);
     c->changelog[i] = strdup(name);
+    char why[512];
+    if (ls_kafka_ensure_topic_like(c->k, name, c->spec->inputs[c->spec->stores[i].topic].name, why,
+                                   sizeof why))
+      ls_warn("changelog %s: %s; create it with as many partitions as the input "
+              "(on the dev broker: luastream broker --topic %s:N)", name, why, name);
     c->rkt[i] = ls_kafka_topic(c->k, name);
     c->acked[i] = malloc(MAX_PARTITIONS * sizeof **c->acked);
     if (!c->rkt[i] || !c->acked[i]) return snprintf(err, errlen, "cannot set up %s", name), -1;

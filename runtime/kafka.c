@@ -276,6 +276,51 @@ ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int
   return rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, max);
 }
 
+/* Partition count of topic, or -1 when it does not exist. Lists all topics,
+ * since asking for one by name may create it with the broker's defaults. */
+static int partition_count(ls_kafka *k, const char *topic) {
+  const struct rd_kafka_metadata *md = NULL;
+  int n = -1;
+  if (rd_kafka_metadata(k->producer, 1, NULL, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+  for (int i = 0; i < md->topic_cnt; i++)
+    if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err) n = md->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, char *err,
+                               size_t errlen) {
+  int want = partition_count(k, like);
+  if (want < 1) return snprintf(err, errlen, "cannot read the partitions of %s", like), -1;
+  int have = partition_count(k, name);
+  if (have >= want) return 0;
+  if (have > 0)
+    return snprintf(err, errlen, "%s has %d partitions, fewer than the %d of %s", name, have,
+                    want, like), -1;
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, want, -1, err, errlen);
+  if (!nt) return -1;
+  rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+  rd_kafka_CreateTopics(k->producer, &nt, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
+  int rc = -1;
+  if (!ev) {
+    snprintf(err, errlen, "creating %s: no answer in 5 s", name);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+    if (!e && n == 1) e = rd_kafka_topic_result_error(res[0]);
+    rc = (!e || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ? 0 : -1;
+    if (rc) snprintf(err, errlen, "creating %s with %d partitions: %s", name, want, rd_kafka_err2str(e));
+    else ls_info("created %s with %d partitions", name, want);
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy(nt);
+  return rc;
+}
+
 void ls_kafka_nudge(ls_kafka *k) {
   rd_kafka_topic_partition_list_t *a = NULL;
   if (rd_kafka_assignment(k->consumer, &a) || !a) return;

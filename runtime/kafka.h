@@ -48,6 +48,11 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
 /* Up to max messages, waiting at most timeout_ms. Serves rebalance callbacks. */
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
 
+/* Makes sure topic `name` exists with as many partitions as topic `like`
+ * (CreateTopics; an existing topic is fine). 0, or -1 with err. */
+int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, char *err,
+                               size_t errlen);
+
 /* Wakes the fetcher of one assigned partition's broker (round robin). With
  * librdkafka 2.0.x a partition whose prefetch queue reached its limit is
  * fetched again only when its broker thread wakes up, which otherwise takes
