@@ -93,18 +93,6 @@ static int is_int64_double(double v) {
   return v >= -TWO63 && v < TWO63 && v == floor(v);
 }
 
-static void push_int(lua_State *L, int64_t v) {
-  const int64_t lim = INT64_C(1) << 53;
-  if (v >= -lim && v <= lim) lua_pushnumber(L, (lua_Number)v);
-  else ls_push_int64(L, v);
-}
-
-static uint64_t be_read(const unsigned char *p, size_t k) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < k; i++) v = (v << 8) | p[i];
-  return v;
-}
-
 static int be_put64(ls_buf *out, uint64_t v, char *err, size_t errlen) {
   unsigned char b[8];
   for (int i = 7; i >= 0; i--, v >>= 8) b[i] = (unsigned char)(v & 0xff);
@@ -150,15 +138,7 @@ static int decode_int(lua_State *L, const char *p, size_t n, char *err, size_t e
     snprintf(err, errlen, "int needs 1, 2, 4 or 8 bytes, got %zu", n);
     return -1;
   }
-  uint64_t u = be_read((const unsigned char *)p, n);
-  int64_t v;
-  switch (n) { /* sign-extend from n bytes */
-  case 1: v = (int8_t)u; break;
-  case 2: v = (int16_t)u; break;
-  case 4: v = (int32_t)u; break;
-  default: v = (int64_t)u; break;
-  }
-  push_int(L, v);
+  ls_push_integer(L, ls_be_read_signed((const unsigned char *)p, n));
   return 0;
 }
 
@@ -167,7 +147,7 @@ static int decode_double(lua_State *L, const char *p, size_t n, char *err, size_
     snprintf(err, errlen, "double needs 8 bytes, got %zu", n);
     return -1;
   }
-  uint64_t bits = be_read((const unsigned char *)p, 8);
+  uint64_t bits = ls_be_read((const unsigned char *)p, 8);
   double d;
   memcpy(&d, &bits, sizeof d);
   lua_pushnumber(L, d);

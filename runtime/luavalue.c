@@ -86,6 +86,12 @@ int ls_table_is_array(lua_State *L, int idx, size_t *n) {
   return 1;
 }
 
+void ls_push_integer(lua_State *L, int64_t v) {
+  const int64_t lim = INT64_C(1) << 53;
+  if (v >= -lim && v <= lim) lua_pushnumber(L, (lua_Number)v);
+  else ls_push_int64(L, v);
+}
+
 void ls_push_int64(lua_State *L, int64_t v) {
   lua_getfield(L, LUA_REGISTRYINDEX, KEY_I64_PUSH);
   lua_pushlightuserdata(L, &v);

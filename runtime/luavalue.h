@@ -33,6 +33,26 @@ void ls_mark_array(lua_State *L);
  * (an unmarked empty table is an object). */
 int ls_table_is_array(lua_State *L, int idx, size_t *n);
 
+/* An integer as Lua sees it: a number within +-2^53, else int64_t cdata. */
+void ls_push_integer(lua_State *L, int64_t v);
+
+/* A k-byte (k <= 8) big-endian unsigned integer, and the same sign-extended
+ * from k bytes (k = 1, 2, 4 or 8). */
+static inline uint64_t ls_be_read(const unsigned char *p, size_t k) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < k; i++) v = (v << 8) | p[i];
+  return v;
+}
+static inline int64_t ls_be_read_signed(const unsigned char *p, size_t k) {
+  uint64_t u = ls_be_read(p, k);
+  switch (k) {
+  case 1: return (int8_t)u;
+  case 2: return (int16_t)u;
+  case 4: return (int32_t)u;
+  default: return (int64_t)u;
+  }
+}
+
 /* 64-bit integers as LuaJIT cdata. */
 void ls_push_int64(lua_State *L, int64_t v);
 void ls_push_uint64(lua_State *L, uint64_t v);

@@ -63,17 +63,11 @@ static const unsigned char *rd_take(reader *r, size_t k) {
   return at;
 }
 
-static uint64_t be_read(const unsigned char *p, int k) {
-  uint64_t v = 0;
-  for (int i = 0; i < k; i++) v = (v << 8) | p[i];
-  return v;
-}
-
 /* Reads a k-byte big-endian length or count. */
 static int rd_len(reader *r, int k, size_t *out) {
   const unsigned char *at = rd_take(r, (size_t)k);
   if (!at) return -1;
-  *out = (size_t)be_read(at, k);
+  *out = (size_t)ls_be_read(at, (size_t)k);
   return 0;
 }
 
@@ -83,31 +77,17 @@ static void push_uint(lua_State *L, uint64_t v) {
   else ls_push_uint64(L, v);
 }
 
-static void push_int(lua_State *L, int64_t v) {
-  const int64_t lim = INT64_C(1) << 53;
-  if (v >= -lim && v <= lim) lua_pushnumber(L, (lua_Number)v);
-  else ls_push_int64(L, v);
-}
-
 static int read_uint(lua_State *L, reader *r, int k) {
   const unsigned char *at = rd_take(r, (size_t)k);
   if (!at) return -1;
-  push_uint(L, be_read(at, k));
+  push_uint(L, ls_be_read(at, (size_t)k));
   return 0;
 }
 
 static int read_int(lua_State *L, reader *r, int k) {
   const unsigned char *at = rd_take(r, (size_t)k);
   if (!at) return -1;
-  uint64_t u = be_read(at, k);
-  int64_t v;
-  switch (k) { /* sign-extend from k bytes */
-  case 1: v = (int8_t)u; break;
-  case 2: v = (int16_t)u; break;
-  case 4: v = (int32_t)u; break;
-  default: v = (int64_t)u; break;
-  }
-  push_int(L, v);
+  ls_push_integer(L, ls_be_read_signed(at, (size_t)k));
   return 0;
 }
 
@@ -115,12 +95,12 @@ static int read_float(lua_State *L, reader *r, int k) {
   const unsigned char *at = rd_take(r, (size_t)k);
   if (!at) return -1;
   if (k == 4) {
-    uint32_t bits = (uint32_t)be_read(at, 4);
+    uint32_t bits = (uint32_t)ls_be_read(at, 4);
     float f;
     memcpy(&f, &bits, sizeof f);
     lua_pushnumber(L, (lua_Number)f);
   } else {
-    uint64_t bits = be_read(at, 8);
+    uint64_t bits = ls_be_read(at, 8);
     double d;
     memcpy(&d, &bits, sizeof d);
     lua_pushnumber(L, d);

@@ -5,13 +5,15 @@
 # One dev broker for everything. See tests/bench/README.md ("State").
 #
 #   tests/bench/state.sh                       build dir: build/ (or $BUILD)
-#   ROWS=300000 REPEAT=3 KEYS=200000 tests/bench/state.sh
+#   ROWS=300000 REPEAT=3 KEYS=400000 DIRTY=100000 tests/bench/state.sh
 #   PARTS=checkpoint,recovery tests/bench/state.sh
 #
 # Environment: ROWS (phone rows, default 300000), REPEAT (runs per peer, default 3;
 # the table shows medians), KEYS (distinct keys for the checkpoint and recovery
-# parts, default 200000), PARTS (comma-separated subset of
-# throughput,checkpoint,recovery), CHECK=0 (skip reading the outputs back), BUILD.
+# parts, default 400000), DIRTY (changed keys per checkpoint, default 100000), PARTS (comma-separated subset of
+# throughput,checkpoint,recovery), LS_ARGS (extra arguments for the two luastream
+# runs of the throughput part), CHECK=0 (skip reading the outputs back), KEEP=1
+# (keep the working directory), BUILD.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,8 +21,10 @@ cd "$root"
 BUILD=${BUILD:-build}
 ROWS=${ROWS:-300000}
 REPEAT=${REPEAT:-3}
-KEYS=${KEYS:-200000}
+KEYS=${KEYS:-400000}
+DIRTY=${DIRTY:-100000}
 PARTS=${PARTS:-throughput,checkpoint,recovery}
+LS_ARGS=${LS_ARGS:-}
 CHECK=${CHECK:-1}
 PY=/usr/bin/python3
 
@@ -86,7 +90,7 @@ broker=$(cat "$work/bootstrap")
 echo "dev broker: $broker (pid $broker_pid)" >&2
 
 set -- --broker "$broker" --luastream "$BUILD/luastream" --rows "$ROWS" --repeat "$REPEAT" \
-  --keys "$KEYS" --parts "$PARTS" --workdir "$work"
+  --keys "$KEYS" --dirty "$DIRTY" --parts "$PARTS" --ls-args "$LS_ARGS" --workdir "$work"
 [ "$CHECK" = 0 ] && set -- "$@" --no-check
 "$PY" tests/bench/state_bench.py "$@" &
 driver_pid=$!

@@ -12,12 +12,13 @@ which starts the broker with every topic; see tests/bench/README.md ("State").
    and check every output topic (one output per input row; for the stateful ones
    dG is the change from the key's previous row, in input order).
 2. Checkpoint pause: state_count.lua counts the messages of each of K distinct keys
-   (one state entry per key, each key once) with commit_every = K/2, so each
-   checkpoint writes K/2 changed keys. The script logs every pause between two
+   (one state entry per key, each key once) with commit_every = D, so each
+   checkpoint writes D changed keys. The script logs every pause between two
    consecutive rows ("gap"); the checkpoint is the gap that holds the runtime's
    debug line "committed ..." (written after the changelog produce + flush + offset
    commit, before the LMDB transaction), which splits it in two. The final checkpoint
-   (at --count) is timed from the last row to the "stopped" line.
+   (at --count) is timed from the last row (logged by the script) to the "stopped"
+   line; it also flushes the last outputs.
 3. Recovery: the same app is started again on the same group with its state
    directory deleted; every assigned partition is rebuilt from the changelog, and
    the runtime logs "state default[p]: replayed N changelog records (M applied) in
@@ -29,6 +30,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -103,14 +105,14 @@ def throughput(a, work, env):
             if peer == "stateless":
                 topic = "out-sl" + s
                 cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"),
-                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateless" + s]
+                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateless" + s] + shlex.split(a.ls_args)
                 penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
             elif peer == "stateful":
                 topic = "out-sf" + s
                 # the app name is also the changelog's prefix: bench-crash-stateful[-N]__default__changelog
                 cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateful.lua"),
                        "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateful" + s,
-                       "--state-dir", statedir]
+                       "--state-dir", statedir] + shlex.split(a.ls_args)
                 penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
             else:
                 topic = "out-pyst" + s
@@ -154,8 +156,8 @@ def log_lines(path, day0):
                 h, mi, s, ms = (int(x) for x in m.groups()[:4])
                 t = day0 + h * 3600 + mi * 60 + s + ms / 1000
                 out.append((t, m.group(5), m.group(6)))
-            elif line.startswith("gap "):
-                out.append((None, "gap", line))
+            elif line.startswith("gap ") or line.startswith("last "):
+                out.append((None, line.split()[0], line))
     return out
 
 
@@ -181,56 +183,65 @@ def count_input(a, work):
 def checkpoint_pause(a, work, env):
     """Runs state_count.lua over the distinct keys; returns its figures."""
     statedir = os.path.join(work, "state-count")
-    every = a.keys // 2
     logpath = os.path.join(work, "count-1.log")
     cmd = [a.luastream, "run", os.path.join(HERE, "state_count.lua"), "--broker", a.broker,
            "--count", str(a.keys), "--name", "bench-state-count", "--state-dir", statedir,
-           "--log-level", "debug", "--set", "commit_every=%d" % every, "--set", "commit_interval=600"]
-    penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out", LS_BENCH_GAPS="5")
+           "--log-level", "debug", "--set", "commit_every=%d" % a.dirty, "--set", "commit_interval=600"]
+    penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out", LS_BENCH_GAPS="5",
+                LS_BENCH_LAST=str(a.keys))
     t0 = time.time()
     with open(logpath, "w") as out:
         rc = subprocess.run(cmd, env=penv, stdout=out, stderr=subprocess.STDOUT,
                             timeout=a.timeout).returncode
-    wall = time.time() - t0
-    res = {"rc": rc, "log": logpath, "every": every, "wall": wall, "statedir": statedir}
+    res = {"rc": rc, "log": logpath, "statedir": statedir}
     lines = log_lines(logpath, day_start(t0))
-    gaps = []
+    gaps, last_row = [], None
     for _, lvl, text in lines:
         if lvl == "gap":
             _, s, e, ms = text.split()
             gaps.append((float(s), float(e), float(ms)))
+        elif lvl == "last":
+            last_row = float(text.split()[1])
     commits = [t for t, lvl, text in lines if lvl == "debug" and text.startswith("committed ")]
     stopped = [t for t, lvl, text in lines if text.startswith("bench-state-count: stopped")]
     res["gaps"] = gaps
-    # the mid-run checkpoint: the pause around the first "committed" line (1 ms log resolution)
-    res["mid"] = None
+    # Mid-run checkpoints: the pause between two rows that holds a "committed" line
+    # (log times have 1 ms resolution, hence the 1 ms slack).
+    res["mid"] = []
     for c in commits:
         for s, e, ms in gaps:
             if s - 0.001 <= c <= e + 0.001:
-                res["mid"] = (ms, (c - s) * 1000, (e - c) * 1000)
+                res["mid"].append((ms, (c - s) * 1000, (e - c) * 1000))
                 break
-        if res["mid"]:
-            break
-    # the final checkpoint: from the last row to the "stopped" line
+    # The final checkpoint, at --count: from the last row to the "stopped" line.
     res["final"] = None
-    last_row = max((e for _, e, _ in gaps), default=None)
-    res["commits"] = len(commits)
-    if stopped and commits:
-        c = commits[-1]
-        res["final_commit_ms"] = None
-        # the last row's time is not logged (only gaps are); take the last
-        # "committed" line and the "stopped" line: the LMDB part and the close
-        res["final_tail_ms"] = (stopped[-1] - c) * 1000
-    res["last_row"] = last_row
-    # the LMDB size
+    if last_row and stopped and commits and commits[-1] >= last_row - 0.001:
+        res["final"] = ((stopped[-1] - last_row) * 1000, (commits[-1] - last_row) * 1000,
+                        (stopped[-1] - commits[-1]) * 1000)
+    res["ncommits"] = len(commits)
+    res["state_list"], res["lmdb_bytes"] = state_list(a, statedir)
+    return res
+
+
+def state_list(a, statedir):
     p = subprocess.run([a.luastream, "state", "list", os.path.join(statedir, "bench-state-count")],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    res["state_list"] = p.stdout.strip()
     size = 0
     for root, _, files in os.walk(statedir):
         size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    res["lmdb_bytes"] = size
-    return res
+    return p.stdout.strip(), size
+
+
+def summarize_list(text):
+    """Total keys and bytes of `luastream state list` (columns: store partition keys bytes ...)."""
+    keys = nbytes = parts = 0
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 4 and f[1].isdigit() and f[2].isdigit() and f[3].isdigit():
+            parts += 1
+            keys += int(f[2])
+            nbytes += int(f[3])
+    return parts, keys, nbytes
 
 
 def recovery(a, work, env, statedir):
@@ -267,16 +278,14 @@ def recovery(a, work, env, statedir):
             proc.wait()
         out.close()
     lines = log_lines(logpath, day_start(t0))
-    times = [t for t, lvl, text in lines if lvl != "gap" and REPLAYED.search(text)]
+    times = [t for t, lvl, text in lines if t is not None and REPLAYED.search(text)]
     seen = sum(v[0] for v in parts.values())
     applied = sum(v[1] for v in parts.values())
     ms = sum(v[2] for v in parts.values())
     res = {"log": logpath, "parts": parts, "seen": seen, "applied": applied, "ms": ms,
            "rc": proc.returncode}
     res["span_ms"] = (max(times) - min(times)) * 1000 if times else None
-    p = subprocess.run([a.luastream, "state", "list", os.path.join(statedir, "bench-state-count")],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    res["state_list"] = p.stdout.strip()
+    res["state_list"], res["lmdb_bytes"] = state_list(a, statedir)
     return res
 
 
@@ -291,7 +300,9 @@ def main():
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keys", type=int, default=200000)
+    ap.add_argument("--keys", type=int, default=400000)
+    ap.add_argument("--dirty", type=int, default=100000, help="changed keys per checkpoint")
+    ap.add_argument("--ls-args", default="", help="extra arguments for both luastream runs of part 1")
     ap.add_argument("--parts", default="throughput,checkpoint,recovery")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--timeout", type=float, default=120)
@@ -326,7 +337,7 @@ def main():
             vals = [getattr(r, attr) for r in results[peer] if getattr(r, attr) is not None]
             return statistics.median(vals) if vals else None
 
-        print("1. throughput: %d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
+        print("1. throughput: %d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d run(s) "
               "(steady: 10%% -> 90%% of the outputs)" % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
         print("%-10s %13s %14s %10s %6s %11s %10s" % (
             "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
@@ -351,25 +362,30 @@ def main():
     if ck:
         print()
         print("2. checkpoint pause: state_count.lua, %d distinct keys once each, commit_every=%d "
-              "(%d changed keys per checkpoint)" % (a.keys, ck["every"], ck["every"]))
+              "(%d changed keys per checkpoint), at-least-once" % (a.keys, a.dirty, a.dirty))
+        for i, (total, before, after) in enumerate(ck["mid"], 1):
+            print("checkpoint %d: %6.1f ms pause between two rows = %4.0f ms changelog produce + flush + "
+                  "offset commit, then %3.0f ms LMDB transaction (+ the next batch's decode)"
+                  % (i, total, before, after))
+        if ck["final"]:
+            total, before, after = ck["final"]
+            print("final (stop): %6.1f ms last row -> 'stopped'   = %4.0f ms last outputs + changelog produce + "
+                  "flush + offset commit, then %3.0f ms LMDB transaction + close" % (total, before, after))
         if ck["mid"]:
-            total, before, after = ck["mid"]
-            print("mid-run checkpoint: %.1f ms pause between two rows = %.0f ms changelog produce + "
-                  "flush + offset commit, then %.0f ms LMDB transaction + next batch (log times: 1 ms)"
-                  % (total, before, after))
+            print("median mid-run checkpoint: %.1f ms for %d changed keys (log times: 1 ms resolution)"
+                  % (statistics.median(m[0] for m in ck["mid"]), a.dirty))
         else:
-            print("mid-run checkpoint: no pause found around a 'committed' line (log: %s)" % ck["log"])
-        if ck.get("final_tail_ms") is not None:
-            print("final checkpoint: %.0f ms from 'committed' to 'stopped' (LMDB transaction + shutdown)"
-                  % ck["final_tail_ms"])
-        big = sorted(ck["gaps"], key=lambda g: -g[2])[:4]
-        print("largest pauses between rows (ms): %s" % ", ".join("%.1f" % g[2] for g in big))
-        print("LMDB after the run: %.1f MB on disk (%s)" % (ck["lmdb_bytes"] / 1e6, ck["statedir"]))
-        for line in ck["state_list"].splitlines()[:4]:
-            print("  " + line)
+            print("no pause found around a 'committed' line (log: %s)" % ck["log"])
+        others = sorted((g[2] for g in ck["gaps"]
+                         if not any(abs(g[2] - m[0]) < 1e-6 for m in ck["mid"])), reverse=True)
+        print("other pauses between rows >= 5 ms (batch_ms waits, fetch stalls): %d, largest %s ms"
+              % (len(others), ", ".join("%.0f" % g for g in others[:3]) or "-"))
+        parts_, keys, nbytes = summarize_list(ck["state_list"])
+        print("LMDB after the run (luastream state list): %d partitions, %d keys, %.1f MB in the "
+              "stores; %.1f MB on disk" % (parts_, keys, nbytes / 1e6, ck["lmdb_bytes"] / 1e6))
     if rec:
         print()
-        print("3. recovery from the changelog (state dir deleted, same group restarted)")
+        print("3. recovery from the changelog: %d keys (state dir deleted, same group restarted)" % a.keys)
         if rec["ms"]:
             print("%d partitions, %d changelog records (%d applied) in %d ms summed over the "
                   "partitions (first to last log line %s ms): %s keys/s (target >= 500,000)"

@@ -9,11 +9,13 @@
 -- milliseconds between two consecutive rows is logged on stderr as
 -- "gap <start> <end> <ms>" (wall-clock times, seconds since the epoch): the main
 -- loop runs checkpoints between batches, so a checkpoint shows up as such a gap.
+-- With LS_BENCH_LAST=N also set, the time of the N-th row is logged as "last <t>".
 local ls = require("luastream")
 
 local input = os.getenv("LS_BENCH_INPUT") or "count-in"
 local output = os.getenv("LS_BENCH_OUTPUT") or "count-out"
 local gap_ms = tonumber(os.getenv("LS_BENCH_GAPS") or "")
+local last_row = tonumber(os.getenv("LS_BENCH_LAST") or "")
 
 local app = ls.app{ name = os.getenv("LS_BENCH_GROUP") or "bench-state-count" }
 
@@ -33,7 +35,7 @@ if gap_ms then
     return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
   end
 end
-local last = nil
+local last, rows = nil, 0
 
 local sdf = app:dataframe(inp)
 sdf = sdf:apply(function(value, state)
@@ -43,6 +45,8 @@ sdf = sdf:apply(function(value, state)
       io.stderr:write(string.format("gap %.6f %.6f %.3f\n", last, t, (t - last) * 1000))
     end
     last = t
+    rows = rows + 1
+    if rows == last_row then io.stderr:write(string.format("last %.6f\n", t)) end
   end
   local n = state:get("n", 0) + 1
   state:set("n", n)
