@@ -467,13 +467,17 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, in
 /* Brings the state of newly assigned partitions up to date from the changelogs. */
 static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   ls_app *a = ud;
+  if (!a->ckpt || parts->cnt == 0) return;
   char err[1024];
-  for (int i = 0; a->ckpt && !a->exit_code && i < parts->cnt; i++) {
-    int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
-    if (ti >= 0 && ls_ckpt_restore(a->ckpt, ti, parts->elems[i].partition, err, sizeof err))
-      set_fatal(a, 1, "state: restoring %s[%d]: %s", parts->elems[i].topic,
-                (int)parts->elems[i].partition, err);
+  int32_t *ps = calloc((size_t)parts->cnt, sizeof *ps);
+  for (int ti = 0; ps && ti < a->spec.ninputs && !a->exit_code; ti++) {
+    int n = 0;
+    for (int i = 0; i < parts->cnt; i++)
+      if (strcmp(parts->elems[i].topic, a->spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
+    if (n && ls_ckpt_restore(a->ckpt, ti, ps, n, err, sizeof err))
+      set_fatal(a, 1, "state: restoring %s: %s", a->spec.inputs[ti].name, err);
   }
+  free(ps);
 }
 
 /* ---- one batch ------------------------------------------------------------ */

@@ -313,12 +313,14 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
 typedef struct restore_ctx {
   ls_ckpt *c;
   int store;
-  int32_t part;
-  int64_t committed;
-  ls_state_put *puts;
-  size_t n, cap;
+  int n;                 /* partitions being restored */
+  const int32_t *parts;
+  const int64_t *committed;
+  int64_t *next;         /* per partition: next changelog offset */
+  long *pseen, *papplied; /* per partition */
   long seen, applied;
-  int64_t next;
+  ls_state_put *puts;
+  size_t np, cap;
   char err[512];
 } restore_ctx;
 
@@ -335,15 +337,21 @@ static int64_t input_offset_of(const rd_kafka_message_t *m) {
   return strtoll(num, NULL, 10);
 }
 
+/* Writes the collected entries and every partition's progress in one transaction. */
 static int restore_flush(restore_ctx *r) {
   ls_ckpt *c = r->c;
-  ls_state_mark mark = {c->spec->stores[r->store].name, r->part, r->next, r->committed};
-  int rc = ls_state_commit(c->state, r->puts, r->n, &mark, 1, r->err, sizeof r->err);
-  for (size_t i = 0; i < r->n; i++) {
+  const char *store = c->spec->stores[r->store].name;
+  ls_state_mark *marks = calloc((size_t)r->n, sizeof *marks);
+  if (!marks) return snprintf(r->err, sizeof r->err, "out of memory"), -1;
+  for (int i = 0; i < r->n; i++)
+    marks[i] = (ls_state_mark){store, r->parts[i], r->next[i], r->committed[i]};
+  int rc = ls_state_commit(c->state, r->puts, r->np, marks, (size_t)r->n, r->err, sizeof r->err);
+  free(marks);
+  for (size_t i = 0; i < r->np; i++) {
     free((void *)r->puts[i].key);
     free((void *)r->puts[i].val);
   }
-  r->n = 0;
+  r->np = 0;
   return rc;
 }
 
@@ -355,64 +363,95 @@ static void *dup_bytes(const void *p, size_t n) {
 
 static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   restore_ctx *r = ud;
+  int i = 0;
+  while (i < r->n && r->parts[i] != m->partition) i++;
+  if (i == r->n) return 0;
   r->seen++;
-  r->next = m->offset + 1;
+  r->pseen[i]++;
+  r->next[i] = m->offset + 1;
   int64_t in = input_offset_of(m);
-  if (in < 0 || r->committed < 0 || in > r->committed || !m->key) return 0;
-  if (r->n == r->cap) {
+  if (in < 0 || r->committed[i] < 0 || in > r->committed[i] || !m->key) return 0;
+  r->papplied[i]++;
+  if (r->np == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 1024;
     ls_state_put *p = realloc(r->puts, cap * sizeof *p);
     if (!p) return -1;
     r->puts = p;
     r->cap = cap;
   }
-  ls_state_put *p = &r->puts[r->n++];
-  *p = (ls_state_put){r->c->spec->stores[r->store].name, r->part, dup_bytes(m->key, m->key_len),
-                      m->key_len, m->payload ? dup_bytes(m->payload, m->len) : NULL, m->len};
+  r->puts[r->np++] = (ls_state_put){r->c->spec->stores[r->store].name, m->partition,
+                                    dup_bytes(m->key, m->key_len), m->key_len,
+                                    m->payload ? dup_bytes(m->payload, m->len) : NULL, m->len};
   r->applied++;
-  if (r->n >= 5000) return restore_flush(r);
-  return 0;
+  return r->np >= 20000 ? restore_flush(r) : 0;
 }
 
-static int restore_store(ls_ckpt *c, int s, int32_t p, int64_t committed, char *err, size_t errlen) {
-  int64_t from = 0, io = -1;
-  if (ls_state_get_mark(c->state, c->spec->stores[s].name, p, &from, &io) <= 0) from = 0;
-  restore_ctx r = {c, s, p, committed, NULL, 0, 0, 0, 0, from, ""};
+/* Replays store s's changelog for partitions parts[0..n) into LMDB. */
+static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const int64_t *committed,
+                         char *err, size_t errlen) {
+  int64_t *from = calloc((size_t)n, sizeof *from), *ends = calloc((size_t)n, sizeof *ends);
+  restore_ctx r = {c, s, n, parts, committed, calloc((size_t)n, sizeof(int64_t)),
+                   calloc((size_t)n, sizeof(long)), calloc((size_t)n, sizeof(long)), 0, 0, NULL, 0, 0, ""};
+  int rc = (!from || !ends || !r.next || !r.pseen || !r.papplied)
+               ? (snprintf(err, errlen, "out of memory"), -1) : 0;
+  for (int i = 0; rc == 0 && i < n; i++) {
+    int64_t io;
+    if (ls_state_get_mark(c->state, c->spec->stores[s].name, parts[i], &from[i], &io) <= 0) from[i] = 0;
+    r.next[i] = from[i];
+  }
   double t0 = ls_mono_ms();
-  int64_t end = ls_kafka_replay(c->k, c->changelog[s], p, from, restore_visit, &r, err, errlen);
-  int rc = end < 0 ? -1 : 0;
+  if (rc == 0) rc = ls_kafka_replay(c->k, c->changelog[s], parts, from, n, ends, restore_visit, &r, err, errlen);
   if (rc == 0) {
-    r.next = end;
+    for (int i = 0; i < n; i++) r.next[i] = ends[i];
     rc = restore_flush(&r);
     if (rc) snprintf(err, errlen, "%s", r.err);
   }
-  for (size_t i = 0; i < r.n; i++) {
+  for (size_t i = 0; i < r.np; i++) {
     free((void *)r.puts[i].key);
     free((void *)r.puts[i].val);
   }
-  free(r.puts);
-  if (rc) return -1;
-  c->acked[s][p] = end;
+  for (int i = 0; rc == 0 && i < n; i++) c->acked[s][parts[i]] = ends[i];
   double ms = ls_mono_ms() - t0;
-  if (r.seen)
-    ls_info("state %s[%d]: replayed %ld changelog records (%ld applied) in %.0f ms, %.0f records/s",
-            c->spec->stores[s].name, (int)p, r.seen, r.applied, ms, r.seen / (ms > 1 ? ms / 1000 : 0.001));
-  return 0;
+  for (int i = 0; rc == 0 && i < n; i++)
+    if (r.pseen[i])
+      ls_info("state %s[%d]: replayed %ld changelog records (%ld applied)", c->spec->stores[s].name,
+              (int)parts[i], r.pseen[i], r.papplied[i]);
+  if (rc == 0 && r.seen)
+    ls_info("state %s: replayed %ld changelog records of %d partition%s (%ld applied) in %.0f ms, "
+            "%.0f records/s", c->spec->stores[s].name, r.seen, n, n == 1 ? "" : "s", r.applied, ms,
+            r.seen / (ms > 1 ? ms / 1000 : 0.001));
+  free(r.puts);
+  free(r.next);
+  free(r.pseen);
+  free(r.papplied);
+  free(from);
+  free(ends);
+  return rc;
 }
 
-int ls_ckpt_restore(ls_ckpt *c, int topic, int32_t p, char *err, size_t errlen) {
-  if (p < 0 || p >= MAX_PARTITIONS) return snprintf(err, errlen, "partition %d out of range", (int)p), -1;
-  int64_t committed = -2;
-  for (int s = 0; s < c->spec->nstores; s++) {
-    if (c->spec->stores[s].topic != topic) continue;
-    if (committed == -2) committed = ls_kafka_committed(c->k, c->spec->inputs[topic].name, p, 10000);
-    if (committed == -2)
-      return snprintf(err, errlen, "cannot read the committed offset of %s[%d]",
-                      c->spec->inputs[topic].name, (int)p), -1;
-    if (restore_store(c, s, p, committed, err, errlen)) return -1;
+int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
+  int64_t *committed = calloc((size_t)n + 1, sizeof *committed);
+  if (!committed) return snprintf(err, errlen, "out of memory"), -1;
+  int rc = 0, needed = 0;
+  for (int s = 0; s < c->spec->nstores; s++) needed |= c->spec->stores[s].topic == topic;
+  for (int i = 0; needed && rc == 0 && i < n; i++) {
+    if (parts[i] < 0 || parts[i] >= MAX_PARTITIONS) {
+      rc = -1;
+      snprintf(err, errlen, "partition %d out of range", (int)parts[i]);
+      break;
+    }
+    committed[i] = ls_kafka_committed(c->k, c->spec->inputs[topic].name, parts[i], 10000);
+    if (committed[i] == -2) {
+      rc = -1;
+      snprintf(err, errlen, "cannot read the committed offset of %s[%d]",
+               c->spec->inputs[topic].name, (int)parts[i]);
+    }
   }
-  ls_ckpt_forget(c, p);
-  return 0;
+  for (int s = 0; needed && rc == 0 && s < c->spec->nstores; s++)
+    if (c->spec->stores[s].topic == topic) rc = restore_store(c, s, parts, n, committed, err, errlen);
+  free(committed);
+  for (int i = 0; rc == 0 && i < n; i++) ls_ckpt_forget(c, parts[i]);
+  return rc;
 }
 
 void ls_ckpt_forget(ls_ckpt *c, int32_t p) {

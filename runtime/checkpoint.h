@@ -8,7 +8,7 @@
  *   2. app.c flushes the producer;  3. app.c commits the consumer offsets;
  *   4. ls_ckpt_store: write the same entries and the changelog/input offsets
  *      (marks) to LMDB in one write transaction.
- * On assignment, ls_ckpt_restore replays a partition's changelog from its
+ * On assignment, ls_ckpt_restore replays the partitions' changelogs from their
  * mark to the end into LMDB, applying only records whose input offset is
  * covered by the group's committed offset. Entries taken in step 1 stay
  * pending until step 4 succeeds, so a postponed checkpoint loses nothing. */
@@ -37,8 +37,9 @@ const char *ls_ckpt_changelog(const ls_ckpt *c, int store);
 int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen);
 int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen);
 
-/* Brings the state of input topic `topic` (index), partition p up to date. */
-int ls_ckpt_restore(ls_ckpt *c, int topic, int32_t p, char *err, size_t errlen);
+/* Brings the state of partitions parts[0..n) of input topic `topic` (index)
+ * up to date, replaying their changelogs all at once. */
+int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen);
 /* An aborted transaction (exactly-once): drops the pending entries and every
  * cached entry, so state is read again from LMDB, which never saw them. */
 void ls_ckpt_discard(ls_ckpt *c);

@@ -393,54 +393,78 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   return k->restorer;
 }
 
-/* Polls the assigned partition until offset end - 1 has been seen. */
-static int replay_until(rd_kafka_t *rc, int64_t end, ls_replay_fn fn, void *ud, char *err,
+/* Polls until every partition with a pending[i] flag has reached ends[i]. */
+static int replay_until(rd_kafka_t *rc, const int32_t *parts, const int64_t *ends, int n,
+                        int remaining, uint8_t *pending, ls_replay_fn fn, void *ud, char *err,
                         size_t errlen) {
   int idle = 0;
-  for (;;) {
+  while (remaining > 0) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 500);
     if (!m) {
       if (++idle > 60) return snprintf(err, errlen, "no progress for 30 s"), -1;
       continue;
     }
     idle = 0;
-    int done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (!m->err && m->offset + 1 >= end);
-    int rc2 = 0;
+    int rc2 = 0, i = 0;
+    while (i < n && parts[i] != m->partition) i++;
     if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       snprintf(err, errlen, "%s", rd_kafka_message_errstr(m));
       rc2 = -1;
-    } else if (!m->err && fn(ud, m)) {
+    } else if (!m->err && i < n && fn(ud, m)) {
       snprintf(err, errlen, "applying record at offset %lld failed", (long long)m->offset);
       rc2 = -1;
     }
+    int done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (!m->err && m->offset + 1 >= (i < n ? ends[i] : 0));
+    if (i < n && done && pending[i]) {
+      pending[i] = 0;
+      remaining--;
+    }
     rd_kafka_message_destroy(m);
-    if (rc2 || done) return rc2;
+    if (rc2) return rc2;
   }
+  return 0;
 }
 
-int64_t ls_kafka_replay(ls_kafka *k, const char *topic, int32_t partition, int64_t from,
-                        ls_replay_fn fn, void *ud, char *err, size_t errlen) {
+int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const int64_t *from,
+                    int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen) {
   rd_kafka_t *rc = restorer(k, err, errlen);
   if (!rc) return -1;
-  int64_t lo = 0, hi = 0;
-  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, topic, partition, &lo, &hi, 10000);
-  if (e) return snprintf(err, errlen, "%s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e)), -1;
-  if (from < lo) {
-    if (from > 0) ls_warn("%s[%d]: records %lld..%lld are gone; replaying from %lld", topic,
-                          (int)partition, (long long)from, (long long)lo - 1, (long long)lo);
-    from = lo;
+  uint8_t *pending = calloc((size_t)n + 1, 1);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+  int remaining = 0, ret = 0;
+  for (int i = 0; i < n && ret == 0; i++) {
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, topic, parts[i], &lo, &hi, 10000);
+    if (e) {
+      snprintf(err, errlen, "%s[%d]: %s", topic, (int)parts[i], rd_kafka_err2str(e));
+      ret = -1;
+      break;
+    }
+    int64_t start = from[i];
+    if (start < lo) {
+      if (start > 0) ls_warn("%s[%d]: records %lld..%lld are gone; replaying from %lld", topic,
+                             (int)parts[i], (long long)start, (long long)lo - 1, (long long)lo);
+      start = lo;
+    }
+    ends[i] = hi;
+    if (start >= hi) continue;
+    rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = start;
+    pending[i] = 1;
+    remaining++;
   }
-  if (from >= hi) return hi;
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = from;
-  e = rd_kafka_assign(rc, l);
+  if (ret == 0 && remaining > 0) {
+    rd_kafka_resp_err_t e = rd_kafka_assign(rc, l);
+    if (e) {
+      snprintf(err, errlen, "assign %s: %s", topic, rd_kafka_err2str(e));
+      ret = -1;
+    } else {
+      ret = replay_until(rc, parts, ends, n, remaining, pending, fn, ud, err, errlen);
+      rd_kafka_assign(rc, NULL);
+    }
+  }
   rd_kafka_topic_partition_list_destroy(l);
-  if (e) return snprintf(err, errlen, "assign %s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e)), -1;
-  /* Wake the broker thread so the fetch starts now, not at its next tick. */
-  rd_kafka_query_watermark_offsets(rc, topic, partition, &lo, &hi, 10000);
-  int rc2 = replay_until(rc, hi, fn, ud, err, errlen);
-  rd_kafka_assign(rc, NULL);
-  return rc2 ? -1 : hi;
+  free(pending);
+  return ret;
 }
 
 void ls_kafka_poll(ls_kafka *k) { rd_kafka_poll(k->producer, 0); }

@@ -83,12 +83,13 @@ int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen);
  * -2 on error. */
 int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, int timeout_ms);
 
-/* Reads topic/partition from offset `from` to its current end with a
- * separate, group-less consumer, calling fn for each record. Returns the end
- * offset reached (>= 0), or -1 with err. */
+/* Reads partitions parts[0..n) of topic, each from from[i] to its current
+ * end, all at once, with a separate group-less consumer, calling fn for each
+ * record (records of different partitions interleave). Stores each end
+ * offset in ends[i]. Returns 0, or -1 with err. */
 typedef int (*ls_replay_fn)(void *ud, const rd_kafka_message_t *m);
-int64_t ls_kafka_replay(ls_kafka *k, const char *topic, int32_t partition, int64_t from,
-                        ls_replay_fn fn, void *ud, char *err, size_t errlen);
+int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const int64_t *from,
+                    int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen);
 
 /* Serves delivery reports without blocking. */
 void ls_kafka_poll(ls_kafka *k);
