@@ -383,6 +383,10 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   if (set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
       set_prop(conf, "group.id", "luastream-restore", err, errlen) ||
       set_prop(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+      /* Replay is a short burst: a deep prefetch keeps the fetcher from idling
+         (librdkafka 2.0 waits up to a second once its queue limit is hit). */
+      set_prop(conf, "queued.min.messages", "1000000", err, errlen) ||
+      set_prop(conf, "queued.max.messages.kbytes", "131072", err, errlen) ||
       set_prop(conf, "enable.auto.commit", "false", err, errlen) ||
       set_prop(conf, "enable.partition.eof", "true", err, errlen)) {
     rd_kafka_conf_destroy(conf);
