@@ -318,6 +318,8 @@ typedef struct restore_ctx {
   const int64_t *committed;
   int64_t *next;         /* per partition: next changelog offset */
   long *pseen, *papplied; /* per partition */
+  const int64_t *ends;   /* per partition: where the replay stops (set before the first record) */
+  double t0, last_log;   /* for progress lines */
   long seen, applied;
   ls_state_put *puts;
   size_t np, cap;
@@ -361,6 +363,18 @@ static void *dup_bytes(const void *p, size_t n) {
   return d;
 }
 
+/* Every 2 s of a long replay: records done, records left, rate. */
+static void log_progress(restore_ctx *r) {
+  double now = ls_mono_ms();
+  if (now - r->last_log < 2000) return;
+  r->last_log = now;
+  long left = 0;
+  for (int i = 0; i < r->n; i++) left += (long)(r->ends[i] - r->next[i]);
+  double secs = (now - r->t0) / 1000;
+  ls_info("state %s: replaying, %ld changelog records done, %ld left, %.0f records/s",
+          r->c->spec->stores[r->store].name, r->seen, left, secs > 0 ? r->seen / secs : 0);
+}
+
 static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   restore_ctx *r = ud;
   int i = 0;
@@ -372,6 +386,7 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   int64_t in = input_offset_of(m);
   if (in < 0 || r->committed[i] < 0 || in > r->committed[i] || !m->key) return 0;
   r->papplied[i]++;
+  if ((r->seen & 0x3fff) == 0) log_progress(r);
   if (r->np == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 1024;
     ls_state_put *p = realloc(r->puts, cap * sizeof *p);
@@ -390,8 +405,10 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
 static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const int64_t *committed,
                          char *err, size_t errlen) {
   int64_t *from = calloc((size_t)n, sizeof *from), *ends = calloc((size_t)n, sizeof *ends);
-  restore_ctx r = {c, s, n, parts, committed, calloc((size_t)n, sizeof(int64_t)),
-                   calloc((size_t)n, sizeof(long)), calloc((size_t)n, sizeof(long)), 0, 0, NULL, 0, 0, ""};
+  restore_ctx r = {.c = c, .store = s, .n = n, .parts = parts, .committed = committed,
+                   .next = calloc((size_t)n, sizeof(int64_t)),
+                   .pseen = calloc((size_t)n, sizeof(long)),
+                   .papplied = calloc((size_t)n, sizeof(long))};
   int rc = (!from || !ends || !r.next || !r.pseen || !r.papplied)
                ? (snprintf(err, errlen, "out of memory"), -1) : 0;
   for (int i = 0; rc == 0 && i < n; i++) {
@@ -400,6 +417,8 @@ static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const i
     r.next[i] = from[i];
   }
   double t0 = ls_mono_ms();
+  r.ends = ends;
+  r.t0 = r.last_log = t0;
   if (rc == 0) rc = ls_kafka_replay(c->k, c->changelog[s], parts, from, n, ends, restore_visit, &r, err, errlen);
   if (rc == 0) {
     for (int i = 0; i < n; i++) r.next[i] = ends[i];
