@@ -43,6 +43,12 @@ struct ls_ckpt {
   size_t npend, cap;
 };
 
+static void *dup_bytes(const void *p, size_t n) {
+  void *d = malloc(n ? n : 1);
+  if (d && n) memcpy(d, p, n);
+  return d;
+}
+
 /* ---- reading state from Lua (core.state_load) ----------------------------- */
 
 static int store_index(const ls_ckpt *c, const char *name) {
@@ -209,12 +215,10 @@ static int take_one(ls_ckpt *c, int idx, int j, char *err, size_t errlen) {
   p->store = (int)lua_tointeger(L, -4) - 1;
   p->part = (int32_t)lua_tointeger(L, -3);
   const char *s = lua_tolstring(L, -2, &p->klen);
-  p->key = malloc(p->klen ? p->klen : 1);
-  if (p->key) memcpy(p->key, s, p->klen);
+  p->key = dup_bytes(s, p->klen);
   if (lua_type(L, -1) == LUA_TSTRING) {
     s = lua_tolstring(L, -1, &p->vlen);
-    p->val = malloc(p->vlen ? p->vlen : 1);
-    if (p->val) memcpy(p->val, s, p->vlen);
+    p->val = dup_bytes(s, p->vlen);
   }
   lua_pop(L, 4);
   if (!p->key || p->store < 0 || p->store >= c->spec->nstores || p->part < 0 ||
@@ -299,7 +303,8 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
   for (size_t i = 0; i < c->npend; i++) {
     pending *p = &c->pend[i];
     puts[i] = (ls_state_put){c->spec->stores[p->store].name, p->part, p->key, p->klen, p->val, p->vlen};
-    if (c->acked[p->store][p->part] >= 0) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
+    int same = i > 0 && p[-1].store == p->store && p[-1].part == p->part;
+    if (!same && c->acked[p->store][p->part] >= 0) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
   }
   int rc = ls_state_commit(c->state, puts, c->npend, marks, nmarks, err, errlen);
   free(puts);
@@ -355,12 +360,6 @@ static int restore_flush(restore_ctx *r) {
   }
   r->np = 0;
   return rc;
-}
-
-static void *dup_bytes(const void *p, size_t n) {
-  void *d = malloc(n ? n : 1);
-  if (d && n) memcpy(d, p, n);
-  return d;
 }
 
 /* Every 2 s of a long replay: records done, records left, rate. */

@@ -19,13 +19,15 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer
 
 
-def main():
+def setup(name, output, group):
+    """Command line, consumer (subscribed) and producer of a peer script; shared with
+    py_crash_state.py. Returns (args, consumer, producer, on_delivery, failed)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--broker", required=True)
     ap.add_argument("--count", type=int, required=True, help="stop after this many outputs")
     ap.add_argument("--input", default="phone-data")
-    ap.add_argument("--output", default="out-py")
-    ap.add_argument("--group", default="py-crash")
+    ap.add_argument("--output", default=output)
+    ap.add_argument("--group", default=group)
     ap.add_argument("--commit-interval", type=float, default=5.0)
     a = ap.parse_args()
 
@@ -49,10 +51,14 @@ def main():
             failed.append(err)
 
     def on_assign(c, parts):
-        print("py_crash: partitions assigned: %d" % len(parts), file=sys.stderr, flush=True)
+        print("%s: partitions assigned: %d" % (name, len(parts)), file=sys.stderr, flush=True)
 
     consumer.subscribe([a.input], on_assign=on_assign)
+    return a, consumer, producer, on_delivery, failed
 
+
+def main():
+    a, consumer, producer, on_delivery, failed = setup("py_crash", "out-py", "py-crash")
     loads, dumps, sqrt = json.loads, json.JSONEncoder(separators=(",", ":")).encode, math.sqrt
     produce, poll, out_topic = producer.produce, producer.poll, a.output
     produced = 0

@@ -13,49 +13,19 @@ same key. Otherwise the same loop as py_crash.py: offsets are committed
 asynchronously every few seconds and synchronously at the end, after the producer
 is flushed (at-least-once, like luastream). Exits 0 once N records are produced and acknowledged.
 """
-import argparse
 import json
 import math
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import KafkaError
+
+from py_crash import setup
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--broker", required=True)
-    ap.add_argument("--count", type=int, required=True, help="stop after this many outputs")
-    ap.add_argument("--input", default="phone-data")
-    ap.add_argument("--output", default="out-py-state")
-    ap.add_argument("--group", default="py-crash-state")
-    ap.add_argument("--commit-interval", type=float, default=5.0)
-    a = ap.parse_args()
-
-    consumer = Consumer({
-        "bootstrap.servers": a.broker,
-        "group.id": a.group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "partition.assignment.strategy": "cooperative-sticky",
-    })
-    producer = Producer({
-        "bootstrap.servers": a.broker,
-        "linger.ms": 5,
-        "enable.idempotence": True,
-        "partitioner": "murmur2_random",
-    })
-    failed = []
-
-    def on_delivery(err, msg):
-        if err is not None:
-            failed.append(err)
-
-    def on_assign(c, parts):
-        print("py_crash_state: partitions assigned: %d" % len(parts), file=sys.stderr, flush=True)
-
-    consumer.subscribe([a.input], on_assign=on_assign)
-
+    a, consumer, producer, on_delivery, failed = setup("py_crash_state", "out-py-state",
+                                                       "py-crash-state")
     loads, dumps, sqrt = json.loads, json.JSONEncoder(separators=(",", ":")).encode, math.sqrt
     produce, poll, out_topic = producer.produce, producer.poll, a.output
     prev = {}  # message key -> previous gTotal
