@@ -10,6 +10,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include "checkpoint.h"
 #include "offsets.h"
 #include "spec.h"
+#include "watch.h"
 
 enum { DONE_OK, DONE_STOP };
 
@@ -63,14 +65,23 @@ typedef struct ls_app {
   int stopping;      /* the final checkpoint: no new transaction after it */
   int txn_open;
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
+  int batch_cap;     /* capacity of msgs and in */
+  ls_watch *watch;   /* --watch */
+  long reloads;
+  double reload_retry_ms; /* a postponed reload runs again then (0: none) */
   char fatal[4096];
 } ls_app;
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void on_signal(int sig) {
   if (stop_signal) _exit(128 + sig); /* a second Ctrl-C: leave now */
   stop_signal = sig;
+}
+
+static void on_hup(int sig) {
+  (void)sig;
+  reload_signal = 1;
 }
 
 static void set_fatal(ls_app *a, int code, const char *fmt, ...)
@@ -300,6 +311,26 @@ static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
   return h;
 }
 
+/* Writes p[0..n) with control bytes escaped, so one record stays one line. */
+static void print_escaped(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+    else putchar(c);
+  }
+}
+
+/* --print: "topic<TAB>key<TAB>value", one line per output record. */
+static void print_record(ls_app *a, const ls_outrec *o) {
+  fputs(a->spec.outputs[o->topic].name, stdout);
+  putchar('\t');
+  if (o->key) print_escaped(o->key, o->key_len);
+  putchar('\t');
+  if (o->value) print_escaped(o->value, o->value_len);
+  else fputs("null", stdout);
+  putchar('\n');
+}
+
 static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
   ls_app *a = ud;
   char err[512];
@@ -311,6 +342,7 @@ static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
     return DONE_STOP;
   }
   a->out_total++;
+  if (a->opts->print) print_record(a, o);
   return DONE_OK;
 }
 
@@ -662,13 +694,164 @@ static int connect_kafka(ls_app *a) {
 
 static void alloc_batch(ls_app *a) {
   size_t n = (size_t)a->spec.batch_size;
+  a->batch_cap = a->spec.batch_size;
   a->msgs = calloc(n, sizeof *a->msgs);
   a->in = calloc(n, sizeof *a->in);
   a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
   ls_batch_alloc(&a->batch, a->spec.batch_size);
 }
 
+/* ---- live reload ---------------------------------------------------------- */
+
+static void wake_consumer(void *ud) { ls_kafka_wake(((ls_app *)ud)->kafka); }
+
+/* (Re)starts watching the script and the project modules it loaded. */
+static void watch_files(ls_app *a) {
+  if (!a->opts->watch) return;
+  char **files, err[1024];
+  int n = ls_vm_project_files(a->L, a->opts->script, &files);
+  if (n < 0) {
+    ls_warn("--watch: cannot list the script's modules");
+    return;
+  }
+  ls_watch_stop(a->watch);
+  a->watch = ls_watch_start((const char *const *)files, n, wake_consumer, a, err, sizeof err);
+  if (!a->watch) ls_warn("--watch: %s; reload with SIGHUP instead", err);
+  else if (a->reloads == 0) ls_info("watching %s%s for changes", files[0], n > 1 ? " and the modules it loads" : "");
+  for (int i = 1; i < n && a->reloads == 0 && a->watch; i++) ls_debug("watching %s", files[i]);
+  ls_vm_free_files(files, n);
+}
+
+typedef struct next_pipeline {
+  lua_State *L;
+  ls_spec spec;
+  ls_batch batch;
+} next_pipeline;
+
+static void drop_next(next_pipeline *np) {
+  ls_batch_free(&np->batch);
+  ls_spec_free(&np->spec);
+  ls_vm_close(np->L);
+}
+
+/* Runs the script in a fresh Lua state. Returns 0, or -1 with err. */
+static int build_next(ls_app *a, next_pipeline *np, char *err, size_t errlen) {
+  memset(np, 0, sizeof *np);
+  np->L = ls_vm_new();
+  if (!np->L) return snprintf(err, errlen, "cannot create a Lua state"), -1;
+  ls_vm_add_script_dir(np->L, a->opts->script);
+  if (ls_batch_load(&np->batch, np->L, &np->spec, a->opts->script, push_cli, (void *)a->opts, err, errlen))
+    return -1;
+  const char *why = ls_spec_restart_reason(&a->spec, &np->spec, !a->tmp_state, err, errlen);
+  if (why) {
+    char reason[1024];
+    snprintf(reason, sizeof reason, "%s", why);
+    snprintf(err, errlen, "%s: a restart is needed to apply this change", reason);
+    return -1;
+  }
+  return 0;
+}
+
+static int has_output(const ls_spec *s, const char *name) {
+  for (int i = 0; i < s->noutputs; i++)
+    if (strcmp(s->outputs[i].name, name) == 0) return 1;
+  return s->dead_letter && strcmp(s->dead_letter, name) == 0;
+}
+
+/* The embedded dev broker gets the output topics the new pipeline adds. */
+static void create_new_dev_topics(ls_app *a, const ls_spec *next) {
+  char err[512];
+  for (int i = 0; a->devbroker && i < next->noutputs; i++)
+    if (!has_output(&a->spec, next->outputs[i].name))
+      ls_devbroker_create_topic(a->devbroker, next->outputs[i].name, 4, err, sizeof err);
+  if (a->devbroker && next->dead_letter && !has_output(&a->spec, next->dead_letter))
+    ls_devbroker_create_topic(a->devbroker, next->dead_letter, 4, err, sizeof err);
+}
+
+/* Output topic handles, sources and batch arrays for the spec now in a. */
+static void adopt_outputs(ls_app *a, double now) {
+  free(a->out_rkt);
+  a->out_rkt = calloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
+  for (int i = 0; i < a->spec.noutputs; i++)
+    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
+  a->dlq_rkt = a->spec.dead_letter ? ls_kafka_topic(a->kafka, a->spec.dead_letter) : NULL;
+  free(a->source_next);
+  a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
+  for (int k = 0; k < a->spec.nsources; k++) a->source_next[k] = now;
+  if (a->spec.batch_size > a->batch_cap) {
+    free(a->msgs);
+    free(a->in);
+    a->batch_cap = a->spec.batch_size;
+    a->msgs = calloc((size_t)a->batch_cap, sizeof *a->msgs);
+    a->in = calloc((size_t)a->batch_cap, sizeof *a->in);
+  }
+}
+
+/* The next pipeline takes over: the checkpoint before it left nothing
+ * pending, so its state reads LMDB where the old one left off. */
+static void swap_in(ls_app *a, next_pipeline *np, double now) {
+  create_new_dev_topics(a, &np->spec);
+  ls_spec_keep_fixed(&a->spec, &np->spec);
+  ls_batch_free(&a->batch);
+  ls_vm_close(a->L);
+  ls_spec_free(&a->spec);
+  a->spec = np->spec;
+  a->L = np->L;
+  a->batch = np->batch;
+  a->batch.spec = &a->spec;
+  a->batch.push_headers = push_headers;
+  ls_batch_alloc(&a->batch, a->spec.batch_size);
+  ls_ckpt_rebind(a->ckpt, a->L, a->batch.rt_ref);
+  adopt_outputs(a, now);
+}
+
+/* Between two batches: builds the new pipeline, checkpoints, swaps. On any
+ * failure the running pipeline stays. */
+static void reload(ls_app *a, double changed_ms, const char *why) {
+  char err[4096];
+  double t0 = ls_mono_ms();
+  ls_debug("reload: starting %.1f ms after the change", t0 - changed_ms);
+  next_pipeline np;
+  if (build_next(a, &np, err, sizeof err)) {
+    ls_error("reload of %s failed, still running the previous version: %s", a->opts->script, err);
+    drop_next(&np);
+    return;
+  }
+  double t1 = ls_mono_ms();
+  if (checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) {
+    if (!a->exit_code) ls_warn("reload postponed by 1 s: the checkpoint before it did not complete");
+    drop_next(&np);
+    a->reload_retry_ms = ls_mono_ms() + 1000;
+    return;
+  }
+  double t2 = ls_mono_ms();
+  swap_in(a, &np, t2);
+  a->reloads++;
+  watch_files(a);
+  double t3 = ls_mono_ms();
+  ls_info("reloaded %s (%s) in %.1f ms: build %.1f ms, checkpoint %.1f ms, swap %.1f ms; "
+          "%.1f ms after the change", a->opts->script, why, t3 - t0, t1 - t0, t2 - t1, t3 - t2,
+          t3 - changed_ms);
+}
+
+static void reload_if_asked(ls_app *a) {
+  double since = 0;
+  if (reload_signal) {
+    reload_signal = 0;
+    a->reload_retry_ms = 0;
+    reload(a, ls_mono_ms(), "SIGHUP");
+  } else if (a->reload_retry_ms > 0 && ls_mono_ms() >= a->reload_retry_ms) {
+    a->reload_retry_ms = 0;
+    reload(a, ls_mono_ms(), "retry");
+  } else if (ls_watch_take(a->watch, &since)) {
+    char why[PATH_MAX + 16];
+    snprintf(why, sizeof why, "%s changed", ls_watch_last(a->watch));
+    reload(a, since, why);
+  }
+}
+
 static void free_app(ls_app *a) {
+  ls_watch_stop(a->watch);
   ls_kafka_close(a->kafka);
   ls_ckpt_close(a->ckpt);
   remove_temporary_state(a);
@@ -717,6 +900,7 @@ static void loop(ls_app *a) {
     run_sources(a, now);
     ls_kafka_poll(a->kafka);
     if (!a->exit_code && checkpoint_due(a, now)) checkpoint(a);
+    if (!a->exit_code && !stop_signal) reload_if_asked(a);
   }
 }
 
@@ -738,6 +922,8 @@ int ls_app_run(const ls_run_opts *opts) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
+  signal(SIGHUP, on_hup);
+  watch_files(a);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
           a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",

@@ -2,7 +2,9 @@
  *
  * app.c owns the loop of DESIGN §3: poll a batch, decode it into Lua, run the
  * compiled pipeline with one lua_pcall, encode and produce the outputs, apply
- * on_error, and checkpoint (flush, then commit) on schedule and on stop. */
+ * on_error, and checkpoint (flush, then commit) on schedule and on stop.
+ * With --watch or on SIGHUP it reloads the script between two batches,
+ * keeping the consumer, its assignment and the state. */
 #ifndef LS_APP_H
 #define LS_APP_H
 
@@ -15,6 +17,9 @@ typedef struct ls_run_opts {
   int nsets;
   double timeout_s;       /* --timeout: stop after this many seconds (0 = never) */
   long count;             /* --count: stop after this many outputs (0 = never) */
+  int watch;              /* --watch: reload when the script or its modules change */
+  int from_beginning;     /* --from-beginning: ignore committed offsets and saved state */
+  int print;              /* print every output record on stdout (--count/--timeout) */
 } ls_run_opts;
 
 /* Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or bad script. */

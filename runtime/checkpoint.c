@@ -164,6 +164,15 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
   return c;
 }
 
+void ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref) {
+  if (!c) return;
+  c->L = L;
+  c->rt_ref = rt_ref;
+  register_loader(c);
+}
+
+size_t ls_ckpt_pending(const ls_ckpt *c) { return c ? c->npend : 0; }
+
 static void free_pending(ls_ckpt *c) {
   for (size_t i = 0; i < c->npend; i++) {
     free(c->pend[i].key);

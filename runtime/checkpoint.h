@@ -31,6 +31,12 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
                       size_t errlen);
 void ls_ckpt_close(ls_ckpt *c);
 
+/* Live reload: the pipeline now runs in L (rt at rt_ref). Only valid when
+ * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB. */
+void ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref);
+/* Changes taken from Lua but not yet in LMDB. */
+size_t ls_ckpt_pending(const ls_ckpt *c);
+
 /* The changelog topic of store i, e.g. "crash-detector__default__changelog". */
 const char *ls_ckpt_changelog(const ls_ckpt *c, int store);
 

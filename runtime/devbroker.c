@@ -2,14 +2,23 @@
  *
  * librdkafka's mock cluster lives inside an rd_kafka_t handle; we create a bare
  * producer handle to own it. Topics are auto-created with 4 partitions on first
- * use; `--topic NAME:PARTS` creates them up front with another count. */
+ * use; `--topic NAME:PARTS` creates them up front with another count.
+ * `luastream broker` with a pipe on stdin reads fault-injection commands from
+ * it (ls_devbroker_command): the next requests of one Kafka API fail with a
+ * chosen error, a testing aid for the runtime's error paths. */
 #include "devbroker.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -67,6 +76,97 @@ void ls_devbroker_stop(ls_devbroker *b) {
   free(b);
 }
 
+/* ---- fault injection ------------------------------------------------------ */
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+/* Kafka protocol request names, indexed by ApiKey. */
+static const char *const API_NAMES[] = {
+    "Produce", "Fetch", "ListOffsets", "Metadata", "LeaderAndIsr", "StopReplica",
+    "UpdateMetadata", "ControlledShutdown", "OffsetCommit", "OffsetFetch", "FindCoordinator",
+    "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "DescribeGroups", "ListGroups",
+    "SaslHandshake", "ApiVersions", "CreateTopics", "DeleteTopics", "DeleteRecords",
+    "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
+    "WriteTxnMarkers", "TxnOffsetCommit", "DescribeAcls", "CreateAcls", "DeleteAcls",
+    "DescribeConfigs", "AlterConfigs", "AlterReplicaLogDirs", "DescribeLogDirs",
+    "SaslAuthenticate", "CreatePartitions", "CreateDelegationToken", "RenewDelegationToken",
+    "ExpireDelegationToken", "DescribeDelegationToken", "DeleteGroups", "ElectLeaders",
+    "IncrementalAlterConfigs", "AlterPartitionReassignments", "ListPartitionReassignments",
+    "OffsetDelete"};
+#define NAPIS ((int)(sizeof API_NAMES / sizeof API_NAMES[0]))
+
+/* An ApiKey from its name (any case) or number; -1 if unknown. */
+static int api_key(const char *s) {
+  int n;
+  if (parse_int(s, 0, 32767, &n) == 0) return n;
+  for (int i = 0; i < NAPIS; i++)
+    if (strcasecmp(s, API_NAMES[i]) == 0) return i;
+  return -1;
+}
+
+/* An error code from its name ("PRODUCER_FENCED", "RD_KAFKA_RESP_ERR_..."
+ * and "_TRANSPORT" alike, any case) or number. 0, or -1 if unknown. */
+static int err_code(const char *s, rd_kafka_resp_err_t *out) {
+  int n;
+  if (parse_int(s, -1000, 32767, &n) == 0) return *out = (rd_kafka_resp_err_t)n, 0;
+  if (strncasecmp(s, "RD_KAFKA_RESP_ERR_", 18) == 0) s += 18;
+  const struct rd_kafka_err_desc *d;
+  size_t cnt;
+  rd_kafka_get_err_descs(&d, &cnt);
+  for (size_t i = 0; i < cnt; i++)
+    if (d[i].name && d[i].code && strcasecmp(s, d[i].name) == 0) return *out = d[i].code, 0;
+  return -1;
+}
+
+static const char *api_name(int key) { return key < NAPIS ? API_NAMES[key] : "?"; }
+
+/* fail API ERROR [COUNT] */
+static int cmd_fail(ls_devbroker *b, char **w, int nw, char *reply, size_t len) {
+  int key = nw > 1 ? api_key(w[1]) : -1, count = 1;
+  rd_kafka_resp_err_t e;
+  if (nw < 3 || nw > 4) return snprintf(reply, len, "error: usage: fail API ERROR [COUNT]"), -1;
+  if (key < 0) return snprintf(reply, len, "error: unknown API %s", w[1]), -1;
+  if (err_code(w[2], &e)) return snprintf(reply, len, "error: unknown error %s", w[2]), -1;
+  if (nw == 4 && parse_int(w[3], 1, 100000, &count))
+    return snprintf(reply, len, "error: bad count %s", w[3]), -1;
+  rd_kafka_resp_err_t *errs = malloc((size_t)count * sizeof *errs);
+  if (!errs) return snprintf(reply, len, "error: out of memory"), -1;
+  for (int i = 0; i < count; i++) errs[i] = e;
+  rd_kafka_mock_push_request_errors_array(b->mc, (int16_t)key, (size_t)count, errs);
+  free(errs);
+  snprintf(reply, len, "ok fail %s(%d) %s x%d", api_name(key), key, rd_kafka_err2name(e), count);
+  return 0;
+}
+
+/* clear API */
+static int cmd_clear(ls_devbroker *b, char **w, int nw, char *reply, size_t len) {
+  int key = nw == 2 ? api_key(w[1]) : -1;
+  if (nw != 2) return snprintf(reply, len, "error: usage: clear API"), -1;
+  if (key < 0) return snprintf(reply, len, "error: unknown API %s", w[1]), -1;
+  rd_kafka_mock_clear_request_errors(b->mc, (int16_t)key);
+  snprintf(reply, len, "ok clear %s(%d)", api_name(key), key);
+  return 0;
+}
+
+int ls_devbroker_command(ls_devbroker *b, char *line, char *reply, size_t len) {
+  char *w[8];
+  int nw = 0;
+  for (char *t = strtok(line, " \t\r\n"); t && nw < 8; t = strtok(NULL, " \t\r\n")) w[nw++] = t;
+  reply[0] = 0;
+  if (nw == 0 || w[0][0] == '#') return 0;
+  if (strcmp(w[0], "fail") == 0) return cmd_fail(b, w, nw, reply, len);
+  if (strcmp(w[0], "clear") == 0) return cmd_clear(b, w, nw, reply, len);
+  snprintf(reply, len, "error: unknown command %s (fail API ERROR [COUNT] | clear API)", w[0]);
+  return -1;
+}
+
 /* ---- luastream broker ---------------------------------------------------- */
 
 static volatile sig_atomic_t broker_stop;
@@ -89,13 +189,57 @@ static int write_file_atomic(const char *path, const char *text) {
   return 0;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = (int)v;
-  return 0;
+/* Is stdin a pipe or a socket, which may carry commands, rather than a
+ * terminal, a file or /dev/null? */
+static int stdin_is_pipe(void) {
+  struct stat st;
+  return fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Runs the complete lines of buf[0..*n), answering each on stdout; keeps a
+ * partial last line at the start of buf. */
+static void run_lines(ls_devbroker *b, char *buf, size_t *n) {
+  char *start = buf, *nl;
+  while ((nl = memchr(start, '\n', (size_t)(buf + *n - start)))) {
+    char reply[512];
+    *nl = 0;
+    ls_devbroker_command(b, start, reply, sizeof reply);
+    if (reply[0]) {
+      printf("%s\n", reply);
+      fflush(stdout);
+      ls_info("fault injection: %s", reply);
+    }
+    start = nl + 1;
+  }
+  *n -= (size_t)(start - buf);
+  memmove(buf, start, *n);
+}
+
+/* Waits for SIGINT/SIGTERM, serving commands from stdin while it is an open
+ * pipe; otherwise (or after its end) just waits, as before. */
+static void serve(ls_devbroker *b) {
+  char buf[4096];
+  size_t n = 0;
+  int fd = stdin_is_pipe() ? STDIN_FILENO : -1;
+  while (!broker_stop) {
+    if (fd < 0) {
+      pause();
+      continue;
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) { /* the writer closed it: a last line without newline, then no more */
+      fd = -1;
+      if (n == 0) continue;
+      buf[n++] = '\n';
+    } else {
+      n += (size_t)r;
+    }
+    run_lines(b, buf, &n);
+    if (n == sizeof buf - 1) n = 0; /* a line too long for the buffer: dropped */
+  }
 }
 
 static int usage_error(const char *msg, const char *arg) {
@@ -161,8 +305,24 @@ int ls_devbroker_main(int argc, char **argv) {
   ls_info("dev broker listening on %s (in memory; topics are auto-created with 4 partitions)", addr);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  while (!broker_stop) pause();
+  signal(SIGPIPE, SIG_IGN); /* a reader of the replies may go away */
+  serve(b);
   ls_info("dev broker stopping");
   ls_devbroker_stop(b);
   return 0;
+}
+
+/* ---- Nagle's algorithm ----------------------------------------------------
+ * The mock cluster accepts its connections with accept() and leaves Nagle's
+ * algorithm on. A client that sends requests for several partitions gets
+ * several responses back to back, and each one after the first then waits
+ * for the client's delayed ACK: about 40 ms per produce or commit round trip,
+ * which made every flush (and so every checkpoint) take 40 ms or more. Every
+ * accept() in this process (only the mock cluster accepts) returns a socket
+ * with TCP_NODELAY set, as a real Kafka broker's are. */
+int accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
+  int s = accept4(fd, addr, addrlen, 0);
+  int one = 1;
+  if (s >= 0) setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return s;
 }

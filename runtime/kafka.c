@@ -125,7 +125,9 @@ static rd_kafka_conf_t *base_conf(ls_kafka *k, const ls_kafka_conf *c, char *err
   rd_kafka_conf_set_error_cb(conf, on_error);
   if (set_prop(conf, "bootstrap.servers", c->brokers, err, errlen) ||
       set_prop(conf, "client.id", client_id, err, errlen) ||
-      set_prop(conf, "log.connection.close", "false", err, errlen)) {
+      set_prop(conf, "log.connection.close", "false", err, errlen) ||
+      /* Small requests (commits, flushes) go out at once, not after an ACK. */
+      set_prop(conf, "socket.nagle.disable", "true", err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
@@ -330,6 +332,10 @@ void ls_kafka_nudge(ls_kafka *k) {
     rd_kafka_query_watermark_offsets(k->consumer, p->topic, p->partition, &lo, &hi, 100);
   }
   rd_kafka_topic_partition_list_destroy(a);
+}
+
+void ls_kafka_wake(ls_kafka *k) {
+  if (k && k->cq) rd_kafka_queue_yield(k->cq);
 }
 
 rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name) {

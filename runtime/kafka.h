@@ -59,6 +59,9 @@ int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, 
  * up to a second; a small request to that broker wakes it at once. */
 void ls_kafka_nudge(ls_kafka *k);
 
+/* Makes a ls_kafka_consume blocked in another thread return at once. Any thread. */
+void ls_kafka_wake(ls_kafka *k);
+
 /* A producer topic handle, created on first use and owned by k. */
 rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name);
 

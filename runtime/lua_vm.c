@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -135,6 +136,48 @@ void ls_vm_add_script_dir(lua_State *L, const char *script) {
   lua_pop(L, 2);
 }
 
+/* Lists package.loaded's modules found under the script's directory. */
+static const char project_files_lua[] =
+    "local script, libdir = ...\n"
+    "local dir = script:match('^(.*)/[^/]*$') or '.'\n"
+    "local mods, seen = {}, { [script] = true }\n"
+    "for name in pairs(package.loaded) do\n"
+    "  local path = type(name) == 'string' and package.searchpath(name, package.path)\n"
+    "  if path and not seen[path] and path:sub(1, #dir + 1) == dir .. '/'\n"
+    "     and path:sub(1, #libdir + 1) ~= libdir .. '/' then\n"
+    "    seen[path] = true; mods[#mods + 1] = path\n"
+    "  end\n"
+    "end\n"
+    "table.sort(mods)\n"
+    "table.insert(mods, 1, script)\n"
+    "return mods\n";
+
+int ls_vm_project_files(lua_State *L, const char *script, char ***files) {
+  int top = lua_gettop(L), n = -1;
+  *files = NULL;
+  if (luaL_loadbuffer(L, project_files_lua, sizeof project_files_lua - 1, "=project_files") == 0) {
+    lua_pushstring(L, script);
+    lua_pushstring(L, ls_vm_lua_dir());
+    if (lua_pcall(L, 2, 1, 0) == 0 && lua_istable(L, -1)) {
+      n = (int)lua_objlen(L, -1);
+      *files = calloc((size_t)n + 1, sizeof **files);
+      for (int i = 0; *files && i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        (*files)[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+      if (!*files) n = -1;
+    }
+  }
+  lua_settop(L, top);
+  return n;
+}
+
+void ls_vm_free_files(char **files, int n) {
+  for (int i = 0; files && i < n; i++) free(files[i]);
+  free(files);
+}
+
 void ls_vm_pop_error(lua_State *L, char *buf, size_t len) {
   const char *msg = lua_tostring(L, -1);
   if (!msg) {
@@ -197,7 +240,10 @@ int ls_vm_run_tests(const char *dir, int argc, char **argv) {
   lua_rawseti(L, -2, argc + 1);
   lua_setglobal(L, "arg");
   char probe[PATH_MAX];
-  snprintf(probe, sizeof probe, "%s/spec", dir); /* puts dir itself on package.path */
+  /* Puts the spec directory (dir itself, or the directory of a spec file) on package.path. */
+  struct stat sb;
+  if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) snprintf(probe, sizeof probe, "%s", dir);
+  else snprintf(probe, sizeof probe, "%s/spec", dir);
   ls_vm_add_script_dir(L, probe);
   static const char runner[] =
       "local ok, runner = pcall(require, 'busted.runner')\n"

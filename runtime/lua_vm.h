@@ -17,6 +17,13 @@ void ls_vm_close(lua_State *L);
 /* Puts the directory of script on package.path, first. */
 void ls_vm_add_script_dir(lua_State *L, const char *script);
 
+/* The files of the app in L: the script and every module it loaded from
+ * the script's directory tree (not luastream's own). Returns the count and
+ * a malloc'd array of malloc'd paths in *files (free with ls_vm_free_files),
+ * or -1. */
+int ls_vm_project_files(lua_State *L, const char *script, char ***files);
+void ls_vm_free_files(char **files, int n);
+
 /* The directory holding luastream/init.lua. */
 const char *ls_vm_lua_dir(void);
 

@@ -32,8 +32,14 @@ static const char USAGE[] =
     "      --name N          application name (consumer group, state directory)\n"
     "      --state-dir D     directory for local state\n"
     "      --set k=v         override an ls.app option (repeatable)\n"
+    "      --watch           reload when the script or a module it loads changes\n"
+    "                        (SIGHUP reloads too)\n"
+    "      --from-beginning  read the inputs from their first offset, ignoring the\n"
+    "                        group's committed offsets and saved state\n"
     "      --timeout S       stop cleanly after S seconds\n"
     "      --count N         stop cleanly after N output records\n"
+    "      --print, --quiet  print each output record on stdout (default with\n"
+    "                        --timeout or --count) or not\n"
     "      --log-level L     debug | info | warn | error (default info)\n"
     "  broker              start the dev broker (in-memory Kafka on loopback)\n"
     "      --partitions N    partitions for --topic without a count (default 4)\n"
@@ -65,6 +71,7 @@ static int parse_number(const char *s, double *out) {
 
 static int cmd_run(int argc, char **argv) {
   ls_run_opts o = {0};
+  int print = -1;
   static const char *sets[256];
   o.sets = sets;
   for (int i = 0; i < argc; i++) {
@@ -73,6 +80,16 @@ static int cmd_run(int argc, char **argv) {
     if (a[0] != '-') {
       if (o.script) return usage_error("run: more than one script given: %s", a);
       o.script = a;
+      continue;
+    }
+    if (strcmp(a, "--watch") == 0) {
+      o.watch = 1;
+      continue;
+    } else if (strcmp(a, "--from-beginning") == 0) {
+      o.from_beginning = 1;
+      continue;
+    } else if (strcmp(a, "--print") == 0 || strcmp(a, "--quiet") == 0) {
+      print = a[2] == 'p';
       continue;
     }
     if (!v) return usage_error("run: option %s needs a value", a);
@@ -102,6 +119,8 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   if (!o.script) return usage_error("run: no script given%s", "");
+  /* Quick checks (--count, --timeout) show what they produced unless --quiet. */
+  o.print = print >= 0 ? print : (o.count > 0 || o.timeout_s > 0);
   return ls_app_run(&o);
 }
 

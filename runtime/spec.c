@@ -176,3 +176,84 @@ void ls_spec_free(ls_spec *s) {
   free(s->kafka);
   memset(s, 0, sizeof *s);
 }
+
+/* ---- live reload ---------------------------------------------------------- */
+
+static int str_eq(const char *a, const char *b) {
+  return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static const char *diff_inputs(const ls_spec *c, const ls_spec *n, char *buf, size_t len) {
+  if (c->ninputs != n->ninputs)
+    return snprintf(buf, len, "the number of input topics changed (%d -> %d)", c->ninputs, n->ninputs), buf;
+  for (int i = 0; i < c->ninputs; i++) {
+    const ls_topic_spec *a = &c->inputs[i], *b = &n->inputs[i];
+    if (strcmp(a->name, b->name) != 0)
+      return snprintf(buf, len, "input topic %s became %s", a->name, b->name), buf;
+    if (a->key != b->key || a->value != b->value)
+      return snprintf(buf, len, "the formats of input topic %s changed (key %s -> %s, value %s -> %s)",
+                      a->name, ls_format_name(a->key), ls_format_name(b->key), ls_format_name(a->value),
+                      ls_format_name(b->value)), buf;
+  }
+  return NULL;
+}
+
+static const char *diff_stores(const ls_spec *c, const ls_spec *n, char *buf, size_t len) {
+  int same = c->nstores == n->nstores;
+  for (int i = 0; same && i < c->nstores; i++)
+    same = strcmp(c->stores[i].name, n->stores[i].name) == 0 && c->stores[i].topic == n->stores[i].topic;
+  if (same) return NULL;
+  size_t off = (size_t)snprintf(buf, len, "the state stores changed (");
+  for (int i = 0; i < c->nstores && off < len; i++)
+    off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", c->stores[i].name);
+  if (off < len) off += (size_t)snprintf(buf + off, len - off, " -> ");
+  for (int i = 0; i < n->nstores && off < len; i++)
+    off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", n->stores[i].name);
+  if (off < len) snprintf(buf + off, len - off, ")");
+  return buf;
+}
+
+static int kafka_eq(const ls_spec *c, const ls_spec *n) {
+  if (c->nkafka != n->nkafka) return 0;
+  for (int i = 0; i < c->nkafka; i++)
+    if (strcmp(c->kafka[i], n->kafka[i]) != 0) return 0;
+  return 1;
+}
+
+const char *ls_spec_restart_reason(const ls_spec *c, const ls_spec *n, int same_state_dir,
+                                   char *buf, size_t len) {
+#define FIELD_DIFF(f, what)                                                                  \
+  if (!str_eq(c->f, n->f))                                                                   \
+    return snprintf(buf, len, what " changed (%s -> %s)", c->f ? c->f : "none", n->f ? n->f : "none"), buf
+  FIELD_DIFF(name, "the app name");
+  FIELD_DIFF(broker, "the broker");
+  FIELD_DIFF(guarantee, "the guarantee");
+  FIELD_DIFF(offset_reset, "offset_reset");
+  if (same_state_dir) {
+    FIELD_DIFF(state_dir, "the state directory");
+  }
+#undef FIELD_DIFF
+  const char *why = diff_inputs(c, n, buf, len);
+  if (!why) why = diff_stores(c, n, buf, len);
+  if (!why && !kafka_eq(c, n)) {
+    snprintf(buf, len, "the kafka properties changed");
+    why = buf;
+  }
+  return why;
+}
+
+#define SWAP(T, x, y) do { T tmp_ = (x); (x) = (y); (y) = tmp_; } while (0)
+
+void ls_spec_keep_fixed(ls_spec *c, ls_spec *n) {
+  SWAP(char *, c->name, n->name);
+  SWAP(char *, c->broker, n->broker);
+  SWAP(char *, c->guarantee, n->guarantee);
+  SWAP(char *, c->offset_reset, n->offset_reset);
+  SWAP(char *, c->state_dir, n->state_dir);
+  SWAP(ls_topic_spec *, c->inputs, n->inputs);
+  SWAP(int, c->ninputs, n->ninputs);
+  SWAP(ls_store_spec *, c->stores, n->stores);
+  SWAP(int, c->nstores, n->nstores);
+  SWAP(char **, c->kafka, n->kafka);
+  SWAP(int, c->nkafka, n->nkafka);
+}

@@ -52,4 +52,16 @@ typedef struct ls_spec {
 int ls_spec_read(lua_State *L, ls_spec *spec, char *err, size_t errlen);
 void ls_spec_free(ls_spec *spec);
 
+/* Live reload: why `next` cannot replace `cur` without a restart (a
+ * different app name, broker, guarantee, state directory, input topics or
+ * formats, state stores, offset_reset or Kafka properties), written to buf;
+ * NULL when it can. same_state_dir = 0 skips the state directory (a
+ * temporary one replaced the script's). */
+const char *ls_spec_restart_reason(const ls_spec *cur, const ls_spec *next, int same_state_dir,
+                                   char *buf, size_t len);
+/* Moves the fields a reload keeps (the ones compared above) from cur into
+ * next, and next's into cur, so pointers other subsystems hold into cur's
+ * inputs, stores and names stay valid once next takes cur's place. */
+void ls_spec_keep_fixed(ls_spec *cur, ls_spec *next);
+
 #endif

@@ -105,13 +105,13 @@ def throughput(a, work, env):
             if peer == "stateless":
                 topic = "out-sl" + s
                 cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"),
-                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateless" + s] + shlex.split(a.ls_args)
+                       "--broker", a.broker, "--count", str(a.rows), "--quiet", "--name", "bench-crash-stateless" + s] + shlex.split(a.ls_args)
                 penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
             elif peer == "stateful":
                 topic = "out-sf" + s
                 # the app name is also the changelog's prefix: bench-crash-stateful[-N]__default__changelog
                 cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateful.lua"),
-                       "--broker", a.broker, "--count", str(a.rows), "--name", "bench-crash-stateful" + s,
+                       "--broker", a.broker, "--count", str(a.rows), "--quiet", "--name", "bench-crash-stateful" + s,
                        "--state-dir", statedir] + shlex.split(a.ls_args)
                 penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
             else:
@@ -189,7 +189,7 @@ def checkpoint_pause(a, work, env):
     statedir = os.path.join(work, "state-count")
     logpath = os.path.join(work, "count-1.log")
     cmd = [a.luastream, "run", os.path.join(HERE, "state_count.lua"), "--broker", a.broker,
-           "--count", str(a.keys), "--name", "bench-state-count", "--state-dir", statedir,
+           "--count", str(a.keys), "--quiet", "--name", "bench-state-count", "--state-dir", statedir,
            "--log-level", "debug", "--set", "commit_every=%d" % a.dirty, "--set", "commit_interval=600"]
     penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out", LS_BENCH_GAPS="5",
                 LS_BENCH_LAST=str(a.keys))
@@ -253,7 +253,7 @@ def recovery(a, work, env, statedir):
     subprocess.run(["rm", "-rf", os.path.join(statedir, "bench-state-count")], check=True)
     logpath = os.path.join(work, "count-2.log")
     cmd = [a.luastream, "run", os.path.join(HERE, "state_count.lua"), "--broker", a.broker,
-           "--name", "bench-state-count", "--state-dir", statedir, "--timeout", str(int(a.timeout))]
+           "--name", "bench-state-count", "--state-dir", statedir, "--quiet", "--timeout", str(int(a.timeout))]
     penv = dict(env, LS_BENCH_INPUT="count-in", LS_BENCH_OUTPUT="count-out")
     t0 = time.time()
     out = open(logpath, "w")

@@ -390,7 +390,7 @@ def main():
             else:
                 topic = "out-ls" + suffix
                 cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"),
-                       "--broker", a.broker, "--count", str(a.rows),
+                       "--broker", a.broker, "--count", str(a.rows), "--quiet",
                        "--name", "bench-ls-%d" % rep] + shlex.split(a.ls_args)
                 kind = "rows"
                 penv = dict(env, LS_BENCH_INPUT=a.input, LS_BENCH_OUTPUT=topic)
