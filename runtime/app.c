@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "devbroker.h"
+#include "errlog.h"
 #include "kafka.h"
 #include "log.h"
 #include "lua_vm.h"
@@ -31,6 +32,7 @@
 #include "checkpoint.h"
 #include "offsets.h"
 #include "spec.h"
+#include "status.h"
 #include "watch.h"
 
 enum { DONE_OK, DONE_STOP };
@@ -58,8 +60,8 @@ typedef struct ls_app {
   /* bookkeeping */
   long in_total, out_total, skipped, dead_lettered, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
-  int error_logs, errors_suppressed;
-  double error_window_ms;
+  ls_errlog *errlog;
+  ls_status *status;
   int exit_code;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
@@ -97,19 +99,9 @@ static void set_fatal(ls_app *a, int code, const char *fmt, ...) {
 
 /* ---- error reporting ------------------------------------------------------ */
 
-/* At most 20 error lines per 10 s; the rest are counted and summarised. */
-static int error_log_allowed(ls_app *a) {
-  double now = ls_mono_ms();
-  if (now - a->error_window_ms > 10000) {
-    if (a->errors_suppressed)
-      ls_warn("%d more errors in the last 10 s were not logged", a->errors_suppressed);
-    a->error_window_ms = now;
-    a->error_logs = 0;
-    a->errors_suppressed = 0;
-  }
-  if (a->error_logs++ < 20) return 1;
-  a->errors_suppressed++;
-  return 0;
+/* One line per distinct error per 10 s; repeats are counted (errlog.h). */
+static int error_log_allowed(ls_app *a, const char *text) {
+  return ls_errlog_admit(a->errlog, text);
 }
 
 static void describe_msg(const rd_kafka_message_t *m, char *out, size_t len) {
@@ -199,6 +191,43 @@ static int dead_letter(ls_app *a, int mi, const char *stage, const char *err) {
   return DONE_OK;
 }
 
+/* Appends p[0..n) to out (capacity len), escaped, cut at about max bytes. */
+static void append_escaped(char *out, size_t len, const char *p, size_t n, size_t max) {
+  size_t o = strlen(out);
+  for (size_t i = 0; i < n && o + 8 < len; i++) {
+    if (i == max) {
+      snprintf(out + o, len - o, "...");
+      return;
+    }
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+    else out[o++] = (char)c, out[o] = 0;
+  }
+}
+
+/* "row: {...}" (the row as the failing step left it, as JSON) or, for a
+ * record that did not decode, "value: <raw bytes>"; cut to fit one line. */
+static void describe_row(ls_app *a, int mi, int row, char *out, size_t len) {
+  const rd_kafka_message_t *m = a->msgs[mi];
+  char err[256];
+  snprintf(out, len, row > 0 ? "row: " : "value: ");
+  if (row <= 0) {
+    if (m->payload) append_escaped(out, len, m->payload, m->len, 200);
+    else snprintf(out, len, "value: null");
+    return;
+  }
+  lua_State *L = a->L;
+  ls_buf b;
+  ls_buf_init(&b);
+  ls_batch_push_row(&a->batch, row);
+  if (ls_encode(L, lua_gettop(L), LS_FMT_JSON, &b, err, sizeof err) == 0)
+    append_escaped(out, len, b.data, b.len, 200);
+  else
+    snprintf(out, len, "row: (cannot show it as JSON: %s)", err);
+  lua_pop(L, 1);
+  ls_buf_free(&b);
+}
+
 /* Applies on_error to message mi (row > 0 when it decoded). DONE_OK means the
  * message counts as done (skipped or dead-lettered); DONE_STOP stops the app
  * with the message uncommitted. */
@@ -207,17 +236,21 @@ static int handle_error(ls_app *a, int mi, int row, const char *stage, const cha
   describe_msg(a->msgs[mi], where, sizeof where);
   ls_on_error policy = a->spec.on_error;
   if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(a, err, row, mi);
+  char text[1200], row_desc[300];
+  snprintf(text, sizeof text, "%s error: %s", stage, err);
+  int log = policy != LS_ON_ERROR_SKIP && policy != LS_ON_ERROR_DEAD_LETTER ? 1 : error_log_allowed(a, text);
+  if (log) describe_row(a, mi, row, row_desc, sizeof row_desc);
   if (policy == LS_ON_ERROR_SKIP) {
     a->skipped++;
-    if (error_log_allowed(a)) ls_warn("%s: %s error, skipped: %s", where, stage, err);
+    if (log) ls_warn("%s: %s error, skipped: %s\n  %s", where, stage, err, row_desc);
     return DONE_OK;
   }
   if (policy == LS_ON_ERROR_DEAD_LETTER) {
-    if (error_log_allowed(a))
-      ls_warn("%s: %s error, sent to %s: %s", where, stage, a->spec.dead_letter, err);
+    if (log) ls_warn("%s: %s error, sent to %s: %s\n  %s", where, stage, a->spec.dead_letter, err, row_desc);
     return dead_letter(a, mi, stage, err);
   }
-  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)", where, stage, err);
+  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)\n  %s", where, stage, err,
+            row_desc);
   if (a->stop_at > mi) a->stop_at = mi;
   return DONE_STOP;
 }
@@ -270,7 +303,7 @@ static void describe_inputs(ls_app *a) {
     in->partition = m->partition;
     in->topic = m->err ? -1 : input_index(a, m->rkt);
     in->source = m;
-    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && error_log_allowed(a))
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && error_log_allowed(a, rd_kafka_err2str(m->err)))
       ls_warn("consumer: %s", rd_kafka_message_errstr(m));
   }
 }
@@ -322,6 +355,7 @@ static void print_escaped(const char *p, size_t n) {
 
 /* --print: "topic<TAB>key<TAB>value", one line per output record. */
 static void print_record(ls_app *a, const ls_outrec *o) {
+  if (ls_log_get_status_line() && isatty(STDOUT_FILENO)) fputs("\r\033[K", stdout);
   fputs(a->spec.outputs[o->topic].name, stdout);
   putchar('\t');
   if (o->key) print_escaped(o->key, o->key_len);
@@ -349,7 +383,7 @@ static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
 static int output_error(void *ud, int row, const char *err) {
   ls_app *a = ud;
   if (row <= 0) {
-    if (error_log_allowed(a)) ls_warn("source output dropped: %s", err);
+    if (error_log_allowed(a, err)) ls_warn("source output dropped: %s", err);
     return DONE_OK;
   }
   if (a->dlq_row == row) return DONE_OK; /* one dead letter per input, however many outputs failed */
@@ -469,7 +503,7 @@ static int checkpoint(ls_app *a) {
     return -1;
   }
   rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
-  int rc = l ? ls_kafka_commit(a->kafka, l, err, sizeof err) : 0;
+  int rc = l && !a->opts->from_beginning ? ls_kafka_commit(a->kafka, l, err, sizeof err) : 0;
   if (rc) {
     ls_warn("%s (will retry at the next checkpoint)", err);
     ls_offsets_restore(&a->offsets, l);
@@ -542,7 +576,7 @@ static void run_sources(ls_app *a, double now) {
     a->source_next[k] = now + a->spec.source_every_ms[k];
     int nout = ls_batch_call_source(&a->batch, k + 1, ls_now_ms(), err, sizeof err);
     if (nout < 0) {
-      if (error_log_allowed(a)) ls_warn("source %d failed: %s", k + 1, err);
+      if (error_log_allowed(a, err)) ls_warn("source %d failed: %s", k + 1, err);
       continue;
     }
     emit_outputs(a, nout);
@@ -604,8 +638,9 @@ static void create_dev_topics(ls_app *a) {
 }
 
 /* The dev broker's data lives in memory, so state kept from an earlier run
- * would describe data that is gone: with it, state goes to a fresh temporary
- * directory, removed at exit. */
+ * would describe data that is gone: with it (and with --from-beginning, which
+ * starts from empty state), state goes to a fresh temporary directory,
+ * removed at exit. */
 static void use_temporary_state(ls_app *a) {
   if (a->spec.nstores == 0) return;
   char tmpl[] = "/tmp/luastream-dev-XXXXXX";
@@ -616,7 +651,7 @@ static void use_temporary_state(ls_app *a) {
   free(a->spec.state_dir);
   a->spec.state_dir = strdup(tmpl);
   a->tmp_state = 1;
-  ls_info("state goes to %s for the dev broker's lifetime", tmpl);
+  ls_info("state goes to %s (temporary, removed at exit)", tmpl);
 }
 
 static void remove_temporary_state(ls_app *a) {
@@ -656,7 +691,16 @@ static int connect_kafka(ls_app *a) {
   const char *brokers = choose_broker(a);
   if (!brokers) return 1;
   a->exactly_once = strcmp(a->spec.guarantee, "exactly-once") == 0;
-  ls_kafka_conf kc = {brokers, a->spec.name, a->spec.offset_reset, a->spec.kafka,
+  char group[512];
+  const char *reset = a->spec.offset_reset;
+  snprintf(group, sizeof group, "%s", a->spec.name);
+  if (a->opts->from_beginning) { /* a throwaway group: the app's own stays as it is */
+    snprintf(group, sizeof group, "%s.from-beginning.%ld.%d", a->spec.name, (long)ls_now_ms(), (int)getpid());
+    reset = "earliest";
+    ls_info("--from-beginning: reading every input from its first offset as group %s; nothing is "
+            "committed and state starts empty in a temporary directory", group);
+  }
+  ls_kafka_conf kc = {brokers, group, reset, a->spec.kafka,
                       a->spec.nkafka, a->devbroker != NULL, a->exactly_once, on_revoke,
                       on_assign, a};
   char err[1024];
@@ -669,7 +713,9 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
     return 1;
   }
-  a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, err, sizeof err);
+  if (a->opts->from_beginning && !a->tmp_state) use_temporary_state(a);
+  a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, a->opts->from_beginning, err,
+                         sizeof err);
   if (!a->ckpt && err[0]) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
@@ -852,6 +898,8 @@ static void reload_if_asked(ls_app *a) {
 
 static void free_app(ls_app *a) {
   ls_watch_stop(a->watch);
+  ls_errlog_free(a->errlog);
+  ls_status_free(a->status);
   ls_kafka_close(a->kafka);
   ls_ckpt_close(a->ckpt);
   remove_temporary_state(a);
@@ -868,6 +916,12 @@ static void free_app(ls_app *a) {
 }
 
 /* ---- the loop ------------------------------------------------------------- */
+
+static void show_status(ls_app *a, double now) {
+  ls_status_sample x = {a->in_total, a->out_total, a->spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
+                        ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reloads};
+  ls_status_show(a->status, &x, now);
+}
 
 static int should_stop(ls_app *a, double now) {
   if (stop_signal || a->exit_code) return 1;
@@ -892,8 +946,11 @@ static void loop(ls_app *a) {
       process_batch(a);
     }
     now = ls_mono_ms();
-    /* A short batch may mean the prefetch ran dry while librdkafka sleeps. */
-    if (a->spec.ninputs && n < a->spec.batch_size && now - a->last_nudge_ms >= 10) {
+    /* A short batch with a backlog behind it may mean the prefetch ran dry while
+       librdkafka sleeps. The nudge is a broker round trip that waits behind the
+       fetch in flight, so not when the consumer has caught up. */
+    if (a->spec.ninputs && n < a->spec.batch_size && now - a->last_nudge_ms >= 10 &&
+        ls_kafka_lag(a->kafka) >= a->spec.batch_size) {
       ls_kafka_nudge(a->kafka);
       a->last_nudge_ms = now;
     }
@@ -901,6 +958,8 @@ static void loop(ls_app *a) {
     ls_kafka_poll(a->kafka);
     if (!a->exit_code && checkpoint_due(a, now)) checkpoint(a);
     if (!a->exit_code && !stop_signal) reload_if_asked(a);
+    ls_errlog_flush(a->errlog, 0);
+    if (ls_status_due(a->status, now)) show_status(a, now);
   }
 }
 
@@ -925,6 +984,8 @@ int ls_app_run(const ls_run_opts *opts) {
   signal(SIGHUP, on_hup);
   watch_files(a);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
+  a->errlog = ls_errlog_new(10000);
+  if (ls_log_get_level() <= LS_LOG_INFO) a->status = ls_status_new(isatty(STDERR_FILENO));
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
           a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",
           a->spec.on_error == LS_ON_ERROR_SKIP ? "skip"
@@ -934,6 +995,9 @@ int ls_app_run(const ls_run_opts *opts) {
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
   a->stopping = 1;
   if (a->exit_code != 1 || !strstr(a->fatal, "without committing")) checkpoint(a);
+  ls_status_free(a->status);
+  a->status = NULL;
+  ls_errlog_flush(a->errlog, 1);
   if (a->exit_code) ls_error("%s", a->fatal);
   ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",
           a->spec.name, a->in_total, a->out_total, a->skipped, a->dead_lettered);

@@ -41,6 +41,7 @@ struct ls_ckpt {
   int64_t **acked;           /* per store, per partition: next changelog offset */
   pending *pend;
   size_t npend, cap;
+  int ephemeral;             /* no changelogs */
 };
 
 static void *dup_bytes(const void *p, size_t n) {
@@ -134,6 +135,10 @@ static int open_changelogs(ls_ckpt *c, char *err, size_t errlen) {
     snprintf(name, sizeof name, "%s__%s__changelog", c->spec->name, c->spec->stores[i].name);
     c->changelog[i] = strdup(name);
     char why[512];
+    if (c->ephemeral) {
+      c->acked[i] = NULL;
+      continue;
+    }
     if (ls_kafka_ensure_topic_like(c->k, name, c->spec->inputs[c->spec->stores[i].topic].name, why,
                                    sizeof why))
       ls_warn("changelog %s: %s; create it with as many partitions as the input "
@@ -146,8 +151,8 @@ static int open_changelogs(ls_ckpt *c, char *err, size_t errlen) {
   return 0;
 }
 
-ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, char *err,
-                      size_t errlen) {
+ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, int ephemeral,
+                      char *err, size_t errlen) {
   err[0] = 0;
   if (spec->nstores == 0) return NULL;
   ls_ckpt *c = calloc(1, sizeof *c);
@@ -156,6 +161,7 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
   c->rt_ref = rt_ref;
   c->spec = spec;
   c->k = k;
+  c->ephemeral = ephemeral;
   if (open_state(c, err, errlen) || open_changelogs(c, err, errlen)) {
     ls_ckpt_close(c);
     return NULL;
@@ -172,6 +178,19 @@ void ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref) {
 }
 
 size_t ls_ckpt_pending(const ls_ckpt *c) { return c ? c->npend : 0; }
+
+static int count_entries(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                         int64_t changelog_offset, int64_t input_offset) {
+  (void)store, (void)partition, (void)bytes, (void)changelog_offset, (void)input_offset;
+  *(int64_t *)ud += (int64_t)keys;
+  return 0;
+}
+
+int64_t ls_ckpt_entries(ls_ckpt *c) {
+  int64_t n = 0;
+  if (!c || ls_state_list(c->state, count_entries, &n)) return -1;
+  return n;
+}
 
 static void free_pending(ls_ckpt *c) {
   for (size_t i = 0; i < c->npend; i++) {
@@ -269,6 +288,7 @@ static rd_kafka_headers_t *offset_header(int64_t input_offset) {
 int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {
   size_t first = c->npend;
   if (take_changes(c, err, errlen) < 0) return -1;
+  if (c->ephemeral) return 0;
   for (size_t i = first; i < c->npend; i++) {
     pending *p = &c->pend[i];
     int64_t in = ls_offsets_get(offsets, c->spec->stores[p->store].topic, p->part);
@@ -276,9 +296,11 @@ int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t err
                    offset_header(in), &c->acked[p->store][p->part]};
     char why[512];
     if (ls_kafka_produce(c->k, &r, why, sizeof why)) {
-      snprintf(err, errlen, "changelog %s[%d]: %s (it needs as many partitions as topic %s)",
-               c->changelog[p->store], (int)p->part, why,
-               c->spec->inputs[c->spec->stores[p->store].topic].name);
+      int missing = strstr(why, rd_kafka_err2str(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)) != NULL;
+      snprintf(err, errlen, "changelog %s[%d]: %s%s%s%s", c->changelog[p->store], (int)p->part, why,
+               missing ? " (it needs as many partitions as topic " : "",
+               missing ? c->spec->inputs[c->spec->stores[p->store].topic].name : "",
+               missing ? ")" : "");
       return -1;
     }
   }
@@ -313,7 +335,7 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
     pending *p = &c->pend[i];
     puts[i] = (ls_state_put){c->spec->stores[p->store].name, p->part, p->key, p->klen, p->val, p->vlen};
     int same = i > 0 && p[-1].store == p->store && p[-1].part == p->part;
-    if (!same && c->acked[p->store][p->part] >= 0) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
+    if (!same && !c->ephemeral && c->acked[p->store][p->part] >= 0) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
   }
   int rc = ls_state_commit(c->state, puts, c->npend, marks, nmarks, err, errlen);
   free(puts);
@@ -457,6 +479,7 @@ static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const i
 }
 
 int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
+  if (c->ephemeral) return 0;
   int64_t *committed = calloc((size_t)n + 1, sizeof *committed);
   if (!committed) return snprintf(err, errlen, "out of memory"), -1;
   int rc = 0, needed = 0;
@@ -510,7 +533,7 @@ void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
     if (c->spec->stores[s].topic != topic) continue;
     if (ls_state_drop_partition(c->state, c->spec->stores[s].name, p, err, sizeof err))
       ls_warn("%s", err);
-    c->acked[s][p] = -1;
+    if (c->acked[s]) c->acked[s][p] = -1;
   }
 }
 

@@ -26,14 +26,18 @@
 
 typedef struct ls_ckpt ls_ckpt;
 
-/* NULL with err[0] == 0 when the app has no state stores. */
-ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, char *err,
-                      size_t errlen);
+/* NULL with err[0] == 0 when the app has no state stores. ephemeral: no
+ * changelogs at all (--from-beginning: state lives in a temporary LMDB
+ * only, starts empty and is neither restored nor backed up). */
+ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, int ephemeral,
+                      char *err, size_t errlen);
 void ls_ckpt_close(ls_ckpt *c);
 
 /* Live reload: the pipeline now runs in L (rt at rt_ref). Only valid when
  * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB. */
 void ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref);
+/* Entries in the local store (all stores and partitions), or -1. */
+int64_t ls_ckpt_entries(ls_ckpt *c);
 /* Changes taken from Lua but not yet in LMDB. */
 size_t ls_ckpt_pending(const ls_ckpt *c);
 

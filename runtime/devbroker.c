@@ -203,11 +203,11 @@ static void run_lines(ls_devbroker *b, char *buf, size_t *n) {
   while ((nl = memchr(start, '\n', (size_t)(buf + *n - start)))) {
     char reply[512];
     *nl = 0;
-    ls_devbroker_command(b, start, reply, sizeof reply);
+    if (ls_devbroker_command(b, start, reply, sizeof reply)) ls_warn("fault injection: %s", reply);
+    else if (reply[0]) ls_info("fault injection: %s", reply);
     if (reply[0]) {
       printf("%s\n", reply);
       fflush(stdout);
-      ls_info("fault injection: %s", reply);
     }
     start = nl + 1;
   }
@@ -216,7 +216,7 @@ static void run_lines(ls_devbroker *b, char *buf, size_t *n) {
 }
 
 /* Waits for SIGINT/SIGTERM, serving commands from stdin while it is an open
- * pipe; otherwise (or after its end) just waits, as before. */
+ * pipe; otherwise, or once the pipe is closed, just waits. */
 static void serve(ls_devbroker *b) {
   char buf[4096];
   size_t n = 0;

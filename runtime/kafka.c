@@ -26,6 +26,11 @@ struct ls_kafka {
   char delivery_error[512];
   char last_error[512];
   int nudge_next;          /* round-robin position in the assignment */
+  /* exactly-once */
+  int transactional;
+  long txn_refused;        /* records the failed open transaction refused */
+  rd_kafka_topic_partition_list_t *txn_done; /* per partition: the offset the last
+                                                committed transaction sent */
 };
 
 /* ---- configuration ------------------------------------------------------- */
@@ -105,6 +110,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int lost = rd_kafka_assignment_lost(rk);
     ls_info("partitions %s: %s", lost ? "lost" : "revoked", desc);
     if (k->on_revoke) k->on_revoke(k->ud, parts, lost);
+    for (int i = 0; k->txn_done && i < parts->cnt; i++) /* another member may commit them now */
+      rd_kafka_topic_partition_list_del(k->txn_done, parts->elems[i].topic, parts->elems[i].partition);
     if (cooperative) e = rd_kafka_incremental_unassign(rk, parts);
     else re = rd_kafka_assign(rk, NULL);
   }
@@ -206,6 +213,7 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   k->on_revoke = c->on_revoke;
   k->on_assign = c->on_assign;
   k->ud = c->ud;
+  k->transactional = c->exactly_once;
   k->brokers = strdup(c->brokers);
   k->producer = new_producer(k, c, err, errlen);
   if (!k->producer) {
@@ -241,6 +249,7 @@ void ls_kafka_close(ls_kafka *k) {
   rd_kafka_flush(k->producer, 10000);
   rd_kafka_destroy(k->producer);
   if (k->restorer) rd_kafka_destroy(k->restorer);
+  if (k->txn_done) rd_kafka_topic_partition_list_destroy(k->txn_done);
   free(k->brokers);
   free(k);
 }
@@ -275,7 +284,12 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
 }
 
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms) {
-  return rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, max);
+  ssize_t n = rd_kafka_consume_batch_queue(k->cq, 0, msgs, max);
+  if (n != 0 || max < 2 || timeout_ms == 0) return n;
+  n = rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, 1);
+  if (n != 1) return n;
+  ssize_t more = rd_kafka_consume_batch_queue(k->cq, 0, msgs + 1, max - 1);
+  return more > 0 ? 1 + more : 1;
 }
 
 /* Partition count of topic, or -1 when it does not exist. Lists all topics,
@@ -334,6 +348,26 @@ void ls_kafka_nudge(ls_kafka *k) {
   rd_kafka_topic_partition_list_destroy(a);
 }
 
+int64_t ls_kafka_lag(ls_kafka *k) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(k->consumer, &a) || !a) return -1;
+  int64_t lag = 0, known = 0;
+  if (rd_kafka_position(k->consumer, a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < a->cnt; i++) {
+      int64_t lo, hi, pos = a->elems[i].offset;
+      if (rd_kafka_get_watermark_offsets(k->consumer, a->elems[i].topic, a->elems[i].partition, &lo, &hi) ||
+          hi < 0)
+        continue;
+      if (pos < 0) pos = lo; /* nothing consumed yet */
+      if (hi > pos) lag += hi - pos;
+      known++;
+    }
+  }
+  int cnt = a->cnt;
+  rd_kafka_topic_partition_list_destroy(a);
+  return known || cnt == 0 ? lag : -1;
+}
+
 void ls_kafka_wake(ls_kafka *k) {
   if (k && k->cq) rd_kafka_queue_yield(k->cq);
 }
@@ -356,9 +390,19 @@ int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen) 
         RD_KAFKA_V_TIMESTAMP(r->timestamp > 0 ? r->timestamp : 0), RD_KAFKA_V_HEADERS(r->hdrs),
         RD_KAFKA_V_OPAQUE(r->acked_next), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    if (e == RD_KAFKA_RESP_ERR__STATE && k->transactional) {
+      /* The open transaction hit an abortable error and takes no more records:
+         it will be aborted at the checkpoint and its input read again. */
       if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
-      snprintf(err, errlen, "produce to %s: %s", rd_kafka_topic_name(r->rkt), rd_kafka_err2str(e));
+      k->txn_refused++;
+      return 0;
+    }
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      char why[512] = ""; /* e.g. a fenced transactional producer */
+      if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
+      if (e == RD_KAFKA_RESP_ERR__FATAL) rd_kafka_fatal_error(k->producer, why, sizeof why);
+      snprintf(err, errlen, "produce to %s: %s%s%s", rd_kafka_topic_name(r->rkt), rd_kafka_err2str(e),
+               why[0] ? ": " : "", why);
       return -1;
     }
     /* The local queue is full: wait for acknowledgements, unless they failed. */
@@ -520,6 +564,21 @@ void ls_kafka_describe(const rd_kafka_topic_partition_list_t *parts, char *out, 
 
 /* ---- transactions (exactly-once) ------------------------------------------ */
 
+/* Positions as "topic[p]@offset ..." text, for logs. */
+static void describe_offsets(const rd_kafka_topic_partition_list_t *l, char *out, size_t len) {
+  size_t n = 0;
+  out[0] = 0;
+  for (int i = 0; i < l->cnt && n + 32 < len; i++) {
+    const rd_kafka_topic_partition_t *p = &l->elems[i];
+    if (p->offset >= 0)
+      n += (size_t)snprintf(out + n, len - n, "%s%s[%d]@%lld", i ? " " : "", p->topic,
+                            (int)p->partition, (long long)p->offset);
+    else
+      n += (size_t)snprintf(out + n, len - n, "%s%s[%d]@start", i ? " " : "", p->topic,
+                            (int)p->partition);
+  }
+}
+
 static ls_txn_result txn_result(rd_kafka_error_t *e, const char *what, char *err, size_t errlen) {
   if (!e) return LS_TXN_OK;
   snprintf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
@@ -535,8 +594,24 @@ ls_txn_result ls_kafka_txn_begin(ls_kafka *k, char *err, size_t errlen) {
   return txn_result(rd_kafka_begin_transaction(k->producer), "begin transaction", err, errlen);
 }
 
+/* Remembers the offsets a committed transaction sent: where an abort rewinds to. */
+static void remember_committed(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets) {
+  if (!k->txn_done) k->txn_done = rd_kafka_topic_partition_list_new(offsets->cnt);
+  for (int i = 0; i < offsets->cnt; i++) {
+    const rd_kafka_topic_partition_t *o = &offsets->elems[i];
+    rd_kafka_topic_partition_t *d = rd_kafka_topic_partition_list_find(k->txn_done, o->topic, o->partition);
+    if (!d) d = rd_kafka_topic_partition_list_add(k->txn_done, o->topic, o->partition);
+    d->offset = o->offset;
+  }
+}
+
 ls_txn_result ls_kafka_txn_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets,
                                   char *err, size_t errlen) {
+  if (k->txn_refused) {
+    snprintf(err, errlen, "the transaction failed and refused %ld records (see the kafka "
+             "error above)", k->txn_refused);
+    return LS_TXN_ABORTABLE;
+  }
   if (offsets && offsets->cnt > 0) {
     rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(k->consumer);
     rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(k->producer, offsets, md, 30000);
@@ -550,25 +625,66 @@ ls_txn_result ls_kafka_txn_commit(ls_kafka *k, const rd_kafka_topic_partition_li
     snprintf(err, errlen, "%s", k->delivery_error);
     return LS_TXN_FATAL;
   }
+  if (r == LS_TXN_OK && offsets && offsets->cnt > 0) remember_committed(k, offsets);
+  if (r == LS_TXN_OK && ls_log_get_level() <= LS_LOG_DEBUG) {
+    char desc[2048] = "no input offsets";
+    if (offsets && offsets->cnt > 0) describe_offsets(offsets, desc, sizeof desc);
+    ls_debug("transaction committed: %s", desc);
+  }
   return r;
 }
 
+/* The records of an aborted transaction are gone, failed deliveries (e.g. the
+ * ones the abort purged) and refusals included: they are produced again. */
 ls_txn_result ls_kafka_txn_abort(ls_kafka *k, char *err, size_t errlen) {
-  return txn_result(rd_kafka_abort_transaction(k->producer, 60000), "abort transaction", err, errlen);
+  ls_txn_result r = txn_result(rd_kafka_abort_transaction(k->producer, 60000), "abort transaction",
+                               err, errlen);
+  if (r == LS_TXN_OK) {
+    k->delivery_failed = 0;
+    k->delivery_error[0] = 0;
+    k->txn_refused = 0;
+  }
+  return r;
 }
 
+/* Sets each partition of a to the offset the last committed transaction sent
+ * for it. Returns how many partitions that left unknown. */
+static int committed_here(ls_kafka *k, rd_kafka_topic_partition_list_t *a) {
+  int unknown = 0;
+  for (int i = 0; i < a->cnt; i++) {
+    rd_kafka_topic_partition_t *d =
+        k->txn_done ? rd_kafka_topic_partition_list_find(k->txn_done, a->elems[i].topic,
+                                                         a->elems[i].partition) : NULL;
+    if (d) a->elems[i].offset = d->offset;
+    else unknown++;
+  }
+  return unknown;
+}
+
+/* The offsets this process's own last transactions committed come first:
+ * they are what the state in LMDB reflects, with no broker round trip (a
+ * broker before Kafka 2.5 may still answer with the position before the last
+ * transaction until its markers are written, and the dev broker keeps no
+ * transactional offsets at all). Partitions this process has not committed
+ * since their assignment go to the group's committed offset, else the start. */
 int ls_kafka_rewind(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_topic_partition_list_t *a = NULL;
   if (rd_kafka_assignment(k->consumer, &a) || !a) return snprintf(err, errlen, "no assignment"), -1;
   int rc = 0;
   if (a->cnt > 0) {
-    rd_kafka_resp_err_t e = rd_kafka_committed(k->consumer, a, 10000);
+    rd_kafka_resp_err_t e = 0;
+    if (committed_here(k, a) > 0 && !(e = rd_kafka_committed(k->consumer, a, 10000)))
+      committed_here(k, a);
     for (int i = 0; !e && i < a->cnt; i++)
       if (a->elems[i].offset < 0) a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_error_t *se = e ? NULL : rd_kafka_seek_partitions(k->consumer, a, 10000);
     if (e || se) {
       snprintf(err, errlen, "rewind: %s", e ? rd_kafka_err2str(e) : rd_kafka_error_string(se));
       rc = -1;
+    } else {
+      char desc[2048];
+      describe_offsets(a, desc, sizeof desc);
+      ls_info("rewound to the last committed offsets: %s", desc);
     }
     if (se) rd_kafka_error_destroy(se);
   }

@@ -45,7 +45,10 @@ void ls_kafka_close(ls_kafka *k);
 int ls_kafka_check_reachable(ls_kafka *k, int timeout_ms, char *err, size_t errlen);
 
 int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errlen);
-/* Up to max messages, waiting at most timeout_ms. Serves rebalance callbacks. */
+/* What is ready, up to max messages; when nothing is, waits at most
+ * timeout_ms for the first one (then takes what else is ready). So a busy
+ * consumer gets full batches and a quiet one handles each message at once.
+ * Serves rebalance callbacks. */
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
 
 /* Makes sure topic `name` exists with as many partitions as topic `like`
@@ -58,6 +61,10 @@ int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, 
  * fetched again only when its broker thread wakes up, which otherwise takes
  * up to a second; a small request to that broker wakes it at once. */
 void ls_kafka_nudge(ls_kafka *k);
+
+/* Consumer lag: the sum over the assigned partitions of the high watermark
+ * (as last fetched, no request) minus the position. -1 when unknown. */
+int64_t ls_kafka_lag(ls_kafka *k);
 
 /* Makes a ls_kafka_consume blocked in another thread return at once. Any thread. */
 void ls_kafka_wake(ls_kafka *k);
@@ -79,7 +86,9 @@ typedef struct ls_record {
 } ls_record;
 
 /* Queues one record (key and value are copied). Waits while the local queue
- * is full. 0, or -1 with err. */
+ * is full. 0, or -1 with err. Exactly-once: a record the open transaction
+ * refuses (it failed with an abortable error) is dropped and counted, and the
+ * next ls_kafka_txn_commit returns LS_TXN_ABORTABLE. */
 int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen);
 
 /* The group's committed offset of topic/partition: >= 0, -1 when none, or
@@ -106,11 +115,15 @@ int ls_kafka_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets,
 /* Exactly-once: outputs, changelog records and offsets in one transaction. */
 typedef enum { LS_TXN_OK, LS_TXN_ABORTABLE, LS_TXN_FATAL } ls_txn_result;
 ls_txn_result ls_kafka_txn_begin(ls_kafka *k, char *err, size_t errlen);
-/* Sends offsets (may be NULL) with the consumer's group metadata, then commits. */
+/* Sends offsets (may be NULL) with the consumer's group metadata, then commits;
+ * remembers the offsets once committed (see ls_kafka_rewind). */
 ls_txn_result ls_kafka_txn_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets,
                                   char *err, size_t errlen);
+/* Aborts; forgets the aborted records' failed deliveries and refusals. */
 ls_txn_result ls_kafka_txn_abort(ls_kafka *k, char *err, size_t errlen);
-/* Seeks every assigned partition back to the group's committed offset (after an abort). */
+/* After an abort: seeks every assigned partition back to the offset the last
+ * committed transaction sent for it, or, if this process has committed none
+ * since the assignment, to the group's committed offset (else the start). */
 int ls_kafka_rewind(ls_kafka *k, char *err, size_t errlen);
 
 /* The consumer's current assignment as "topic[0,1,2]" text, for logs. */

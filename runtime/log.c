@@ -8,6 +8,10 @@
 
 static ls_log_level current_level = LS_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static int status_line;
+
+void ls_log_set_status_line(int on) { status_line = on; }
+int ls_log_get_status_line(void) { return status_line; }
 
 void ls_log_set_level(ls_log_level level) { current_level = level; }
 ls_log_level ls_log_get_level(void) { return current_level; }
@@ -32,7 +36,7 @@ void ls_log(ls_log_level level, const char *fmt, ...) {
   vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
   /* One write per line, so lines from librdkafka's threads do not interleave. */
-  fprintf(stderr, "%s\n", line);
+  fprintf(stderr, "%s%s\n", status_line ? "\r\033[K" : "", line);
 }
 
 double ls_now_ms(void) {

@@ -12,6 +12,9 @@ ls_log_level ls_log_get_level(void);
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
 int ls_log_parse_level(const char *name);
 void ls_log(ls_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A status line is drawn on stderr (status.c): each log line erases it first. */
+void ls_log_set_status_line(int on);
+int ls_log_get_status_line(void);
 
 #define ls_debug(...) ls_log(LS_LOG_DEBUG, __VA_ARGS__)
 #define ls_info(...) ls_log(LS_LOG_INFO, __VA_ARGS__)

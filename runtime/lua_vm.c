@@ -66,6 +66,13 @@ static int core_log(lua_State *L) {
   return 0;
 }
 
+/* True when a status line shares the terminal with stdout: a printed line
+ * must erase it first. */
+static int core_status_line(lua_State *L) {
+  lua_pushboolean(L, ls_log_get_status_line() && isatty(STDOUT_FILENO));
+  return 1;
+}
+
 static int core_version(lua_State *L) {
   lua_pushstring(L, LS_VERSION);
   return 1;
@@ -78,6 +85,7 @@ static int luaopen_core(lua_State *L) {
                                  {"monotonic_ms", core_mono_ms},
                                  {"log", core_log},
                                  {"version", core_version},
+                                 {"status_line", core_status_line},
                                  {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -45,6 +45,8 @@ static const char USAGE[] =
     "      --partitions N    partitions for --topic without a count (default 4)\n"
     "      --topic NAME[:P]  create a topic up front (repeatable)\n"
     "      --bootstrap-file F  also write the bootstrap address to F\n"
+    "                      with a pipe on stdin, it takes fault-injection lines\n"
+    "                      (fail API ERROR [COUNT] | clear API; docs/dev-broker.md)\n"
     "  state list DIR      list the local state in DIR (state_dir/<app name>)\n"
     "  state clear DIR [STORE [PARTITION]]  drop local state (rebuilt from the\n"
     "                      changelog at the next assignment)\n"

@@ -117,7 +117,7 @@ function Gen:call_fn(fn, store)
   end
   if store then
     local st = self:const(state.store(store))
-    self:emit(self:lib("state", "at") .. "(" .. st .. ", m.partition, key)")
+    self:emit(self:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
     return self:const(fn) .. "(v, " .. st .. ", msg)"
   end
   return self:const(fn) .. "(v, msg)"

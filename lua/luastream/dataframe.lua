@@ -75,7 +75,7 @@ local function add(sdf, step, inplace)
   return new_sdf(st.app, st.topic, step)
 end
 
-local NOT_YET = " is not supported yet (stateful processing, windows and group_by are not implemented)"
+local NOT_YET = " is not supported yet (windows and group_by are not implemented)"
 
 local function check_fn(fn, what, where)
   if not util.is_callable(fn) then

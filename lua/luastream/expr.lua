@@ -32,6 +32,13 @@ local function is_expr(x)
 end
 M.is_expr = is_expr
 
+local function any_expr_n(n, ...)
+  for j = 1, n do
+    if is_expr((select(j, ...))) then return true end
+  end
+  return false
+end
+
 local function mk(node)
   local e = setmetatable({}, E)
   rawset(e, NODE, node)
@@ -89,9 +96,6 @@ E.__le = function()
   util.fail("'<=' and '>=' cannot compare column expressions (Lua turns the result into a boolean); " ..
     "use :le(x) / :ge(x)")
 end
-E.__call = function()
-  util.fail("a column expression is not callable; to run a function on it use expr:apply(fn)")
-end
 
 local function field(node, key)
   if node.k == "col" then
@@ -102,6 +106,33 @@ local function field(node, key)
   end
   return mk({ k = "index", a = node, key = key })
 end
+
+-- sdf.g:max(): Lua reads the field "max" of sdf.g, then calls it with sdf.g
+-- itself. Such a call becomes a method call on the row's value at run time
+-- (v.g:max()): the methods of the value (a vec's kernels) do the work.
+E.__call = function(e, self, ...)
+  local node = rawget(e, NODE)
+  local name = node.k == "col" and node.path[#node.path] or node.k == "index" and node.key
+  local parent = is_expr(self) and rawget(self, NODE)
+  local same = parent and (node.k == "index" and rawequal(node.a, parent) or
+    node.k == "col" and parent.k == "col" and #parent.path == #node.path - 1)
+  if type(name) ~= "string" or not util.is_ident(name) or not same then
+    util.fail("a column expression is not callable; to run a function on it use expr:apply(fn), " ..
+      "or call a method of its values with ':' (sdf.g:max())")
+  end
+  local args = {}
+  for j = 1, select("#", ...) do args[j] = node_of((select(j, ...))) end
+  return mk({ k = "mcall", obj = parent, name = name, args = args })
+end
+
+-- A call of a Lua function on expressions: fn(args...) on every row. Libraries
+-- whose functions accept columns (ls.vec) build their expressions with it.
+function M.call(fn, name, ...)
+  local args = {}
+  for j = 1, select("#", ...) do args[j] = node_of((select(j, ...))) end
+  return mk({ k = "fcall", fn = fn, name = name, args = args })
+end
+M.any_expr = function(...) return any_expr_n(select("#", ...), ...) end
 
 E.__index = function(e, key)
   local kt = type(key)
@@ -225,12 +256,7 @@ local FUNCS = {
 }
 M.FUNCS = FUNCS
 
-local function any_expr(n, ...)
-  for j = 1, n do
-    if is_expr((select(j, ...))) then return true end
-  end
-  return false
-end
+local any_expr = any_expr_n
 
 local function make_fn(name)
   local f = FUNCS[name]
@@ -363,6 +389,8 @@ render = function(n, top)
   elseif k == "where" then
     return "where(" .. render(n.c, true) .. ", " .. render(n.a, true) .. ", " .. render(n.b, true) .. ")"
   elseif k == "apply" then return render(n.a) .. ":apply(fn)"
+  elseif k == "mcall" then return render(n.obj) .. ":" .. n.name .. "(" .. render_args(n.args) .. ")"
+  elseif k == "fcall" then return n.name .. "(" .. render_args(n.args) .. ")"
   end
   return "?"
 end
@@ -441,6 +469,11 @@ compile = function(n, vname, cx)
     return "(not " .. truthy(n.a, vname, cx) .. ")"
   elseif k == "apply" then
     return cx:const(n.fn) .. "(" .. compile(n.a, vname, cx) .. ")"
+  elseif k == "mcall" or k == "fcall" then
+    local args = {}
+    for j = 1, #n.args do args[j] = compile(n.args[j], vname, cx) end
+    local head = k == "mcall" and "(" .. compile(n.obj, vname, cx) .. "):" .. n.name or cx:const(n.fn)
+    return head .. "(" .. concat(args, ", ") .. ")"
   elseif k == "where" then
     local c = truthy(n.c, vname, cx)
     local t = cx:tmp()

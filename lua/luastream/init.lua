@@ -54,7 +54,7 @@ local function not_yet_module(name)
     end,
   })
 end
-ls.vec = not_yet_module("vec")
+ls.vec = require("luastream.vec")  -- FFI-backed double arrays, docs/vec.md
 ls.agg = not_yet_module("agg")
 
 ---------------------------------------------------------------------------

@@ -328,6 +328,7 @@ function rt.run_batch(n, meta, first, last)
   local pipes = P.pipelines
   local nout = 0
   local i = first
+  state.begin_batch()
   while i <= last do
     local t = meta[i - 1].topic
     local j = i
@@ -344,6 +345,7 @@ function rt.run_batch(n, meta, first, last)
     if not ok then
       current = nil
       local f = failed_at
+      state.undo_row(f and f.i) -- the failing row leaves no state change behind
       if f and f.i and f.nout and f.i > first then
         replay = keep_completed(rows, meta, first, f.i - 1, f.nout)
       end

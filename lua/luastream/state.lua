@@ -47,8 +47,41 @@ local function part_of(st, p)
   return part
 end
 
--- Points st at the entries of message key `key` in partition p.
-function M.at(st, p, key)
+-- The journal of this batch's writes, so a row that fails leaves the state
+-- as it found it: (key table, state key, previous value or NONE) triples,
+-- and where the current row's writes begin. rt.run_batch starts it afresh
+-- (begin_batch) and rolls the failing row back (undo_row). A value changed
+-- in place (a table taken with get and modified) is not rolled back.
+local J = { n = 0, mark = 0, row = nil }
+local NONE = setmetatable({}, { __tostring = function() return "<none>" end })
+
+local function journal(kt, k)
+  local n = J.n
+  local old = kt[k]
+  if old == nil then old = NONE end
+  J[n + 1], J[n + 2], J[n + 3] = kt, k, old
+  J.n = n + 3
+end
+
+function M.begin_batch()
+  J.n, J.mark, J.row = 0, 0, nil
+end
+
+-- Undoes the writes of row i, if it is the row that wrote last.
+function M.undo_row(i)
+  if i == nil or J.row ~= i then return end
+  for j = J.n, J.mark + 3, -3 do
+    local kt, k, old = J[j - 2], J[j - 1], J[j]
+    if old == NONE then kt[k] = nil else kt[k] = old end
+  end
+  J.n = J.mark
+end
+
+-- Points st at the entries of message key `key` in partition p, for row i.
+function M.at(st, p, key, i)
+  if i ~= J.row then
+    J.row, J.mark = i, J.n
+  end
   if key == nil then
     error("a stateful step needs a message key, and this record has none", 0)
   end
@@ -76,6 +109,7 @@ end
 
 function State:set(k, v)
   check_name(k)
+  journal(self.kt, k)
   if v == nil then
     self.kt[k] = DELETED
   else
@@ -87,6 +121,7 @@ end
 function State:delete(k)
   check_name(k)
   if self.kt[k] ~= nil then
+    journal(self.kt, k)
     self.kt[k] = DELETED
     self.dirty[self.key] = self.kt
   end

@@ -331,6 +331,7 @@ function M.print_row(topic, key, partition, offset, v, metadata)
   else
     line = body .. "\n"
   end
+  if core.status_line and core.status_line() then line = "\r\27[K" .. line end
   io.write(line)
   io.stdout:flush()
 end

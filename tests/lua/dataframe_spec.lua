@@ -504,10 +504,8 @@ describe("not supported yet", function()
       local err = H.error_of(pipeline, "\nlocal w = sdf:" .. m)
       local name = m:match("^[%w_]+")
       assert.same(H.tmpdir() .. "/app.lua:8: sdf:" .. name .. "() is not supported yet " ..
-        "(stateful processing, windows and group_by are not implemented)", err)
+        "(windows and group_by are not implemented)", err)
     end
-    local err = H.error_of(pipeline, "local x = ls.vec.magnitude")
-    assert.same(H.tmpdir() .. "/app.lua:7: ls.vec.magnitude is not supported yet", err)
   end)
 end)
 

@@ -63,6 +63,27 @@ describe("state", function()
     assert.same(3, outs[1].val.n)
   end)
 
+  it("rolls back the writes of a row that fails, in the batch and in its replay", function()
+    -- row 3 sets n, then fails on sum + "bad": its n must not count
+    local n, meta = H.feed(rows({ { "a", 1 }, { "a", 2 }, { "a", "bad" }, { "a", 4 } }))
+    local ok, err = pcall(rt.run_batch, n, meta)
+    assert.is_false(ok)
+    assert.matches("arithmetic", err)
+    -- as the runtime does: replay row by row, skipping the bad one
+    local got = {}
+    for r = 1, n do
+      local ok2, nout = pcall(rt.run_batch, n, meta, r, r)
+      if ok2 then
+        for _, o in ipairs(H.outputs(nout)) do got[#got + 1] = { o.val.n, o.val.sum } end
+      else
+        assert.same(3, r)
+      end
+    end
+    assert.same({ { 1, 1 }, { 2, 3 }, { 3, 7 } }, got)
+    local changes = take()
+    assert.same({ ["default/0/a/n"] = 3, ["default/0/a/sum"] = 7 }, changes)
+  end)
+
   it("reloads from the store after a partition is forgotten", function()
     H.run(rows({ { "a", 1 } }))
     take()
