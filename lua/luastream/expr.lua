@@ -133,6 +133,7 @@ function M.call(fn, name, ...)
   return mk({ k = "fcall", fn = fn, name = name, args = args })
 end
 M.any_expr = function(...) return any_expr_n(select("#", ...), ...) end
+E.__ls_call = M.call -- how other modules (ls.vec) tell an expression and build calls on it
 
 E.__index = function(e, key)
   local kt = type(key)
@@ -232,8 +233,8 @@ end
 -- src: "math.x" for a localized math function, "util.x" for a helper,
 -- or an operator form handled by the compiler.
 local FUNCS = {
-  abs = { impl = math.abs, lib = "math", name = "abs" },
-  sqrt = { impl = math.sqrt, lib = "math", name = "sqrt" },
+  abs = { impl = util.abs, lib = "util", name = "abs" },    -- numbers, or vecs element-wise
+  sqrt = { impl = util.sqrt, lib = "util", name = "sqrt" },
   floor = { impl = math.floor, lib = "math", name = "floor" },
   ceil = { impl = math.ceil, lib = "math", name = "ceil" },
   exp = { impl = math.exp, lib = "math", name = "exp" },

@@ -320,6 +320,22 @@ local function show(x)
   return tostring(x)
 end
 
+-- ls.sqrt / ls.abs: of a number, or element-wise of a vec (loaded on first use).
+local vec_sqrt, vec_abs
+local msqrt, mabs = math.sqrt, math.abs
+
+function M.sqrt(x)
+  if type(x) == "number" then return msqrt(x) end
+  if vec_sqrt == nil then vec_sqrt = require("luastream.vec").sqrt end
+  return vec_sqrt(x)
+end
+
+function M.abs(x)
+  if type(x) == "number" then return mabs(x) end
+  if vec_abs == nil then vec_abs = require("luastream.vec").abs end
+  return vec_abs(x)
+end
+
 function M.print_row(topic, key, partition, offset, v, metadata)
   local body
   local ok, s = pcall(core.encode, "json", v)

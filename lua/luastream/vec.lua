@@ -434,6 +434,24 @@ end
 -- The metatype
 ---------------------------------------------------------------------------
 
+-- v ^ p, element-wise (p a number), and p ^ v. v ^ 2 is one multiply kernel.
+local function pow(a, b)
+  if type(b) == "number" and istype(VEC, a) then
+    if b == 2 then return M.mul(a, a) end
+    local v = alloc(a.n)
+    local d, s = v.d, a.d
+    for i = 0, a.n - 1 do d[i] = s[i] ^ b end
+    return v
+  elseif type(a) == "number" and istype(VEC, b) then
+    local v = alloc(b.n)
+    local d, s = v.d, b.d
+    for i = 0, b.n - 1 do d[i] = a ^ s[i] end
+    return v
+  end
+  raise(2, "pow", "expected a vec and a number, got " .. typename(a) .. " and " .. typename(b))
+end
+M.pow = pow
+
 local methods = {}
 for _, name in ipairs({
   "sum", "mean", "var", "std", "min", "max", "argmin", "argmax", "norm", "dot",
@@ -478,8 +496,40 @@ local mt = {
   __mul = M.mul,
   __div = M.div,
   __unm = function(v) return M.neg(v) end,
+  __pow = pow,
 }
 ffi.metatype(VEC, mt)
+
+---------------------------------------------------------------------------
+-- Column expressions: ls.vec.magnitude(sdf.gX, sdf.gY, sdf.gZ) in a pipeline
+-- declaration builds an expression that calls the function on every row
+-- (luastream.expr marks its metatable with __ls_call). Methods need nothing:
+-- sdf.g:max() compiles to a method call on the row's vec.
+---------------------------------------------------------------------------
+
+local getmetatable = getmetatable
+
+local function expr_call(x)
+  if type(x) ~= "table" then return nil end
+  local m = getmetatable(x)
+  return m and m.__ls_call
+end
+
+local function column_aware(name, fn)
+  local public = "ls.vec." .. name
+  return function(a, b, c, d, e)
+    local call = expr_call(a) or expr_call(b) or expr_call(c) or expr_call(d)
+    if call then
+      local n = e ~= nil and 5 or d ~= nil and 4 or c ~= nil and 3 or b ~= nil and 2 or 1
+      return call(fn, public, unpack({ a, b, c, d, e }, 1, n))
+    end
+    return fn(a, b, c, d, e)
+  end
+end
+
+for name, fn in pairs(M) do
+  if type(fn) == "function" and name ~= "is" then M[name] = column_aware(name, fn) end
+end
 
 registry[REG_KEY] = M
 return M

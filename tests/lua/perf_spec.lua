@@ -31,8 +31,8 @@ describe("generated code", function()
     for _ in body:gmatch("{") do tables = tables + 1 end
     assert.same(1, tables)
     assert.truthy(body:find("v = { device = v.device, ts = v.ts, gTotal = v.gTotal, dG = v.dG }", 1, true))
-    assert.truthy(body:find("v.gTotal = sqrt((((v.gX ^ 2) + (v.gY ^ 2)) + (v.gZ ^ 2)))", 1, true))
-    assert.truthy(rt.source_of("phone-data"):find("local sqrt = K.lib.math.sqrt", 1, true))
+    assert.truthy(body:find("v.gTotal = u_sqrt((((v.gX ^ 2) + (v.gY ^ 2)) + (v.gZ ^ 2)))", 1, true))
+    assert.truthy(rt.source_of("phone-data"):find("local u_sqrt = K.lib.util.sqrt", 1, true))
   end)
 
   it("allocates nothing per row when no step needs a new table", function()
