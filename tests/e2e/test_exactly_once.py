@@ -12,7 +12,9 @@ enforce them:
   - zombies are not fenced.
 So these tests check the protocol path (transactional producer, read_committed
 consumer, transactional checkpoints, changelog replay) and what the mock makes
-deterministic; the crash-and-restart guarantees need a real Kafka.
+deterministic; the crash-and-restart guarantees need a real Kafka. The last
+tests make the dev broker fail chosen requests mid-stream (its fault injection)
+to check the abort-and-rewind path and the fatal path.
 
 The pipeline is scripts/state_count.lua (see test_state.py): every input
 {"x": i} keyed "k<i % 20>" becomes {key, x, n, sum} with the key's running
@@ -20,16 +22,19 @@ count and sum, kept in the store "counts" (changelog <app>__counts__changelog).
 """
 
 import re
+import signal
 import struct
+import subprocess
 import time
 from collections import Counter, defaultdict
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from conftest import (OFFSET_INVALID, _consumer, committed, end_offsets, hdict,
+from conftest import (LUASTREAM, OFFSET_INVALID, _consumer, committed, end_offsets, hdict,
                       partitions, produce, read_all, run_cli, wait_until)
-from test_state import (IN, KEYS, OUT, PARTS, SCRIPT, changelog, check_exactly_once, env,
-                        outputs, reference, replayed, rows, topics)
+from test_state import (IN, KEYS, OUT, PARTS, SCRIPT, changelog, check_exactly_once,
+                        check_final_state, env, outputs, reference, replayed, rows, topics)
 
 EOS = ("--set", "guarantee=exactly-once")
 OFFSET_HEADER = "luastream.input.offset"
@@ -313,3 +318,267 @@ def test_two_exactly_once_instances_share_the_partitions(broker_factory, run_app
     first = {v["x"]: (v["n"], v["sum"]) for _, _, v in outs}
     for _, _, v in outputs(broker.addr):
         assert first[v["x"]] == (v["n"], v["sum"]), v
+
+
+# --------------------------------------------------------------------------
+# Failed transactions, with errors injected by the dev broker (its stdin takes
+# `fail API ERROR [COUNT]` lines: the next COUNT requests of that Kafka API
+# fail with that error; see docs/dev-broker.md).
+
+class FaultBroker:
+    """A `luastream broker` process with a pipe on stdin, for fault injection."""
+
+    def __init__(self, workdir, topics):
+        workdir.mkdir(parents=True, exist_ok=True)
+        args = [LUASTREAM, "broker"]
+        for name, parts in topics.items():
+            args += ["--topic", f"{name}:{parts}"]
+        self.stderr_path = workdir / "broker.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr)
+        self.addr = self.proc.stdout.readline().decode().strip()
+        assert self.addr, self.stderr_path.read_text(errors="replace")
+
+    def command(self, line):
+        """Sends one command line; returns the broker's one-line answer."""
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().decode().strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+            f.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def fault_broker(luastream_bin, tmp_path):
+    """fault_broker(topics) -> FaultBroker; stopped at teardown."""
+    started = []
+
+    def start(topics):
+        b = FaultBroker(tmp_path / f"fault-broker{len(started)}", topics)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+def test_dev_broker_answers_fault_injection_commands(fault_broker):
+    """Each command line gets one answer line; bad ones an error naming what
+    is wrong, and the broker goes on serving."""
+    broker = fault_broker({IN: PARTS})
+    assert broker.command("fail EndTxn PRODUCER_FENCED") == "ok fail EndTxn(26) PRODUCER_FENCED x1"
+    assert broker.command("fail 28 rd_kafka_resp_err_unknown_member_id 3") == \
+        "ok fail TxnOffsetCommit(28) UNKNOWN_MEMBER_ID x3"
+    assert broker.command("fail produce -195") == "ok fail Produce(0) _TRANSPORT x1"
+    assert broker.command("clear Produce") == "ok clear Produce(0)"
+    assert broker.command("fail Nothing PRODUCER_FENCED") == "error: unknown API Nothing"
+    assert broker.command("fail EndTxn NOT_AN_ERROR") == "error: unknown error NOT_AN_ERROR"
+    assert broker.command("fail EndTxn PRODUCER_FENCED 0") == "error: bad count 0"
+    assert broker.command("fail EndTxn").startswith("error: usage: fail API ERROR [COUNT]")
+    assert broker.command("launch").startswith("error: unknown command launch")
+    assert broker.command("# a comment\nclear EndTxn") == "ok clear EndTxn(26)"
+    assert produce(broker.addr, IN, rows(0, 10))
+    assert broker.stop() == 0
+    log = broker.stderr_path.read_text()
+    assert "fault injection: ok fail EndTxn(26) PRODUCER_FENCED x1" in log, log
+    assert re.search(r"warn  fault injection: error: unknown API Nothing", log), log
+
+
+DEBUG = ("--log-level", "debug")  # for the "transaction committed: ..." lines
+
+
+def txn_commits(stderr):
+    """The input offsets the app's committed transactions sent, merged in log
+    order: {partition: next offset} (from its debug lines)."""
+    done = {}
+    for line in re.findall(r"transaction committed: (.*)", stderr):
+        for p, off in re.findall(r"\bin\[(\d+)\]@(\d+)", line):
+            done[int(p)] = int(off)
+    return done
+
+
+def line_index(stderr, pattern, start=0):
+    """Index of the first line at or after `start` matching pattern, or None."""
+    lines = stderr.splitlines()
+    for i in range(start, len(lines)):
+        if re.search(pattern, lines[i]):
+            return i
+    return None
+
+
+def wait_commits_reach_end(addr, app, timeout=30):
+    """Waits until the app's committed transactions cover the whole input."""
+    def done():
+        end = {p: e for p, e in end_offsets(addr, IN).items() if e > 0}
+        return txn_commits(app.stderr()) == end
+    wait_until(done, timeout, "transactions covering the whole input", interval=0.2, app=app)
+
+
+def commit_plain(addr, group, offsets):
+    """Commits {partition: offset} on IN for group outside any transaction:
+    what a real Kafka holds after the app's transactions, which the dev broker
+    drops. The dev broker takes commits from group members only, so this joins
+    the group first, with a short session: the dev broker may keep a member
+    that left until its session times out."""
+    c = _consumer(addr, group=group, **{"session.timeout.ms": 6000,
+                                        "heartbeat.interval.ms": 1500})
+    assigned = []
+    try:
+        c.subscribe([IN], on_assign=lambda _c, parts: assigned.extend(parts))
+        deadline = time.monotonic() + 30
+        while not assigned:
+            assert time.monotonic() < deadline, f"no assignment in group {group}"
+            c.poll(0.1)
+        c.commit(offsets=[TopicPartition(IN, p, o) for p, o in offsets.items()],
+                 asynchronous=False)
+    finally:
+        c.close()
+    assert committed(addr, group, IN) == {p: offsets.get(p, OFFSET_INVALID)
+                                          for p in range(PARTS)}
+
+
+def restart_and_check(addr, run_app, app_name, state_dir, plain, unread):
+    """After a run: commits the offsets of its last transaction (`plain`),
+    produces one more input per key (x = 2000..2019) and restarts the app on
+    the same state directory. The restart must read exactly the inputs x in
+    `unread` and the new ones, with the counts continued from the state the
+    run committed: the last output of every key is its exact count and sum."""
+    commit_plain(addr, app_name, plain)
+    produce(addr, IN, rows(2000, KEYS))
+    want = set(unread) | set(range(2000, 2000 + KEYS))
+    app = run_app(SCRIPT, addr, "--name", app_name, "--state-dir", str(state_dir), *EOS,
+                  "--set", "commit_interval=0.2", env=env("restart"))
+    wait_until(lambda: {v["x"] for _, _, v in outputs(addr) if v.get("run") == "restart"} == want,
+               30, "the restart's outputs", interval=0.3, app=app)
+    clean_stop(app)
+    assert app.stats() == (len(want), len(want), 0, 0), app.stderr()
+    check_final_state(addr)
+
+
+ABORTABLE = [
+    # EndTxn fails after the transaction's records were delivered: its outputs
+    # stay readable on the dev broker, and are written again after the rewind.
+    ("EndTxn", "UNKNOWN_PRODUCER_ID", 0.2),
+    # The offsets fail before the commit's flush: the abort purges the records
+    # still queued, whose failed deliveries belong to the aborted transaction.
+    ("TxnOffsetCommit", "UNKNOWN_MEMBER_ID", 0.2),
+    # Registering the output partitions fails as soon as the first outputs are
+    # produced: the transaction refuses every later record (the checkpoint's
+    # changelog records at least, a second later) until it is aborted.
+    ("AddPartitionsToTxn", "TOPIC_AUTHORIZATION_FAILED", 1.0),
+]
+
+
+@pytest.mark.parametrize("api,error,interval", ABORTABLE, ids=[a for a, _, _ in ABORTABLE])
+def test_abortable_error_aborts_rewinds_and_keeps_exact_state(fault_broker, run_app, tmp_path,
+                                                              api, error, interval):
+    """Inputs 0..999 run through committed transactions; then the dev broker
+    fails the next `api` request with `error` (abortable in librdkafka 2.0.2)
+    and inputs 1000..1999 arrive. The app logs the abort, rewinds every
+    partition to the offsets of its last committed transaction (the ones it
+    reached with inputs 0..999), drops the uncommitted state, and carries on:
+    later transactions commit, and it stops with exit 0 on SIGTERM.
+    Every input has an output; an input output twice (aborted, then redone)
+    carries the same n and sum both times; the last output of every key and
+    the latest changelog values are its exact count and sum. A restart on the
+    same state directory, from the offsets of the last transaction, reads
+    only new inputs and continues the counts exactly."""
+    app_name = "eo-abort"
+    broker = fault_broker(topics(app_name))
+    state_dir = tmp_path / "state"
+    produce(broker.addr, IN, rows(0, 1000))
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--state-dir", str(state_dir), *EOS,
+                  "--set", f"commit_interval={interval}", *DEBUG, env=env("abort"))
+    wait_commits_reach_end(broker.addr, app)
+    before = txn_commits(app.stderr())
+
+    reply = broker.command(f"fail {api} {error}")
+    assert reply.startswith(f"ok fail {api}(") and error in reply, reply
+    produce(broker.addr, IN, rows(1000, 1000))
+    wait_until(lambda: "rewound to" in app.stderr(), 30, "the rewind", interval=0.2, app=app)
+    wait_commits_reach_end(broker.addr, app)
+    assert app.stop() == 0, app.stderr()
+
+    err = app.stderr()
+    aborted = line_index(err, r"warn .*aborting the transaction and going back to the committed")
+    rewound = line_index(err, r"info  rewound to the last committed offsets: ")
+    assert aborted is not None and rewound is not None and aborted < rewound, err
+    assert line_index(err, r"transaction committed: in\[", rewound) is not None, err
+    assert len(re.findall(r"aborting the transaction", err)) == 1, err
+    assert not re.search(r"^\S+ error (?!kafka)", err, re.M), err  # only librdkafka's own report
+    positions = dict((int(p), int(o)) for p, o in
+                     re.findall(r"in\[(\d+)\]@(\d+)", err.splitlines()[rewound]))
+    assert positions == before, (positions, before)
+
+    ref, outs = check_final_state(broker.addr)
+    first = {}
+    for _, _, v in outs:
+        first.setdefault(v["x"], (v["n"], v["sum"]))
+        assert first[v["x"]] == (v["n"], v["sum"]), v
+    repeated = {x for x, c in Counter(v["x"] for _, _, v in outs).items() if c > 1}
+    assert all(x >= 1000 for x in repeated), sorted(repeated)[:10]
+    check_changelog(broker.addr, app_name)
+
+    restart_and_check(broker.addr, run_app, app_name, state_dir, txn_commits(err), ())
+
+
+FATAL = [
+    # The commit finds the producer fenced (a newer instance took over its
+    # transactional id).
+    ("EndTxn", "PRODUCER_FENCED", 0.2),
+    # Registering the first output partitions finds it fenced: the producer
+    # refuses every later record (the checkpoint's changelog records at least,
+    # a second later) with a fatal error.
+    ("AddPartitionsToTxn", "INVALID_PRODUCER_EPOCH", 1.0),
+]
+
+
+@pytest.mark.parametrize("api,error,interval", FATAL, ids=[a for a, _, _ in FATAL])
+def test_fatal_error_exits_1_without_committing(fault_broker, run_app, tmp_path, api, error,
+                                                interval):
+    """Inputs 0..999 run through committed transactions; then the dev broker
+    fails the next `api` request with `error` (fatal in librdkafka 2.0.2: the
+    producer is fenced) and inputs 1000..1999 arrive. The app exits with code
+    1 and one error line of its own, saying it was fenced; it neither aborts and
+    rewinds nor commits anything after the error (no transaction, no plain
+    offset commit on the way out). A restart on the same state directory,
+    from the offsets of the last transaction, reads inputs 1000..1999 again
+    and ends with the exact count and sum of every key."""
+    app_name = "eo-fatal"
+    broker = fault_broker(topics(app_name))
+    state_dir = tmp_path / "state"
+    produce(broker.addr, IN, rows(0, 1000))
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--state-dir", str(state_dir), *EOS,
+                  "--set", f"commit_interval={interval}", *DEBUG, env=env("fatal"))
+    wait_commits_reach_end(broker.addr, app)
+    before = txn_commits(app.stderr())
+
+    reply = broker.command(f"fail {api} {error}")
+    assert reply.startswith(f"ok fail {api}(") and error in reply, reply
+    produce(broker.addr, IN, rows(1000, 1000))
+    assert app.wait(30) == 1, app.stderr()
+
+    err = app.stderr()
+    own_errors = re.findall(r"^\S+ error (?!kafka )(.*)", err, re.M)  # not librdkafka's
+    assert len(own_errors) == 1 and "fenced by a newer instance" in own_errors[0], err
+    fatal = line_index(err, r"^\S+ error (?!kafka )")
+    assert line_index(err, r"info  eo-fatal: stopped: ", fatal) is not None, err
+    assert "aborting the transaction" not in err and "rewound to" not in err, err
+    first_error = line_index(err, r"^\S+ error ")
+    assert line_index(err, r"transaction committed", first_error) is None, err
+    assert txn_commits(err) == before, (txn_commits(err), before)
+    assert set(committed(broker.addr, app_name, IN).values()) == {OFFSET_INVALID}
+
+    restart_and_check(broker.addr, run_app, app_name, state_dir, before, range(1000, 2000))
