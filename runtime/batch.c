@@ -83,7 +83,7 @@ static int decode_one(ls_batch *b, int i, const ls_inmsg *m) {
   lua_State *L = b->L;
   const ls_topic_spec *t = &b->spec->inputs[m->topic];
   char err[512];
-  if (ls_decode(L, t->value, m->payload, m->len, err, sizeof err)) {
+  if (ls_decode_opts(L, t->value, t->value_flags, m->payload, m->len, err, sizeof err)) {
     set_decode_error(b, i, "value", err);
     return 0;
   }

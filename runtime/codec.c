@@ -4,7 +4,9 @@
  * match Kafka's stock serializers, so topics shared with Java or Python
  * producers read the same: string (UTF-8, checked), bytes (anything), int
  * (big-endian two's complement; 1, 2, 4 or 8 bytes in, always 8 out, like
- * Short/Integer/LongSerializer) and double (8-byte big-endian IEEE-754). */
+ * Short/Integer/LongSerializer) and double (8-byte big-endian IEEE-754).
+ * Option flags (luavalue.h) reach json and msgpack only; the Lua functions
+ * take them as an options table. */
 #include "codec.h"
 
 #include <inttypes.h>
@@ -155,11 +157,16 @@ static int decode_double(lua_State *L, const char *p, size_t n, char *err, size_
 }
 
 int ls_decode(lua_State *L, ls_format f, const char *p, size_t n, char *err, size_t errlen) {
+  return ls_decode_opts(L, f, 0, p, n, err, errlen);
+}
+
+int ls_decode_opts(lua_State *L, ls_format f, int flags, const char *p, size_t n, char *err,
+                   size_t errlen) {
   switch (f) {
-  case LS_FMT_JSON: return ls_json_decode(L, p, n, err, errlen);
+  case LS_FMT_JSON: return ls_json_decode_opts(L, p, n, flags, err, errlen);
   case LS_FMT_STRING: return decode_string(L, p, n, err, errlen);
   case LS_FMT_BYTES: lua_pushlstring(L, n ? p : "", n); return 0;
-  case LS_FMT_MSGPACK: return ls_mpack_decode(L, p, n, err, errlen);
+  case LS_FMT_MSGPACK: return ls_mpack_decode_opts(L, p, n, flags, err, errlen);
   case LS_FMT_INT: return decode_int(L, p, n, err, errlen);
   case LS_FMT_DOUBLE: return decode_double(L, p, n, err, errlen);
   }
@@ -241,12 +248,13 @@ static int encode_double(lua_State *L, int idx, ls_buf *out, char *err, size_t e
   return be_put64(out, bits, err, errlen);
 }
 
-static int encode_format(lua_State *L, int idx, ls_format f, ls_buf *out, char *err, size_t errlen) {
+static int encode_format(lua_State *L, int idx, ls_format f, int flags, ls_buf *out, char *err,
+                         size_t errlen) {
   switch (f) {
   case LS_FMT_JSON: return ls_json_encode(L, idx, out, err, errlen);
   case LS_FMT_STRING: return encode_string(L, idx, out, err, errlen);
   case LS_FMT_BYTES: return encode_bytes(L, idx, out, err, errlen);
-  case LS_FMT_MSGPACK: return ls_mpack_encode(L, idx, out, err, errlen);
+  case LS_FMT_MSGPACK: return ls_mpack_encode_opts(L, idx, flags, out, err, errlen);
   case LS_FMT_INT: return encode_int(L, idx, out, err, errlen);
   case LS_FMT_DOUBLE: return encode_double(L, idx, out, err, errlen);
   }
@@ -255,9 +263,14 @@ static int encode_format(lua_State *L, int idx, ls_format f, ls_buf *out, char *
 }
 
 int ls_encode(lua_State *L, int idx, ls_format f, ls_buf *out, char *err, size_t errlen) {
+  return ls_encode_opts(L, idx, f, 0, out, err, errlen);
+}
+
+int ls_encode_opts(lua_State *L, int idx, ls_format f, int flags, ls_buf *out, char *err,
+                   size_t errlen) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
   size_t start = out->len;
-  int rc = encode_format(L, idx, f, out, err, errlen);
+  int rc = encode_format(L, idx, f, flags, out, err, errlen);
   if (rc) out->len = start;
   return rc;
 }
@@ -298,15 +311,30 @@ static ls_format check_format(lua_State *L, int arg) {
   return f;
 }
 
+/* Option `name` of the options table at arg (or nil): flag when its value is
+ * `on`, 0 when it is nil or `off`, else an error naming fn. */
+static int check_option(lua_State *L, int arg, const char *fn, const char *name, const char *off,
+                        const char *on, int flag) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_getfield(L, arg, name);
+  const char *v = lua_tostring(L, -1);
+  int rc = lua_isnil(L, -1) || (v && strcmp(v, off) == 0) ? 0 : (v && strcmp(v, on) == 0) ? flag : -1;
+  lua_pop(L, 1);
+  if (rc < 0) luaL_error(L, "%s: option '%s' must be '%s' or '%s'", fn, name, off, on);
+  return rc;
+}
+
 static int l_encode(lua_State *L) {
   ls_format f = check_format(L, 1);
+  int flags = check_option(L, 3, "encode", "vecs", "array", "ext", LS_VEC_EXT);
   lua_settop(L, 2);
   enc_box *b = lua_touserdata(L, lua_upvalueindex(1));
   if (b->busy) b = push_box(L); /* a nested call: use a fresh buffer */
   b->busy = 1;
   b->buf.len = 0;
   char err[256];
-  int rc = ls_encode(L, 2, f, &b->buf, err, sizeof err);
+  int rc = ls_encode_opts(L, 2, f, flags, &b->buf, err, sizeof err);
   b->busy = 0;
   if (rc) return luaL_error(L, "encode %s: %s", ls_format_name(f), err);
   lua_pushlstring(L, b->buf.len ? b->buf.data : "", b->buf.len);
@@ -318,8 +346,10 @@ static int l_decode(lua_State *L) {
   ls_format f = check_format(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
+  int flags = check_option(L, 3, "decode", "arrays", "table", "vec", LS_ARRAYS_VEC);
   char err[256];
-  if (ls_decode(L, f, s, n, err, sizeof err)) return luaL_error(L, "decode %s: %s", ls_format_name(f), err);
+  if (ls_decode_opts(L, f, flags, s, n, err, sizeof err))
+    return luaL_error(L, "decode %s: %s", ls_format_name(f), err);
   return 1;
 }
 

@@ -9,9 +9,19 @@
  * walks a Lua value and appends to an ls_buf, with doubles formatted by
  * ls_dtoa (dtoa.c). Shared values (null, the array
  * marker, int64 cdata) come from luavalue.c. Strings are scanned eight bytes
- * at a time with portable word arithmetic (SWAR), so no CPU-specific code. */
+ * at a time with portable word arithmetic (SWAR), so no CPU-specific code.
+ *
+ * Vecs: with LS_ARRAYS_VEC, an array first gets a quick scan up to its ']'.
+ * When that holds nothing but number characters, commas and whitespace, the
+ * commas give the element count, the vec is created at that size
+ * (ls_vec_push) and the numbers are parsed straight into its memory: no Lua
+ * value per element. Anything else (a string, object, nested array, literal)
+ * sends the array down the table path, which also reports any syntax error,
+ * so errors read the same with or without the option. Encoding writes a
+ * vec's elements with the same number formatting as plain numbers. */
 #include "json.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,6 +33,7 @@
 
 #include "dtoa.h"
 #include "luavalue.h"
+#include "vec.h"
 
 #define TWO_POW_53 9007199254740992.0
 
@@ -141,6 +152,7 @@ typedef struct dec {
   int depth;
   char *err;
   size_t errlen;
+  int arrays_vec; /* LS_ARRAYS_VEC: arrays of numbers become vecs */
 } dec;
 
 /* Table size hints: the element count of the last object / array decoded at
@@ -179,6 +191,8 @@ static void skip_ws(dec *d) {
 }
 
 static int dec_value(dec *d);
+static long numeric_array_len(const dec *d);
+static int dec_vec(dec *d, long n);
 
 /* One more level of nesting: enforce the limit and make room on the Lua stack. */
 static int dec_enter(dec *d) {
@@ -240,6 +254,10 @@ static int dec_object(dec *d) {
 }
 
 static int dec_array(dec *d) {
+  if (d->arrays_vec) {
+    long n = numeric_array_len(d);
+    if (n >= 0) return dec_vec(d, n);
+  }
   if (dec_enter(d)) return -1;
   lua_State *L = d->L;
   int level = hint_level(d), count = 0, more = 1;
@@ -533,8 +551,6 @@ static int push_double(dec *d, const unsigned char *s, const unsigned char *e, n
   return 0;
 }
 
-/* A number at d->p, validated against the JSON grammar:
- * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int dec_number(dec *d) {
   const unsigned char *s = d->p, *p = s, *e = d->end;
   numparts n = {0, 0, 0};
@@ -558,6 +574,152 @@ static int dec_number(dec *d) {
   }
   d->p = p;
   return is_int ? push_integer(d, s, p, &n) : push_double(d, s, p, &n);
+}
+
+/* ---- arrays of numbers as vecs (LS_ARRAYS_VEC) ---- */
+
+/* Bytes that may appear between the brackets of an array of numbers. Over-
+ * accepting is harmless ('/' passes the word test below): parsing stops at
+ * any byte that cannot be part of a number, as the table path would. */
+enum { NUM_OTHER, NUM_CHAR, NUM_COMMA, NUM_SPACE };
+static const unsigned char NUM_CLASS[256] = {
+  ['0'] = NUM_CHAR, ['1'] = NUM_CHAR, ['2'] = NUM_CHAR, ['3'] = NUM_CHAR, ['4'] = NUM_CHAR,
+  ['5'] = NUM_CHAR, ['6'] = NUM_CHAR, ['7'] = NUM_CHAR, ['8'] = NUM_CHAR, ['9'] = NUM_CHAR,
+  ['-'] = NUM_CHAR, ['+'] = NUM_CHAR, ['.'] = NUM_CHAR, ['e'] = NUM_CHAR, ['E'] = NUM_CHAR,
+  [','] = NUM_COMMA, [' '] = NUM_SPACE, ['\n'] = NUM_SPACE, ['\r'] = NUM_SPACE, ['\t'] = NUM_SPACE,
+};
+
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+/* Nonzero when all eight bytes of w are in 0x2B..0x39 ("+,-./" and the
+ * digits: the compact text of numbers and commas). */
+static int word_is_numeric(uint64_t w) {
+  uint64_t below = (w - ONES * 0x2B) & ~w;      /* a byte < 0x2B (bit twiddling "hasless") */
+  uint64_t above = (w + ONES * (127 - 0x39)) | w; /* a byte > 0x39 ("hasmore") */
+  return ((below | above) & HIGHS) == 0;
+}
+
+/* The number of ',' bytes in w (exact, no borrows between bytes). */
+static long word_commas(uint64_t w) {
+  uint64_t y = w ^ (ONES * ','), t = ~(((y & ~HIGHS) + ~HIGHS) | y | ~HIGHS);
+  return (long)(((t >> 7) * ONES) >> 56);
+}
+
+/* The element count of the array at d->p ('[') when everything up to its
+ * first ']' is number characters, commas and whitespace (count = commas + 1,
+ * or 0 for whitespace only); -1 otherwise, and for an array too long for a
+ * vec. Parsing then either succeeds with exactly that many numbers or fails
+ * at the same byte, with the same message, as the table path would. Runs of
+ * compact numbers are checked eight bytes at a time. */
+static long numeric_array_len(const dec *d) {
+  long commas = 0;
+  int any = 0;
+  const unsigned char *p = d->p + 1, *e = d->end;
+  for (;;) {
+    uint64_t w;
+    while (e - p >= 8 && (memcpy(&w, p, 8), word_is_numeric(w))) {
+      commas += word_commas(w);
+      any = 1;
+      p += 8;
+    }
+    if (p >= e) return -1;
+    switch (NUM_CLASS[*p]) {
+    case NUM_CHAR: any = 1; break;
+    case NUM_COMMA: any = 1; commas++; break;
+    case NUM_SPACE: break;
+    default:
+      if (*p != ']' || commas >= INT32_MAX) return -1;
+      return any ? commas + 1 : 0;
+    }
+    p++;
+  }
+}
+
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define EXACT_DIVISION 1
+#else
+#define EXACT_DIVISION 0
+#endif
+
+/* The common numbers of a vec, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+ * with at most 19 digits before the exponent: the byte after the number at
+ * p, with its value in *out; NULL for anything else (more digits, a
+ * malformed number), which dec_number then reads or reports. The digits fit
+ * a uint64_t exactly, and the value is that times a power of ten: one
+ * correctly rounded division when both are exact doubles (Clinger's fast
+ * path), else ls_decimal_to_double, as dec_number does. */
+static const unsigned char *fast_number(const unsigned char *p, const unsigned char *e, double *out) {
+  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  int neg = p < e && *p == '-';
+  p += neg;
+  const unsigned char *s = p;
+  uint64_t m = 0;
+  for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+  long nint = p - s, nfrac = 0;
+  if (nint == 0 || (*s == '0' && nint > 1)) return NULL;
+  if (p < e && *p == '.') {
+    const unsigned char *f = ++p;
+    for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+    if ((nfrac = p - f) == 0) return NULL;
+  }
+  if (nint + nfrac > 19) return NULL;
+  long exp10 = -nfrac;
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    int eneg = ++p < e && *p == '-';
+    p += p < e && (*p == '-' || *p == '+');
+    if (p == e || !is_digit(*p)) return NULL;
+    long x = 0;
+    for (; p < e && is_digit(*p); p++)
+      if (x < 100000) x = x * 10 + (*p - '0');
+    exp10 += eneg ? -x : x;
+  }
+  double v;
+  if (EXACT_DIVISION && m <= (uint64_t)1 << 53 && exp10 <= 0 && exp10 >= -22) v = (double)m / pow10[-exp10];
+  else if (ls_decimal_to_double(m, (int)exp10, &v) != 0) return NULL;
+  *out = neg ? -v : v;
+  return p;
+}
+
+/* A number fast_number declined (more than 19 digits, or malformed): read
+ * by dec_number, as a table element would be, then taken as the nearest
+ * double (an int64 / uint64 too). */
+static int dec_number_double(dec *d, double *out) {
+  if (d->p >= d->end || (*d->p != '-' && !is_digit(*d->p))) return dec_unexpected(d, d->p);
+  if (dec_number(d)) return -1;
+  int64_t v;
+  int is_unsigned;
+  if (ls_to_int64(d->L, -1, &v, &is_unsigned)) *out = is_unsigned ? (double)(uint64_t)v : (double)v;
+  else *out = lua_tonumber(d->L, -1);
+  lua_pop(d->L, 1);
+  return 0;
+}
+
+/* The array at d->p, known to hold n numbers: pushes a vec of them, parsed
+ * straight into its memory. */
+static int dec_vec(dec *d, long n) {
+  if (dec_enter(d)) return -1;
+  double *x = ls_vec_push(d->L, (int32_t)n)->d;
+  long i = 0;
+  d->p++;
+  skip_ws(d);
+  int more = d->p < d->end && *d->p != ']';
+  if (!more) d->p++; /* numeric_array_len saw the ']' */
+  while (more) {
+    if (i == n) return dec_unexpected(d, d->p); /* cannot happen: n counted the commas */
+    const unsigned char *q = fast_number(d->p, d->end, &x[i]);
+    if (q) d->p = q;
+    else if (dec_number_double(d, &x[i])) return -1;
+    i++;
+    if (d->p + 1 < d->end && d->p[0] == ',' && (is_digit(d->p[1]) || d->p[1] == '-')) {
+      d->p++; /* the compact form: straight to the next number */
+      continue;
+    }
+    if ((more = dec_next_element(d, ']')) < 0) return -1;
+  }
+  d->depth--;
+  return 0;
 }
 
 static int dec_value(dec *d) {
@@ -585,12 +747,16 @@ static int dec_value(dec *d) {
 }
 
 int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen) {
+  return ls_json_decode_opts(L, p, n, 0, err, errlen);
+}
+
+int ls_json_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *err, size_t errlen) {
   if (n == 0 || p == NULL) {
     if (err && errlen) snprintf(err, errlen, "invalid JSON: empty input");
     return -1;
   }
   const unsigned char *u = (const unsigned char *)p;
-  dec d = {L, u, u, u + n, 0, err, errlen};
+  dec d = {L, u, u, u + n, 0, err, errlen, (flags & LS_ARRAYS_VEC) != 0};
   int top = lua_gettop(L);
   skip_ws(&d);
   if (d.p == d.end) {
@@ -759,10 +925,32 @@ static int enc_number(enc *e, double v) {
   return 0;
 }
 
+/* A vec: an array of its elements, each written like a number. A NaN or
+ * infinite element fails with its index in the path. */
+static int enc_vec(enc *e, const ls_vec *v) {
+  if (enc_putc(e, '[')) return -1;
+  for (int32_t i = 0; i < v->n; i++) {
+    double x = v->d[i];
+    if (!isfinite(x)) {
+      e->path[e->depth] = (path_step){.kind = STEP_INDEX, .index = (size_t)i};
+      e->steps = e->depth + 1;
+      return enc_fail(e, "cannot encode NaN or infinity");
+    }
+    if (ls_buf_reserve(e->out, LS_DTOA_BUFSIZE + 1)) return enc_fail(e, "out of memory");
+    char *dst = e->out->data + e->out->len;
+    if (i > 0) *dst++ = ',';
+    e->out->len += (size_t)(i > 0) + (size_t)write_number(dst, x);
+  }
+  return enc_putc(e, ']');
+}
+
 static int enc_cdata(enc *e, int idx) {
   int64_t v;
   int is_unsigned;
-  if (!ls_to_int64(e->L, idx, &v, &is_unsigned)) return enc_fail(e, "cannot encode a cdata value");
+  if (!ls_to_int64(e->L, idx, &v, &is_unsigned)) {
+    ls_vec *vec = lua_checkstack(e->L, 4) ? ls_vec_to(e->L, idx) : NULL;
+    return vec ? enc_vec(e, vec) : enc_fail(e, "cannot encode a cdata value");
+  }
   if (ls_buf_reserve(e->out, 24)) return enc_fail(e, "out of memory");
   char *dst = e->out->data + e->out->len;
   e->out->len += (size_t)(is_unsigned ? write_u64(dst, (uint64_t)v) : write_i64(dst, v));

@@ -12,11 +12,17 @@
  *   else uint64_t cdata, else (beyond 64 bits) the nearest double;
  *   other numbers -> the correctly rounded double (an overflow gives +-inf).
  *   Nesting deeper than LS_JSON_MAX_DEPTH is an error.
+ *   With LS_ARRAYS_VEC (luavalue.h), an array whose elements are all numbers
+ *   ([] included) becomes a vec (ls.vec) instead: each element is the
+ *   correctly rounded double of its text, integers beyond 2^53 too (no
+ *   int64). Any other array stays a marked table.
  * Encoding:
  *   tables -> arrays or objects (ls_table_is_array decides); object keys must be
  *   strings or numbers (numbers are written as their JSON text, quoted);
  *   integral numbers below 2^53 as integers; NaN and infinities are errors;
- *   int64/uint64 cdata exactly; ls.null and nil -> null; strings must be UTF-8.
+ *   int64/uint64 cdata exactly; ls.null and nil -> null; strings must be UTF-8;
+ *   a vec -> an array of its elements, written like numbers (a NaN or infinite
+ *   element is an error naming its index).
  *   Functions, threads, userdata other than ls.null and other cdata are errors,
  *   as are tables nested deeper than LS_JSON_MAX_ENCODE_DEPTH (a cycle, usually).
  *
@@ -40,6 +46,8 @@
  * and the Lua stack exactly as it was. Runs inside a protected Lua call (Lua may
  * raise out-of-memory errors). */
 int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen);
+/* The same with option flags: LS_ARRAYS_VEC or 0. */
+int ls_json_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *err, size_t errlen);
 
 /* Append the JSON text of the Lua value at stack index idx to out. Returns 0, or -1
  * with a one-line message in err (e.g. "cannot encode NaN or infinity at $.a.b") and

@@ -4,7 +4,9 @@
  * metatable that makes [] and {} round-trip, and 64-bit integers, which Lua
  * holds as LuaJIT int64_t / uint64_t cdata. The codecs (json.c, msgpack.c,
  * codec.c) use only these helpers, so all formats agree on what a value is.
- * ls_value_init() must run once per lua_State before any codec is used. */
+ * ls_value_init() must run once per lua_State before any codec is used.
+ * Vecs (ls.vec, runtime/vec.h) are the one other value the codecs know; the
+ * option flags below say how they read and write them. */
 #ifndef LS_LUAVALUE_H
 #define LS_LUAVALUE_H
 
@@ -15,6 +17,15 @@
 
 /* LuaJIT's type tag for cdata (not in the public lua.h). */
 #define LS_LUA_TCDATA 10
+
+/* Codec options, bit flags (ls_decode_opts / ls_encode_opts in codec.h).
+ * LS_ARRAYS_VEC: decoding json or msgpack, an array whose elements are all
+ *   numbers (none at all included) becomes a vec rather than a table.
+ * LS_VEC_EXT: encoding msgpack, a vec is written as the ext type
+ *   LS_MPACK_EXT_VEC (mpack.h), which decodes back to a vec, rather than as
+ *   an array of float64. State values use it. */
+#define LS_ARRAYS_VEC 1
+#define LS_VEC_EXT 2
 
 /* Sets up the registry entries below. Needs the ffi library loadable. */
 void ls_value_init(lua_State *L);

@@ -13,7 +13,16 @@
  * allocates nothing outside the Lua heap. Measured against msgpack_unpack()
  * with a reused zone plus the walk to Lua values (tests/bench/bench_mpack.c),
  * it is as fast on small messages (a state value, a 6-field row) and 1.2-1.5x
- * faster on larger ones (nested documents, long arrays). */
+ * faster on larger ones (nested documents, long arrays).
+ *
+ * Vecs: encoding writes a vec as an array of float64, or (LS_VEC_EXT, for
+ * state values) as the ext type LS_MPACK_EXT_VEC holding its raw
+ * little-endian doubles, which decoding always turns back into a vec, bit
+ * for bit (but for the NaNs LuaJIT cannot hold, see ls_vec_clean). With
+ * LS_ARRAYS_VEC the reader first checks that an array's elements are all
+ * numbers held in full by the input; then it creates the vec and converts
+ * the elements straight into it. Otherwise the array takes the table path,
+ * which reports any error exactly as without the option. */
 #include "mpack.h"
 
 #include <limits.h>
@@ -25,6 +34,7 @@
 #include <msgpack.h>
 
 #include "luavalue.h"
+#include "vec.h"
 
 #define TWO53 9007199254740992.0
 
@@ -41,6 +51,7 @@ typedef struct reader {
   int depth;
   int mt_slot;  /* stack slot for the array marker metatable */
   int mt_ready; /* whether the slot holds it yet (fetched on first use) */
+  int arrays_vec; /* LS_ARRAYS_VEC: arrays of numbers become vecs */
   char *err;
   size_t errlen;
 } reader;
@@ -121,12 +132,46 @@ static int read_sized_str(lua_State *L, reader *r, int k) {
   return rd_len(r, k, &len) ? -1 : read_str(L, r, len);
 }
 
-/* Ext values: no type is supported yet. This is where ext types owned by
- * luastream (FFI double vectors) decode once they have a wire form. */
+/* n doubles from / to 8 little-endian bytes each. */
+static void from_le_doubles(double *dst, const unsigned char *src, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (n) memcpy(dst, src, 8 * n);
+#else
+  for (size_t i = 0; i < n; i++) {
+    uint64_t bits = 0;
+    for (int k = 7; k >= 0; k--) bits = (bits << 8) | src[8 * i + (size_t)k];
+    memcpy(&dst[i], &bits, sizeof bits);
+  }
+#endif
+}
+
+static void to_le_doubles(unsigned char *dst, const double *src, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (n) memcpy(dst, src, 8 * n);
+#else
+  for (size_t i = 0; i < n; i++) {
+    uint64_t bits;
+    memcpy(&bits, &src[i], sizeof bits);
+    for (int k = 0; k < 8; k++, bits >>= 8) dst[8 * i + (size_t)k] = (unsigned char)(bits & 0xff);
+  }
+#endif
+}
+
+/* The payload of a LS_MPACK_EXT_VEC: a vec of len / 8 doubles. */
+static int read_vec_ext(lua_State *L, reader *r, const unsigned char *p, size_t len) {
+  if (len % 8 != 0) return rd_fail(r, r->item, "invalid vec ext: size not a multiple of 8");
+  if (!lua_checkstack(L, 4)) return rd_fail(r, r->item, "out of Lua stack");
+  ls_vec *v = ls_vec_push(L, (int32_t)(len / 8));
+  from_le_doubles(v->d, p, len / 8);
+  for (int32_t i = 0; i < v->n; i++) v->d[i] = ls_vec_clean(v->d[i]);
+  return 0;
+}
+
+/* Ext values: only luastream's own vec type; any other is an error. */
 static int read_ext(lua_State *L, reader *r, size_t len) {
-  (void)L;
-  const unsigned char *type = rd_take(r, 1);
-  if (!type || !rd_take(r, len)) return -1;
+  const unsigned char *type = rd_take(r, 1), *body = type ? rd_take(r, len) : NULL;
+  if (!body) return -1;
+  if (*type == LS_MPACK_EXT_VEC) return read_vec_ext(L, r, body, len);
   char msg[64];
   snprintf(msg, sizeof msg, "unsupported msgpack ext type %d", *type < 128 ? *type : *type - 256);
   return rd_fail(r, r->item, msg);
@@ -148,10 +193,79 @@ static int size_hint(size_t n) { return n < (size_t)INT_MAX ? (int)n : 0; }
 
 static int read_value(lua_State *L, reader *r);
 
+/* ---- arrays of numbers as vecs (LS_ARRAYS_VEC) ---- */
+
+/* The size of the number whose type byte is c, or 0 when c starts no number. */
+static size_t number_size(unsigned c) {
+  if (c <= 0x7f || c >= 0xe0) return 1;
+  switch (c) {
+  case 0xcc: case 0xd0: return 2;
+  case 0xcd: case 0xd1: return 3;
+  case 0xca: case 0xce: case 0xd2: return 5;
+  case 0xcb: case 0xcf: case 0xd3: return 9;
+  default: return 0;
+  }
+}
+
+/* Whether the n values from r->p are all numbers the input holds in full.
+ * float64, the usual element, is tested first: then the position of the
+ * next element does not wait for a size lookup. */
+static int all_numbers(const reader *r, size_t n) {
+  const unsigned char *p = r->p;
+  for (size_t i = 0; i < n; i++) {
+    size_t left = (size_t)(r->end - p), k = 9;
+    if (left < 9 || *p != 0xcb) {
+      k = left ? number_size(*p) : 0;
+      if (k == 0 || left < k) return 0;
+    }
+    p += k;
+  }
+  return 1;
+}
+
+/* The number at p (checked by all_numbers) as a double (a NaN cleaned for a
+ * vec, see ls_vec_clean); returns its size. float64 first, as above. */
+static size_t number_at(const unsigned char *p, double *out) {
+  unsigned c = *p;
+  if (c == 0xcb) {
+    uint64_t bits = ls_be_read(p + 1, 8);
+    memcpy(out, &bits, sizeof *out);
+    *out = ls_vec_clean(*out);
+    return 9;
+  }
+  size_t k = number_size(c);
+  if (c <= 0x7f) *out = c;
+  else if (c >= 0xe0) *out = (int)c - 256;
+  else if (c == 0xca) {
+    uint32_t bits = (uint32_t)ls_be_read(p + 1, 4);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    *out = ls_vec_clean(f);
+  } else if (c <= 0xcf) {
+    *out = (double)ls_be_read(p + 1, k - 1);
+  } else {
+    *out = (double)ls_be_read_signed(p + 1, k - 1);
+  }
+  return k;
+}
+
+/* An array of n numbers (all_numbers said so) as a vec. */
+static int read_number_vec(lua_State *L, reader *r, size_t n) {
+  if (rd_enter(L, r, r->item)) return -1;
+  if (!lua_checkstack(L, 4)) return rd_fail(r, r->item, "out of Lua stack");
+  ls_vec *v = ls_vec_push(L, (int32_t)n);
+  const unsigned char *p = r->p;
+  for (size_t i = 0; i < n; i++) p += number_at(p, &v->d[i]);
+  r->p = p;
+  r->depth--;
+  return 0;
+}
+
 static int read_array(lua_State *L, reader *r, size_t n) {
   const unsigned char *at = r->item;
   /* Every element takes at least one byte. */
   if (n > rd_left(r) || n > (size_t)INT_MAX) return rd_fail(r, at, "truncated input");
+  if (r->arrays_vec && all_numbers(r, n)) return read_number_vec(L, r, n);
   if (rd_enter(L, r, at)) return -1;
   lua_createtable(L, size_hint(n), 0);
   for (size_t i = 1; i <= n; i++) {
@@ -251,6 +365,10 @@ static int read_value(lua_State *L, reader *r) {
 }
 
 int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen) {
+  return ls_mpack_decode_opts(L, p, n, 0, err, errlen);
+}
+
+int ls_mpack_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *err, size_t errlen) {
   if (n == 0) {
     snprintf(err, errlen, "empty input");
     return -1;
@@ -261,7 +379,7 @@ int ls_mpack_decode(lua_State *L, const char *p, size_t n, char *err, size_t err
     return -1;
   }
   const unsigned char *s = (const unsigned char *)p;
-  reader r = { s, s, s + n, s, 0, top + 1, 0, err, errlen };
+  reader r = { s, s, s + n, s, 0, top + 1, 0, (flags & LS_ARRAYS_VEC) != 0, err, errlen };
   lua_pushnil(L); /* the array marker's slot */
   int rc = read_value(L, &r);
   if (rc == 0 && r.p != r.end) rc = rd_fail(&r, r.p, "trailing bytes");
@@ -286,6 +404,8 @@ typedef struct step {
 
 typedef struct writer {
   msgpack_packer pk;
+  ls_buf *out;
+  int vec_ext; /* LS_VEC_EXT: vecs as the vec ext type */
   int depth;
   step path[LS_MPACK_MAX_DEPTH];
   char *err;
@@ -447,12 +567,41 @@ static int write_table(lua_State *L, writer *w, int idx) {
   return write_map(L, w, idx);
 }
 
-/* int64_t / uint64_t cdata. Other cdata (FFI vectors) would encode here once
- * they have an ext type. */
+/* A vec as an array of float64, every element (NaN and infinities too). */
+static int write_vec_array(lua_State *L, writer *w, const ls_vec *v) {
+  if (packed(L, w, msgpack_pack_array(&w->pk, (size_t)v->n))) return -1;
+  for (int32_t i = 0; i < v->n; i++) {
+    if (ls_buf_reserve(w->out, 9)) return wr_fail(L, w, "out of memory");
+    unsigned char *o = (unsigned char *)w->out->data + w->out->len;
+    uint64_t bits;
+    memcpy(&bits, &v->d[i], sizeof bits);
+    o[0] = 0xcb;
+    for (int k = 8; k >= 1; k--, bits >>= 8) o[k] = (unsigned char)(bits & 0xff);
+    w->out->len += 9;
+  }
+  return 0;
+}
+
+/* A vec as the ext type LS_MPACK_EXT_VEC: its doubles, little-endian. */
+static int write_vec_ext(lua_State *L, writer *w, const ls_vec *v) {
+  size_t len = (size_t)v->n * 8;
+  if (len > UINT32_MAX) return wr_fail(L, w, "vec too long for a msgpack ext");
+  if (packed(L, w, msgpack_pack_ext(&w->pk, len, LS_MPACK_EXT_VEC))) return -1;
+  if (ls_buf_reserve(w->out, len)) return wr_fail(L, w, "out of memory");
+  to_le_doubles((unsigned char *)w->out->data + w->out->len, v->d, (size_t)v->n);
+  w->out->len += len;
+  return 0;
+}
+
+/* int64_t / uint64_t cdata, and vecs. */
 static int write_cdata(lua_State *L, writer *w, int idx) {
   int64_t v;
   int is_unsigned;
-  if (!ls_to_int64(L, idx, &v, &is_unsigned)) return wr_fail_type(L, w, idx, "");
+  if (!ls_to_int64(L, idx, &v, &is_unsigned)) {
+    ls_vec *vec = lua_checkstack(L, 4) ? ls_vec_to(L, idx) : NULL;
+    if (!vec) return wr_fail_type(L, w, idx, "");
+    return w->vec_ext ? write_vec_ext(L, w, vec) : write_vec_array(L, w, vec);
+  }
   if (is_unsigned) return packed(L, w, msgpack_pack_uint64(&w->pk, (uint64_t)v));
   return packed(L, w, msgpack_pack_int64(&w->pk, v));
 }
@@ -483,9 +632,15 @@ static int write_value(lua_State *L, writer *w, int idx) {
 }
 
 int ls_mpack_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen) {
+  return ls_mpack_encode_opts(L, idx, 0, out, err, errlen);
+}
+
+int ls_mpack_encode_opts(lua_State *L, int idx, int flags, ls_buf *out, char *err, size_t errlen) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
   writer w;
   msgpack_packer_init(&w.pk, out, buf_write);
+  w.out = out;
+  w.vec_ext = (flags & LS_VEC_EXT) != 0;
   w.depth = 0;
   w.err = err;
   w.errlen = errlen;

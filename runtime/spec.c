@@ -29,6 +29,20 @@ static int read_format(lua_State *L, int t, const char *key, const char *dflt, l
   return rc;
 }
 
+/* The arrays option: "table" (the default) or "vec". */
+static int read_arrays(lua_State *L, int t, ls_topic_spec *ts, char *err, size_t errlen) {
+  char *v = dup_field(L, t, "arrays", "table");
+  int rc = 0;
+  if (strcmp(v, "vec") == 0) {
+    ts->value_flags |= LS_ARRAYS_VEC;
+  } else if (strcmp(v, "table") != 0) {
+    snprintf(err, errlen, "topic %s: unknown arrays option '%s'", ts->name, v);
+    rc = -1;
+  }
+  free(v);
+  return rc;
+}
+
 static int read_topics(lua_State *L, int t, const char *key, ls_topic_spec **out, int *n,
                        char *err, size_t errlen) {
   lua_getfield(L, t, key);
@@ -42,7 +56,8 @@ static int read_topics(lua_State *L, int t, const char *key, ls_topic_spec **out
     ls_topic_spec *ts = &(*out)[i];
     ts->name = dup_field(L, tt, "name", "");
     if (read_format(L, tt, "key", "bytes", &ts->key, ts->name, err, errlen) ||
-        read_format(L, tt, "value", "json", &ts->value, ts->name, err, errlen)) {
+        read_format(L, tt, "value", "json", &ts->value, ts->name, err, errlen) ||
+        read_arrays(L, tt, ts, err, errlen)) {
       lua_settop(L, list - 1);
       return -1;
     }
@@ -183,6 +198,10 @@ static int str_eq(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+static const char *arrays_name(const ls_topic_spec *t) {
+  return (t->value_flags & LS_ARRAYS_VEC) ? "vec" : "table";
+}
+
 static const char *diff_inputs(const ls_spec *c, const ls_spec *n, char *buf, size_t len) {
   if (c->ninputs != n->ninputs)
     return snprintf(buf, len, "the number of input topics changed (%d -> %d)", c->ninputs, n->ninputs), buf;
@@ -194,6 +213,9 @@ static const char *diff_inputs(const ls_spec *c, const ls_spec *n, char *buf, si
       return snprintf(buf, len, "the formats of input topic %s changed (key %s -> %s, value %s -> %s)",
                       a->name, ls_format_name(a->key), ls_format_name(b->key), ls_format_name(a->value),
                       ls_format_name(b->value)), buf;
+    if (a->value_flags != b->value_flags)
+      return snprintf(buf, len, "the arrays option of input topic %s changed (%s -> %s)", a->name,
+                      arrays_name(a), arrays_name(b)), buf;
   }
   return NULL;
 }

@@ -14,6 +14,7 @@ typedef struct ls_topic_spec {
   char *name;
   ls_format key;
   ls_format value;
+  int value_flags;     /* inputs: codec flags for values, LS_ARRAYS_VEC for arrays = "vec" */
 } ls_topic_spec;
 
 typedef struct ls_store_spec {
@@ -53,8 +54,9 @@ int ls_spec_read(lua_State *L, ls_spec *spec, char *err, size_t errlen);
 void ls_spec_free(ls_spec *spec);
 
 /* Live reload: why `next` cannot replace `cur` without a restart (a
- * different app name, broker, guarantee, state directory, input topics or
- * formats, state stores, offset_reset or Kafka properties), written to buf;
+ * different app name, broker, guarantee, state directory, input topics,
+ * their formats or arrays option, state stores, offset_reset or Kafka
+ * properties), written to buf;
  * NULL when it can. same_state_dir = 0 skips the state directory (a
  * temporary one replaced the script's). */
 const char *ls_spec_restart_reason(const ls_spec *cur, const ls_spec *next, int same_state_dir,

@@ -474,9 +474,18 @@ ls_vec *ls_vec_push(lua_State *L, int32_t n) {
   return (ls_vec *)lua_topointer(L, -1);
 }
 
+/* Whether luastream.vec is loaded in L (it registers itself under this key). */
+static int vec_loaded(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "luastream.vec.module");
+  int loaded = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return loaded;
+}
+
 ls_vec *ls_vec_to(lua_State *L, int idx) {
   if (lua_type(L, idx) != LS_LUA_TCDATA) return NULL;
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (!vec_loaded(L)) return NULL; /* then no vec exists */
   push_helper(L, "is");
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);

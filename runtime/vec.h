@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lua.h>
 
@@ -44,8 +45,9 @@ typedef struct ls_vec {
 _Static_assert(offsetof(ls_vec, d) == 32, "lua/luastream/vec.lua declares the same layout");
 
 /* ---- C side: creating and reading vecs in a lua_State ----
- * Both load luastream.vec on first use (package.path must reach lua/, as in
- * ls_vm_new) and may raise a Lua error: call them inside a protected call. */
+ * ls_vec_push loads luastream.vec on first use (package.path must reach lua/,
+ * as in ls_vm_new); ls_vec_to never loads it (without it no vec exists). Both
+ * may raise a Lua error: call them inside a protected call. */
 
 /* Pushes a new zero-filled vec of n elements (n >= 0) and returns it. The
  * memory belongs to Lua's GC: it stays valid while the value is reachable. */
@@ -53,6 +55,24 @@ ls_vec *ls_vec_push(lua_State *L, int32_t n);
 
 /* The vec at idx, or NULL when the value there is not a vec. */
 ls_vec *ls_vec_to(lua_State *L, int idx);
+
+/* NaNs in a vec. LuaJIT reads a double from FFI memory as it is, without
+ * making its NaNs canonical, and keeps a Lua value's type in the top bits of
+ * its NaN space: a negative NaN with any of bits 48-50 set would read as
+ * nil, a table pointer or another type (or become one once arithmetic quiets
+ * it). Code filling a vec from outside data (the decoders) passes each
+ * element through ls_vec_clean: such a NaN becomes the canonical NaN
+ * 0xfff8000000000000; every other double, other NaN payloads included, is
+ * kept bit for bit. NaNs made by Lua or by the kernels are never affected. */
+static inline double ls_vec_clean(double x) {
+  uint64_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u >> 52) == 0xfff && (u & 0x0007000000000000u)) {
+    u = 0xfff8000000000000u;
+    memcpy(&x, &u, sizeof x);
+  }
+  return x;
+}
 
 /* ---- reductions ---- */
 double ls_ffi_vec_sum(const double *x, int32_t n);

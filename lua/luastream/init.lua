@@ -226,7 +226,9 @@ local Topic = {}
 Topic.__index = Topic
 Topic.__tostring = function(t) return "Topic<" .. t.name .. ">" end
 
-local TOPIC_OPTS = { key = true, value = true, timestamp = true }
+local TOPIC_OPTS = { key = true, value = true, timestamp = true, arrays = true }
+-- arrays = "vec": JSON / MessagePack arrays of numbers decode to ls.vec (docs/serialization.md).
+local ARRAYS = { table = true, vec = true }
 
 ---------------------------------------------------------------------------
 -- The app
@@ -333,6 +335,15 @@ function App:topic(name, opts)
         (type(fmt) == "string" and ("'" .. fmt .. "'") or type(fmt)), where)
     end
   end
+  local arrays = opts.arrays == nil and "table" or opts.arrays
+  if not ARRAYS[arrays] then
+    util.fail("app:topic: option 'arrays' must be one of " .. one_of(ARRAYS) .. ", got " ..
+      (type(arrays) == "string" and ("'" .. arrays .. "'") or type(arrays)), where)
+  end
+  if arrays == "vec" and value ~= "json" and value ~= "msgpack" then
+    util.fail("app:topic: option arrays = \"vec\" needs value = \"json\" or \"msgpack\", got value = '" ..
+      value .. "'", where)
+  end
   local ts = opts.timestamp
   if ts ~= nil and type(ts) ~= "string" and not util.is_callable(ts) then
     util.fail("app:topic: option 'timestamp' must be a field name or a function(row, msg), got " .. type(ts), where)
@@ -340,13 +351,14 @@ function App:topic(name, opts)
   if ts == "" then util.fail("app:topic: option 'timestamp' must not be empty", where) end
   local old = self.topics[name]
   if old then
-    if old.key ~= key or old.value ~= value or old.timestamp ~= ts then
+    if old.key ~= key or old.value ~= value or old.timestamp ~= ts or old.arrays ~= arrays then
       util.fail("app:topic: topic '" .. name .. "' was already declared at " .. old.loc ..
         " with different options", where)
     end
     return old
   end
-  local t = setmetatable({ name = name, key = key, value = value, timestamp = ts, loc = where, app = self }, Topic)
+  local t = setmetatable({ name = name, key = key, value = value, timestamp = ts, arrays = arrays,
+    loc = where, app = self }, Topic)
   self.topics[name] = t
   return t
 end

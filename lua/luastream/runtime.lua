@@ -138,7 +138,7 @@ local function build(app, script_name)
   }
   local pipelines = {}
   for id, topic in ipairs(app.inputs) do
-    spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value }
+    spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value, arrays = topic.arrays }
     local p = compile.compile_topic(topic, app.roots[topic.name], env)
     p.topic = topic.name
     pipelines[id] = p

@@ -167,7 +167,9 @@ M.entry_key = entry_key
 
 -- The dirty entries of every store, appended to the arrays of `ch`
 -- (store index, partition, LMDB key, msgpack value or false for a delete);
--- they become clean. Returns the count.
+-- they become clean. Returns the count. Vecs are written as msgpack's vec
+-- ext type, so they load back as vecs.
+local VEC_EXT = { vecs = "ext" }
 function M.take_changes(ch)
   local n = 0
   local encode = core.encode
@@ -182,7 +184,7 @@ function M.take_changes(ch)
             ch.val[n] = false
             kt[k] = nil
           else
-            ch.val[n] = encode("msgpack", v)
+            ch.val[n] = encode("msgpack", v, VEC_EXT)
           end
         end
         part.dirty[key] = nil

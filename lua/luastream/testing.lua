@@ -12,8 +12,9 @@
 -- in-memory topics:
 --  * loading: the script goes through rt.load, like `luastream run`;
 --  * input: a sent value is encoded with the input topic's serializers
---    (luastream.core, the C codecs) and decoded again, as runtime/batch.c
---    does with a Kafka message; tombstones (no value) are not rows;
+--    (luastream.core, the C codecs) and decoded again (with the topic's
+--    arrays option), as runtime/batch.c does with a Kafka message;
+--    tombstones (no value) are not rows;
 --  * one rt.run_batch per batch; a failing batch is replayed row by row and
 --    the failing row meets on_error, as in runtime/app.c (skip, stop,
 --    dead-letter with the luastream.* headers, or the user's function
@@ -107,6 +108,12 @@ local function suggest(name, names)
     if d <= 2 + floor(#k / 6) and (not bestd or d < bestd) then best, bestd = k, d end
   end
   return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+-- core.decode's options for a topic declared with arrays = "vec".
+local ARRAYS_VEC = { arrays = "vec" }
+local function decode_opts(topic)
+  return topic and topic.arrays == "vec" and ARRAYS_VEC or nil
 end
 
 -- Strips the "encode json: " / "decode json: " prefix of luastream.core's
@@ -613,7 +620,7 @@ function Driver:_batch(msgs)
   for i, m in ipairs(msgs) do
     if m.value ~= nil then -- a tombstone is not a row
       local input = spec.inputs[m.tid]
-      local ok, v = pcall(core.decode, input.value, m.value)
+      local ok, v = pcall(core.decode, input.value, m.value, decode_opts(input))
       if not ok then
         m.err = "value: " .. codec_message(v)
       else
@@ -885,6 +892,7 @@ function Driver:read(topic, opts)
   elseif self.app and self.app.topics and self.app.topics[topic] then
     kf, vf = self.app.topics[topic].key, self.app.topics[topic].value
   end
+  local vopts = decode_opts(self.app and self.app.topics and self.app.topics[topic])
   local log = self.logs[topic] or {}
   self.logs[topic] = {}
   local res = {}
@@ -900,7 +908,7 @@ function Driver:read(topic, opts)
         key = k
       end
       if value ~= nil then
-        local ok, v = pcall(core.decode, vf, value)
+        local ok, v = pcall(core.decode, vf, value, vopts)
         if not ok then
           error(format("d:read(%s): record %d@%d: value: %s (read it with { raw = true })",
             show(topic), rec.partition, rec.offset, codec_message(v)), 2)

@@ -2,8 +2,11 @@
  * lua-cjson, side by side in one lua_State.
  *
  * Data sets: ~100-byte phone rows, a ~1 KB nested document, arrays of 1500
- * doubles (sensor-like 6-digit values, and full 17-digit values). For each,
- * decode and encode are timed three ways, all called from C:
+ * doubles (sensor-like 6-digit values, and full 17-digit values), and car
+ * telemetry messages (four channels of 1500 samples each), which are also
+ * decoded with arrays = "vec" (LS_ARRAYS_VEC: each channel one ls.vec) and
+ * encoded from those vecs, next to the same with tables and with cjson. For
+ * each, decode and encode are timed three ways, all called from C:
  *   ours/C      ls_json_decode / ls_json_encode called directly (as app.c does)
  *   ours/call   the same through a lua_CFunction, called with lua_call
  *   cjson/call  cjson.decode / cjson.encode, called with lua_call
@@ -13,7 +16,8 @@
  * snprintf("%.15g/%.16g/%.17g") + strtod reference loop, and
  * ls_decimal_to_double against strtod.
  *
- * Build and run: cmake --build build --target bench_json && build/bench_json */
+ * Build and run: cmake --build build --target bench_json && build/bench_json
+ * (build/bench_json telemetry: the telemetry set only). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +32,7 @@
 #include "buf.h"
 #include "dtoa.h"
 #include "json.h"
+#include "lua_vm.h"
 #include "luavalue.h"
 
 #define MIN_SECONDS 0.25
@@ -137,6 +142,37 @@ static void make_doubles(dataset *ds, int n, int digits) {
   free(buf);
 }
 
+/* {"car":"car-7","t0":...,"rate_hz":1500,"channels":{"speed":[...],"rpm":[...],
+ *  "throttle":[...],"brake":[...]}}, 1500 samples per channel as a logger
+ * writes them: speed in km/h with 2 decimals, rpm whole, throttle and brake
+ * in [0, 1] with 3 decimals (brake mostly 0). */
+static void make_telemetry(dataset *ds, int n) {
+  ds_init(ds, "car telemetry, 4 x 1500 samples", n);
+  char *buf = malloc(4 * 1500 * 16 + 256);
+  static const char *const names[] = {"speed", "rpm", "throttle", "brake"};
+  for (int i = 0; i < n; i++) {
+    size_t len = (size_t)sprintf(buf, "{\"car\":\"car-%d\",\"t0\":%lld,\"rate_hz\":1500,\"channels\":{", i % 20,
+                                 1764160000123LL + i * 1000LL);
+    double speed = uniform(80, 250), rpm = uniform(6000, 11000);
+    for (int c = 0; c < 4; c++) {
+      len += (size_t)sprintf(buf + len, "%s\"%s\":[", c ? "," : "", names[c]);
+      for (int k = 0; k < 1500; k++) {
+        if (k) buf[len++] = ',';
+        speed += uniform(-0.3, 0.3);
+        rpm += uniform(-20, 20);
+        if (c == 0) len += (size_t)sprintf(buf + len, "%.2f", speed);
+        else if (c == 1) len += (size_t)sprintf(buf + len, "%.0f", rpm);
+        else if (c == 2) len += (size_t)sprintf(buf + len, "%.3f", uniform(0, 1));
+        else len += (size_t)sprintf(buf + len, "%.3f", rng() % 8 ? 0.0 : uniform(0, 1));
+      }
+      buf[len++] = ']';
+    }
+    len += (size_t)sprintf(buf + len, "}}");
+    add_doc(ds, buf, len);
+  }
+  free(buf);
+}
+
 /* ---- the three ways of calling ---- */
 
 static ls_buf wrap_buf;
@@ -149,6 +185,14 @@ static int l_ours_decode(lua_State *L) {
   return 1;
 }
 
+static int l_ours_decode_vec(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char err[256];
+  if (ls_json_decode_opts(L, s, n, LS_ARRAYS_VEC, err, sizeof err)) return luaL_error(L, "%s", err);
+  return 1;
+}
+
 static int l_ours_encode(lua_State *L) {
   char err[256];
   wrap_buf.len = 0;
@@ -157,8 +201,10 @@ static int l_ours_encode(lua_State *L) {
   return 1;
 }
 
-/* Registry slots: the data set's strings and tables, and the functions. */
-static int ref_strings, ref_tables, ref_cjson_decode, ref_cjson_encode, ref_ours_decode, ref_ours_encode;
+/* Registry slots: the data set's strings and tables (and values decoded
+ * with arrays = "vec"), and the functions. */
+static int ref_strings, ref_tables, ref_vec_values, ref_cjson_decode, ref_cjson_encode, ref_ours_decode,
+    ref_ours_decode_vec, ref_ours_encode;
 
 typedef struct timing {
   double seconds;
@@ -170,6 +216,7 @@ typedef struct bench_arg {
   const dataset *ds;
   int mode; /* 0 ours/C, 1 ours/call, 2 cjson/call */
   int encode;
+  int flags; /* LS_ARRAYS_VEC: decode to vecs, or encode the values holding them */
   timing t;
 } bench_arg;
 
@@ -179,10 +226,10 @@ static size_t pass_c(lua_State *L, const bench_arg *a, ls_buf *out) {
   size_t bytes = 0;
   for (int i = 0; i < a->ds->n; i++) {
     if (!a->encode) {
-      if (ls_json_decode(L, a->ds->docs[i], a->ds->lens[i], err, sizeof err)) luaL_error(L, "%s", err);
+      if (ls_json_decode_opts(L, a->ds->docs[i], a->ds->lens[i], a->flags, err, sizeof err)) luaL_error(L, "%s", err);
       bytes += a->ds->lens[i];
     } else {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ref_tables);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, a->flags ? ref_vec_values : ref_tables);
       lua_rawgeti(L, -1, i + 1);
       out->len = 0;
       if (ls_json_encode(L, -1, out, err, sizeof err)) luaL_error(L, "%s", err);
@@ -195,10 +242,10 @@ static size_t pass_c(lua_State *L, const bench_arg *a, ls_buf *out) {
 }
 
 static size_t pass_call(lua_State *L, const bench_arg *a) {
-  int fn = a->mode == 1 ? (a->encode ? ref_ours_encode : ref_ours_decode)
+  int fn = a->mode == 1 ? (a->encode ? ref_ours_encode : a->flags ? ref_ours_decode_vec : ref_ours_decode)
                         : (a->encode ? ref_cjson_encode : ref_cjson_decode);
   size_t bytes = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->encode ? ref_tables : ref_strings);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->encode ? (a->flags ? ref_vec_values : ref_tables) : ref_strings);
   int src = lua_gettop(L);
   for (int i = 0; i < a->ds->n; i++) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
@@ -232,13 +279,32 @@ static int run_bench(lua_State *L) {
   return 0;
 }
 
-static timing bench(lua_State *L, const dataset *ds, int mode, int encode) {
-  bench_arg a = {ds, mode, encode, {0, 0, 0}};
+static timing bench_flags(lua_State *L, const dataset *ds, int mode, int encode, int flags) {
+  bench_arg a = {ds, mode, encode, flags, {0, 0, 0}};
   if (lua_cpcall(L, run_bench, &a) != 0) {
     fprintf(stderr, "bench failed: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
   }
   return a.t;
+}
+
+static timing bench(lua_State *L, const dataset *ds, int mode, int encode) {
+  return bench_flags(L, ds, mode, encode, 0);
+}
+
+/* Decodes every document of ds with the decoder at ref into a list, left at
+ * the top of the stack. */
+static void decode_all(lua_State *L, const dataset *ds, int ref) {
+  lua_createtable(L, ds->n, 0);
+  for (int i = 0; i < ds->n; i++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_pushlstring(L, ds->docs[i], ds->lens[i]);
+    if (lua_pcall(L, 1, 1, 0)) {
+      fprintf(stderr, "%s: %s\n", ds->name, lua_tostring(L, -1));
+      exit(1);
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
 }
 
 /* Makes the data set's Lua strings and (with our decoder) tables. */
@@ -267,6 +333,36 @@ static void print_row(const char *what, timing t, timing base) {
   printf("  %-12s %12.0f rows/s %9.1f MB/s", what, rate, mbs);
   if (base.ops) printf("   x%.2f vs cjson", rate / ((double)base.ops / base.seconds));
   printf("\n");
+}
+
+static double rate_of(timing t) { return (double)t.ops / t.seconds; }
+
+static void print_vec_row(const char *what, timing t, timing cj, timing table) {
+  printf("  %-22s %9.0f rows/s %7.1f MB/s", what, rate_of(t), (double)t.bytes / t.seconds / 1e6);
+  if (cj.ops) printf("   x%5.2f vs cjson", rate_of(t) / rate_of(cj));
+  if (table.ops) printf("   x%5.2f vs arrays=table", rate_of(t) / rate_of(table));
+  printf("\n");
+}
+
+/* The telemetry set: arrays = "table" against arrays = "vec", both against
+ * cjson (which makes tables). */
+static void compare_arrays(lua_State *L, const dataset *ds, int have_cjson) {
+  load_dataset(L, ds);
+  decode_all(L, ds, ref_ours_decode_vec);
+  lua_rawseti(L, LUA_REGISTRYINDEX, ref_vec_values);
+  printf("%s: %d documents, %.0f bytes each on average\n", ds->name, ds->n, (double)ds->bytes / ds->n);
+  timing none = {0, 0, 0};
+  for (int encode = 0; encode <= 1; encode++) {
+    printf(" %s\n", encode ? "encode (vecs: from the values decoded with arrays = vec)" : "decode");
+    timing cj = have_cjson ? bench(L, ds, 2, encode) : none;
+    for (int mode = 0; mode <= 1; mode++) {
+      timing table = bench_flags(L, ds, mode, encode, 0);
+      timing vecs = bench_flags(L, ds, mode, encode, LS_ARRAYS_VEC);
+      print_vec_row(mode ? "ours/call arrays=table" : "ours/C arrays=table", table, cj, none);
+      print_vec_row(mode ? "ours/call arrays=vec" : "ours/C arrays=vec", vecs, cj, table);
+    }
+    if (have_cjson) print_vec_row("cjson/call (tables)", cj, none, none);
+  }
 }
 
 static void compare(lua_State *L, const dataset *ds, int have_cjson) {
@@ -390,31 +486,44 @@ static int load_cjson(lua_State *L) {
   return 1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  int only_telemetry = argc > 1 && strcmp(argv[1], "telemetry") == 0;
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   ls_value_init(L);
+  lua_getglobal(L, "package"); /* luastream.vec, for arrays = "vec" */
+  lua_pushfstring(L, "%s/?.lua", ls_vm_lua_dir());
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
   ls_buf_init(&wrap_buf);
   lua_pushcfunction(L, l_ours_decode);
   ref_ours_decode = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_ours_decode_vec);
+  ref_ours_decode_vec = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, l_ours_encode);
   ref_ours_encode = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushboolean(L, 0);
   ref_strings = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushboolean(L, 0);
   ref_tables = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 0);
+  ref_vec_values = luaL_ref(L, LUA_REGISTRYINDEX);
   int have_cjson = load_cjson(L);
 
-  dataset rows, nested, d6, d17;
-  make_rows(&rows, 20000);
-  make_nested(&nested, 2000);
-  make_doubles(&d6, 40, 6);
-  make_doubles(&d17, 40, 17);
-  compare(L, &rows, have_cjson);
-  compare(L, &nested, have_cjson);
-  compare(L, &d6, have_cjson);
-  compare(L, &d17, have_cjson);
-  numbers();
+  dataset rows, nested, d6, d17, telemetry;
+  make_telemetry(&telemetry, 20);
+  if (!only_telemetry) {
+    make_rows(&rows, 20000);
+    make_nested(&nested, 2000);
+    make_doubles(&d6, 40, 6);
+    make_doubles(&d17, 40, 17);
+    compare(L, &rows, have_cjson);
+    compare(L, &nested, have_cjson);
+    compare(L, &d6, have_cjson);
+    compare(L, &d17, have_cjson);
+  }
+  compare_arrays(L, &telemetry, have_cjson);
+  if (!only_telemetry) numbers();
   ls_buf_free(&wrap_buf);
   lua_close(L);
   return 0;

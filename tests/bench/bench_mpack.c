@@ -5,6 +5,9 @@
  * walk that turns the msgpack_object tree into the same Lua values:
  *   - msgpack_unpack() into one zone reused for every message (its best case);
  *   - msgpack_unpack_next() with a msgpack_unpacked (a new zone per message).
+ * Then a car telemetry message (four channels of 1500 float64 samples) is
+ * decoded by mpack.c with arrays = "table" and with arrays = "vec"
+ * (LS_ARRAYS_VEC: each channel one ls.vec).
  * Run: make bench && build/bench_mpack [iterations-scale] */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <msgpack.h>
 
 #include "buf.h"
+#include "lua_vm.h"
 #include "luavalue.h"
 #include "mpack.h"
 
@@ -102,6 +106,11 @@ static int decode_mpack(lua_State *L, const char *p, size_t n) {
   return ls_mpack_decode(L, p, n, err, sizeof err);
 }
 
+static int decode_mpack_vec(lua_State *L, const char *p, size_t n) {
+  char err[128];
+  return ls_mpack_decode_opts(L, p, n, LS_ARRAYS_VEC, err, sizeof err);
+}
+
 /* ---- workloads ---- */
 
 typedef struct workload {
@@ -150,11 +159,45 @@ static double time_decode(lua_State *L, decode_fn fn, const ls_buf *b, long iter
   return best;
 }
 
+static const char TELEMETRY[] =
+    "local t = { car = 'car-7', t0 = 1764160000123, rate_hz = 1500, channels = {} }\n"
+    "for _, c in ipairs({ 'speed', 'rpm', 'throttle', 'brake' }) do\n"
+    "  local a = {} for i = 1, 1500 do a[i] = math.random() * 300 + 0.5 end t.channels[c] = a\n"
+    "end\n"
+    "return t";
+
+static void telemetry(lua_State *L, double scale) {
+  if (luaL_dostring(L, TELEMETRY)) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    exit(1);
+  }
+  ls_buf b;
+  ls_buf_init(&b);
+  char err[128];
+  if (ls_mpack_encode(L, -1, &b, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    exit(1);
+  }
+  lua_pop(L, 1);
+  long n = (long)(2000 * scale);
+  if (n < 1) n = 1;
+  double tables = time_decode(L, decode_mpack, &b, n);
+  double vecs = time_decode(L, decode_mpack_vec, &b, n);
+  printf("\ncar telemetry, 4 x 1500 float64 (%zu bytes), mpack.c:\n"
+         "  arrays = \"table\" %9.0f ns\n  arrays = \"vec\"   %9.0f ns (x%.2f)\n", b.len, tables, vecs,
+         tables / vecs);
+  ls_buf_free(&b);
+}
+
 int main(int argc, char **argv) {
   double scale = argc > 1 ? atof(argv[1]) : 1.0;
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   ls_value_init(L);
+  lua_getglobal(L, "package"); /* luastream.vec, for arrays = "vec" */
+  lua_pushfstring(L, "%s/?.lua", ls_vm_lua_dir());
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
   msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE);
   ls_push_array_mt(L);
   array_mt = lua_gettop(L);
@@ -183,6 +226,7 @@ int main(int argc, char **argv) {
     printf("%-28s %8zu %12.0f %8.0f (%.2fx) %8.0f (%.2fx)\n", wl->name, b.len, a, z, z / a, u, u / a);
     ls_buf_free(&b);
   }
+  telemetry(L, scale);
   msgpack_zone_destroy(&zone);
   lua_close(L);
   return 0;

@@ -7,6 +7,13 @@
  * infinity (1e400 decodes to one). Any other difference, a crash, a sanitizer
  * report or an unbalanced Lua stack aborts.
  *
+ * The input is also decoded with LS_ARRAYS_VEC (arrays of numbers become
+ * vecs): that must fail exactly when the plain decode fails, with the same
+ * message, and otherwise give the same value with each vec in place of a
+ * marked table of the same numbers (int64 cdata as their nearest double). The
+ * vec form must then encode (unless it holds an infinity) and decode again
+ * with the option to the same value, bit for bit.
+ *
  * The codec sources are compiled into this file, under other names, rather
  * than taken from the lscore objects: the build instruments only this target's
  * own sources for coverage, and the fuzzer needs coverage of the codec.
@@ -25,12 +32,14 @@
 #include <lualib.h>
 
 #define ls_json_decode fuzz_json_decode
+#define ls_json_decode_opts fuzz_json_decode_opts
 #define ls_json_encode fuzz_json_encode
 #define ls_dtoa fuzz_dtoa
 #define ls_u64toa fuzz_u64toa
 #define ls_decimal_to_double fuzz_decimal_to_double
 #include "../../runtime/dtoa.c"
 #include "../../runtime/json.c"
+#include "lua_vm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,7 +64,8 @@ static int fuzz_array_marked(lua_State *L, int idx) {
 
 static int fuzz_equal(lua_State *L, int a, int b);
 
-static int fuzz_tables_equal(lua_State *L, int a, int b) {
+/* Tables a and b have the same keys and eq holds for every pair of values. */
+static int fuzz_tables_equal_by(lua_State *L, int a, int b, int (*eq)(lua_State *, int, int)) {
   if (fuzz_array_marked(L, a) != fuzz_array_marked(L, b)) return 0;
   int na = 0, nb = 0;
   lua_pushnil(L);
@@ -68,7 +78,7 @@ static int fuzz_tables_equal(lua_State *L, int a, int b) {
     na++;
     lua_pushvalue(L, -2);
     lua_rawget(L, b);
-    int same = fuzz_equal(L, lua_gettop(L) - 1, lua_gettop(L));
+    int same = eq(L, lua_gettop(L) - 1, lua_gettop(L));
     lua_pop(L, 2);
     if (!same) {
       lua_pop(L, 1);
@@ -76,6 +86,10 @@ static int fuzz_tables_equal(lua_State *L, int a, int b) {
     }
   }
   return na == nb;
+}
+
+static int fuzz_tables_equal(lua_State *L, int a, int b) {
+  return fuzz_tables_equal_by(L, a, b, fuzz_equal);
 }
 
 /* int64/uint64 cdata as a double (an integral double at or beyond 2^53 is
@@ -114,6 +128,62 @@ static int fuzz_equal(lua_State *L, int a, int b) {
   }
 }
 
+/* The value at t (decoded without the option) and at v (with it) hold the
+ * same data: every vec at v is a marked table at t of the same numbers. */
+static int fuzz_vec_equiv(lua_State *L, int t, int v);
+
+static int fuzz_vec_matches_table(lua_State *L, int t, const ls_vec *vec) {
+  if (lua_type(L, t) != LUA_TTABLE || !fuzz_array_marked(L, t) || lua_objlen(L, t) != (size_t)vec->n) return 0;
+  for (int32_t i = 0; i < vec->n; i++) {
+    lua_rawgeti(L, t, i + 1);
+    double x;
+    int ok = lua_type(L, -1) == LUA_TNUMBER ? (x = lua_tonumber(L, -1), 1) : fuzz_int64_as_double(L, -1, &x);
+    lua_pop(L, 1);
+    if (!ok || memcmp(&x, &vec->d[i], sizeof x) != 0) return 0;
+  }
+  return 1;
+}
+
+static int fuzz_vec_tables(lua_State *L, int t, int v) {
+  return lua_objlen(L, t) == lua_objlen(L, v) && fuzz_tables_equal_by(L, t, v, fuzz_vec_equiv);
+}
+
+static int fuzz_vec_equiv(lua_State *L, int t, int v) {
+  ls_vec *vec = ls_vec_to(L, v);
+  if (vec) return fuzz_vec_matches_table(L, t, vec);
+  if (lua_type(L, t) == LUA_TTABLE && lua_type(L, v) == LUA_TTABLE) return fuzz_vec_tables(L, t, v);
+  return fuzz_equal(L, t, v);
+}
+
+/* Both values bit for bit the same, vecs compared element by element. */
+static int fuzz_vec_same(lua_State *L, int a, int b) {
+  ls_vec *x = ls_vec_to(L, a), *y = ls_vec_to(L, b);
+  if (x || y) return x && y && x->n == y->n && (x->n == 0 || memcmp(x->d, y->d, (size_t)x->n * sizeof *x->d) == 0);
+  if (lua_type(L, a) == LUA_TTABLE && lua_type(L, b) == LUA_TTABLE) {
+    if (fuzz_array_marked(L, a) != fuzz_array_marked(L, b)) return 0;
+    int na = 0, nb = 0;
+    lua_pushnil(L);
+    while (lua_next(L, b)) {
+      lua_pop(L, 1);
+      nb++;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, a)) {
+      na++;
+      lua_pushvalue(L, -2);
+      lua_rawget(L, b);
+      int same = fuzz_vec_same(L, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 2);
+      if (!same) {
+        lua_pop(L, 1);
+        return 0;
+      }
+    }
+    return na == nb;
+  }
+  return fuzz_equal(L, a, b);
+}
+
 /* Encodes the value at idx into out (reset first); 0, or -1 with err set. */
 static int fuzz_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen) {
   int top = lua_gettop(L);
@@ -123,6 +193,31 @@ static int fuzz_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t err
   return rc;
 }
 
+/* The value at top + 1 (decoded without the option) against the decode
+ * with LS_ARRAYS_VEC (rc0, err0: the plain decode's outcome). */
+static void fuzz_arrays_vec(lua_State *L, const fuzz_input *in, int top, int rc0, const char *err0) {
+  char err[256];
+  int base = lua_gettop(L);
+  int rc = fuzz_json_decode_opts(L, in->data, in->size, LS_ARRAYS_VEC, err, sizeof err);
+  if (rc != rc0 || (rc && strcmp(err, err0) != 0)) fuzz_fail("arrays = vec: another outcome", in);
+  if (lua_gettop(L) != base + (rc == 0)) fuzz_fail("arrays = vec: unbalanced stack", in);
+  if (rc) return;
+  if (!fuzz_vec_equiv(L, top + 1, base + 1)) fuzz_fail("arrays = vec: another value", in);
+  ls_buf text;
+  ls_buf_init(&text);
+  if (fuzz_encode(L, base + 1, &text, err, sizeof err) != 0) {
+    ls_buf_free(&text);
+    if (!strstr(err, "NaN or infinity")) fuzz_fail(err, in);
+    lua_settop(L, base);
+    return;
+  }
+  rc = fuzz_json_decode_opts(L, text.data, text.len, LS_ARRAYS_VEC, err, sizeof err);
+  ls_buf_free(&text);
+  if (rc != 0) fuzz_fail("arrays = vec: re-decode failed", in);
+  if (!fuzz_vec_same(L, base + 1, base + 2)) fuzz_fail("arrays = vec: the re-decoded value differs", in);
+  lua_settop(L, base);
+}
+
 /* Runs in lua_pcall: the whole check for one input. */
 static int fuzz_one(lua_State *L) {
   const fuzz_input *in = lua_touserdata(L, 1);
@@ -130,8 +225,10 @@ static int fuzz_one(lua_State *L) {
   int top = lua_gettop(L);
   if (fuzz_json_decode(L, in->data, in->size, err, sizeof err) != 0) {
     if (lua_gettop(L) != top || err[0] == '\0') fuzz_fail("unbalanced stack or no message after an error", in);
+    fuzz_arrays_vec(L, in, top, -1, err);
     return 0;
   }
+  fuzz_arrays_vec(L, in, top, 0, "");
   if (lua_gettop(L) != top + 1) fuzz_fail("decode pushed more than one value", in);
   ls_buf first, second;
   ls_buf_init(&first);
@@ -159,6 +256,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     L = luaL_newstate();
     luaL_openlibs(L);
     ls_value_init(L);
+    lua_getglobal(L, "package"); /* luastream.vec, for the vecs */
+    lua_pushfstring(L, "%s/?.lua", ls_vm_lua_dir());
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
   }
   /* An exact-size copy, so reads past the end are caught. */
   char *copy = malloc(size ? size : 1);

@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "check.h"
+#include "lua_vm.h"
 #include "luavalue.h"
 #include "mpack.h"
 
@@ -66,6 +67,11 @@ static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   ls_value_init(L);
+  /* luastream.vec must be loadable: the vec ext type decodes to a vec */
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua", ls_vm_lua_dir());
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
   lua_register(L, "enc", l_enc);
   lua_register(L, "dec", l_dec);
   if (luaL_loadstring(L, PRELUDE) != 0) abort();
