@@ -18,6 +18,7 @@ struct ls_kafka {
   char *brokers;
   ls_assign_fn on_assign;
   rd_kafka_queue_t *cq;
+  int assigned_once;          /* an assignment arrived (see ls_kafka_close) */
   ls_revoke_fn on_revoke;
   void *ud;
   rd_kafka_topic_t *topics[LS_MAX_TOPICS];
@@ -102,6 +103,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   rd_kafka_error_t *e = NULL;
   rd_kafka_resp_err_t re = 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    k->assigned_once = 1;
     ls_info("partitions assigned: %s", desc);
     if (k->on_assign) k->on_assign(k->ud, parts);
     if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
@@ -242,9 +244,17 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
 
 void ls_kafka_close(ls_kafka *k) {
   if (!k) return;
-  rd_kafka_consumer_close(k->consumer);
-  rd_kafka_queue_destroy(k->cq);
-  rd_kafka_destroy(k->consumer);
+  /* librdkafka before 2.2.1 asserts when a cooperative-sticky consumer is
+   * closed before its first assignment (its assignor state is still NULL).
+   * Such a consumer holds nothing: leave it to the process exit, and the
+   * group to the session timeout. */
+  if (k->assigned_once) {
+    rd_kafka_consumer_close(k->consumer);
+    rd_kafka_queue_destroy(k->cq);
+    rd_kafka_destroy(k->consumer);
+  } else {
+    ls_debug("the consumer never had an assignment: not closing it");
+  }
   for (int i = 0; i < k->ntopics; i++) rd_kafka_topic_destroy(k->topics[i]);
   rd_kafka_flush(k->producer, 10000);
   rd_kafka_destroy(k->producer);
