@@ -795,6 +795,12 @@ static int build_next(ls_app *a, next_pipeline *np, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: a restart is needed to apply this change", reason);
     return -1;
   }
+  for (int i = 0; i <= np->spec.noutputs; i++) { /* the producer's topic handles (bounded) */
+    const char *t = i < np->spec.noutputs ? np->spec.outputs[i].name : np->spec.dead_letter;
+    if (t && !ls_kafka_topic(a->kafka, t))
+      return snprintf(err, errlen, "too many distinct output topics since the start (%s): a restart "
+                      "is needed", t), -1;
+  }
   return 0;
 }
 

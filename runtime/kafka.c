@@ -295,9 +295,9 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
 
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms) {
   ssize_t n = rd_kafka_consume_batch_queue(k->cq, 0, msgs, max);
-  if (n != 0 || max < 2 || timeout_ms == 0) return n;
+  if (n != 0 || timeout_ms == 0) return n;
   n = rd_kafka_consume_batch_queue(k->cq, timeout_ms, msgs, 1);
-  if (n != 1) return n;
+  if (n != 1 || max < 2) return n;
   ssize_t more = rd_kafka_consume_batch_queue(k->cq, 0, msgs + 1, max - 1);
   return more > 0 ? 1 + more : 1;
 }

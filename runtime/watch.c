@@ -27,10 +27,12 @@ struct ls_watch {
   watched *files;
   int n;
   pthread_t thread;
+  int started;     /* the thread runs: stop joins it */
   pthread_mutex_t mu;
   int changed;
   double since_ms;
-  char last[PATH_MAX];
+  char last[PATH_MAX];   /* written by the thread, under mu */
+  char taken[PATH_MAX];  /* last, as of the last ls_watch_take */
   void (*wake)(void *ud);
   void *ud;
 };
@@ -141,13 +143,14 @@ ls_watch *ls_watch_start(const char *const *files, int n, void (*wake)(void *ud)
     ls_watch_stop(w);
     return NULL;
   }
+  w->started = 1;
   return w;
 }
 
 void ls_watch_stop(ls_watch *w) {
   if (!w) return;
   if (w->stop_pipe[1] >= 0) {
-    if (write(w->stop_pipe[1], "x", 1) == 1) pthread_join(w->thread, NULL);
+    if (w->started && write(w->stop_pipe[1], "x", 1) == 1) pthread_join(w->thread, NULL);
     close(w->stop_pipe[1]);
   }
   if (w->stop_pipe[0] >= 0) close(w->stop_pipe[0]);
@@ -166,11 +169,12 @@ int ls_watch_take(ls_watch *w, double *since_ms) {
   pthread_mutex_lock(&w->mu);
   int changed = w->changed;
   if (changed && since_ms) *since_ms = w->since_ms;
+  if (changed) memcpy(w->taken, w->last, sizeof w->taken);
   w->changed = 0;
   pthread_mutex_unlock(&w->mu);
   return changed;
 }
 
 const char *ls_watch_last(ls_watch *w) {
-  return w ? w->last : "";
+  return w ? w->taken : "";
 }

@@ -25,7 +25,7 @@ void ls_watch_stop(ls_watch *w);
  * wall-clock time (ms) of the first change is stored in *since_ms. */
 int ls_watch_take(ls_watch *w, double *since_ms);
 
-/* The path of the last file that changed (valid until the next change). */
+/* The path of the file whose change the last ls_watch_take reported. */
 const char *ls_watch_last(ls_watch *w);
 
 #endif

@@ -116,6 +116,9 @@ E.__call = function(e, self, ...)
   local parent = is_expr(self) and rawget(self, NODE)
   local same = parent and (node.k == "index" and rawequal(node.a, parent) or
     node.k == "col" and parent.k == "col" and #parent.path == #node.path - 1)
+  for k = 1, same and node.k == "col" and #parent.path or 0 do
+    if parent.path[k] ~= node.path[k] then same = false end
+  end
   if type(name) ~= "string" or not util.is_ident(name) or not same then
     util.fail("a column expression is not callable; to run a function on it use expr:apply(fn), " ..
       "or call a method of its values with ':' (sdf.g:max())")

@@ -64,6 +64,7 @@ local function journal(kt, k)
 end
 
 function M.begin_batch()
+  for j = 1, J.n do J[j] = nil end -- no references kept to values of earlier batches
   J.n, J.mark, J.row = 0, 0, nil
 end
 

@@ -73,5 +73,8 @@ sdf:to_topic(app:topic("out"))
   it("rejects calling a column", function()
     assert.matches("a column expression is not callable",
       H.error_of(function() return ls.col("x")(1) end), 1, true)
+    -- a.max(b) is not a method call on a
+    assert.matches("a column expression is not callable",
+      H.error_of(function() return ls.col("a").max(ls.col("b")) end), 1, true)
   end)
 end)
