@@ -730,6 +730,23 @@ function Driver:_input(topic, what)
 end
 
 -- Builds the input record for topic `topic` from the table form.
+
+-- The bytes of a record's key or value: raw_<field> as given, or <field>
+-- written in the topic's format. Errors are raised at the caller's caller.
+local function field_bytes(what, field, format, raw, value)
+  if raw ~= nil then
+    if type(raw) ~= "string" then error(what .. ": raw_" .. field .. " must be a string of bytes", 4) end
+    return raw
+  end
+  if value == nil then return nil end
+  local ok, b = pcall(core.encode, format, value)
+  if not ok then
+    error(what .. ": the " .. field .. " cannot be written in the topic's " .. field .. " format '" ..
+      format .. "': " .. codec_message(b), 4)
+  end
+  return b
+end
+
 function Driver:_record(topic, tid, r, what)
   if type(r) ~= "table" then
     error(what .. ": expected a record table { key =, value =, ... }, got " .. type(r), 3)
@@ -742,29 +759,8 @@ function Driver:_record(topic, tid, r, what)
     end
   end
   local input = self.spec.inputs[tid]
-  local kb, vb
-  if r.raw_key ~= nil then
-    if type(r.raw_key) ~= "string" then error(what .. ": raw_key must be a string of bytes", 3) end
-    kb = r.raw_key
-  elseif r.key ~= nil then
-    local ok, b = pcall(core.encode, input.key, r.key)
-    if not ok then
-      error(what .. ": the key cannot be written in the topic's key format '" .. input.key .. "': " ..
-        codec_message(b), 3)
-    end
-    kb = b
-  end
-  if r.raw_value ~= nil then
-    if type(r.raw_value) ~= "string" then error(what .. ": raw_value must be a string of bytes", 3) end
-    vb = r.raw_value
-  elseif r.value ~= nil then
-    local ok, b = pcall(core.encode, input.value, r.value)
-    if not ok then
-      error(what .. ": the value cannot be written in the topic's value format '" .. input.value .. "': " ..
-        codec_message(b), 3)
-    end
-    vb = b
-  end
+  local kb = field_bytes(what, "key", input.key, r.raw_key, r.key)
+  local vb = field_bytes(what, "value", input.value, r.raw_value, r.value)
   local ts = r.timestamp
   if ts == nil then
     ts = self.clock

@@ -40,29 +40,8 @@ if [ "$PIPELINE_ROWS" != 0 ]; then
   bench_pipeline="$BUILD/bench_pipeline"
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/luastream-bench.XXXXXX")
-broker_pid=""
-driver_pid=""
-# shellcheck disable=SC2317 # (called from the traps)
-cleanup() {
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$driver_pid" ]; then
-    kill "$driver_pid" 2>/dev/null
-    wait "$driver_pid" 2>/dev/null
-  fi
-  if [ -n "$broker_pid" ]; then
-    kill "$broker_pid" 2>/dev/null
-    wait "$broker_pid" 2>/dev/null
-  fi
-  if [ "${keep_work:-0}" = 1 ]; then
-    echo "run.sh: logs kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+work_prefix=luastream-bench
+. tests/bench/broker.sh
 
 # One broker process for everything: the input topic and one output topic per peer
 # and run (out-kcat, out-py, out-ls, then out-kcat-2, ...), 16 partitions each.
@@ -75,20 +54,7 @@ while [ "$i" -le "$REPEAT" ]; do
   i=$((i + 1))
 done
 # shellcheck disable=SC2086
-"$BUILD/luastream" broker $topics --bootstrap-file "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.err" &
-broker_pid=$!
-n=0
-while [ ! -s "$work/bootstrap" ]; do
-  n=$((n + 1))
-  if [ "$n" -gt 100 ] || ! kill -0 "$broker_pid" 2>/dev/null; then
-    echo "run.sh: the dev broker did not start:" >&2
-    cat "$work/broker.err" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-broker=$(cat "$work/bootstrap")
-echo "dev broker: $broker (pid $broker_pid)" >&2
+start_broker $topics
 
 set -- --broker "$broker" --luastream "$BUILD/luastream" --rows "$ROWS" --repeat "$REPEAT" \
   --peers "$PEERS" --ls-args "$LS_ARGS" --workdir "$work" --pipeline-rows "$PIPELINE_ROWS"

@@ -38,29 +38,8 @@ if [ ! -x "$BUILD/luastream" ]; then
   cmake --build "$BUILD" -j2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/luastream-state.XXXXXX")
-broker_pid=""
-driver_pid=""
-# shellcheck disable=SC2317 # (called from the traps)
-cleanup() {
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$driver_pid" ]; then
-    kill "$driver_pid" 2>/dev/null
-    wait "$driver_pid" 2>/dev/null
-  fi
-  if [ -n "$broker_pid" ]; then
-    kill "$broker_pid" 2>/dev/null
-    wait "$broker_pid" 2>/dev/null
-  fi
-  if [ "${keep_work:-0}" = 1 ]; then
-    echo "state.sh: logs kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+work_prefix=luastream-state
+. tests/bench/broker.sh
 
 # The dev broker has no CreateTopics: every topic, changelogs included, up front.
 topics="--topic phone-data:16 --topic count-in:16 --topic count-out:16"
@@ -74,20 +53,7 @@ while [ "$i" -le "$REPEAT" ]; do
   i=$((i + 1))
 done
 # shellcheck disable=SC2086
-"$BUILD/luastream" broker $topics --bootstrap-file "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.err" &
-broker_pid=$!
-n=0
-while [ ! -s "$work/bootstrap" ]; do
-  n=$((n + 1))
-  if [ "$n" -gt 100 ] || ! kill -0 "$broker_pid" 2>/dev/null; then
-    echo "state.sh: the dev broker did not start:" >&2
-    cat "$work/broker.err" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-broker=$(cat "$work/bootstrap")
-echo "dev broker: $broker (pid $broker_pid)" >&2
+start_broker $topics
 
 set -- --broker "$broker" --luastream "$BUILD/luastream" --rows "$ROWS" --repeat "$REPEAT" \
   --keys "$KEYS" --dirty "$DIRTY" --parts "$PARTS" --ls-args "$LS_ARGS" --workdir "$work"

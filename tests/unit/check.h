@@ -5,8 +5,31 @@
 #ifndef LS_CHECK_H
 #define LS_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The next number of a splitmix64 sequence whose state is *state: each test
+ * keeps its own seed, so its random inputs are the same on every run. */
+static inline uint64_t check_splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+/* A double's bits and back. */
+static inline uint64_t check_bits_of(double x) {
+  uint64_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+static inline double check_from_bits(uint64_t u) {
+  double x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
 
 static int check_passed, check_failed;
 

@@ -27,12 +27,7 @@ static lua_State *L;
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Du;
 
-static uint64_t rng(void) { /* splitmix64 */
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
+static uint64_t rng(void) { return check_splitmix64(&rng_state); }
 
 /* ---- calling the codec inside lua_pcall, checking the stack ---- */
 

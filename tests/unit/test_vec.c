@@ -23,12 +23,7 @@
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
 
-static uint64_t rng(void) { /* splitmix64 */
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
+static uint64_t rng(void) { return check_splitmix64(&rng_state); }
 
 /* A small integer in [-50, 50]: sums of these are exact. */
 static double small_int(void) { return (double)(int)(rng() % 101) - 50; }

@@ -37,24 +37,8 @@ static lua_State *L;
 
 static uint64_t rng_state = 0x6A09E667F3BCC909u;
 
-static uint64_t rng(void) { /* splitmix64 */
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
+static uint64_t rng(void) { return check_splitmix64(&rng_state); }
 
-static uint64_t bits_of(double x) {
-  uint64_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static double from_bits(uint64_t u) {
-  double x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
 
 /* A random double of every kind: any finite bit pattern (subnormals and huge
  * values included), small integers, short decimals, zeros of both signs. */
@@ -62,11 +46,11 @@ static double random_double(void) {
   switch (rng() % 6) {
   case 0: return (double)((int64_t)(rng() % 2001) - 1000);
   case 1: return (double)(int64_t)(rng() % 2000001 - 1000000) / 1000.0;
-  case 2: return from_bits(rng() & 0x800FFFFFFFFFFFFFu); /* subnormal or zero */
+  case 2: return check_from_bits(rng() & 0x800FFFFFFFFFFFFFu); /* subnormal or zero */
   case 3: return (rng() & 1) ? -0.0 : 0.0;
   default: {
     double x;
-    do x = from_bits(rng());
+    do x = check_from_bits(rng());
     while (!isfinite(x));
     return x;
   }
@@ -268,9 +252,9 @@ static int vec_is(const double *x, int32_t n) {
   ls_vec *v = ls_vec_to(L, -1);
   if (!v || v->n != n) return 0;
   for (int32_t i = 0; i < n; i++)
-    if (bits_of(v->d[i]) != bits_of(x[i])) {
+    if (check_bits_of(v->d[i]) != check_bits_of(x[i])) {
       fprintf(stderr, "  element %d: got %016llx, want %016llx\n", (int)i,
-              (unsigned long long)bits_of(v->d[i]), (unsigned long long)bits_of(x[i]));
+              (unsigned long long)check_bits_of(v->d[i]), (unsigned long long)check_bits_of(x[i]));
       return 0;
     }
   return 1;
@@ -594,7 +578,7 @@ static void test_mpack_round_trips(void) {
   for (int round = 0; round < 200; round++) {
     int32_t n = round == 0 ? 0 : round == 1 ? 1 : (int32_t)(rng() % 1501);
     for (int32_t i = 0; i < n; i++) {
-      x[i] = (rng() % 4) ? random_double() : from_bits(rng());
+      x[i] = (rng() % 4) ? random_double() : check_from_bits(rng());
       want[i] = ls_vec_clean(x[i]);
     }
     for (int ext = 0; ext <= 1; ext++) {
@@ -616,7 +600,7 @@ static void test_mpack_round_trips(void) {
                          0x8000000000000000u, 0x0000000000000001u, 0x7fefffffffffffffu, 0xfff8000000000000u,
                          /* read by LuaJIT as nil, a table, ...: made canonical */
                          0xffffffffffffffffu, 0xfffa000000001000u, 0xfff1000000000000u, 0xfff9000000000000u};
-  for (int i = 0; i < 12; i++) x[i] = from_bits(nan_bits[i]), want[i] = from_bits(i < 8 ? nan_bits[i] : nan_bits[7]);
+  for (int i = 0; i < 12; i++) x[i] = check_from_bits(nan_bits[i]), want[i] = check_from_bits(i < 8 ? nan_bits[i] : nan_bits[7]);
   lua_createtable(L, 0, 3);
   push_vec(x, 12);
   lua_setfield(L, -2, "v");

@@ -1,0 +1,49 @@
+# Shared by run.sh and state.sh (sourced, not run): a working directory, one
+# `luastream broker` process on loopback, and clean-up on exit or interrupt.
+#
+#   work_prefix=luastream-bench; . tests/bench/broker.sh    (needs BUILD; sets work)
+#   start_broker --topic NAME:16 ...   (sets broker and broker_pid)
+# The caller sets driver_pid while its driver runs, and keep_work=1 to keep
+# the working directory (the logs) at exit.
+
+me=$(basename "$0")
+work=$(mktemp -d "${TMPDIR:-/tmp}/$work_prefix.XXXXXX")
+broker_pid=""
+driver_pid=""
+# shellcheck disable=SC2317 # (called from the traps)
+cleanup() {
+  trap - EXIT INT TERM
+  set +e
+  if [ -n "$driver_pid" ]; then
+    kill "$driver_pid" 2>/dev/null
+    wait "$driver_pid" 2>/dev/null
+  fi
+  if [ -n "$broker_pid" ]; then
+    kill "$broker_pid" 2>/dev/null
+    wait "$broker_pid" 2>/dev/null
+  fi
+  if [ "${keep_work:-0}" = 1 ]; then
+    echo "$me: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+start_broker() {
+  "$BUILD/luastream" broker "$@" --bootstrap-file "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.err" &
+  broker_pid=$!
+  n=0
+  while [ ! -s "$work/bootstrap" ]; do
+    n=$((n + 1))
+    if [ "$n" -gt 100 ] || ! kill -0 "$broker_pid" 2>/dev/null; then
+      echo "$me: the dev broker did not start:" >&2
+      cat "$work/broker.err" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  broker=$(cat "$work/bootstrap")
+  echo "dev broker: $broker (pid $broker_pid)" >&2
+}
