@@ -159,28 +159,8 @@ static int fuzz_vec_equiv(lua_State *L, int t, int v) {
 static int fuzz_vec_same(lua_State *L, int a, int b) {
   ls_vec *x = ls_vec_to(L, a), *y = ls_vec_to(L, b);
   if (x || y) return x && y && x->n == y->n && (x->n == 0 || memcmp(x->d, y->d, (size_t)x->n * sizeof *x->d) == 0);
-  if (lua_type(L, a) == LUA_TTABLE && lua_type(L, b) == LUA_TTABLE) {
-    if (fuzz_array_marked(L, a) != fuzz_array_marked(L, b)) return 0;
-    int na = 0, nb = 0;
-    lua_pushnil(L);
-    while (lua_next(L, b)) {
-      lua_pop(L, 1);
-      nb++;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, a)) {
-      na++;
-      lua_pushvalue(L, -2);
-      lua_rawget(L, b);
-      int same = fuzz_vec_same(L, lua_gettop(L) - 1, lua_gettop(L));
-      lua_pop(L, 2);
-      if (!same) {
-        lua_pop(L, 1);
-        return 0;
-      }
-    }
-    return na == nb;
-  }
+  if (lua_type(L, a) == LUA_TTABLE && lua_type(L, b) == LUA_TTABLE)
+    return fuzz_tables_equal_by(L, a, b, fuzz_vec_same);
   return fuzz_equal(L, a, b);
 }
 
