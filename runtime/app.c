@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -32,10 +33,23 @@
 #include "checkpoint.h"
 #include "offsets.h"
 #include "spec.h"
+#include "statedir.h"
 #include "status.h"
 #include "watch.h"
 
 enum { DONE_OK, DONE_STOP };
+
+/* A pipeline built from the script: its Lua state, spec and batch. */
+typedef struct pipeline {
+  lua_State *L;
+  ls_spec spec;
+  ls_batch batch;
+} pipeline;
+
+/* After a live reload the previous pipeline is kept until the new one has run
+ * this many batches without a failure; a batch that fails before then while
+ * the previous pipeline processes it rolls the reload back. */
+#define PROBATION_BATCHES 5
 
 typedef struct ls_app {
   const ls_run_opts *opts;
@@ -45,6 +59,7 @@ typedef struct ls_app {
   ls_devbroker *devbroker;
   ls_kafka *kafka;
   ls_ckpt *ckpt;     /* NULL without state stores */
+  ls_statedir *statedir; /* state_dir/<name>, locked; NULL when neither state nor exactly-once */
   rd_kafka_topic_t **out_rkt;
   rd_kafka_topic_t *dlq_rkt;
   ls_offsets offsets;
@@ -70,15 +85,38 @@ typedef struct ls_app {
   int batch_cap;     /* capacity of msgs and in */
   ls_watch *watch;   /* --watch */
   long reloads;
+  pipeline prev;     /* the pipeline before the last reload, while on probation */
+  int probation;     /* batches the new pipeline still has to pass (0: prev is gone) */
   double reload_retry_ms; /* a postponed reload runs again then (0: none) */
   char fatal[4096];
 } ls_app;
 
 static volatile sig_atomic_t stop_signal, reload_signal;
+static volatile sig_atomic_t stop_signal_s; /* CLOCK_MONOTONIC second of the first one */
+
+/* How long repeats of a stop signal are ignored: `timeout` and process-group
+ * kills deliver SIGTERM/SIGINT twice at once, and the first one must still
+ * get its flush and commit. A person pressing Ctrl-C again later means it. */
+#define STOP_REPEAT_GRACE_S 2
 
 static void on_signal(int sig) {
-  if (stop_signal) _exit(128 + sig); /* a second Ctrl-C: leave now */
-  stop_signal = sig;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts); /* async-signal-safe */
+  if (!stop_signal) {
+    stop_signal = sig;
+    stop_signal_s = (sig_atomic_t)ts.tv_sec;
+    return;
+  }
+  if (ts.tv_sec - stop_signal_s >= STOP_REPEAT_GRACE_S) _exit(128 + sig); /* leave now */
+}
+
+/* Says once, on a terminal, how the stop goes on and how to cut it short. */
+static void announce_stop(void) {
+  static int said;
+  if (said || !stop_signal) return;
+  said = 1;
+  if (isatty(STDERR_FILENO))
+    ls_info("stopping: finishing the batch, flushing and committing (press Ctrl-C again to quit now)");
 }
 
 static void on_hup(int sig) {
@@ -228,6 +266,13 @@ static void describe_row(ls_app *a, int mi, int row, char *out, size_t len) {
   ls_buf_free(&b);
 }
 
+/* How to get past a record that stopped the app. */
+#define STOP_HINT                                                                            \
+  "to get past it: fix the pipeline and run again (or save it under --watch), or skip bad "   \
+  "records (--set on_error=skip), or send them to a dead-letter topic (--set "               \
+  "on_error=dead-letter --set dead_letter=TOPIC)"
+#define STOP_HINT_FN "the on_error function chose to stop; return \"skip\" or \"dead-letter\" to get past it"
+
 /* Applies on_error to message mi (row > 0 when it decoded). DONE_OK means the
  * message counts as done (skipped or dead-lettered); DONE_STOP stops the app
  * with the message uncommitted. */
@@ -249,8 +294,8 @@ static int handle_error(ls_app *a, int mi, int row, const char *stage, const cha
     if (log) ls_warn("%s: %s error, sent to %s: %s\n  %s", where, stage, a->spec.dead_letter, err, row_desc);
     return dead_letter(a, mi, stage, err);
   }
-  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)\n  %s", where, stage, err,
-            row_desc);
+  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)\n  %s\n  %s", where,
+            stage, err, row_desc, a->spec.on_error == LS_ON_ERROR_FUNCTION ? STOP_HINT_FN : STOP_HINT);
   if (a->stop_at > mi) a->stop_at = mi;
   return DONE_STOP;
 }
@@ -415,14 +460,19 @@ static void replay_rows(ls_app *a) {
   }
 }
 
+static int try_roll_back(ls_app *a, const char *err);
+static void probation_passed(ls_app *a);
+
 static void run_pipeline(ls_app *a) {
   if (a->batch.nrows == 0) return;
   char err[2048];
   int nout = ls_batch_call(&a->batch, 1, a->batch.nrows, err, sizeof err);
   if (nout >= 0) {
     emit_outputs(a, nout);
+    probation_passed(a);
     return;
   }
+  if (a->probation > 0 && try_roll_back(a, err)) return;
   ls_debug("batch of %d rows failed (%s); replaying row by row", a->batch.nrows, err);
   replay_rows(a);
 }
@@ -656,15 +706,77 @@ static void use_temporary_state(ls_app *a) {
 
 static void remove_temporary_state(ls_app *a) {
   if (!a->tmp_state) return;
-  static const char *const files[] = {"data.mdb", "lock.mdb"};
+  static const char *const files[] = {"data.mdb", "lock.mdb", "LOCK", "instance-id", "cluster-id"};
   char path[4096];
-  for (int i = 0; i < 2; i++) {
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     snprintf(path, sizeof path, "%s/%s/%s", a->spec.state_dir, a->spec.name, files[i]);
     unlink(path);
   }
   snprintf(path, sizeof path, "%s/%s", a->spec.state_dir, a->spec.name);
   rmdir(path);
   rmdir(a->spec.state_dir);
+}
+
+/* Takes state_dir/<name> for this instance (it holds the state and the
+ * instance id behind the transactional id). Returns an exit code, or 0. */
+static int open_state_dir(ls_app *a) {
+  if (a->spec.nstores == 0 && (!a->exactly_once || a->devbroker)) return 0;
+  char dir[4096], err[4352];
+  snprintf(dir, sizeof dir, "%s/%s", a->spec.state_dir, a->spec.name);
+  ls_statedir_rc rc;
+  a->statedir = ls_statedir_open(dir, &rc, err, sizeof err);
+  if (!a->statedir) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return rc == LS_STATEDIR_LOCKED ? 2 : 1;
+  }
+  return 0;
+}
+
+/* A misspelled input topic is an error at start, not an app that reads
+ * nothing; with wait_for_topics the app waits for it instead (signals stop
+ * the wait). Returns an exit code, or 0 to go on. */
+static int check_inputs(ls_app *a, const char *brokers) {
+  char hint[256];
+  int said = -1;
+  for (int i; (i = ls_kafka_find_missing(a->kafka, a->input_names, a->spec.ninputs, hint, sizeof hint)) >= 0;) {
+    const char *name = a->input_names[i];
+    if (!a->spec.wait_for_topics) {
+      fprintf(stderr, "luastream: input topic '%s' does not exist on %s%s%s%s; create it, or set "
+              "wait_for_topics = true to wait until it exists\n", name, brokers,
+              hint[0] ? " (did you mean '" : "", hint, hint[0] ? "'?)" : "");
+      return 2;
+    }
+    if (said != i) ls_info("waiting for input topic '%s' to be created on %s%s%s%s", name, brokers,
+                           hint[0] ? " (did you mean '" : "", hint, hint[0] ? "'?)" : "");
+    said = i;
+    for (int t = 0; t < 10 && !stop_signal; t++) usleep(100 * 1000);
+    if (stop_signal) return 0; /* the loop stops at once */
+  }
+  return 0;
+}
+
+/* State built against another cluster describes data that is not there: it
+ * is dropped, to be rebuilt from this cluster's changelogs. 0, or 1. */
+static int check_cluster(ls_app *a) {
+  if (!a->statedir || a->spec.nstores == 0) return 0;
+  char id[256], err[4352];
+  const char *prev;
+  if (ls_kafka_cluster_id(a->kafka, id, sizeof id, 10000, err, sizeof err)) {
+    ls_warn("cannot check that the local state belongs to this cluster: %s", err);
+    return 0;
+  }
+  int changed = ls_statedir_cluster_changed(a->statedir, id, &prev, err, sizeof err);
+  if (changed == 1) {
+    ls_warn("the local state in %s was built against Kafka cluster %s, but the broker is cluster "
+            "%s: dropping it and rebuilding the state from the changelogs",
+            ls_statedir_path(a->statedir), prev, id);
+    if (ls_statedir_wipe_store(a->statedir, err, sizeof err)) changed = -1;
+  }
+  if (changed < 0 || ls_statedir_set_cluster(a->statedir, id, err, sizeof err)) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 1;
+  }
+  return 0;
 }
 
 /* Picks the broker: the script or --broker, else LUASTREAM_BROKER, else an
@@ -699,11 +811,19 @@ static int connect_kafka(ls_app *a) {
     reset = "earliest";
     ls_info("--from-beginning: reading every input from its first offset as group %s; nothing is "
             "committed and state starts empty in a temporary directory", group);
+    if (!a->tmp_state) use_temporary_state(a);
+  }
+  int rc = open_state_dir(a);
+  if (rc) return rc;
+  char err[1024];
+  const char *instance = a->statedir ? ls_statedir_instance_id(a->statedir, err, sizeof err) : NULL;
+  if (a->statedir && !instance) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 1;
   }
   ls_kafka_conf kc = {brokers, group, reset, a->spec.kafka,
-                      a->spec.nkafka, a->devbroker != NULL, a->exactly_once, on_revoke,
+                      a->spec.nkafka, a->devbroker != NULL, a->exactly_once, instance, on_revoke,
                       on_assign, a};
-  char err[1024];
   a->kafka = ls_kafka_new(&kc, err, sizeof err);
   if (!a->kafka) {
     fprintf(stderr, "luastream: %s\n", err);
@@ -713,7 +833,10 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
     return 1;
   }
-  if (a->opts->from_beginning && !a->tmp_state) use_temporary_state(a);
+  a->input_names = calloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
+  if (!a->input_names) return fprintf(stderr, "luastream: out of memory\n"), 1;
+  for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
+  if ((rc = check_inputs(a, brokers)) || (rc = check_cluster(a))) return rc;
   a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, a->opts->from_beginning, err,
                          sizeof err);
   if (!a->ckpt && err[0]) {
@@ -724,8 +847,6 @@ static int connect_kafka(ls_app *a) {
   for (int i = 0; i < a->spec.noutputs; i++)
     a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
   if (a->spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->spec.dead_letter);
-  a->input_names = calloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
-  for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
   ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs);
   if (a->exactly_once && begin_txn(a) != LS_TXN_OK) {
     fprintf(stderr, "luastream: %s\n", a->fatal);
@@ -768,20 +889,15 @@ static void watch_files(ls_app *a) {
   ls_vm_free_files(files, n);
 }
 
-typedef struct next_pipeline {
-  lua_State *L;
-  ls_spec spec;
-  ls_batch batch;
-} next_pipeline;
-
-static void drop_next(next_pipeline *np) {
+static void drop_next(pipeline *np) {
   ls_batch_free(&np->batch);
   ls_spec_free(&np->spec);
   ls_vm_close(np->L);
+  memset(np, 0, sizeof *np);
 }
 
 /* Runs the script in a fresh Lua state. Returns 0, or -1 with err. */
-static int build_next(ls_app *a, next_pipeline *np, char *err, size_t errlen) {
+static int build_next(ls_app *a, pipeline *np, char *err, size_t errlen) {
   memset(np, 0, sizeof *np);
   np->L = ls_vm_new();
   if (!np->L) return snprintf(err, errlen, "cannot create a Lua state"), -1;
@@ -839,22 +955,66 @@ static void adopt_outputs(ls_app *a, double now) {
   }
 }
 
-/* The next pipeline takes over: the checkpoint before it left nothing
- * pending, so its state reads LMDB where the old one left off. */
-static void swap_in(ls_app *a, next_pipeline *np, double now) {
-  create_new_dev_topics(a, &np->spec);
-  ls_spec_keep_fixed(&a->spec, &np->spec);
-  ls_batch_free(&a->batch);
-  ls_vm_close(a->L);
-  ls_spec_free(&a->spec);
-  a->spec = np->spec;
-  a->L = np->L;
-  a->batch = np->batch;
+/* Exchanges the running pipeline with *p. Only valid with nothing pending
+ * (a checkpoint just completed), so the one taking over reads its state from
+ * LMDB where the other left off. */
+static void exchange(ls_app *a, pipeline *p, double now) {
+  create_new_dev_topics(a, &p->spec);
+  ls_spec_keep_fixed(&a->spec, &p->spec);
+  pipeline run = {a->L, a->spec, a->batch};
+  a->L = p->L;
+  a->spec = p->spec;
+  a->batch = p->batch;
+  *p = run;
+  p->batch.spec = &p->spec;
   a->batch.spec = &a->spec;
   a->batch.push_headers = push_headers;
-  ls_batch_alloc(&a->batch, a->spec.batch_size);
   ls_ckpt_rebind(a->ckpt, a->L, a->batch.rt_ref);
   adopt_outputs(a, now);
+}
+
+/* The next pipeline takes over; the one it replaces is kept on probation. */
+static void swap_in(ls_app *a, pipeline *np, double now) {
+  drop_next(&a->prev);
+  ls_batch_alloc(&np->batch, np->spec.batch_size);
+  exchange(a, np, now);
+  a->prev = *np;
+  a->probation = PROBATION_BATCHES;
+  memset(np, 0, sizeof *np);
+}
+
+/* A batch that passed ends the probation of a reload sooner or later. */
+static void probation_passed(ls_app *a) {
+  if (a->probation > 0 && --a->probation == 0) drop_next(&a->prev);
+}
+
+/* The batch failed in a pipeline that is on probation. If the previous one
+ * processes it, the reload is rolled back (the earlier batches' outputs and
+ * state are checkpointed first, so the previous pipeline reads the state the
+ * new one left). Returns 1 when the batch is done that way. */
+static int try_roll_back(ls_app *a, const char *err) {
+  char why[2048];
+  if (!a->prev.L || checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) return 0;
+  double now = ls_mono_ms();
+  exchange(a, &a->prev, now);
+  if (a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the new pipeline's writes */
+  int nout = -1;
+  if (ls_batch_decode(&a->batch, a->in, a->nmsgs, why, sizeof why) == 0)
+    nout = ls_batch_call(&a->batch, 1, a->batch.nrows, why, sizeof why);
+  if (nout < 0) { /* the data is bad for both: the new pipeline stays */
+    exchange(a, &a->prev, now);
+    ls_batch_decode(&a->batch, a->in, a->nmsgs, why, sizeof why);
+    a->probation = 0;
+    drop_next(&a->prev);
+    return 0;
+  }
+  ls_error("reload of %s rolled back: the new version failed on a batch that the previous one "
+           "processes: %s; running the previous version again (fix the script and save it again)",
+           a->opts->script, err);
+  a->probation = 0;
+  drop_next(&a->prev);
+  emit_outputs(a, nout);
+  return 1;
 }
 
 /* Between two batches: builds the new pipeline, checkpoints, swaps. On any
@@ -863,7 +1023,7 @@ static void reload(ls_app *a, double changed_ms, const char *why) {
   char err[4096];
   double t0 = ls_mono_ms();
   ls_debug("reload: starting %.1f ms after the change", t0 - changed_ms);
-  next_pipeline np;
+  pipeline np;
   if (build_next(a, &np, err, sizeof err)) {
     ls_error("reload of %s failed, still running the previous version: %s", a->opts->script, err);
     drop_next(&np);
@@ -904,11 +1064,13 @@ static void reload_if_asked(ls_app *a) {
 
 static void free_app(ls_app *a) {
   ls_watch_stop(a->watch);
+  drop_next(&a->prev);
   ls_errlog_free(a->errlog);
   ls_status_free(a->status);
   ls_kafka_close(a->kafka);
   ls_ckpt_close(a->ckpt);
   remove_temporary_state(a);
+  ls_statedir_close(a->statedir);
   ls_devbroker_stop(a->devbroker);
   ls_offsets_free(&a->offsets);
   ls_batch_free(&a->batch);
@@ -970,11 +1132,18 @@ static void loop(ls_app *a) {
 }
 
 int ls_app_run(const ls_run_opts *opts) {
+  /* Outputs printed by --print, --count and sdf:print() show up as they
+     happen, on a pipe or in a file too. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   ls_app app, *a = &app;
   memset(a, 0, sizeof *a);
   a->opts = opts;
   a->L = ls_vm_new();
   if (!a->L) return 1;
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
+  signal(SIGHUP, on_hup);
   int rc = load_script(a);
   if (rc == 0) {
     alloc_batch(a);
@@ -984,10 +1153,6 @@ int ls_app_run(const ls_run_opts *opts) {
     free_app(a);
     return rc;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
-  signal(SIGHUP, on_hup);
   watch_files(a);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
   a->errlog = ls_errlog_new(10000);
@@ -998,6 +1163,7 @@ int ls_app_run(const ls_run_opts *opts) {
           : a->spec.on_error == LS_ON_ERROR_DEAD_LETTER ? "dead-letter"
           : a->spec.on_error == LS_ON_ERROR_FUNCTION ? "function" : "stop");
   loop(a);
+  announce_stop();
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
   a->stopping = 1;
   if (a->exit_code != 1 || !strstr(a->fatal, "without committing")) checkpoint(a);

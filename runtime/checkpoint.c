@@ -125,24 +125,41 @@ static int open_state(ls_ckpt *c, char *err, size_t errlen) {
   return c->state ? 0 : -1;
 }
 
+/* Changelogs are compacted: the latest record of every key is kept forever,
+ * so a store rebuilt from its changelog is complete however old its keys. */
+static const char *const CHANGELOG_CONFIGS[] = {"cleanup.policy", "compact", NULL};
+
+/* Creates changelog `name` like input topic `like`, or checks that an existing
+ * one is compacted (when the cluster describes configs; the dev broker does not). */
+static void prepare_changelog(ls_ckpt *c, const char *name, const char *like) {
+  char why[512], policy[128];
+  if (ls_kafka_ensure_topic_like(c->k, name, like, CHANGELOG_CONFIGS, why, sizeof why)) {
+    ls_warn("changelog %s: %s; create it with as many partitions as %s and cleanup.policy=compact "
+            "(on the dev broker: luastream broker --topic %s:N)", name, why, like, name);
+    return;
+  }
+  if (!ls_kafka_has_admin(c->k)) return;
+  int r = ls_kafka_topic_config(c->k, name, "cleanup.policy", policy, sizeof policy, why, sizeof why);
+  if (r < 0) ls_warn("changelog %s: cannot check its cleanup.policy: %s", name, why);
+  else if (r == 1 && !strstr(policy, "compact"))
+    ls_warn("changelog %s has cleanup.policy=%s: records older than its retention are deleted, and "
+            "a store rebuilt from it loses every key not written since; set cleanup.policy=compact "
+            "(kafka-configs --alter --entity-type topics --entity-name %s --add-config "
+            "cleanup.policy=compact)", name, policy, name);
+}
+
 static int open_changelogs(ls_ckpt *c, char *err, size_t errlen) {
   int n = c->spec->nstores;
   c->changelog = calloc((size_t)n, sizeof *c->changelog);
   c->rkt = calloc((size_t)n, sizeof *c->rkt);
   c->acked = calloc((size_t)n, sizeof *c->acked);
+  if (!c->changelog || !c->rkt || !c->acked) return snprintf(err, errlen, "out of memory"), -1;
   for (int i = 0; i < n; i++) {
     char name[512];
     snprintf(name, sizeof name, "%s__%s__changelog", c->spec->name, c->spec->stores[i].name);
-    c->changelog[i] = strdup(name);
-    char why[512];
-    if (c->ephemeral) {
-      c->acked[i] = NULL;
-      continue;
-    }
-    if (ls_kafka_ensure_topic_like(c->k, name, c->spec->inputs[c->spec->stores[i].topic].name, why,
-                                   sizeof why))
-      ls_warn("changelog %s: %s; create it with as many partitions as the input "
-              "(on the dev broker: luastream broker --topic %s:N)", name, why, name);
+    if (!(c->changelog[i] = strdup(name))) return snprintf(err, errlen, "out of memory"), -1;
+    if (c->ephemeral) continue;
+    prepare_changelog(c, name, c->spec->inputs[c->spec->stores[i].topic].name);
     c->rkt[i] = ls_kafka_topic(c->k, name);
     c->acked[i] = malloc(MAX_PARTITIONS * sizeof **c->acked);
     if (!c->rkt[i] || !c->acked[i]) return snprintf(err, errlen, "cannot set up %s", name), -1;
@@ -431,6 +448,25 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   return r->np >= 20000 ? restore_flush(r) : 0;
 }
 
+/* Where partition p of store s replays from: its mark. A changelog that ends
+ * before the mark is not the one the local state was built from (a new or
+ * reset cluster, a deleted topic): that state is stale, so it is dropped and
+ * rebuilt from the whole changelog, as Kafka Streams does on an out-of-range
+ * offset. (Committed input offsets are no evidence either way: a real Kafka
+ * expires them, and good state must survive that.) */
+static int replay_start(ls_ckpt *c, int s, int32_t p, int64_t *from, char *err, size_t errlen) {
+  const char *store = c->spec->stores[s].name;
+  int64_t io, lo, hi;
+  if (ls_state_get_mark(c->state, store, p, from, &io) <= 0 || *from <= 0) return *from = 0, 0;
+  if (ls_kafka_watermarks(c->k, c->changelog[s], p, &lo, &hi, err, errlen)) return -1;
+  if (*from <= hi) return 0;
+  ls_warn("state %s[%d]: the local state was saved up to changelog offset %lld, but %s[%d] ends at "
+          "%lld: it belongs to other data (a new or reset cluster?); dropping it and rebuilding "
+          "from the changelog", store, (int)p, (long long)*from, c->changelog[s], (int)p, (long long)hi);
+  *from = 0;
+  return ls_state_drop_partition(c->state, store, p, err, errlen);
+}
+
 /* Replays store s's changelog for partitions parts[0..n) into LMDB. */
 static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const int64_t *committed,
                          char *err, size_t errlen) {
@@ -442,8 +478,7 @@ static int restore_store(ls_ckpt *c, int s, const int32_t *parts, int n, const i
   int rc = (!from || !ends || !r.next || !r.pseen || !r.papplied)
                ? (snprintf(err, errlen, "out of memory"), -1) : 0;
   for (int i = 0; rc == 0 && i < n; i++) {
-    int64_t io;
-    if (ls_state_get_mark(c->state, c->spec->stores[s].name, parts[i], &from[i], &io) <= 0) from[i] = 0;
+    rc = replay_start(c, s, parts[i], &from[i], err, errlen);
     r.next[i] = from[i];
   }
   double t0 = ls_mono_ms();

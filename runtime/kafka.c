@@ -27,6 +27,7 @@ struct ls_kafka {
   char delivery_error[512];
   char last_error[512];
   int nudge_next;          /* round-robin position in the assignment */
+  int has_admin;           /* -1 unknown, else ls_kafka_has_admin's answer */
   /* exactly-once */
   int transactional;
   long txn_refused;        /* records the failed open transaction refused */
@@ -189,12 +190,35 @@ static rd_kafka_t *new_consumer(ls_kafka *k, const ls_kafka_conf *c, char *err, 
   return rk;
 }
 
+/* The value of user property key (plain, or with the "consumer."/"producer."
+ * prefix `which`), or NULL. The last one set wins, as in set_user_props. */
+static const char *user_prop(const ls_kafka_conf *c, const char *which, const char *key) {
+  const char *v = NULL;
+  size_t wl = strlen(which);
+  for (int i = 0; i + 1 < c->nprops; i += 2) {
+    const char *p = c->props[i];
+    if (strncmp(p, which, wl) == 0 && p[wl] == '.') p += wl + 1;
+    if (strcmp(p, key) == 0) v = c->props[i + 1];
+  }
+  return v;
+}
+
+/* <group>-<group.instance.id>, else <group>-<instance id>: unique per instance
+ * (containers all run as PID 1) and the same after a restart, so a restarted
+ * instance fences its own zombie and no other. */
+static void transactional_id(const ls_kafka_conf *c, char *out, size_t len) {
+  const char *member = user_prop(c, "consumer", "group.instance.id");
+  snprintf(out, len, "%s-%s", c->group, member ? member : c->instance_id ? c->instance_id : "0");
+  if (c->exactly_once && !user_prop(c, "producer", "transactional.id"))
+    ls_info("transactional.id %s (this instance's, stable across its restarts)", out);
+}
+
 static rd_kafka_t *new_producer(ls_kafka *k, const ls_kafka_conf *c, char *err, size_t errlen) {
   rd_kafka_conf_t *conf = base_conf(k, c, err, errlen);
   if (!conf) return NULL;
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   char txn_id[512];
-  snprintf(txn_id, sizeof txn_id, "%s-%ld", c->group, (long)getpid());
+  transactional_id(c, txn_id, sizeof txn_id);
   if (set_defaults(conf, PRODUCER_DEFAULTS, err, errlen) ||
       (c->exactly_once && set_prop(conf, "transactional.id", txn_id, err, errlen)) ||
       set_user_props(conf, c, "producer", err, errlen)) {
@@ -216,7 +240,13 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   k->on_assign = c->on_assign;
   k->ud = c->ud;
   k->transactional = c->exactly_once;
+  k->has_admin = -1;
   k->brokers = strdup(c->brokers);
+  if (!k->brokers) {
+    free(k);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
   k->producer = new_producer(k, c, err, errlen);
   if (!k->producer) {
     free(k);
@@ -304,7 +334,7 @@ ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int
 
 /* Partition count of topic, or -1 when it does not exist. Lists all topics,
  * since asking for one by name may create it with the broker's defaults. */
-static int partition_count(ls_kafka *k, const char *topic) {
+int ls_kafka_partition_count(ls_kafka *k, const char *topic) {
   const struct rd_kafka_metadata *md = NULL;
   int n = -1;
   if (rd_kafka_metadata(k->producer, 1, NULL, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
@@ -314,36 +344,177 @@ static int partition_count(ls_kafka *k, const char *topic) {
   return n;
 }
 
-int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, char *err,
-                               size_t errlen) {
-  int want = partition_count(k, like);
-  if (want < 1) return snprintf(err, errlen, "cannot read the partitions of %s", like), -1;
-  int have = partition_count(k, name);
-  if (have >= want) return 0;
-  if (have > 0)
-    return snprintf(err, errlen, "%s has %d partitions, fewer than the %d of %s", name, have,
-                    want, like), -1;
-  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, want, -1, err, errlen);
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void ls_kafka_free_names(char **names, int n) {
+  for (int i = 0; names && i < n; i++) free(names[i]);
+  free(names);
+}
+
+char **ls_kafka_topic_names(ls_kafka *k, int *n) {
+  const struct rd_kafka_metadata *md = NULL;
+  *n = 0;
+  if (rd_kafka_metadata(k->producer, 1, NULL, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
+  char **names = calloc((size_t)md->topic_cnt + 1, sizeof *names);
+  for (int i = 0; names && i < md->topic_cnt; i++) {
+    if (md->topics[i].err) continue;
+    if (!(names[*n] = strdup(md->topics[i].topic))) {
+      ls_kafka_free_names(names, *n);
+      names = NULL;
+      break;
+    }
+    (*n)++;
+  }
+  rd_kafka_metadata_destroy(md);
+  if (names) qsort(names, (size_t)*n, sizeof *names, cmp_names);
+  else *n = 0;
+  return names;
+}
+
+/* Levenshtein distance of a and b, capped at 255 (names longer than that
+ * are not compared). */
+static int edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 254 || lb > 254) return 255;
+  int row[256];
+  for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    int diag = row[0];
+    row[0] = (int)i;
+    for (size_t j = 1; j <= lb; j++) {
+      int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+int ls_kafka_find_missing(ls_kafka *k, char *const *topics, int n, char *hint, size_t hintlen) {
+  int have = 0, missing = -1;
+  char **names = ls_kafka_topic_names(k, &have);
+  hint[0] = 0;
+  if (!names) return -1;
+  for (int i = 0; i < n && missing < 0; i++) {
+    void *found = bsearch(&topics[i], names, (size_t)have, sizeof *names, cmp_names);
+    if (!found) missing = i;
+  }
+  int best = 4; /* at most 3 edits, and fewer than a third of the name */
+  for (int j = 0; missing >= 0 && j < have; j++) {
+    int d = edit_distance(topics[missing], names[j]);
+    if (d < best && d * 3 < (int)strlen(topics[missing])) {
+      best = d;
+      snprintf(hint, hintlen, "%s", names[j]);
+    }
+  }
+  ls_kafka_free_names(names, have);
+  return missing;
+}
+
+int ls_kafka_cluster_id(ls_kafka *k, char *out, size_t len, int timeout_ms, char *err,
+                        size_t errlen) {
+  char *id = rd_kafka_clusterid(k->producer, timeout_ms);
+  if (!id) return snprintf(err, errlen, "the cluster did not tell its id within %d ms", timeout_ms), -1;
+  snprintf(out, len, "%s", id);
+  rd_kafka_mem_free(k->producer, id);
+  return 0;
+}
+
+int ls_kafka_has_admin(ls_kafka *k) {
+  if (k->has_admin >= 0) return k->has_admin;
+  int32_t controller = rd_kafka_controllerid(k->producer, 10000);
+  const struct rd_kafka_metadata *md = NULL;
+  int found = 0;
+  if (controller >= 0 && rd_kafka_metadata(k->producer, 0, NULL, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < md->broker_cnt; i++) found |= md->brokers[i].id == controller;
+    rd_kafka_metadata_destroy(md);
+  }
+  k->has_admin = found;
+  if (!found) ls_debug("the cluster's controller (%d) is none of its brokers: no admin requests", (int)controller);
+  return found;
+}
+
+/* Waits for the answer of an admin request on q; NULL with err on time-out. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, const char *what, char *err, size_t errlen) {
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  if (!ev) snprintf(err, errlen, "%s: no answer in 15 s", what);
+  return ev;
+}
+
+static int create_topic(ls_kafka *k, const char *name, int parts, const char *const *configs,
+                        char *err, size_t errlen) {
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, parts, -1, err, errlen);
   if (!nt) return -1;
+  for (; configs && configs[0]; configs += 2)
+    if (rd_kafka_NewTopic_set_config(nt, configs[0], configs[1])) {
+      snprintf(err, errlen, "creating %s: bad config %s=%s", name, configs[0], configs[1]);
+      rd_kafka_NewTopic_destroy(nt);
+      return -1;
+    }
   rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
   rd_kafka_CreateTopics(k->producer, &nt, 1, NULL, q);
-  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
+  rd_kafka_event_t *ev = admin_wait(q, name, err, errlen);
   int rc = -1;
-  if (!ev) {
-    snprintf(err, errlen, "creating %s: no answer in 5 s", name);
-  } else {
+  if (ev) {
     size_t n = 0;
     const rd_kafka_topic_result_t **res =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
     rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
     if (!e && n == 1) e = rd_kafka_topic_result_error(res[0]);
     rc = (!e || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ? 0 : -1;
-    if (rc) snprintf(err, errlen, "creating %s with %d partitions: %s", name, want, rd_kafka_err2str(e));
-    else ls_info("created %s with %d partitions", name, want);
+    if (rc) snprintf(err, errlen, "creating %s with %d partitions: %s", name, parts, rd_kafka_err2str(e));
+    else if (!e) ls_info("created %s with %d partitions", name, parts);
     rd_kafka_event_destroy(ev);
   }
   rd_kafka_queue_destroy(q);
   rd_kafka_NewTopic_destroy(nt);
+  return rc;
+}
+
+int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
+                               const char *const *configs, char *err, size_t errlen) {
+  int want = ls_kafka_partition_count(k, like);
+  if (want < 1) return snprintf(err, errlen, "cannot read the partitions of %s", like), -1;
+  int have = ls_kafka_partition_count(k, name);
+  if (have >= want) return 0;
+  if (have > 0)
+    return snprintf(err, errlen, "%s has %d partitions, fewer than the %d of %s", name, have,
+                    want, like), -1;
+  if (!ls_kafka_has_admin(k))
+    return snprintf(err, errlen, "the cluster takes no CreateTopics; it will be created on first "
+                    "use with the broker's default partition count"), -1;
+  return create_topic(k, name, want, configs, err, errlen);
+}
+
+int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char *out, size_t len,
+                          char *err, size_t errlen) {
+  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  if (!cr) return snprintf(err, errlen, "out of memory"), -1;
+  rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+  rd_kafka_DescribeConfigs(k->producer, &cr, 1, NULL, q);
+  rd_kafka_event_t *ev = admin_wait(q, topic, err, errlen);
+  int rc = -1;
+  if (ev && rd_kafka_event_error(ev)) {
+    snprintf(err, errlen, "describing %s: %s", topic, rd_kafka_event_error_string(ev));
+  } else if (ev) {
+    size_t nres = 0, nent = 0;
+    const rd_kafka_ConfigResource_t **res =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
+    const rd_kafka_ConfigEntry_t **ents = nres == 1 ? rd_kafka_ConfigResource_configs(res[0], &nent) : NULL;
+    rc = 0;
+    for (size_t i = 0; i < nent && rc == 0; i++)
+      if (strcmp(rd_kafka_ConfigEntry_name(ents[i]), key) == 0 && rd_kafka_ConfigEntry_value(ents[i])) {
+        snprintf(out, len, "%s", rd_kafka_ConfigEntry_value(ents[i]));
+        rc = 1;
+      }
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_ConfigResource_destroy(cr);
   return rc;
 }
 
@@ -455,6 +626,15 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   k->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
   if (!k->restorer) rd_kafka_conf_destroy(conf);
   return k->restorer;
+}
+
+int ls_kafka_watermarks(ls_kafka *k, const char *topic, int32_t partition, int64_t *lo,
+                        int64_t *hi, char *err, size_t errlen) {
+  rd_kafka_t *rc = restorer(k, err, errlen);
+  if (!rc) return -1;
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, topic, partition, lo, hi, 10000);
+  if (e) snprintf(err, errlen, "%s[%d]: %s", topic, (int)partition, rd_kafka_err2str(e));
+  return e ? -1 : 0;
 }
 
 /* Polls until every partition with a pending[i] flag has reached ends[i]. */

@@ -33,6 +33,9 @@ typedef struct ls_kafka_conf {
   int nprops;
   int dev_broker;             /* allow topic auto-creation from the consumer */
   int exactly_once;           /* transactional producer, read_committed consumer */
+  const char *instance_id;    /* exactly-once: this instance's id, stable across restarts
+                                 (transactional.id = <group>-<group.instance.id>, else
+                                 <group>-<instance_id>; a transactional.id property wins) */
   ls_revoke_fn on_revoke;
   ls_assign_fn on_assign;
   void *ud;
@@ -51,10 +54,42 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
  * Serves rebalance callbacks. */
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
 
+/* The cluster id the brokers report (Metadata v2+), copied into out. 0, or
+ * -1 with err when the cluster does not answer within timeout_ms or has none. */
+int ls_kafka_cluster_id(ls_kafka *k, char *out, size_t len, int timeout_ms, char *err,
+                        size_t errlen);
+
+/* Whether the cluster takes admin requests (CreateTopics, DescribeConfigs):
+ * its controller is one of its brokers. The dev broker (librdkafka's mock
+ * cluster) names controller 0, which is none of them, and drops the
+ * connection on those requests, so they are not sent there. */
+int ls_kafka_has_admin(ls_kafka *k);
+
 /* Makes sure topic `name` exists with as many partitions as topic `like`
- * (CreateTopics; an existing topic is fine). 0, or -1 with err. */
-int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like, char *err,
-                               size_t errlen);
+ * (CreateTopics with the topic configs configs[0..] = key, value, ..., NULL;
+ * an existing topic is fine). Without admin requests (ls_kafka_has_admin)
+ * only checks the count of an existing topic. 0, or -1 with err. */
+int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
+                               const char *const *configs, char *err, size_t errlen);
+
+/* One config of an existing topic (DescribeConfigs), copied into out.
+ * 1 found, 0 unknown, -1 error (err), e.g. "cleanup.policy" -> "delete". */
+int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char *out, size_t len,
+                          char *err, size_t errlen);
+
+/* Partition count of topic, -1 when it does not exist (or metadata fails). */
+int ls_kafka_partition_count(ls_kafka *k, const char *topic);
+
+/* Which of topics[0..n) do not exist: the index of the first missing one, or
+ * -1 when all exist (or the metadata request failed: subscribing then says).
+ * hint gets the closest existing name ("" if none is close), for "did you
+ * mean". */
+int ls_kafka_find_missing(ls_kafka *k, char *const *topics, int n, char *hint, size_t hintlen);
+
+/* The topics that exist on the cluster, sorted; *n set. NULL on failure.
+ * Free with ls_kafka_free_names. */
+char **ls_kafka_topic_names(ls_kafka *k, int *n);
+void ls_kafka_free_names(char **names, int n);
 
 /* Wakes the fetcher of one assigned partition's broker (round robin). With
  * librdkafka 2.0.x a partition whose prefetch queue reached its limit is
@@ -94,6 +129,11 @@ int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen);
 /* The group's committed offset of topic/partition: >= 0, -1 when none, or
  * -2 on error. */
 int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, int timeout_ms);
+
+/* The low and high watermarks of topic[partition], asked of the cluster. 0,
+ * or -1 with err. */
+int ls_kafka_watermarks(ls_kafka *k, const char *topic, int32_t partition, int64_t *lo,
+                        int64_t *hi, char *err, size_t errlen);
 
 /* Reads partitions parts[0..n) of topic, each from from[i] to its current
  * end, all at once, with a separate group-less consumer, calling fn for each

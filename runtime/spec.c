@@ -155,6 +155,9 @@ int ls_spec_read(lua_State *L, ls_spec *s, char *err, size_t errlen) {
   s->commit_every = (long)num_field(L, t, "commit_every", 0);
   s->batch_size = (int)num_field(L, t, "batch_size", 1000);
   s->batch_ms = (int)num_field(L, t, "batch_ms", 100);
+  lua_getfield(L, t, "wait_for_topics");
+  s->wait_for_topics = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (s->batch_size < 1) s->batch_size = 1;
   if (s->batch_ms < 1) s->batch_ms = 1;
   read_sources(L, t, s);

@@ -36,6 +36,7 @@ typedef struct ls_spec {
   long commit_every;
   int batch_size;
   int batch_ms;
+  int wait_for_topics; /* missing input topics: wait for them (1) or stop at start (0) */
   ls_topic_spec *inputs;
   int ninputs;
   ls_topic_spec *outputs;

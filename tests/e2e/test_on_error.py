@@ -239,6 +239,10 @@ def test_stop_exits_1_and_commits_up_to_the_bad_message(broker_factory, run_app,
     assert committed(broker.addr, GROUP, IN) == {0: 10}
     assert output_set(read_all(broker.addr, OUT)) == expected_outputs(entries[:10])
     assert read_all(broker.addr, DLQ) == []
+    # It says how to get past the record.
+    assert "to get past it: fix the pipeline and run again (or save it under --watch), or skip " \
+           "bad records (--set on_error=skip), or send them to a dead-letter topic (--set " \
+           "on_error=dead-letter --set dead_letter=TOPIC)" in err, err
 
 
 def test_on_error_function_chooses_per_error(broker_factory, run_app):

@@ -230,3 +230,44 @@ def test_sighup_reloads_without_watch(broker_factory, run_app, tmp_path):
     wait_until(lambda: len(read_all(broker.addr, "out2")) >= 1, 20, "an output on out2", app=app)
     assert read_all(broker.addr, OUT) == []
     assert app.stop() == 0
+
+
+def test_reload_that_fails_on_every_row_is_rolled_back(broker_factory, run_app, tmp_path):
+    """A reload that builds but fails on every row (an update that indexes a
+    number) is rolled back at its first failing batch: the previous version
+    processes that batch and carries on, the app does not stop, the log says
+    why, and every input has exactly one output with state counts unbroken."""
+    broker = broker_factory({IN: PARTS, OUT: PARTS})
+    src = tmp_path / "src"
+    src.mkdir()
+    script = src / "reload_app.lua"
+    (src / "reload_logic.lua").write_text(MODULE.format(version=1, factor=2))
+    script.write_text(script_text())
+    app = run_app(script, broker.addr, "--watch")
+    wait_log(app, r"partitions assigned", 1, 20)
+    prod = SteadyProducer(broker.addr, total=1500)
+    prod.start()
+    wait_until(lambda: len(outputs(broker.addr)) > 50, 30, "outputs of version 1", app=app)
+
+    bad = script_text("sdf = sdf:update(function(row) row.x.y = 1 end)\n")
+    write_atomic(script, bad)
+    wait_log(app, r"reload of .*reload_app\.lua rolled back", 1, 15)
+    bad_line = bad.splitlines().index("sdf = sdf:update(function(row) row.x.y = 1 end)") + 1
+    line = next(l for l in app.stderr().splitlines() if "rolled back" in l)
+    assert re.search(r"reload_app\.lua:%d:" % bad_line, line), line
+    assert "attempt to index" in line, line
+
+    prod.join(60)
+    assert not prod.errors
+    wait_until(lambda: len(read_all(broker.addr, OUT)) >= prod.total, 60, "all outputs", app=app)
+    assert app.proc.poll() is None, app.stderr()
+    assert app.stop() == 0, app.stderr()
+    outs = outputs(broker.addr)
+    assert sorted(o["x"] for o in outs) == list(range(prod.total))
+    assert {o["v"] for o in outs} == {1}
+    by_key = defaultdict(list)
+    for o in outs:
+        by_key[o["key"]].append(o)
+    for key, rows in by_key.items():
+        rows.sort(key=lambda o: (o["part"], o["off"]))
+        assert [o["n"] for o in rows] == list(range(1, len(rows) + 1)), key

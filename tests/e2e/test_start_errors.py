@@ -105,3 +105,43 @@ def test_broker_prints_address_writes_file_and_stops_on_sigterm(broker_factory):
     assert partitions(b.addr, "three") == [0, 1, 2]
     assert partitions(b.addr, "seven") == list(range(7))
     assert b.stop() == 0
+
+
+def test_misspelled_input_topic_exits_2_naming_it_and_the_closest(broker_factory, tmp_path):
+    """An input topic that does not exist on the cluster: exit 2 at start, naming
+    the topic, the broker and the closest existing topic; nothing is consumed."""
+    broker = broker_factory({"phone-data": 2, "out": 2})
+    script = tmp_path / "typo.lua"
+    script.write_text(
+        'local ls = require("luastream")\n'
+        'local app = ls.app{ name = "typo" }\n'
+        'local sdf = app:dataframe(app:topic("phone-dta", { value = "json" }))\n'
+        'sdf:to_topic(app:topic("out", { value = "json" }))\n')
+    r = run_cli("run", str(script), "--broker", broker.addr, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2, r
+    assert f"input topic 'phone-dta' does not exist on {broker.addr} (did you mean " \
+           f"'phone-data'?); create it, or set wait_for_topics = true" in r.stderr, r.stderr
+    assert partitions(broker.addr, "phone-dta") == []
+
+
+def test_wait_for_topics_waits_until_the_input_exists(broker_factory, tmp_path):
+    """wait_for_topics = true: the app says it waits, and once the topic is
+    created (by a first record) it processes it."""
+    from conftest import App, produce, read_all, wait_until
+    broker = broker_factory({"out": 2})
+    script = tmp_path / "waits.lua"
+    script.write_text(
+        'local ls = require("luastream")\n'
+        'local app = ls.app{ name = "waits", wait_for_topics = true }\n'
+        'local sdf = app:dataframe(app:topic("later", { value = "json" }))\n'
+        'sdf:to_topic(app:topic("out", { value = "json" }))\n')
+    app = App(tmp_path / "app", script, broker.addr)
+    try:
+        wait_until(lambda: "waiting for input topic 'later' to be created" in app.stderr(), 30,
+                   "the waiting line", app=app)
+        produce(broker.addr, "later", [(b"k", b'{"x":1}', None)])
+        wait_until(lambda: len(read_all(broker.addr, "out")) == 1, 40, "the output", app=app)
+        assert app.stop() == 0, app.stderr()
+        assert read_all(broker.addr, "out")[0].value == b'{"x":1}'
+    finally:
+        app.kill()
