@@ -1,0 +1,45 @@
+"""Stopping by signal and printed output, as a person (or `timeout`) meets them.
+
+scripts/state_count.lua counts per key; outputs go to "out" and, with --print,
+to stdout as topic<TAB>key<TAB>value lines.
+"""
+
+import json
+import signal
+
+from conftest import committed, end_offsets, wait_committed_to_end, wait_until
+from test_state import IN, SCRIPT, produce, rows, topics
+
+
+def test_two_quick_stop_signals_still_stop_cleanly(broker_factory, run_app):
+    """SIGTERM then SIGINT at once (what `timeout` and a process-group kill do):
+    the second is ignored, the app finishes, commits and exits 0."""
+    app_name = "sig-twice"
+    broker = broker_factory(topics(app_name))
+    produce(broker.addr, IN, rows(0, 300))
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--set", "commit_interval=60")
+    wait_until(lambda: sum(end_offsets(broker.addr, "out").values()) >= 300, 60, "300 outputs",
+               app=app)
+    app.proc.send_signal(signal.SIGTERM)
+    app.proc.send_signal(signal.SIGINT)
+    assert app.stop() == 0, app.stderr()
+    # commit_interval = 60 s: only the final checkpoint can have committed the end.
+    assert committed(broker.addr, app_name, IN) == end_offsets(broker.addr, IN)
+    assert app.stats()[:2] == (300, 300), app.stderr()
+
+
+def test_printed_outputs_appear_while_running(broker_factory, run_app):
+    """--print on a file (or pipe): each output line is there as soon as it is
+    produced, not at exit."""
+    app_name = "print-live"
+    broker = broker_factory(topics(app_name))
+    produce(broker.addr, IN, rows(0, 5))
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--print")
+    def printed():
+        lines = [l for l in app.stdout().splitlines() if l.startswith("out\t")]
+        return lines if len(lines) >= 5 else None
+    lines = wait_until(printed, 30, "5 printed lines", app=app)
+    assert app.proc.poll() is None
+    got = sorted(json.loads(l.split("\t", 2)[2])["x"] for l in lines)
+    assert got == [0, 1, 2, 3, 4]
+    assert app.stop() == 0, app.stderr()
