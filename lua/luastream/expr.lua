@@ -107,6 +107,65 @@ local function field(node, key)
   return mk({ k = "index", a = node, key = key })
 end
 
+-- The names a column's value answers as methods (sdf.g:max() on a vec,
+-- sdf.name:upper() on a string), read from the method tables themselves on
+-- first use: the string metatable's __index, and every ls.vec function that a
+-- vec also offers as a method (probed on an empty vec, whose __index raises
+-- for names it does not know).
+local value_methods
+local function value_method_names()
+  if value_methods then return value_methods end
+  local names = {}
+  local smt = getmetatable("")
+  if smt and type(smt.__index) == "table" then
+    for k, f in pairs(smt.__index) do
+      if type(f) == "function" then names[k] = true end
+    end
+  end
+  local vec = require("luastream.vec")
+  local probe = vec.new(0)
+  for k in pairs(vec) do
+    local ok, m = pcall(function() return probe[k] end)
+    if ok and type(m) == "function" then names[k] = true end
+  end
+  value_methods = names
+  return names
+end
+M.value_methods = value_method_names
+
+-- Names people reach for, from pandas and other languages, too far from
+-- ours by edit distance to be suggested by it.
+local ALIASES = {
+  greater = "gt", greater_than = "gt", gte = "ge", greater_equal = "ge",
+  less = "lt", less_than = "lt", lte = "le", less_equal = "le",
+  equal = "eq", equals = "eq", not_equal = "ne", neq = "ne",
+  is_null = "isnull", isna = "isnull", is_not_null = "notnull", not_null = "notnull",
+  notna = "notnull", in_ = "isin", is_in = "isin", includes = "contains", length = "len",
+}
+M.ALIASES = ALIASES
+
+-- Raises for sdf.x:name(...) when name is neither an expression method nor
+-- a method of the values a column holds. Without this check the call would
+-- compile to v.x:name() and fail on every row ("attempt to index a number
+-- value") instead of once, here, at the user's line.
+local function check_value_method(name)
+  local known = value_method_names()
+  if known[name] then return end
+  local hint = ALIASES[name]
+  if not hint then
+    local all = {}
+    for k in pairs(methods) do all[k] = true end
+    for k in pairs(known) do all[k] = true end
+    hint = util.closest(name, all)
+  end
+  if hint then
+    util.fail("unknown method '" .. name .. "' on a column expression; did you mean '" .. hint .. "'?")
+  end
+  util.fail("unknown method '" .. name .. "' on a column expression: it is not an expression method " ..
+    "(gt, isin, notnull, ...), nor a method of ls.vec values or strings; to run a function on " ..
+    "the value use expr:apply(fn)")
+end
+
 -- sdf.g:max(): Lua reads the field "max" of sdf.g, then calls it with sdf.g
 -- itself. Such a call becomes a method call on the row's value at run time
 -- (v.g:max()): the methods of the value (a vec's kernels) do the work.
@@ -123,6 +182,7 @@ E.__call = function(e, self, ...)
     util.fail("a column expression is not callable; to run a function on it use expr:apply(fn), " ..
       "or call a method of its values with ':' (sdf.g:max())")
   end
+  check_value_method(name)
   local args = {}
   for j = 1, select("#", ...) do args[j] = node_of((select(j, ...))) end
   return mk({ k = "mcall", obj = parent, name = name, args = args })

@@ -140,6 +140,8 @@ local APP_OPTS = {
   batch_ms = { type = "number", check = function(v)
     if not (v >= 0) or v == math.huge then return "must be a number of milliseconds >= 0" end
   end },
+  -- an input topic that does not exist: wait for it (true) or stop at start (false)
+  wait_for_topics = { type = "boolean" },
 }
 ls.APP_OPTIONS = APP_OPTS
 
@@ -152,6 +154,7 @@ local DEFAULTS = {
   on_error = "stop",
   batch_size = 1000,
   batch_ms = 100,
+  wait_for_topics = false,
 }
 
 local function type_ok(spec, v)
@@ -200,6 +203,9 @@ local function apply_set(opts, set)
       if spec.type == "number" then
         v = tonumber(raw)
         if v == nil then error(what .. ": expected a number", 0) end
+      elseif spec.type == "boolean" then
+        if raw ~= "true" and raw ~= "false" then error(what .. ": expected true or false", 0) end
+        v = raw == "true"
       else
         v = tostring(raw)
       end

@@ -119,6 +119,7 @@ local function build(app, script_name)
     state_dir = o.state_dir,
     batch_size = o.batch_size,
     batch_ms = o.batch_ms,
+    wait_for_topics = o.wait_for_topics,
     on_error = type(o.on_error) == "function" and "function" or o.on_error,
     dead_letter = o.dead_letter,
     kafka = stringify_kafka(o.kafka),

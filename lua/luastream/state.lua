@@ -137,6 +137,16 @@ State.__tostring = function(self)
   return "state(" .. self.name .. ", key " .. tostring(self.key) .. ")"
 end
 
+-- A stateless step gets msg where a stateful one gets state: msg answers
+-- every State method (get, set, delete, exists) with an error saying the
+-- step lacks { stateful = true } (luastream.util.msg_mt). Derived from State
+-- so a new State method is covered too.
+for name, f in pairs(State) do
+  if type(f) == "function" and name:sub(1, 2) ~= "__" then
+    util.msg_state_hints[name] = util.not_stateful
+  end
+end
+
 -- The State object of a store (created on first use).
 function M.store(name)
   local st = stores[name]

@@ -11,7 +11,7 @@ local core = require("luastream.core")
 local M = {}
 
 local null = core.null
-local type, pairs, next, select, tostring, tonumber = type, pairs, next, select, tostring, tonumber
+local type, pairs, next, tostring, tonumber = type, pairs, next, tostring, tonumber
 local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
 local floor, huge = math.floor, math.huge
 local find, format, byte = string.find, string.format, string.byte
@@ -84,37 +84,52 @@ end
 -- Option validation
 ---------------------------------------------------------------------------
 
-local function levenshtein(a, b)
+-- Edit distance counting a swap of two neighbours as one edit (optimal
+-- string alignment): "maen" is one edit from "mean", as a typist sees it,
+-- and so not suggested as "max" instead.
+local function edit_distance(a, b)
   local la, lb = #a, #b
   if la == 0 then return lb end
   if lb == 0 then return la end
-  local prev, cur = {}, {}
+  local prev2, prev, cur = {}, {}, {}
   for j = 0, lb do prev[j] = j end
   for i = 1, la do
     cur[0] = i
     local ca = byte(a, i)
     for j = 1, lb do
-      local cost = (ca == byte(b, j)) and 0 or 1
+      local cb = byte(b, j)
       local d = prev[j] + 1
       if cur[j - 1] + 1 < d then d = cur[j - 1] + 1 end
-      if prev[j - 1] + cost < d then d = prev[j - 1] + cost end
+      local sub = prev[j - 1] + ((ca == cb) and 0 or 1)
+      if sub < d then d = sub end
+      if i > 1 and j > 1 and ca == byte(b, j - 1) and byte(a, i - 1) == cb and prev2[j - 2] + 1 < d then
+        d = prev2[j - 2] + 1
+      end
       cur[j] = d
     end
-    prev, cur = cur, prev
+    prev2, prev, cur = prev, cur, prev2
   end
   return prev[lb]
 end
 
--- " (did you mean 'x'?)" for the closest known name, or "".
-function M.suggest(name, known)
-  if type(name) ~= "string" then return "" end
+-- The key of `known` (a set) closest to name by edit distance, or nil when
+-- none is close enough to be a plausible typo. Ties go to the first in
+-- alphabetical order, so the answer does not depend on hash order.
+function M.closest(name, known)
+  if type(name) ~= "string" then return nil end
   local best, bestd
   for k in pairs(known) do
-    local d = levenshtein(name, k)
+    local d = edit_distance(name, k)
     if d <= 2 + math.floor(#k / 6) and (not bestd or d < bestd or (d == bestd and k < best)) then
       best, bestd = k, d
     end
   end
+  return best
+end
+
+-- " (did you mean 'x'?)" for the closest known name, or "".
+function M.suggest(name, known)
+  local best = M.closest(name, known)
   if best then return " (did you mean '" .. best .. "'?)" end
   return ""
 end
@@ -300,6 +315,23 @@ end
 -- table unless a function reads msg.headers.
 local HDR = setmetatable({}, { __tostring = function() return "<headers>" end })
 M.HDR = HDR
+
+-- A stateless step's function is called fn(row, msg). Written as
+-- fn(row, state) by someone who forgot { stateful = true }, its state:get(...)
+-- would fail on every row with "attempt to call method 'get' (a nil value)".
+-- msg answers the State method names (filled in by luastream.state, from its
+-- own method table) with a function raising an explanation instead. This
+-- lives in __index, which only runs for keys msg does not have, so the row
+-- loop (which sets msg's fields with plain stores) pays nothing for it.
+M.NOT_STATEFUL = "this step is not stateful: declare it with sdf:update(fn, { stateful = true }) " ..
+  "to get state as the second argument (stateless functions get fn(row, msg))"
+local function not_stateful()
+  error(M.NOT_STATEFUL, 2) -- level 2: the line of the user's function
+end
+M.not_stateful = not_stateful
+local state_hints = {}    -- State method name -> not_stateful
+M.msg_state_hints = state_hints
+
 M.msg_mt = {
   __index = function(t, k)
     if k == "headers" then
@@ -307,7 +339,7 @@ M.msg_mt = {
       if h == nil then return {} end
       return h
     end
-    return nil
+    return state_hints[k]
   end,
 }
 
