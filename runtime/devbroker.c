@@ -242,32 +242,53 @@ static void serve(ls_devbroker *b) {
   }
 }
 
-static int usage_error(const char *msg, const char *arg) {
-  fprintf(stderr, "luastream broker: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
-  fprintf(stderr, "usage: luastream broker [--partitions N] [--topic NAME[:PARTS]]... "
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "luastream broker: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nusage: luastream broker [--partitions N] [--topic NAME[:PARTS]]... "
                   "[--bootstrap-file F]\n");
   return 2;
 }
 
 int ls_devbroker_main(int argc, char **argv) {
+  static const char help[] =
+      "usage: luastream broker [--partitions N] [--topic NAME[:PARTS]]... [--bootstrap-file F]\n"
+      "\n"
+      "Starts the dev broker, an in-memory Kafka cluster on loopback (librdkafka's mock\n"
+      "cluster), prints its bootstrap address on stdout and runs until SIGINT or\n"
+      "SIGTERM. Topics are auto-created with 4 partitions on first use.\n"
+      "\n"
+      "options:\n"
+      "  --partitions N      partitions for --topic without a count (default 4)\n"
+      "  --topic NAME[:P]    create a topic up front (repeatable)\n"
+      "  --bootstrap-file F  also write the bootstrap address to F\n"
+      "  --brokers N         brokers in the cluster (default 1, at most 16)\n"
+      "\n"
+      "With a pipe on stdin, it takes fault-injection lines (docs/dev-broker.md):\n"
+      "  fail API ERROR [COUNT]   the next COUNT requests of API fail with ERROR\n"
+      "  clear API                forget the failures queued for API\n";
   int partitions = 4, brokers = 1;
   const char *bootstrap_file = NULL;
   const char *topics[256];
   int ntopics = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    int has_value = i + 1 < argc;
-    if (strcmp(a, "--partitions") == 0 && has_value) {
-      if (parse_int(argv[++i], 1, 10000, &partitions)) return usage_error("bad partition count", argv[i]);
-    } else if (strcmp(a, "--brokers") == 0 && has_value) {
-      if (parse_int(argv[++i], 1, 16, &brokers)) return usage_error("bad broker count", argv[i]);
-    } else if (strcmp(a, "--topic") == 0 && has_value) {
-      if (ntopics == 256) return usage_error("too many --topic options", NULL);
-      topics[ntopics++] = argv[++i];
-    } else if (strcmp(a, "--bootstrap-file") == 0 && has_value) {
-      bootstrap_file = argv[++i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return fputs(help, stdout), 0;
+    int valued = strcmp(a, "--partitions") == 0 || strcmp(a, "--brokers") == 0 ||
+                 strcmp(a, "--topic") == 0 || strcmp(a, "--bootstrap-file") == 0;
+    if (!valued) return usage_error(a[0] == '-' ? "unknown option %s" : "unexpected argument %s", a);
+    if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+      return usage_error("option %s needs a value", a);
+    const char *v = argv[++i];
+    if (strcmp(a, "--partitions") == 0) {
+      if (parse_int(v, 1, 10000, &partitions)) return usage_error("bad partition count %s", v);
+    } else if (strcmp(a, "--brokers") == 0) {
+      if (parse_int(v, 1, 16, &brokers)) return usage_error("bad broker count %s", v);
+    } else if (strcmp(a, "--topic") == 0) {
+      if (ntopics == 256) return usage_error("too many --topic options%s", "");
+      topics[ntopics++] = v;
     } else {
-      return usage_error("unknown or incomplete option", a);
+      bootstrap_file = v;
     }
   }
   char err[1536];
@@ -285,7 +306,7 @@ int ls_devbroker_main(int argc, char **argv) {
       *colon = 0;
       if (parse_int(colon + 1, 1, 10000, &parts)) {
         ls_devbroker_stop(b);
-        return usage_error("bad --topic NAME:PARTS", topics[i]);
+        return usage_error("bad --topic NAME:PARTS %s", topics[i]);
       }
     }
     if (!name[0] || ls_devbroker_create_topic(b, name, parts, err, sizeof err)) {

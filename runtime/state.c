@@ -768,3 +768,27 @@ int ls_state_list(ls_state *s, ls_state_list_fn fn, void *ud) {
   free(acc.e);
   return rc ? -1 : 0;
 }
+
+/* ---- entry keys ------------------------------------------------------------ */
+
+size_t ls_state_entry_prefix(void *out, const void *mkey, size_t mklen) {
+  if (mklen > LS_STATE_MSGKEY_MAX) return 0;
+  unsigned char *o = out;
+  o[0] = (unsigned char)(mklen >> 8);
+  o[1] = (unsigned char)(mklen & 0xff);
+  if (mklen) memcpy(o + 2, mkey, mklen);
+  return mklen + 2;
+}
+
+int ls_state_entry_split(const void *key, size_t klen, const void **mkey, size_t *mklen,
+                         const void **skey, size_t *sklen) {
+  const unsigned char *k = key;
+  if (klen < 2) return -1;
+  size_t n = (size_t)k[0] << 8 | k[1];
+  if (n > klen - 2) return -1;
+  *mkey = k + 2;
+  *mklen = n;
+  *skey = k + 2 + n;
+  *sklen = klen - 2 - n;
+  return 0;
+}

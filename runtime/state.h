@@ -117,4 +117,21 @@ int ls_state_list(ls_state *s, ls_state_list_fn fn, void *ud);
 const char *ls_state_error(ls_state *s); /* last error text ("" when none) */
 size_t ls_state_map_size(ls_state *s);   /* current map size in bytes */
 
+/* ---- entry keys ------------------------------------------------------------
+ * The LMDB key of one entry of a stateful step's store (built by
+ * luastream.state, read back by checkpoint.c and `luastream state`): a 2-byte
+ * big-endian length of the message key, the message key, then the state key.
+ * So a message key's entries are adjacent, and one prefix scan finds them. */
+#define LS_STATE_MSGKEY_MAX 65535 /* longest message key, in bytes */
+
+/* Writes the prefix of message key mkey (its 2-byte length, then its bytes)
+ * to out, which has room for mklen + 2 bytes. Returns the bytes written, or
+ * 0 when mklen > LS_STATE_MSGKEY_MAX (nothing written). */
+size_t ls_state_entry_prefix(void *out, const void *mkey, size_t mklen);
+
+/* Splits an entry key into its message key and its state key (pointers into
+ * key). Returns 0, or -1 when key is shorter than its length prefix says. */
+int ls_state_entry_split(const void *key, size_t klen, const void **mkey, size_t *mklen,
+                         const void **skey, size_t *sklen);
+
 #endif

@@ -8,14 +8,8 @@ local root = here .. "../../"
 local FILES = { "README.md", "docs/api.md", "docs/testing.md", "docs/vec.md" }
 
 -- Blocks known not to compile, by file and a piece of their text, each with
--- the reason. They are reported as pending rather than failing, until the
--- file's owner fixes them; a fixed block simply passes.
-local KNOWN_BAD = {
-  ["docs/testing.md"] = {
-    -- shows an optional argument as `[, timestamp]`, which is not Lua
-    ["{ gX = 0, gY = 0, gZ = 1 } [, timestamp])"] = "optional argument written as [, timestamp]",
-  },
-}
+-- the reason (reported as pending); none today.
+local KNOWN_BAD = {}
 
 -- The ```lua blocks of a markdown text: { { line = first line, code = text }, ... }.
 local function lua_blocks(text)

@@ -4,7 +4,8 @@
  * removes it afterwards. Covered: put/get/delete semantics, all-or-nothing
  * commits when the map is full, map growth, per-partition separation and
  * drop, marks, prefix scans, listing, reopening, open errors, name
- * validation, and the time of a 100k-key commit (printed, not asserted). */
+ * validation, the entry key layout of stateful steps (prefix, split, the
+ * order of scans), and the time of a 100k-key commit (printed, not asserted). */
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -649,6 +650,72 @@ static void test_bulk(void) {
          durable, nosync);
 }
 
+/* The entry key layout of stateful steps (2-byte length, message key, state
+ * key): building a prefix, splitting keys, and the scans `luastream state`
+ * relies on: a prefix finds one message key's entries only (not those of a
+ * longer key it begins), and a full scan sorts shorter message keys first. */
+typedef struct split_seen {
+  char text[256];
+  size_t len;
+} split_seen;
+
+static int record_split(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  split_seen *ss = ud;
+  const void *mk, *sk;
+  size_t mkl, skl;
+  if (ls_state_entry_split(key, klen, &mk, &mkl, &sk, &skl)) return 1;
+  int w = snprintf(ss->text + ss->len, sizeof ss->text - ss->len, "%.*s.%.*s=%.*s ", (int)mkl,
+                   (const char *)mk, (int)skl, (const char *)sk, (int)vlen, (const char *)val);
+  if (w > 0 && (size_t)w < sizeof ss->text - ss->len) ss->len += (size_t)w;
+  return 0;
+}
+
+static void put_entry(ls_state *s, const char *mkey, const char *skey, const char *val) {
+  char key[64];
+  size_t n = ls_state_entry_prefix(key, mkey, strlen(mkey));
+  memcpy(key + n, skey, strlen(skey));
+  ls_state_put p = {"counts", 0, key, n + strlen(skey), val, strlen(val)};
+  CHECK(ls_state_commit(s, &p, 1, NULL, 0, NULL, 0) == 0);
+}
+
+static void test_entry_keys(void) {
+  unsigned char buf[70000];
+  const void *mk, *sk;
+  size_t mkl, skl;
+  CHECK(ls_state_entry_prefix(buf, "k3", 2) == 4 && memcmp(buf, "\0\2k3", 4) == 0);
+  CHECK(ls_state_entry_prefix(buf, "", 0) == 2 && buf[0] == 0 && buf[1] == 0);
+  static char big[65536];
+  memset(big, 'x', sizeof big);
+  CHECK(ls_state_entry_prefix(buf, big, 300) == 302 && buf[0] == 1 && buf[1] == 44);
+  CHECK(ls_state_entry_prefix(buf, big, 65535) == 65537 && buf[0] == 0xff && buf[1] == 0xff);
+  buf[0] = 7;
+  CHECK(ls_state_entry_prefix(buf, big, 65536) == 0 && buf[0] == 7); /* too long: untouched */
+
+  CHECK(ls_state_entry_split("\0\2k3sum", 7, &mk, &mkl, &sk, &skl) == 0);
+  CHECK(mkl == 2 && memcmp(mk, "k3", 2) == 0 && skl == 3 && memcmp(sk, "sum", 3) == 0);
+  CHECK(ls_state_entry_split("\0\2k3", 4, &mk, &mkl, &sk, &skl) == 0 && mkl == 2 && skl == 0);
+  CHECK(ls_state_entry_split("\0\0n", 3, &mk, &mkl, &sk, &skl) == 0 && mkl == 0 && skl == 1);
+  CHECK(ls_state_entry_split("\0", 1, &mk, &mkl, &sk, &skl) == -1);
+  CHECK(ls_state_entry_split("\0\5ab", 4, &mk, &mkl, &sk, &skl) == -1);
+
+  char *dir = make_tmp();
+  ls_state *s = open_opts(dir, 0, 0, 0);
+  put_entry(s, "k30", "n", "1");
+  put_entry(s, "k3", "sum", "215");
+  put_entry(s, "k3", "n", "5");
+  put_entry(s, "k10", "n", "2");
+  put_entry(s, "k9", "n", "9");
+  split_seen ss = {.len = 0};
+  size_t plen = ls_state_entry_prefix(buf, "k3", 2);
+  CHECK(ls_state_scan(s, "counts", 0, buf, plen, record_split, &ss) == 0);
+  CHECK_STR(ss.text, "k3.n=5 k3.sum=215 ");
+  ss = (split_seen){.len = 0};
+  CHECK(ls_state_scan(s, "counts", 0, NULL, 0, record_split, &ss) == 0);
+  CHECK_STR(ss.text, "k3.n=5 k3.sum=215 k9.n=9 k10.n=2 k30.n=1 ");
+  ls_state_close(s);
+  rm_tmp(dir);
+}
+
 int main(void) {
   test_put_get_delete();
   test_atomic_map_full();
@@ -662,6 +729,7 @@ int main(void) {
   test_names();
   test_shared();
   test_many_partitions();
+  test_entry_keys();
   test_bulk();
   CHECK_DONE();
 }
