@@ -1,18 +1,19 @@
 /* app.c - the loop of `luastream run` (see app.h and docs/internals.md).
  *
- * Read top to bottom, one batch is:
- *   consume → decode into Lua (batch.c) → decode errors (on_error) →
- *   one lua_pcall of the compiled pipeline (run_pipeline) → encode and produce
- *   the outputs (emit_outputs) → on failure, replay row by row to find the bad
- *   row → record offsets (record_offsets) → checkpoint when due.
+ * Read top to bottom, one turn of the loop is:
+ *   consume a batch from Kafka → the engine runs it (engine.c: decode, the
+ *   pipeline call, on_error, encode; outputs come back to kafka_produce) →
+ *   record the offsets of the records done → sources that are due →
+ *   checkpoint when due → a live reload when asked.
  * A checkpoint flushes the producer and only then commits the offsets, so a
- * committed offset never runs ahead of an unacknowledged output. */
+ * committed offset never runs ahead of an unacknowledged output. Start-up
+ * (connect_kafka), the checkpoint order and live reload with its roll-back
+ * are further down, in that order. */
 #include "app.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "buf.h"
-#include "codec.h"
 #include "devbroker.h"
+#include "engine.h"
 #include "errlog.h"
 #include "kafka.h"
 #include "log.h"
@@ -56,6 +56,7 @@ typedef struct ls_app {
   ls_spec spec;
   lua_State *L;
   ls_batch batch;
+  ls_engine eng;     /* the batch path over batch (engine.c) */
   ls_devbroker *devbroker;
   ls_kafka *kafka;
   ls_ckpt *ckpt;     /* NULL without state stores */
@@ -70,14 +71,10 @@ typedef struct ls_app {
   int nmsgs;
   rd_kafka_topic_t *last_rkt; /* cache for input_index() */
   int last_index;
-  int stop_at;       /* first message not done; nmsgs when all are */
-  int dlq_row;       /* last row sent to the dead-letter topic */
   /* bookkeeping */
-  long in_total, out_total, skipped, dead_lettered, since_commit;
+  long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
-  ls_errlog *errlog;
   ls_status *status;
-  int exit_code;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
   int txn_open;
@@ -88,7 +85,6 @@ typedef struct ls_app {
   pipeline prev;     /* the pipeline before the last reload, while on probation */
   int probation;     /* batches the new pipeline still has to pass (0: prev is gone) */
   double reload_retry_ms; /* a postponed reload runs again then (0: none) */
-  char fatal[4096];
 } ls_app;
 
 static volatile sig_atomic_t stop_signal, reload_signal;
@@ -124,181 +120,16 @@ static void on_hup(int sig) {
   reload_signal = 1;
 }
 
-static void set_fatal(ls_app *a, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_fatal(ls_app *a, int code, const char *fmt, ...) {
-  if (a->exit_code) return;
-  a->exit_code = code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(a->fatal, sizeof a->fatal, fmt, ap);
-  va_end(ap);
-}
+/* Records the first fatal error (see ls_engine_fail). */
+#define set_fatal(a, ...) ls_engine_fail(&(a)->eng, __VA_ARGS__)
 
-/* ---- error reporting ------------------------------------------------------ */
-
-/* One line per distinct error per 10 s; repeats are counted (errlog.h). */
-static int error_log_allowed(ls_app *a, const char *text) {
-  return ls_errlog_admit(a->errlog, text);
-}
-
-static void describe_msg(const rd_kafka_message_t *m, char *out, size_t len) {
-  snprintf(out, len, "%s[%d]@%lld", rd_kafka_topic_name(m->rkt), (int)m->partition,
-           (long long)m->offset);
-}
-
-static void push_headers(lua_State *L, const void *source);
-
-/* Pushes the msg table handed to an on_error function. */
-static void push_msg_table(ls_app *a, const rd_kafka_message_t *m) {
-  lua_State *L = a->L;
-  lua_createtable(L, 0, 6);
-  if (m->key) {
-    lua_pushlstring(L, m->key, m->key_len);
-    lua_setfield(L, -2, "key");
-  }
-  lua_pushstring(L, rd_kafka_topic_name(m->rkt));
-  lua_setfield(L, -2, "topic");
-  lua_pushinteger(L, m->partition);
-  lua_setfield(L, -2, "partition");
-  lua_pushnumber(L, (double)m->offset);
-  lua_setfield(L, -2, "offset");
-  lua_pushnumber(L, (double)rd_kafka_message_timestamp(m, NULL));
-  lua_setfield(L, -2, "timestamp");
-  push_headers(L, m);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-  }
-  lua_setfield(L, -2, "headers");
-}
-
-/* Asks the user's on_error function; returns the policy it chose. */
-static ls_on_error ask_on_error(ls_app *a, const char *err, int row, int mi) {
-  lua_State *L = a->L;
-  int top = lua_gettop(L);
-  ls_batch_push_handler(&a->batch);
-  lua_pushstring(L, err);
-  if (row > 0) ls_batch_push_row(&a->batch, row);
-  else lua_pushnil(L);
-  push_msg_table(a, a->msgs[mi]);
-  ls_on_error policy = LS_ON_ERROR_STOP;
-  if (lua_pcall(L, 3, 1, 0) == 0) {
-    const char *p = lua_tostring(L, -1);
-    if (p && strcmp(p, "skip") == 0) policy = LS_ON_ERROR_SKIP;
-    else if (p && strcmp(p, "dead-letter") == 0) policy = LS_ON_ERROR_DEAD_LETTER;
-  } else {
-    ls_error("on_error function failed: %s", lua_tostring(L, -1));
-  }
-  lua_settop(L, top);
-  if (policy == LS_ON_ERROR_DEAD_LETTER && !a->dlq_rkt) {
-    ls_error("on_error chose dead-letter, but no dead_letter topic is set; stopping");
-    policy = LS_ON_ERROR_STOP;
-  }
-  return policy;
-}
-
-static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, const char *stage,
-                                               const char *err) {
-  rd_kafka_headers_t *orig = NULL, *h;
-  if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
-    h = rd_kafka_headers_copy(orig);
-  else
-    h = rd_kafka_headers_new(6);
-  char num[32];
-  rd_kafka_header_add(h, "luastream.error", -1, err, -1);
-  rd_kafka_header_add(h, "luastream.error.stage", -1, stage, -1);
-  rd_kafka_header_add(h, "luastream.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-  snprintf(num, sizeof num, "%d", (int)m->partition);
-  rd_kafka_header_add(h, "luastream.source.partition", -1, num, -1);
-  snprintf(num, sizeof num, "%lld", (long long)m->offset);
-  rd_kafka_header_add(h, "luastream.source.offset", -1, num, -1);
-  return h;
-}
-
-static int dead_letter(ls_app *a, int mi, const char *stage, const char *err) {
-  const rd_kafka_message_t *m = a->msgs[mi];
-  char why[512];
-  ls_record r = {a->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len,
-                 rd_kafka_message_timestamp(m, NULL), dead_letter_headers(m, stage, err), NULL};
-  if (ls_kafka_produce(a->kafka, &r, why, sizeof why)) {
-    set_fatal(a, 1, "cannot write to the dead-letter topic: %s", why);
-    return DONE_STOP;
-  }
-  a->dead_lettered++;
-  return DONE_OK;
-}
-
-/* Appends p[0..n) to out (capacity len), escaped, cut at about max bytes. */
-static void append_escaped(char *out, size_t len, const char *p, size_t n, size_t max) {
-  size_t o = strlen(out);
-  for (size_t i = 0; i < n && o + 8 < len; i++) {
-    if (i == max) {
-      snprintf(out + o, len - o, "...");
-      return;
-    }
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
-    else out[o++] = (char)c, out[o] = 0;
-  }
-}
-
-/* "row: {...}" (the row as the failing step left it, as JSON) or, for a
- * record that did not decode, "value: <raw bytes>"; cut to fit one line. */
-static void describe_row(ls_app *a, int mi, int row, char *out, size_t len) {
-  const rd_kafka_message_t *m = a->msgs[mi];
-  char err[256];
-  snprintf(out, len, row > 0 ? "row: " : "value: ");
-  if (row <= 0) {
-    if (m->payload) append_escaped(out, len, m->payload, m->len, 200);
-    else snprintf(out, len, "value: null");
-    return;
-  }
-  lua_State *L = a->L;
-  ls_buf b;
-  ls_buf_init(&b);
-  ls_batch_push_row(&a->batch, row);
-  if (ls_encode(L, lua_gettop(L), LS_FMT_JSON, &b, err, sizeof err) == 0)
-    append_escaped(out, len, b.data, b.len, 200);
-  else
-    snprintf(out, len, "row: (cannot show it as JSON: %s)", err);
-  lua_pop(L, 1);
-  ls_buf_free(&b);
-}
-
-/* How to get past a record that stopped the app. */
-#define STOP_HINT                                                                            \
-  "to get past it: fix the pipeline and run again (or save it under --watch), or skip bad "   \
-  "records (--set on_error=skip), or send them to a dead-letter topic (--set "               \
-  "on_error=dead-letter --set dead_letter=TOPIC)"
-#define STOP_HINT_FN "the on_error function chose to stop; return \"skip\" or \"dead-letter\" to get past it"
-
-/* Applies on_error to message mi (row > 0 when it decoded). DONE_OK means the
- * message counts as done (skipped or dead-lettered); DONE_STOP stops the app
- * with the message uncommitted. */
-static int handle_error(ls_app *a, int mi, int row, const char *stage, const char *err) {
-  char where[600];
-  describe_msg(a->msgs[mi], where, sizeof where);
-  ls_on_error policy = a->spec.on_error;
-  if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(a, err, row, mi);
-  char text[1200], row_desc[300];
-  snprintf(text, sizeof text, "%s error: %s", stage, err);
-  int log = policy != LS_ON_ERROR_SKIP && policy != LS_ON_ERROR_DEAD_LETTER ? 1 : error_log_allowed(a, text);
-  if (log) describe_row(a, mi, row, row_desc, sizeof row_desc);
-  if (policy == LS_ON_ERROR_SKIP) {
-    a->skipped++;
-    if (log) ls_warn("%s: %s error, skipped: %s\n  %s", where, stage, err, row_desc);
-    return DONE_OK;
-  }
-  if (policy == LS_ON_ERROR_DEAD_LETTER) {
-    if (log) ls_warn("%s: %s error, sent to %s: %s\n  %s", where, stage, a->spec.dead_letter, err, row_desc);
-    return dead_letter(a, mi, stage, err);
-  }
-  set_fatal(a, 1, "%s: %s error: %s (stopping; this offset is not committed)\n  %s\n  %s", where,
-            stage, err, row_desc, a->spec.on_error == LS_ON_ERROR_FUNCTION ? STOP_HINT_FN : STOP_HINT);
-  if (a->stop_at > mi) a->stop_at = mi;
-  return DONE_STOP;
-}
+/* The same, for a failure after which nothing may be committed: the outputs
+ * since the last checkpoint are not known to be safe. */
+#define fail_uncommitted(a, ...)                                        \
+  do {                                                                  \
+    if (!(a)->eng.exit_code) (a)->eng.keep_uncommitted = 1;             \
+    ls_engine_fail(&(a)->eng, __VA_ARGS__);                             \
+  } while (0)
 
 /* ---- input ---------------------------------------------------------------- */
 
@@ -312,26 +143,16 @@ static int input_index(ls_app *a, rd_kafka_topic_t *rkt) {
 
 /* rt.hdrs[i]: { {name, value}, ... } or nil. */
 static void push_headers(lua_State *L, const void *source) {
-  const rd_kafka_message_t *m = source;
   rd_kafka_headers_t *h = NULL;
-  if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h) {
-    lua_pushnil(L);
-    return;
-  }
-  lua_createtable(L, (int)rd_kafka_header_cnt(h), 0);
-  const char *name;
-  const void *val;
-  size_t len;
-  for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; i++) {
-    lua_createtable(L, 2, 0);
-    lua_pushstring(L, name);
-    lua_rawseti(L, -2, 1);
-    if (val) {
-      lua_pushlstring(L, val, len);
-      lua_rawseti(L, -2, 2);
-    }
-    lua_rawseti(L, -2, (int)i + 1);
-  }
+  if (rd_kafka_message_headers(source, &h) != RD_KAFKA_RESP_ERR_NO_ERROR) h = NULL;
+  ls_engine_push_headers(L, h);
+}
+
+/* A copy of a consumed message's headers, for its dead letter. */
+static rd_kafka_headers_t *copy_headers(const void *source) {
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(source, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h) return NULL;
+  return rd_kafka_headers_copy(h);
 }
 
 /* The consumed messages as the batch sees them. */
@@ -348,139 +169,29 @@ static void describe_inputs(ls_app *a) {
     in->partition = m->partition;
     in->topic = m->err ? -1 : input_index(a, m->rkt);
     in->source = m;
-    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && error_log_allowed(a, rd_kafka_err2str(m->err)))
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && ls_errlog_admit(a->eng.errlog, rd_kafka_err2str(m->err)))
       ls_warn("consumer: %s", rd_kafka_message_errstr(m));
-  }
-}
-
-/* Decode errors, in message order; a "stop" truncates the batch before it. */
-static void handle_decode_errors(ls_app *a) {
-  ls_batch *b = &a->batch;
-  for (int i = 0; i < a->nmsgs; i++) {
-    if (!b->msg_err[i]) continue;
-    if (handle_error(a, i, 0, "decode", b->msg_err[i]) == DONE_OK) continue;
-    int keep = 0;
-    while (keep < b->nrows && b->row_msg[keep] < i) keep++;
-    ls_batch_truncate(b, keep);
-    return;
   }
 }
 
 /* ---- output --------------------------------------------------------------- */
 
-static rd_kafka_headers_t *encode_headers(lua_State *L, int idx) {
-  if (!lua_istable(L, idx)) return NULL;
-  rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    size_t vl = 0;
-    if (lua_istable(L, -1)) { /* { name, value } */
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      const char *v = lua_tolstring(L, -1, &vl);
-      if (lua_isstring(L, -2)) rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
-      lua_pop(L, 2);
-    } else if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
-      const char *v = lua_tolstring(L, -1, &vl);
-      rd_kafka_header_add(h, lua_tostring(L, -2), -1, v, (ssize_t)vl);
-    }
-    lua_pop(L, 1);
-  }
-  return h;
-}
-
-/* Writes p[0..n) with control bytes escaped, so one record stays one line. */
-static void print_escaped(const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-    else putchar(c);
-  }
-}
-
-/* --print: "topic<TAB>key<TAB>value", one line per output record. */
-static void print_record(ls_app *a, const ls_outrec *o) {
-  if (ls_log_get_status_line() && isatty(STDOUT_FILENO)) fputs("\r\033[K", stdout);
-  fputs(a->spec.outputs[o->topic].name, stdout);
-  putchar('\t');
-  if (o->key) print_escaped(o->key, o->key_len);
-  putchar('\t');
-  if (o->value) print_escaped(o->value, o->value_len);
-  else fputs("null", stdout);
-  putchar('\n');
-}
-
-static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
+/* The engine's produce: outputs and dead letters to Kafka, keyed partitioning. */
+static int kafka_produce(void *ud, const ls_out *o, char *err, size_t errlen) {
   ls_app *a = ud;
-  char err[512];
-  ls_record r = {a->out_rkt[o->topic], RD_KAFKA_PARTITION_UA, o->key, o->key_len, o->value,
-                 o->value_len, (int64_t)o->timestamp, encode_headers(L, o->headers_idx), NULL};
-  if (ls_kafka_produce(a->kafka, &r, err, sizeof err)) {
-    set_fatal(a, 1, "%s", err);
-    if (o->row > 0) a->stop_at = a->batch.row_msg[o->row - 1];
-    return DONE_STOP;
-  }
-  a->out_total++;
-  if (a->opts->print) print_record(a, o);
-  return DONE_OK;
+  rd_kafka_topic_t *rkt = o->topic == LS_OUT_DEAD_LETTER ? a->dlq_rkt : a->out_rkt[o->topic];
+  ls_record r = {rkt, RD_KAFKA_PARTITION_UA, o->key, o->key_len, o->value, o->value_len,
+                 o->timestamp, o->hdrs, NULL};
+  return ls_kafka_produce(a->kafka, &r, err, errlen);
 }
 
-static int output_error(void *ud, int row, const char *err) {
-  ls_app *a = ud;
-  if (row <= 0) {
-    if (error_log_allowed(a, err)) ls_warn("source output dropped: %s", err);
-    return DONE_OK;
-  }
-  if (a->dlq_row == row) return DONE_OK; /* one dead letter per input, however many outputs failed */
-  int rc = handle_error(a, a->batch.row_msg[row - 1], row, "encode", err);
-  a->dlq_row = row;
-  return rc;
-}
-
-static int emit_outputs(ls_app *a, int nout) {
-  char err[1024];
-  int rc = ls_batch_emit(&a->batch, nout, produce_output, output_error, a, err, sizeof err);
-  if (rc < 0) {
-    set_fatal(a, 1, "encoding outputs failed: %s", err);
-    a->stop_at = 0;
-  }
-  return rc ? DONE_STOP : DONE_OK;
-}
-
-/* ---- the pipeline call ---------------------------------------------------- */
-
-/* A failed batch again, one row at a time, so only the bad row meets on_error. */
-static void replay_rows(ls_app *a) {
-  char err[2048];
-  for (int r = 1; r <= a->batch.nrows; r++) {
-    int nout = ls_batch_call(&a->batch, r, r, err, sizeof err);
-    int rc = nout >= 0 ? emit_outputs(a, nout)
-                       : handle_error(a, a->batch.row_msg[r - 1], r, "process", err);
-    if (rc == DONE_STOP) return;
-  }
-}
-
-static int try_roll_back(ls_app *a, const char *err);
+static int try_roll_back(void *ud, const char *err);
 static void probation_passed(ls_app *a);
-
-static void run_pipeline(ls_app *a) {
-  if (a->batch.nrows == 0) return;
-  char err[2048];
-  int nout = ls_batch_call(&a->batch, 1, a->batch.nrows, err, sizeof err);
-  if (nout >= 0) {
-    emit_outputs(a, nout);
-    probation_passed(a);
-    return;
-  }
-  if (a->probation > 0 && try_roll_back(a, err)) return;
-  ls_debug("batch of %d rows failed (%s); replaying row by row", a->batch.nrows, err);
-  replay_rows(a);
-}
 
 /* ---- offsets and checkpoints ---------------------------------------------- */
 
-static void record_offsets(ls_app *a) {
-  for (int i = 0; i < a->stop_at; i++) {
+static void record_offsets(ls_app *a, int done) {
+  for (int i = 0; i < done; i++) {
     const rd_kafka_message_t *m = a->msgs[i];
     if (m->err) continue;
     int ti = input_index(a, m->rkt);
@@ -505,7 +216,7 @@ static int checkpoint_txn(ls_app *a) {
   if (!a->txn_open) return 0;
   a->txn_open = 0;
   if (a->ckpt && ls_ckpt_produce(a->ckpt, &a->offsets, err, sizeof err)) {
-    set_fatal(a, 1, "state: %s; stopping without committing", err);
+    fail_uncommitted(a, 1, "state: %s; stopping without committing", err);
     return -1;
   }
   rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
@@ -544,11 +255,11 @@ static int checkpoint(ls_app *a) {
   a->since_commit = 0;
   if (a->exactly_once) return checkpoint_txn(a);
   if (a->ckpt && ls_ckpt_produce(a->ckpt, &a->offsets, err, sizeof err)) {
-    set_fatal(a, 1, "state: %s; stopping without committing", err);
+    fail_uncommitted(a, 1, "state: %s; stopping without committing", err);
     return -1;
   }
   if (ls_kafka_flush(a->kafka, 30000, &fatal, err, sizeof err)) {
-    if (fatal) set_fatal(a, 1, "%s; stopping without committing", err);
+    if (fatal) fail_uncommitted(a, 1, "%s; stopping without committing", err);
     else ls_warn("checkpoint postponed: %s", err);
     return -1;
   }
@@ -572,7 +283,7 @@ static int checkpoint(ls_app *a) {
 
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost) {
   ls_app *a = ud;
-  int clean = !lost && !a->exit_code && checkpoint(a) == 0;
+  int clean = !lost && !a->eng.exit_code && checkpoint(a) == 0;
   for (int i = 0; a->ckpt && i < parts->cnt; i++) {
     int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
     if (ti >= 0) ls_ckpt_revoke(a->ckpt, ti, parts->elems[i].partition, clean);
@@ -586,7 +297,7 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   if (!a->ckpt || parts->cnt == 0) return;
   char err[1024];
   int32_t *ps = calloc((size_t)parts->cnt, sizeof *ps);
-  for (int ti = 0; ps && ti < a->spec.ninputs && !a->exit_code; ti++) {
+  for (int ti = 0; ps && ti < a->spec.ninputs && !a->eng.exit_code; ti++) {
     int n = 0;
     for (int i = 0; i < parts->cnt; i++)
       if (strcmp(parts->elems[i].topic, a->spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
@@ -599,18 +310,10 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
 /* ---- one batch ------------------------------------------------------------ */
 
 static void process_batch(ls_app *a) {
-  char err[1024];
-  a->stop_at = a->nmsgs;
-  a->dlq_row = 0;
   describe_inputs(a);
-  if (ls_batch_decode(&a->batch, a->in, a->nmsgs, err, sizeof err)) {
-    set_fatal(a, 1, "decoding a batch failed: %s", err);
-    a->stop_at = 0;
-  } else {
-    handle_decode_errors(a);
-    run_pipeline(a);
-  }
-  record_offsets(a);
+  int done = ls_engine_process(&a->eng, a->in, a->nmsgs);
+  if (done == a->nmsgs && a->eng.exit_code == 0) probation_passed(a);
+  record_offsets(a, done);
   for (int i = 0; i < a->nmsgs; i++) {
     if (!a->msgs[i]->err) a->in_total++;
     rd_kafka_message_destroy(a->msgs[i]);
@@ -620,16 +323,10 @@ static void process_batch(ls_app *a) {
 /* ---- sources -------------------------------------------------------------- */
 
 static void run_sources(ls_app *a, double now) {
-  char err[2048];
-  for (int k = 0; k < a->spec.nsources && !a->exit_code; k++) {
+  for (int k = 0; k < a->spec.nsources && !a->eng.exit_code; k++) {
     if (now < a->source_next[k]) continue;
     a->source_next[k] = now + a->spec.source_every_ms[k];
-    int nout = ls_batch_call_source(&a->batch, k + 1, ls_now_ms(), err, sizeof err);
-    if (nout < 0) {
-      if (error_log_allowed(a, err)) ls_warn("source %d failed: %s", k + 1, err);
-      continue;
-    }
-    emit_outputs(a, nout);
+    ls_engine_run_source(&a->eng, k, ls_now_ms());
   }
 }
 
@@ -849,7 +546,7 @@ static int connect_kafka(ls_app *a) {
   if (a->spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->spec.dead_letter);
   ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs);
   if (a->exactly_once && begin_txn(a) != LS_TXN_OK) {
-    fprintf(stderr, "luastream: %s\n", a->fatal);
+    fprintf(stderr, "luastream: %s\n", a->eng.fatal);
     return 1;
   }
   if (a->spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->spec.ninputs, err, sizeof err)) {
@@ -969,7 +666,9 @@ static void exchange(ls_app *a, pipeline *p, double now) {
   p->batch.spec = &p->spec;
   a->batch.spec = &a->spec;
   a->batch.push_headers = push_headers;
-  ls_ckpt_rebind(a->ckpt, a->L, a->batch.rt_ref);
+  char err[1024];
+  if (ls_ckpt_rebind(a->ckpt, a->L, a->batch.rt_ref, err, sizeof err))
+    set_fatal(a, 1, "state: after the reload: %s", err);
   adopt_outputs(a, now);
 }
 
@@ -992,9 +691,10 @@ static void probation_passed(ls_app *a) {
  * processes it, the reload is rolled back (the earlier batches' outputs and
  * state are checkpointed first, so the previous pipeline reads the state the
  * new one left). Returns 1 when the batch is done that way. */
-static int try_roll_back(ls_app *a, const char *err) {
+static int try_roll_back(void *ud, const char *err) {
+  ls_app *a = ud;
   char why[2048];
-  if (!a->prev.L || checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) return 0;
+  if (a->probation == 0 || !a->prev.L || checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) return 0;
   double now = ls_mono_ms();
   exchange(a, &a->prev, now);
   if (a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the new pipeline's writes */
@@ -1013,7 +713,7 @@ static int try_roll_back(ls_app *a, const char *err) {
            a->opts->script, err);
   a->probation = 0;
   drop_next(&a->prev);
-  emit_outputs(a, nout);
+  ls_engine_emit(&a->eng, nout);
   return 1;
 }
 
@@ -1031,7 +731,7 @@ static void reload(ls_app *a, double changed_ms, const char *why) {
   }
   double t1 = ls_mono_ms();
   if (checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) {
-    if (!a->exit_code) ls_warn("reload postponed by 1 s: the checkpoint before it did not complete");
+    if (!a->eng.exit_code) ls_warn("reload postponed by 1 s: the checkpoint before it did not complete");
     drop_next(&np);
     a->reload_retry_ms = ls_mono_ms() + 1000;
     return;
@@ -1065,7 +765,7 @@ static void reload_if_asked(ls_app *a) {
 static void free_app(ls_app *a) {
   ls_watch_stop(a->watch);
   drop_next(&a->prev);
-  ls_errlog_free(a->errlog);
+  ls_engine_free(&a->eng);
   ls_status_free(a->status);
   ls_kafka_close(a->kafka);
   ls_ckpt_close(a->ckpt);
@@ -1086,15 +786,15 @@ static void free_app(ls_app *a) {
 /* ---- the loop ------------------------------------------------------------- */
 
 static void show_status(ls_app *a, double now) {
-  ls_status_sample x = {a->in_total, a->out_total, a->spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
+  ls_status_sample x = {a->in_total, a->eng.out_total, a->spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
                         ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reloads};
   ls_status_show(a->status, &x, now);
 }
 
 static int should_stop(ls_app *a, double now) {
-  if (stop_signal || a->exit_code) return 1;
+  if (stop_signal || a->eng.exit_code) return 1;
   if (a->opts->timeout_s > 0 && now - a->start_ms >= a->opts->timeout_s * 1000) return 1;
-  if (a->opts->count > 0 && a->out_total >= a->opts->count) return 1;
+  if (a->opts->count > 0 && a->eng.out_total >= a->opts->count) return 1;
   return 0;
 }
 
@@ -1124,9 +824,9 @@ static void loop(ls_app *a) {
     }
     run_sources(a, now);
     ls_kafka_poll(a->kafka);
-    if (!a->exit_code && checkpoint_due(a, now)) checkpoint(a);
-    if (!a->exit_code && !stop_signal) reload_if_asked(a);
-    ls_errlog_flush(a->errlog, 0);
+    if (!a->eng.exit_code && checkpoint_due(a, now)) checkpoint(a);
+    if (!a->eng.exit_code && !stop_signal) reload_if_asked(a);
+    ls_errlog_flush(a->eng.errlog, 0);
     if (ls_status_due(a->status, now)) show_status(a, now);
   }
 }
@@ -1138,8 +838,14 @@ int ls_app_run(const ls_run_opts *opts) {
   ls_app app, *a = &app;
   memset(a, 0, sizeof *a);
   a->opts = opts;
+  ls_engine_io io = {.ud = a, .produce = kafka_produce, .copy_headers = copy_headers,
+                     .batch_failed = try_roll_back};
+  if (ls_engine_init(&a->eng, &a->batch, &io, opts->print)) return 1;
   a->L = ls_vm_new();
-  if (!a->L) return 1;
+  if (!a->L) {
+    ls_engine_free(&a->eng);
+    return 1;
+  }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
@@ -1155,7 +861,6 @@ int ls_app_run(const ls_run_opts *opts) {
   }
   watch_files(a);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
-  a->errlog = ls_errlog_new(10000);
   if (ls_log_get_level() <= LS_LOG_INFO) a->status = ls_status_new(isatty(STDERR_FILENO));
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
           a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",
@@ -1166,14 +871,14 @@ int ls_app_run(const ls_run_opts *opts) {
   announce_stop();
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
   a->stopping = 1;
-  if (a->exit_code != 1 || !strstr(a->fatal, "without committing")) checkpoint(a);
+  if (!a->eng.keep_uncommitted) checkpoint(a);
   ls_status_free(a->status);
   a->status = NULL;
-  ls_errlog_flush(a->errlog, 1);
-  if (a->exit_code) ls_error("%s", a->fatal);
+  ls_errlog_flush(a->eng.errlog, 1);
+  if (a->eng.exit_code) ls_error("%s", a->eng.fatal);
   ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",
-          a->spec.name, a->in_total, a->out_total, a->skipped, a->dead_lettered);
-  rc = a->exit_code;
+          a->spec.name, a->in_total, a->eng.out_total, a->eng.skipped, a->eng.dead_lettered);
+  rc = a->eng.exit_code;
   free_app(a);
   return rc;
 }

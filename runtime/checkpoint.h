@@ -1,17 +1,19 @@
-/* checkpoint.h - per-key state across checkpoints: changelog, LMDB, recovery.
+/* checkpoint.h - the state side of a checkpoint, in DESIGN order.
  *
- * The state of stateful steps lives in Lua (luastream.state) between
- * checkpoints. A checkpoint, driven by app.c, is DESIGN §3's order:
- *   1. ls_ckpt_produce: take the dirty entries from Lua and produce them to
- *      the changelog topics <app>__<store>__changelog (partition = input
- *      partition), each record carrying the input offset it reflects;
+ * The state of stateful pipeline steps lives in Lua (luastream.state) between
+ * checkpoints. A checkpoint, driven by app.c, is:
+ *   1. ls_ckpt_produce: take the dirty entries from Lua (statebridge.c) and
+ *      produce them to the changelog topics (changelog.c), each record
+ *      carrying the input offset it reflects;
  *   2. app.c flushes the producer;  3. app.c commits the consumer offsets;
  *   4. ls_ckpt_store: write the same entries and the changelog/input offsets
- *      (marks) to LMDB in one write transaction.
- * On assignment, ls_ckpt_restore replays the partitions' changelogs from their
- * mark to the end into LMDB, applying only records whose input offset is
+ *      (marks) to LMDB (state.c) in one write transaction.
+ * On assignment, ls_ckpt_restore has the partitions' changelogs replayed from
+ * their mark to the end into LMDB, applying only records whose input offset is
  * covered by the group's committed offset. Entries taken in step 1 stay
- * pending until step 4 succeeds, so a postponed checkpoint loses nothing. */
+ * pending until step 4 succeeds, so a postponed checkpoint loses nothing.
+ * This file owns that order and the pending entries; the Lua crossing, the
+ * topics and LMDB each have their own file. */
 #ifndef LS_CHECKPOINT_H
 #define LS_CHECKPOINT_H
 
@@ -34,10 +36,13 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
 void ls_ckpt_close(ls_ckpt *c);
 
 /* Live reload: the pipeline now runs in L (rt at rt_ref). Only valid when
- * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB. */
-void ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref);
+ * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB.
+ * 0, or -1 with err (core.state_load could not be installed in L). */
+int ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref, char *err, size_t errlen);
 /* Entries in the local store (all stores and partitions), or -1. */
 int64_t ls_ckpt_entries(ls_ckpt *c);
+/* The LMDB store behind c (for reading committed state). */
+struct ls_state *ls_ckpt_state(ls_ckpt *c);
 /* Changes taken from Lua but not yet in LMDB. */
 size_t ls_ckpt_pending(const ls_ckpt *c);
 

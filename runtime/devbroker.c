@@ -8,7 +8,9 @@
  * chosen error, a testing aid for the runtime's error paths. */
 #include "devbroker.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +33,45 @@ struct ls_devbroker {
   rd_kafka_mock_cluster_t *mc;
 };
 
+/* ---- Nagle's algorithm ----------------------------------------------------
+ * The mock cluster accepts its connections with Nagle's algorithm on. A
+ * client that sends requests for several partitions gets several responses
+ * back to back, and each one after the first then waits for the client's
+ * delayed ACK: about 40 ms per produce or commit round trip, which made every
+ * flush (and so every checkpoint) take 40 ms or more. On Linux an accepted
+ * socket inherits TCP_NODELAY from its listening socket, so setting it on the
+ * cluster's listening sockets (found by their ports among this process's file
+ * descriptors, right after the cluster opened them) gives every broker
+ * connection TCP_NODELAY, as a real Kafka broker's have, and touches no other
+ * socket of the process. */
+
+/* Is ports (a "host:port,host:port" list) naming port? */
+static int lists_port(const char *bootstraps, int port) {
+  for (const char *p = bootstraps; (p = strchr(p, ':')); p++)
+    if (atoi(p + 1) == port) return 1;
+  return 0;
+}
+
+static int no_delay_on_listeners(const char *bootstraps) {
+  DIR *dir = opendir("/proc/self/fd");
+  int set = 0;
+  if (!dir) return 0;
+  for (struct dirent *de; (de = readdir(dir));) {
+    int fd = atoi(de->d_name), listening = 0, one = 1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss, ol = sizeof listening;
+    if (fd <= 2 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening) continue;
+    int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+               : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : -1;
+    if (port > 0 && lists_port(bootstraps, port) &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+      set++;
+  }
+  closedir(dir);
+  return set;
+}
+
 ls_devbroker *ls_devbroker_start(int brokers, char *err, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   /* The handle only hosts the cluster; keep its own logging quiet. */
@@ -52,6 +93,9 @@ ls_devbroker *ls_devbroker_start(int brokers, char *err, size_t errlen) {
   }
   b->rk = rk;
   b->mc = mc;
+  if (no_delay_on_listeners(rd_kafka_mock_cluster_bootstraps(mc)) < brokers)
+    ls_warn("dev broker: could not set TCP_NODELAY on its listening sockets; its answers may "
+            "wait ~40 ms for delayed ACKs");
   return b;
 }
 
@@ -331,19 +375,4 @@ int ls_devbroker_main(int argc, char **argv) {
   ls_info("dev broker stopping");
   ls_devbroker_stop(b);
   return 0;
-}
-
-/* ---- Nagle's algorithm ----------------------------------------------------
- * The mock cluster accepts its connections with accept() and leaves Nagle's
- * algorithm on. A client that sends requests for several partitions gets
- * several responses back to back, and each one after the first then waits
- * for the client's delayed ACK: about 40 ms per produce or commit round trip,
- * which made every flush (and so every checkpoint) take 40 ms or more. Every
- * accept() in this process (only the mock cluster accepts) returns a socket
- * with TCP_NODELAY set, as a real Kafka broker's are. */
-int accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
-  int s = accept4(fd, addr, addrlen, 0);
-  int one = 1;
-  if (s >= 0) setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return s;
 }

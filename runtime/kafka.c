@@ -23,7 +23,7 @@ struct ls_kafka {
   void *ud;
   rd_kafka_topic_t *topics[LS_MAX_TOPICS];
   int ntopics;
-  int delivery_failed;
+  rd_kafka_resp_err_t delivery_failed; /* the first failed delivery's error, or 0 */
   char delivery_error[512];
   char last_error[512];
   int nudge_next;          /* round-robin position in the assignment */
@@ -90,7 +90,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     return;
   }
   if (k->delivery_failed) return;
-  k->delivery_failed = 1;
+  k->delivery_failed = m->err; /* non-zero */
   snprintf(k->delivery_error, sizeof k->delivery_error, "delivery to %s[%d] failed: %s",
            rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
 }
@@ -584,14 +584,14 @@ int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen) 
       if (e == RD_KAFKA_RESP_ERR__FATAL) rd_kafka_fatal_error(k->producer, why, sizeof why);
       snprintf(err, errlen, "produce to %s: %s%s%s", rd_kafka_topic_name(r->rkt), rd_kafka_err2str(e),
                why[0] ? ": " : "", why);
-      return -1;
+      return (int)e;
     }
     /* The local queue is full: wait for acknowledgements, unless they failed. */
     rd_kafka_poll(k->producer, 20);
     if (k->delivery_failed) {
       if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
       snprintf(err, errlen, "%s", k->delivery_error);
-      return -1;
+      return (int)k->delivery_failed;
     }
   }
 }
@@ -715,7 +715,7 @@ void ls_kafka_poll(ls_kafka *k) { rd_kafka_poll(k->producer, 0); }
 
 int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t errlen) {
   rd_kafka_resp_err_t e = rd_kafka_flush(k->producer, timeout_ms);
-  *fatal = k->delivery_failed;
+  *fatal = k->delivery_failed != 0;
   if (k->delivery_failed) {
     snprintf(err, errlen, "%s", k->delivery_error);
     return -1;

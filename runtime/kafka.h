@@ -121,7 +121,8 @@ typedef struct ls_record {
 } ls_record;
 
 /* Queues one record (key and value are copied). Waits while the local queue
- * is full. 0, or -1 with err. Exactly-once: a record the open transaction
+ * is full. 0, or the librdkafka error code (non-zero, e.g.
+ * RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) with err. Exactly-once: a record the open transaction
  * refuses (it failed with an abortable error) is dropped and counted, and the
  * next ls_kafka_txn_commit returns LS_TXN_ABORTABLE. */
 int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen);

@@ -13,6 +13,10 @@
 
 lua_State *ls_vm_new(void);
 void ls_vm_close(lua_State *L);
+/* Makes core.now_ms (ls.now_ms) in L return now_ms(ud) instead of the wall
+ * clock: the one source of time for the pipeline in L (the test driver's
+ * clock, moved by d:advance). */
+void ls_vm_set_clock(lua_State *L, double (*now_ms)(void *ud), void *ud);
 
 /* Puts the directory of script on package.path, first. */
 void ls_vm_add_script_dir(lua_State *L, const char *script);

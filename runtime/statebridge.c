@@ -1,0 +1,173 @@
+/* statebridge.c - per-key state between LMDB and Lua (see statebridge.h). */
+#include "statebridge.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+#include "lua_vm.h"
+
+#define MAX_PARTITIONS 4096
+
+/* What core.state_load reads from: kept as its upvalue. */
+typedef struct loader {
+  ls_state *state;
+  const ls_spec *spec;
+} loader;
+
+static int store_index(const ls_spec *spec, const char *name) {
+  for (int i = 0; i < spec->nstores; i++)
+    if (strcmp(spec->stores[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* ---- core.state_load -------------------------------------------------------- */
+
+typedef struct load_ctx {
+  lua_State *L;
+  size_t prefix;
+  char err[256];
+} load_ctx;
+
+static int load_visit(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  load_ctx *lc = ud;
+  lua_State *L = lc->L;
+  lua_pushlstring(L, (const char *)key + lc->prefix, klen - lc->prefix);
+  if (ls_decode(L, LS_FMT_MSGPACK, val, vlen, lc->err, sizeof lc->err)) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static size_t entry_prefix(char *out, const char *key, size_t klen) {
+  out[0] = (char)(klen >> 8);
+  out[1] = (char)(klen & 0xff);
+  memcpy(out + 2, key, klen);
+  return klen + 2;
+}
+
+/* core.state_load(store, partition, key_bytes) -> { state_key = value } */
+static int state_load(lua_State *L) {
+  const loader *ld = lua_touserdata(L, lua_upvalueindex(1));
+  int s = store_index(ld->spec, luaL_checkstring(L, 1));
+  int32_t p = (int32_t)luaL_checkinteger(L, 2);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 3, &klen);
+  if (s < 0) return luaL_error(L, "unknown state store %s", lua_tostring(L, 1));
+  if (klen > 65535) return luaL_error(L, "message key longer than 65535 bytes");
+  char *prefix = malloc(klen + 2);
+  if (!prefix) return luaL_error(L, "out of memory");
+  load_ctx lc = {L, entry_prefix(prefix, key, klen), ""};
+  lua_newtable(L);
+  int rc = ls_state_scan(ld->state, ld->spec->stores[s].name, p, prefix, lc.prefix, load_visit, &lc);
+  free(prefix);
+  if (rc) return luaL_error(L, "state %s[%d]: %s", lua_tostring(L, 1), (int)p, ls_state_error(ld->state));
+  if (lc.err[0]) return luaL_error(L, "state %s[%d]: bad stored value: %s", lua_tostring(L, 1), (int)p, lc.err);
+  return 1;
+}
+
+/* Protected: require("luastream.core").state_load = closure over the loader. */
+static int install(lua_State *L) {
+  loader *ld = lua_touserdata(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.core");
+  lua_call(L, 1, 1);
+  loader *kept = lua_newuserdata(L, sizeof *kept); /* lives as long as the closure */
+  *kept = *ld;
+  lua_pushcclosure(L, state_load, 1);
+  lua_setfield(L, -2, "state_load");
+  return 0;
+}
+
+int ls_bridge_install(lua_State *L, ls_state *s, const ls_spec *spec, char *err, size_t errlen) {
+  loader ld = {s, spec};
+  lua_pushcfunction(L, install);
+  lua_pushlightuserdata(L, &ld);
+  if (lua_pcall(L, 1, 0, 0) == 0) return 0;
+  ls_vm_pop_error(L, err, errlen);
+  return -1;
+}
+
+/* ---- rt.take_state_changes ----------------------------------------------------- */
+
+/* Reads change j of rt.changes (store, part, key, val tables at idx..idx+3). */
+static int read_change(lua_State *L, const ls_spec *spec, int idx, int j, ls_change *c, char *err,
+                       size_t errlen) {
+  for (int k = 0; k < 4; k++) lua_rawgeti(L, idx + k, j);
+  c->store = (int)lua_tointeger(L, -4) - 1;
+  c->partition = (int32_t)lua_tointeger(L, -3);
+  c->key = lua_tolstring(L, -2, &c->klen);
+  c->val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &c->vlen) : NULL;
+  if (!c->val) c->vlen = 0;
+  if (!c->key || c->store < 0 || c->store >= spec->nstores || c->partition < 0 ||
+      c->partition >= MAX_PARTITIONS)
+    return snprintf(err, errlen, "bad state change %d", j), -1;
+  return 0;
+}
+
+int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn fn, void *ud,
+                   char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt_ref);
+  lua_getfield(L, -1, "take_state_changes");
+  if (lua_pcall(L, 0, 1, 0) != 0) {
+    ls_vm_pop_error(L, err, errlen);
+    lua_settop(L, top);
+    return -1;
+  }
+  int n = (int)lua_tointeger(L, -1);
+  lua_getfield(L, top + 1, "changes");
+  int ch = lua_gettop(L);
+  if (!lua_istable(L, ch)) {
+    lua_settop(L, top);
+    return snprintf(err, errlen, "rt.changes is missing"), -1;
+  }
+  static const char *const names[] = {"store", "part", "key", "val"};
+  for (int i = 0; i < 4; i++) lua_getfield(L, ch, names[i]);
+  int rc = 0;
+  for (int j = 1; j <= n && rc == 0; j++) {
+    ls_change c;
+    rc = read_change(L, spec, ch + 1, j, &c, err, errlen);
+    if (rc == 0) rc = fn(ud, &c, err, errlen);
+    lua_pop(L, 4);
+  }
+  lua_settop(L, top);
+  return rc ? -1 : n;
+}
+
+/* ---- dropping caches -------------------------------------------------------------- */
+
+int ls_bridge_forget(lua_State *L, int rt_ref, int32_t p, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt_ref);
+  lua_getfield(L, -1, "forget_partition");
+  lua_pushinteger(L, p);
+  int rc = lua_pcall(L, 1, 0, 0);
+  if (rc) ls_vm_pop_error(L, err, errlen);
+  lua_settop(L, top);
+  return rc ? -1 : 0;
+}
+
+/* Protected: require("luastream.state").forget_all(). */
+static int forget_all(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.state");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "forget_all");
+  lua_call(L, 0, 0);
+  return 0;
+}
+
+int ls_bridge_forget_all(lua_State *L, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, forget_all);
+  int rc = lua_pcall(L, 0, 0, 0);
+  if (rc) ls_vm_pop_error(L, err, errlen);
+  lua_settop(L, top);
+  return rc ? -1 : 0;
+}
