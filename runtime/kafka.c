@@ -28,6 +28,7 @@ struct ls_kafka {
   char last_error[512];
   int nudge_next;          /* round-robin position in the assignment */
   int has_admin;           /* -1 unknown, else ls_kafka_has_admin's answer */
+  int cooperative;         /* the configured assignor is cooperative-sticky */
   /* exactly-once */
   int transactional;
   long txn_refused;        /* records the failed open transaction refused */
@@ -147,7 +148,11 @@ static rd_kafka_conf_t *base_conf(ls_kafka *k, const ls_kafka_conf *c, char *err
 static const char *const CONSUMER_DEFAULTS[] = {
     "enable.auto.commit", "false",
     "enable.auto.offset.store", "false",
-    "partition.assignment.strategy", "cooperative-sticky",
+    /* Range: partition p of every input topic goes to the same member, which
+       joins and co-partitioned state need (cooperative-sticky does not promise
+       it). The cost: eager rebalancing, every member gives up all its
+       partitions at each rebalance (docs/api.md, "Scaling out"). */
+    "partition.assignment.strategy", "range",
     /* Failover in seconds: a dead member is noticed after 6 s (the broker minimum). */
     "session.timeout.ms", "6000",
     "heartbeat.interval.ms", "1500",
@@ -241,6 +246,8 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   k->ud = c->ud;
   k->transactional = c->exactly_once;
   k->has_admin = -1;
+  const char *strategy = user_prop(c, "consumer", "partition.assignment.strategy");
+  k->cooperative = strategy && strstr(strategy, "cooperative") != NULL;
   k->brokers = strdup(c->brokers);
   if (!k->brokers) {
     free(k);
@@ -277,8 +284,8 @@ void ls_kafka_close(ls_kafka *k) {
   /* librdkafka before 2.2.1 asserts when a cooperative-sticky consumer is
    * closed before its first assignment (its assignor state is still NULL).
    * Such a consumer holds nothing: leave it to the process exit, and the
-   * group to the session timeout. */
-  if (k->assigned_once) {
+   * group to the session timeout. (Only when a user chose that assignor.) */
+  if (k->assigned_once || !k->cooperative) {
     rd_kafka_consumer_close(k->consumer);
     rd_kafka_queue_destroy(k->cq);
     rd_kafka_destroy(k->consumer);

@@ -1,6 +1,6 @@
 /* kafka.h - the app's two librdkafka handles.
  *
- * A consumer-group member (manual commits only, cooperative-sticky assignor,
+ * A consumer-group member (manual commits only, range assignor,
  * rebalance callback) and a producer for outputs and dead letters. kafka.c
  * owns their configuration defaults (tuned for seconds-fast failover and a
  * small memory footprint), user overrides from `kafka = {...}`, delivery
