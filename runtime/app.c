@@ -29,6 +29,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "mem.h"
 #include "batch.h"
 #include "checkpoint.h"
 #include "offsets.h"
@@ -245,7 +246,7 @@ static int checkpoint_txn(ls_app *a) {
   return r == LS_TXN_OK && b == LS_TXN_OK ? 0 : -1;
 }
 
-/* DESIGN §3's order: state changes to the changelogs, flush, commit the
+/* The checkpoint order (docs/internals.md): state changes to the changelogs, flush, commit the
  * offsets, then the state to LMDB. Returns 0, or -1 when nothing could be
  * committed. */
 static int checkpoint(ls_app *a) {
@@ -296,8 +297,8 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   ls_app *a = ud;
   if (!a->ckpt || parts->cnt == 0) return;
   char err[1024];
-  int32_t *ps = calloc((size_t)parts->cnt, sizeof *ps);
-  for (int ti = 0; ps && ti < a->spec.ninputs && !a->eng.exit_code; ti++) {
+  int32_t *ps = ls_xcalloc((size_t)parts->cnt, sizeof *ps);
+  for (int ti = 0; ti < a->spec.ninputs && !a->eng.exit_code; ti++) {
     int n = 0;
     for (int i = 0; i < parts->cnt; i++)
       if (strcmp(parts->elems[i].topic, a->spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
@@ -530,8 +531,7 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
     return 1;
   }
-  a->input_names = calloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
-  if (!a->input_names) return fprintf(stderr, "luastream: out of memory\n"), 1;
+  a->input_names = ls_xcalloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
   for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
   if ((rc = check_inputs(a, brokers)) || (rc = check_cluster(a))) return rc;
   a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, a->opts->from_beginning, err,
@@ -540,11 +540,12 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
-  a->out_rkt = calloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
+  a->out_rkt = ls_xcalloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
   for (int i = 0; i < a->spec.noutputs; i++)
     a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
   if (a->spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->spec.dead_letter);
-  ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs);
+  if (ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs))
+    return fprintf(stderr, "luastream: out of memory\n"), 1;
   if (a->exactly_once && begin_txn(a) != LS_TXN_OK) {
     fprintf(stderr, "luastream: %s\n", a->eng.fatal);
     return 1;
@@ -559,10 +560,10 @@ static int connect_kafka(ls_app *a) {
 static void alloc_batch(ls_app *a) {
   size_t n = (size_t)a->spec.batch_size;
   a->batch_cap = a->spec.batch_size;
-  a->msgs = calloc(n, sizeof *a->msgs);
-  a->in = calloc(n, sizeof *a->in);
-  a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
-  ls_batch_alloc(&a->batch, a->spec.batch_size);
+  a->msgs = ls_xcalloc(n, sizeof *a->msgs);
+  a->in = ls_xcalloc(n, sizeof *a->in);
+  a->source_next = ls_xcalloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
+  if (ls_batch_alloc(&a->batch, a->spec.batch_size)) ls_out_of_memory(0);
 }
 
 /* ---- live reload ---------------------------------------------------------- */
@@ -636,19 +637,19 @@ static void create_new_dev_topics(ls_app *a, const ls_spec *next) {
 /* Output topic handles, sources and batch arrays for the spec now in a. */
 static void adopt_outputs(ls_app *a, double now) {
   free(a->out_rkt);
-  a->out_rkt = calloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
+  a->out_rkt = ls_xcalloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
   for (int i = 0; i < a->spec.noutputs; i++)
     a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
   a->dlq_rkt = a->spec.dead_letter ? ls_kafka_topic(a->kafka, a->spec.dead_letter) : NULL;
   free(a->source_next);
-  a->source_next = calloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
+  a->source_next = ls_xcalloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
   for (int k = 0; k < a->spec.nsources; k++) a->source_next[k] = now;
   if (a->spec.batch_size > a->batch_cap) {
     free(a->msgs);
     free(a->in);
     a->batch_cap = a->spec.batch_size;
-    a->msgs = calloc((size_t)a->batch_cap, sizeof *a->msgs);
-    a->in = calloc((size_t)a->batch_cap, sizeof *a->in);
+    a->msgs = ls_xcalloc((size_t)a->batch_cap, sizeof *a->msgs);
+    a->in = ls_xcalloc((size_t)a->batch_cap, sizeof *a->in);
   }
 }
 
@@ -675,7 +676,7 @@ static void exchange(ls_app *a, pipeline *p, double now) {
 /* The next pipeline takes over; the one it replaces is kept on probation. */
 static void swap_in(ls_app *a, pipeline *np, double now) {
   drop_next(&a->prev);
-  ls_batch_alloc(&np->batch, np->spec.batch_size);
+  if (ls_batch_alloc(&np->batch, np->spec.batch_size)) ls_out_of_memory(0);
   exchange(a, np, now);
   a->prev = *np;
   a->probation = PROBATION_BATCHES;

@@ -1,6 +1,6 @@
 /* app.h - `luastream run`: one consumer-group member running one script.
  *
- * app.c owns the loop of DESIGN §3: poll a batch, decode it into Lua, run the
+ * app.c owns the loop (docs/internals.md): poll a batch, decode it into Lua, run the
  * compiled pipeline with one lua_pcall, encode and produce the outputs, apply
  * on_error, and checkpoint (flush, then commit) on schedule and on stop.
  * With --watch or on SIGHUP it reloads the script between two batches,

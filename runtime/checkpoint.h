@@ -1,4 +1,4 @@
-/* checkpoint.h - the state side of a checkpoint, in DESIGN order.
+/* checkpoint.h - the state side of a checkpoint, in order (docs/internals.md).
  *
  * The state of stateful pipeline steps lives in Lua (luastream.state) between
  * checkpoints. A checkpoint, driven by app.c, is:

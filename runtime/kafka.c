@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mem.h"
 
 #define LS_MAX_TOPICS 64
 
@@ -680,7 +681,7 @@ int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const 
                     int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen) {
   rd_kafka_t *rc = restorer(k, err, errlen);
   if (!rc) return -1;
-  uint8_t *pending = calloc((size_t)n + 1, 1);
+  uint8_t *pending = ls_xcalloc((size_t)n + 1, 1);
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
   int remaining = 0, ret = 0;
   for (int i = 0; i < n && ret == 0; i++) {

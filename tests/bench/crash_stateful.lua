@@ -1,4 +1,4 @@
--- The stateful variant of crash_stateless.lua: the crash pipeline of DESIGN §1,
+-- The stateful variant of crash_stateless.lua: the crash pipeline of the README,
 -- keeping the previous gTotal per phone as state and emitting every row with
 -- its change dG. Compared side by side with the stateless script by
 -- bench_pipeline (in process) to price the state path.
