@@ -327,7 +327,7 @@ static void run_sources(ls_app *a, double now) {
   for (int k = 0; k < a->spec.nsources && !a->eng.exit_code; k++) {
     if (now < a->source_next[k]) continue;
     a->source_next[k] = now + a->spec.source_every_ms[k];
-    ls_engine_run_source(&a->eng, k, ls_now_ms());
+    ls_engine_run_source(&a->eng, k, ls_vm_now_ms(a->L));
   }
 }
 

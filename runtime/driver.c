@@ -460,7 +460,7 @@ int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n) {
 int ls_ffi_driver_run_source(ls_driver *d, int k) {
   if (!d->loaded) return fail(d, LS_DRV_ERR, "the script is not loaded");
   if (k < 0 || k >= d->spec.nsources) return fail(d, LS_DRV_ERR, "no source %d", k + 1);
-  ls_engine_run_source(&d->eng, k, d->clock);
+  ls_engine_run_source(&d->eng, k, ls_vm_now_ms(d->L));
   return checkpoint(d);
 }
 

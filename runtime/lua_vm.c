@@ -66,12 +66,16 @@ void ls_vm_set_clock(lua_State *L, double (*now_ms)(void *ud), void *ud) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-static int core_now_ms(lua_State *L) {
+double ls_vm_now_ms(lua_State *L) {
   lua_pushlightuserdata(L, &clock_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   const vm_clock *c = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  lua_pushnumber(L, c ? c->now_ms(c->ud) : ls_now_ms());
+  return c ? c->now_ms(c->ud) : ls_now_ms();
+}
+
+static int core_now_ms(lua_State *L) {
+  lua_pushnumber(L, ls_vm_now_ms(L));
   return 1;
 }
 

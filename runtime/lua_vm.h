@@ -17,6 +17,8 @@ void ls_vm_close(lua_State *L);
  * clock: the one source of time for the pipeline in L (the test driver's
  * clock, moved by d:advance). */
 void ls_vm_set_clock(lua_State *L, double (*now_ms)(void *ud), void *ud);
+/* The clock of L, from C: what core.now_ms returns (sources, idle timers). */
+double ls_vm_now_ms(lua_State *L);
 
 /* Puts the directory of script on package.path, first. */
 void ls_vm_add_script_dir(lua_State *L, const char *script);
