@@ -36,28 +36,16 @@
 #include "spec.h"
 #include "statedir.h"
 #include "status.h"
+#include "reload.h"
 #include "watch.h"
 
 enum { DONE_OK, DONE_STOP };
 
-/* A pipeline built from the script: its Lua state, spec and batch. */
-typedef struct pipeline {
-  lua_State *L;
-  ls_spec spec;
-  ls_batch batch;
-} pipeline;
-
-/* After a live reload the previous pipeline is kept until the new one has run
- * this many batches without a failure; a batch that fails before then while
- * the previous pipeline processes it rolls the reload back. */
-#define PROBATION_BATCHES 5
 
 typedef struct ls_app {
   const ls_run_opts *opts;
-  ls_spec spec;
-  lua_State *L;
-  ls_batch batch;
-  ls_engine eng;     /* the batch path over batch (engine.c) */
+  ls_pipeline pl;    /* the running pipeline: Lua state, spec, batch */
+  ls_engine eng;     /* the batch path over pl.batch (engine.c) */
   ls_devbroker *devbroker;
   ls_kafka *kafka;
   ls_ckpt *ckpt;     /* NULL without state stores */
@@ -81,11 +69,7 @@ typedef struct ls_app {
   int txn_open;
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
   int batch_cap;     /* capacity of msgs and in */
-  ls_watch *watch;   /* --watch */
-  long reloads;
-  pipeline prev;     /* the pipeline before the last reload, while on probation */
-  int probation;     /* batches the new pipeline still has to pass (0: prev is gone) */
-  double reload_retry_ms; /* a postponed reload runs again then (0: none) */
+  ls_reloader reload; /* live reload (reload.c) */
 } ls_app;
 
 static volatile sig_atomic_t stop_signal, reload_signal;
@@ -187,7 +171,6 @@ static int kafka_produce(void *ud, const ls_out *o, char *err, size_t errlen) {
 }
 
 static int try_roll_back(void *ud, const char *err);
-static void probation_passed(ls_app *a);
 
 /* ---- offsets and checkpoints ---------------------------------------------- */
 
@@ -298,12 +281,12 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   if (!a->ckpt || parts->cnt == 0) return;
   char err[1024];
   int32_t *ps = ls_xcalloc((size_t)parts->cnt, sizeof *ps);
-  for (int ti = 0; ti < a->spec.ninputs && !a->eng.exit_code; ti++) {
+  for (int ti = 0; ti < a->pl.spec.ninputs && !a->eng.exit_code; ti++) {
     int n = 0;
     for (int i = 0; i < parts->cnt; i++)
-      if (strcmp(parts->elems[i].topic, a->spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
+      if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
     if (n && ls_ckpt_restore(a->ckpt, ti, ps, n, err, sizeof err))
-      set_fatal(a, 1, "state: restoring %s: %s", a->spec.inputs[ti].name, err);
+      set_fatal(a, 1, "state: restoring %s: %s", a->pl.spec.inputs[ti].name, err);
   }
   free(ps);
 }
@@ -313,7 +296,7 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
 static void process_batch(ls_app *a) {
   describe_inputs(a);
   int done = ls_engine_process(&a->eng, a->in, a->nmsgs);
-  if (done == a->nmsgs && a->eng.exit_code == 0) probation_passed(a);
+  if (done == a->nmsgs && a->eng.exit_code == 0) ls_reload_passed(&a->reload);
   record_offsets(a, done);
   for (int i = 0; i < a->nmsgs; i++) {
     if (!a->msgs[i]->err) a->in_total++;
@@ -324,16 +307,16 @@ static void process_batch(ls_app *a) {
 /* ---- sources -------------------------------------------------------------- */
 
 static void run_sources(ls_app *a, double now) {
-  for (int k = 0; k < a->spec.nsources && !a->eng.exit_code; k++) {
+  for (int k = 0; k < a->pl.spec.nsources && !a->eng.exit_code; k++) {
     if (now < a->source_next[k]) continue;
-    a->source_next[k] = now + a->spec.source_every_ms[k];
-    ls_engine_run_source(&a->eng, k, ls_vm_now_ms(a->L));
+    a->source_next[k] = now + a->pl.spec.source_every_ms[k];
+    ls_engine_run_source(&a->eng, k, ls_vm_now_ms(a->pl.L));
   }
 }
 
 static int next_timeout_ms(ls_app *a, double now) {
-  double t = a->spec.batch_ms;
-  for (int k = 0; k < a->spec.nsources; k++)
+  double t = a->pl.spec.batch_ms;
+  for (int k = 0; k < a->pl.spec.nsources; k++)
     if (a->source_next[k] - now < t) t = a->source_next[k] - now;
   return t < 0 ? 0 : (int)t;
 }
@@ -364,25 +347,22 @@ static int load_script(ls_app *a) {
     fprintf(stderr, "luastream: cannot open script %s: %s\n", a->opts->script, strerror(errno));
     return 2;
   }
-  ls_vm_add_script_dir(a->L, a->opts->script);
-  int rc = ls_batch_load(&a->batch, a->L, &a->spec, a->opts->script, push_cli, (void *)a->opts,
+  ls_vm_add_script_dir(a->pl.L, a->opts->script);
+  int rc = ls_batch_load(&a->pl.batch, a->pl.L, &a->pl.spec, a->opts->script, push_cli, (void *)a->opts,
                          err, sizeof err);
   if (rc) fprintf(stderr, "luastream: %s\n", err);
-  a->batch.push_headers = push_headers;
+  a->pl.batch.push_headers = push_headers;
   return rc;
 }
 static void create_dev_topics(ls_app *a) {
   char err[512];
-  for (int i = 0; i < a->spec.ninputs; i++)
-    ls_devbroker_create_topic(a->devbroker, a->spec.inputs[i].name, 4, err, sizeof err);
-  for (int i = 0; i < a->spec.noutputs; i++)
-    ls_devbroker_create_topic(a->devbroker, a->spec.outputs[i].name, 4, err, sizeof err);
-  if (a->spec.dead_letter) ls_devbroker_create_topic(a->devbroker, a->spec.dead_letter, 4, err, sizeof err);
-  for (int i = 0; i < a->spec.nstores; i++) {
-    char name[512];
-    snprintf(name, sizeof name, "%s__%s__changelog", a->spec.name, a->spec.stores[i].name);
-    ls_devbroker_create_topic(a->devbroker, name, 4, err, sizeof err);
-  }
+  for (int i = 0; i < a->pl.spec.ninputs; i++)
+    ls_devbroker_create_topic(a->devbroker, a->pl.spec.inputs[i].name, 4, err, sizeof err);
+  for (int i = 0; i < a->pl.spec.noutputs; i++)
+    ls_devbroker_create_topic(a->devbroker, a->pl.spec.outputs[i].name, 4, err, sizeof err);
+  if (a->pl.spec.dead_letter) ls_devbroker_create_topic(a->devbroker, a->pl.spec.dead_letter, 4, err, sizeof err);
+  for (int i = 0; i < a->pl.spec.nstores; i++)
+    ls_devbroker_create_topic(a->devbroker, a->pl.spec.stores[i].changelog, 4, err, sizeof err);
 }
 
 /* The dev broker's data lives in memory, so state kept from an earlier run
@@ -390,14 +370,14 @@ static void create_dev_topics(ls_app *a) {
  * starts from empty state), state goes to a fresh temporary directory,
  * removed at exit. */
 static void use_temporary_state(ls_app *a) {
-  if (a->spec.nstores == 0) return;
+  if (a->pl.spec.nstores == 0) return;
   char tmpl[] = "/tmp/luastream-dev-XXXXXX";
   if (!mkdtemp(tmpl)) {
-    ls_warn("cannot make a temporary state directory: %s; using %s", strerror(errno), a->spec.state_dir);
+    ls_warn("cannot make a temporary state directory: %s; using %s", strerror(errno), a->pl.spec.state_dir);
     return;
   }
-  free(a->spec.state_dir);
-  a->spec.state_dir = strdup(tmpl);
+  free(a->pl.spec.state_dir);
+  a->pl.spec.state_dir = strdup(tmpl);
   a->tmp_state = 1;
   ls_info("state goes to %s (temporary, removed at exit)", tmpl);
 }
@@ -407,20 +387,20 @@ static void remove_temporary_state(ls_app *a) {
   static const char *const files[] = {"data.mdb", "lock.mdb", "LOCK", "instance-id", "cluster-id"};
   char path[4096];
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s/%s", a->spec.state_dir, a->spec.name, files[i]);
+    snprintf(path, sizeof path, "%s/%s/%s", a->pl.spec.state_dir, a->pl.spec.name, files[i]);
     unlink(path);
   }
-  snprintf(path, sizeof path, "%s/%s", a->spec.state_dir, a->spec.name);
+  snprintf(path, sizeof path, "%s/%s", a->pl.spec.state_dir, a->pl.spec.name);
   rmdir(path);
-  rmdir(a->spec.state_dir);
+  rmdir(a->pl.spec.state_dir);
 }
 
 /* Takes state_dir/<name> for this instance (it holds the state and the
  * instance id behind the transactional id). Returns an exit code, or 0. */
 static int open_state_dir(ls_app *a) {
-  if (a->spec.nstores == 0 && (!a->exactly_once || a->devbroker)) return 0;
+  if (a->pl.spec.nstores == 0 && (!a->exactly_once || a->devbroker)) return 0;
   char dir[4096], err[4352];
-  snprintf(dir, sizeof dir, "%s/%s", a->spec.state_dir, a->spec.name);
+  snprintf(dir, sizeof dir, "%s/%s", a->pl.spec.state_dir, a->pl.spec.name);
   ls_statedir_rc rc;
   a->statedir = ls_statedir_open(dir, &rc, err, sizeof err);
   if (!a->statedir) {
@@ -436,9 +416,9 @@ static int open_state_dir(ls_app *a) {
 static int check_inputs(ls_app *a, const char *brokers) {
   char hint[256];
   int said = -1;
-  for (int i; (i = ls_kafka_find_missing(a->kafka, a->input_names, a->spec.ninputs, hint, sizeof hint)) >= 0;) {
+  for (int i; (i = ls_kafka_find_missing(a->kafka, a->input_names, a->pl.spec.ninputs, hint, sizeof hint)) >= 0;) {
     const char *name = a->input_names[i];
-    if (!a->spec.wait_for_topics) {
+    if (!a->pl.spec.wait_for_topics) {
       fprintf(stderr, "luastream: input topic '%s' does not exist on %s%s%s%s; create it, or set "
               "wait_for_topics = true to wait until it exists\n", name, brokers,
               hint[0] ? " (did you mean '" : "", hint, hint[0] ? "'?)" : "");
@@ -456,7 +436,7 @@ static int check_inputs(ls_app *a, const char *brokers) {
 /* State built against another cluster describes data that is not there: it
  * is dropped, to be rebuilt from this cluster's changelogs. 0, or 1. */
 static int check_cluster(ls_app *a) {
-  if (!a->statedir || a->spec.nstores == 0) return 0;
+  if (!a->statedir || a->pl.spec.nstores == 0) return 0;
   char id[256], err[4352];
   const char *prev;
   if (ls_kafka_cluster_id(a->kafka, id, sizeof id, 10000, err, sizeof err)) {
@@ -477,12 +457,10 @@ static int check_cluster(ls_app *a) {
   return 0;
 }
 
-/* Picks the broker: the script or --broker, else LUASTREAM_BROKER, else an
- * in-process dev broker. Returns the bootstrap address or NULL. */
+/* The broker the spec chose (--broker, the script's, LUASTREAM_BROKER), or
+ * with none an in-process dev broker. Returns the bootstrap address or NULL. */
 static const char *choose_broker(ls_app *a) {
-  if (a->spec.broker && *a->spec.broker) return a->spec.broker;
-  const char *env = getenv("LUASTREAM_BROKER");
-  if (env && *env) return env;
+  if (a->pl.spec.broker) return a->pl.spec.broker;
   char err[512];
   a->devbroker = ls_devbroker_start(1, err, sizeof err);
   if (!a->devbroker) {
@@ -500,12 +478,12 @@ static const char *choose_broker(ls_app *a) {
 static int connect_kafka(ls_app *a) {
   const char *brokers = choose_broker(a);
   if (!brokers) return 1;
-  a->exactly_once = strcmp(a->spec.guarantee, "exactly-once") == 0;
+  a->exactly_once = strcmp(a->pl.spec.guarantee, "exactly-once") == 0;
   char group[512];
-  const char *reset = a->spec.offset_reset;
-  snprintf(group, sizeof group, "%s", a->spec.name);
+  const char *reset = a->pl.spec.offset_reset;
+  snprintf(group, sizeof group, "%s", a->pl.spec.name);
   if (a->opts->from_beginning) { /* a throwaway group: the app's own stays as it is */
-    snprintf(group, sizeof group, "%s.from-beginning.%ld.%d", a->spec.name, (long)ls_now_ms(), (int)getpid());
+    snprintf(group, sizeof group, "%s.from-beginning.%ld.%d", a->pl.spec.name, (long)ls_now_ms(), (int)getpid());
     reset = "earliest";
     ls_info("--from-beginning: reading every input from its first offset as group %s; nothing is "
             "committed and state starts empty in a temporary directory", group);
@@ -519,8 +497,8 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
-  ls_kafka_conf kc = {brokers, group, reset, a->spec.kafka,
-                      a->spec.nkafka, a->devbroker != NULL, a->exactly_once, instance, on_revoke,
+  ls_kafka_conf kc = {brokers, group, reset, a->pl.spec.kafka,
+                      a->pl.spec.nkafka, a->devbroker != NULL, a->exactly_once, instance, on_revoke,
                       on_assign, a};
   a->kafka = ls_kafka_new(&kc, err, sizeof err);
   if (!a->kafka) {
@@ -531,26 +509,26 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: cannot reach the Kafka broker at %s within 10 s: %s\n", brokers, err);
     return 1;
   }
-  a->input_names = ls_xcalloc((size_t)a->spec.ninputs + 1, sizeof *a->input_names);
-  for (int i = 0; i < a->spec.ninputs; i++) a->input_names[i] = a->spec.inputs[i].name;
+  a->input_names = ls_xcalloc((size_t)a->pl.spec.ninputs + 1, sizeof *a->input_names);
+  for (int i = 0; i < a->pl.spec.ninputs; i++) a->input_names[i] = a->pl.spec.inputs[i].name;
   if ((rc = check_inputs(a, brokers)) || (rc = check_cluster(a))) return rc;
-  a->ckpt = ls_ckpt_open(a->L, a->batch.rt_ref, &a->spec, a->kafka, a->opts->from_beginning, err,
+  a->ckpt = ls_ckpt_open(a->pl.L, a->pl.batch.rt_ref, &a->pl.spec, a->kafka, a->opts->from_beginning, err,
                          sizeof err);
   if (!a->ckpt && err[0]) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
-  a->out_rkt = ls_xcalloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
-  for (int i = 0; i < a->spec.noutputs; i++)
-    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
-  if (a->spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->spec.dead_letter);
-  if (ls_offsets_init(&a->offsets, a->input_names, a->spec.ninputs))
+  a->out_rkt = ls_xcalloc((size_t)a->pl.spec.noutputs + 1, sizeof *a->out_rkt);
+  for (int i = 0; i < a->pl.spec.noutputs; i++)
+    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->pl.spec.outputs[i].name);
+  if (a->pl.spec.dead_letter) a->dlq_rkt = ls_kafka_topic(a->kafka, a->pl.spec.dead_letter);
+  if (ls_offsets_init(&a->offsets, a->input_names, a->pl.spec.ninputs))
     return fprintf(stderr, "luastream: out of memory\n"), 1;
   if (a->exactly_once && begin_txn(a) != LS_TXN_OK) {
     fprintf(stderr, "luastream: %s\n", a->eng.fatal);
     return 1;
   }
-  if (a->spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->spec.ninputs, err, sizeof err)) {
+  if (a->pl.spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->pl.spec.ninputs, err, sizeof err)) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
@@ -558,64 +536,36 @@ static int connect_kafka(ls_app *a) {
 }
 
 static void alloc_batch(ls_app *a) {
-  size_t n = (size_t)a->spec.batch_size;
-  a->batch_cap = a->spec.batch_size;
+  size_t n = (size_t)a->pl.spec.batch_size;
+  a->batch_cap = a->pl.spec.batch_size;
   a->msgs = ls_xcalloc(n, sizeof *a->msgs);
   a->in = ls_xcalloc(n, sizeof *a->in);
-  a->source_next = ls_xcalloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
-  if (ls_batch_alloc(&a->batch, a->spec.batch_size)) ls_out_of_memory(0);
+  a->source_next = ls_xcalloc((size_t)a->pl.spec.nsources + 1, sizeof *a->source_next);
+  if (ls_batch_alloc(&a->pl.batch, a->pl.spec.batch_size)) ls_out_of_memory(0);
 }
 
-/* ---- live reload ---------------------------------------------------------- */
+/* ---- live reload (reload.c) ------------------------------------------------ */
 
 static void wake_consumer(void *ud) { ls_kafka_wake(((ls_app *)ud)->kafka); }
 
-/* (Re)starts watching the script and the project modules it loaded. */
-static void watch_files(ls_app *a) {
-  if (!a->opts->watch) return;
-  char **files, err[1024];
-  int n = ls_vm_project_files(a->L, a->opts->script, &files);
-  if (n < 0) {
-    ls_warn("--watch: cannot list the script's modules");
-    return;
-  }
-  ls_watch_stop(a->watch);
-  a->watch = ls_watch_start((const char *const *)files, n, wake_consumer, a, err, sizeof err);
-  if (!a->watch) ls_warn("--watch: %s; reload with SIGHUP instead", err);
-  else if (a->reloads == 0) ls_info("watching %s%s for changes", files[0], n > 1 ? " and the modules it loads" : "");
-  for (int i = 1; i < n && a->reloads == 0 && a->watch; i++) ls_debug("watching %s", files[i]);
-  ls_vm_free_files(files, n);
+static int reload_push_cli(lua_State *L, void *ud) { return push_cli(L, (void *)((ls_app *)ud)->opts); }
+
+/* Before a swap: everything committed and nothing pending. */
+static int reload_checkpoint(void *ud) {
+  ls_app *a = ud;
+  return checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt) ? -1 : 0;
 }
 
-static void drop_next(pipeline *np) {
-  ls_batch_free(&np->batch);
-  ls_spec_free(&np->spec);
-  ls_vm_close(np->L);
-  memset(np, 0, sizeof *np);
-}
-
-/* Runs the script in a fresh Lua state. Returns 0, or -1 with err. */
-static int build_next(ls_app *a, pipeline *np, char *err, size_t errlen) {
-  memset(np, 0, sizeof *np);
-  np->L = ls_vm_new();
-  if (!np->L) return snprintf(err, errlen, "cannot create a Lua state"), -1;
-  ls_vm_add_script_dir(np->L, a->opts->script);
-  if (ls_batch_load(&np->batch, np->L, &np->spec, a->opts->script, push_cli, (void *)a->opts, err, errlen))
-    return -1;
-  const char *why = ls_spec_restart_reason(&a->spec, &np->spec, !a->tmp_state, err, errlen);
-  if (why) {
-    char reason[1024];
-    snprintf(reason, sizeof reason, "%s", why);
-    snprintf(err, errlen, "%s: a restart is needed to apply this change", reason);
-    return -1;
-  }
-  for (int i = 0; i <= np->spec.noutputs; i++) { /* the producer's topic handles (bounded) */
-    const char *t = i < np->spec.noutputs ? np->spec.outputs[i].name : np->spec.dead_letter;
+/* The producer holds a bounded number of topic handles. */
+static const char *reload_refuse(void *ud, const ls_spec *next, char *buf, size_t len) {
+  ls_app *a = ud;
+  for (int i = 0; i <= next->noutputs; i++) {
+    const char *t = i < next->noutputs ? next->outputs[i].name : next->dead_letter;
     if (t && !ls_kafka_topic(a->kafka, t))
-      return snprintf(err, errlen, "too many distinct output topics since the start (%s): a restart "
-                      "is needed", t), -1;
+      return snprintf(buf, len, "too many distinct output topics since the start (%s): a restart "
+                      "is needed", t), buf;
   }
-  return 0;
+  return NULL;
 }
 
 static int has_output(const ls_spec *s, const char *name) {
@@ -625,147 +575,54 @@ static int has_output(const ls_spec *s, const char *name) {
 }
 
 /* The embedded dev broker gets the output topics the new pipeline adds. */
-static void create_new_dev_topics(ls_app *a, const ls_spec *next) {
+static void create_new_dev_topics(ls_app *a, const ls_spec *before) {
   char err[512];
-  for (int i = 0; a->devbroker && i < next->noutputs; i++)
-    if (!has_output(&a->spec, next->outputs[i].name))
-      ls_devbroker_create_topic(a->devbroker, next->outputs[i].name, 4, err, sizeof err);
-  if (a->devbroker && next->dead_letter && !has_output(&a->spec, next->dead_letter))
-    ls_devbroker_create_topic(a->devbroker, next->dead_letter, 4, err, sizeof err);
+  const ls_spec *now = &a->pl.spec;
+  for (int i = 0; a->devbroker && i < now->noutputs; i++)
+    if (!has_output(before, now->outputs[i].name))
+      ls_devbroker_create_topic(a->devbroker, now->outputs[i].name, 4, err, sizeof err);
+  if (a->devbroker && now->dead_letter && !has_output(before, now->dead_letter))
+    ls_devbroker_create_topic(a->devbroker, now->dead_letter, 4, err, sizeof err);
 }
 
-/* Output topic handles, sources and batch arrays for the spec now in a. */
+/* Output topic handles, sources and batch arrays for the spec now running. */
 static void adopt_outputs(ls_app *a, double now) {
   free(a->out_rkt);
-  a->out_rkt = ls_xcalloc((size_t)a->spec.noutputs + 1, sizeof *a->out_rkt);
-  for (int i = 0; i < a->spec.noutputs; i++)
-    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->spec.outputs[i].name);
-  a->dlq_rkt = a->spec.dead_letter ? ls_kafka_topic(a->kafka, a->spec.dead_letter) : NULL;
+  a->out_rkt = ls_xcalloc((size_t)a->pl.spec.noutputs + 1, sizeof *a->out_rkt);
+  for (int i = 0; i < a->pl.spec.noutputs; i++)
+    a->out_rkt[i] = ls_kafka_topic(a->kafka, a->pl.spec.outputs[i].name);
+  a->dlq_rkt = a->pl.spec.dead_letter ? ls_kafka_topic(a->kafka, a->pl.spec.dead_letter) : NULL;
   free(a->source_next);
-  a->source_next = ls_xcalloc((size_t)a->spec.nsources + 1, sizeof *a->source_next);
-  for (int k = 0; k < a->spec.nsources; k++) a->source_next[k] = now;
-  if (a->spec.batch_size > a->batch_cap) {
+  a->source_next = ls_xcalloc((size_t)a->pl.spec.nsources + 1, sizeof *a->source_next);
+  for (int k = 0; k < a->pl.spec.nsources; k++) a->source_next[k] = now;
+  if (a->pl.spec.batch_size > a->batch_cap) {
     free(a->msgs);
     free(a->in);
-    a->batch_cap = a->spec.batch_size;
+    a->batch_cap = a->pl.spec.batch_size;
     a->msgs = ls_xcalloc((size_t)a->batch_cap, sizeof *a->msgs);
     a->in = ls_xcalloc((size_t)a->batch_cap, sizeof *a->in);
   }
 }
 
-/* Exchanges the running pipeline with *p. Only valid with nothing pending
- * (a checkpoint just completed), so the one taking over reads its state from
- * LMDB where the other left off. */
-static void exchange(ls_app *a, pipeline *p, double now) {
-  create_new_dev_topics(a, &p->spec);
-  ls_spec_keep_fixed(&a->spec, &p->spec);
-  pipeline run = {a->L, a->spec, a->batch};
-  a->L = p->L;
-  a->spec = p->spec;
-  a->batch = p->batch;
-  *p = run;
-  p->batch.spec = &p->spec;
-  a->batch.spec = &a->spec;
-  a->batch.push_headers = push_headers;
+/* Another pipeline runs now: its state reads LMDB, its outputs get handles. */
+static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, double now) {
+  ls_app *a = ud;
   char err[1024];
-  if (ls_ckpt_rebind(a->ckpt, a->L, a->batch.rt_ref, err, sizeof err))
+  create_new_dev_topics(a, before);
+  if (ls_ckpt_rebind(a->ckpt, a->pl.L, a->pl.batch.rt_ref, err, sizeof err))
     set_fatal(a, 1, "state: after the reload: %s", err);
+  if (rolled_back && a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the other's writes */
   adopt_outputs(a, now);
 }
 
-/* The next pipeline takes over; the one it replaces is kept on probation. */
-static void swap_in(ls_app *a, pipeline *np, double now) {
-  drop_next(&a->prev);
-  if (ls_batch_alloc(&np->batch, np->spec.batch_size)) ls_out_of_memory(0);
-  exchange(a, np, now);
-  a->prev = *np;
-  a->probation = PROBATION_BATCHES;
-  memset(np, 0, sizeof *np);
-}
-
-/* A batch that passed ends the probation of a reload sooner or later. */
-static void probation_passed(ls_app *a) {
-  if (a->probation > 0 && --a->probation == 0) drop_next(&a->prev);
-}
-
-/* The batch failed in a pipeline that is on probation. If the previous one
- * processes it, the reload is rolled back (the earlier batches' outputs and
- * state are checkpointed first, so the previous pipeline reads the state the
- * new one left). Returns 1 when the batch is done that way. */
+/* The engine's hook: a failed batch may roll a reload back. */
 static int try_roll_back(void *ud, const char *err) {
   ls_app *a = ud;
-  char why[2048];
-  if (a->probation == 0 || !a->prev.L || checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) return 0;
-  double now = ls_mono_ms();
-  exchange(a, &a->prev, now);
-  if (a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the new pipeline's writes */
-  int nout = -1;
-  if (ls_batch_decode(&a->batch, a->in, a->nmsgs, why, sizeof why) == 0)
-    nout = ls_batch_call(&a->batch, 1, a->batch.nrows, why, sizeof why);
-  if (nout < 0) { /* the data is bad for both: the new pipeline stays */
-    exchange(a, &a->prev, now);
-    ls_batch_decode(&a->batch, a->in, a->nmsgs, why, sizeof why);
-    a->probation = 0;
-    drop_next(&a->prev);
-    return 0;
-  }
-  ls_error("reload of %s rolled back: the new version failed on a batch that the previous one "
-           "processes: %s; running the previous version again (fix the script and save it again)",
-           a->opts->script, err);
-  a->probation = 0;
-  drop_next(&a->prev);
-  ls_engine_emit(&a->eng, nout);
-  return 1;
-}
-
-/* Between two batches: builds the new pipeline, checkpoints, swaps. On any
- * failure the running pipeline stays. */
-static void reload(ls_app *a, double changed_ms, const char *why) {
-  char err[4096];
-  double t0 = ls_mono_ms();
-  ls_debug("reload: starting %.1f ms after the change", t0 - changed_ms);
-  pipeline np;
-  if (build_next(a, &np, err, sizeof err)) {
-    ls_error("reload of %s failed, still running the previous version: %s", a->opts->script, err);
-    drop_next(&np);
-    return;
-  }
-  double t1 = ls_mono_ms();
-  if (checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt)) {
-    if (!a->eng.exit_code) ls_warn("reload postponed by 1 s: the checkpoint before it did not complete");
-    drop_next(&np);
-    a->reload_retry_ms = ls_mono_ms() + 1000;
-    return;
-  }
-  double t2 = ls_mono_ms();
-  swap_in(a, &np, t2);
-  a->reloads++;
-  watch_files(a);
-  double t3 = ls_mono_ms();
-  ls_info("reloaded %s (%s) in %.1f ms: build %.1f ms, checkpoint %.1f ms, swap %.1f ms; "
-          "%.1f ms after the change", a->opts->script, why, t3 - t0, t1 - t0, t2 - t1, t3 - t2,
-          t3 - changed_ms);
-}
-
-static void reload_if_asked(ls_app *a) {
-  double since = 0;
-  if (reload_signal) {
-    reload_signal = 0;
-    a->reload_retry_ms = 0;
-    reload(a, ls_mono_ms(), "SIGHUP");
-  } else if (a->reload_retry_ms > 0 && ls_mono_ms() >= a->reload_retry_ms) {
-    a->reload_retry_ms = 0;
-    reload(a, ls_mono_ms(), "retry");
-  } else if (ls_watch_take(a->watch, &since)) {
-    char why[PATH_MAX + 16];
-    snprintf(why, sizeof why, "%s changed", ls_watch_last(a->watch));
-    reload(a, since, why);
-  }
+  return ls_reload_roll_back(&a->reload, &a->eng, a->in, a->nmsgs, err);
 }
 
 static void free_app(ls_app *a) {
-  ls_watch_stop(a->watch);
-  drop_next(&a->prev);
+  ls_reload_free(&a->reload);
   ls_engine_free(&a->eng);
   ls_status_free(a->status);
   ls_kafka_close(a->kafka);
@@ -774,21 +631,21 @@ static void free_app(ls_app *a) {
   ls_statedir_close(a->statedir);
   ls_devbroker_stop(a->devbroker);
   ls_offsets_free(&a->offsets);
-  ls_batch_free(&a->batch);
+  ls_batch_free(&a->pl.batch);
   free(a->msgs);
   free(a->in);
   free(a->source_next);
   free(a->out_rkt);
   free(a->input_names);
-  ls_spec_free(&a->spec);
-  ls_vm_close(a->L);
+  ls_spec_free(&a->pl.spec);
+  ls_vm_close(a->pl.L);
 }
 
 /* ---- the loop ------------------------------------------------------------- */
 
 static void show_status(ls_app *a, double now) {
-  ls_status_sample x = {a->in_total, a->eng.out_total, a->spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
-                        ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reloads};
+  ls_status_sample x = {a->in_total, a->eng.out_total, a->pl.spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
+                        ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reload.reloads};
   ls_status_show(a->status, &x, now);
 }
 
@@ -800,16 +657,16 @@ static int should_stop(ls_app *a, double now) {
 }
 
 static int checkpoint_due(ls_app *a, double now) {
-  if (a->spec.commit_every > 0 && a->since_commit >= a->spec.commit_every) return 1;
-  return now - a->last_commit_ms >= a->spec.commit_interval_s * 1000;
+  if (a->pl.spec.commit_every > 0 && a->since_commit >= a->pl.spec.commit_every) return 1;
+  return now - a->last_commit_ms >= a->pl.spec.commit_interval_s * 1000;
 }
 
 static void loop(ls_app *a) {
   double now = ls_mono_ms();
   while (!should_stop(a, now)) {
     int timeout = next_timeout_ms(a, now);
-    ssize_t n = a->spec.ninputs ? ls_kafka_consume(a->kafka, a->msgs, (size_t)a->spec.batch_size, timeout) : 0;
-    if (!a->spec.ninputs && timeout > 0) usleep((useconds_t)timeout * 1000);
+    ssize_t n = a->pl.spec.ninputs ? ls_kafka_consume(a->kafka, a->msgs, (size_t)a->pl.spec.batch_size, timeout) : 0;
+    if (!a->pl.spec.ninputs && timeout > 0) usleep((useconds_t)timeout * 1000);
     if (n > 0) {
       a->nmsgs = (int)n;
       process_batch(a);
@@ -818,15 +675,19 @@ static void loop(ls_app *a) {
     /* A short batch with a backlog behind it may mean the prefetch ran dry while
        librdkafka sleeps. The nudge is a broker round trip that waits behind the
        fetch in flight, so not when the consumer has caught up. */
-    if (a->spec.ninputs && n < a->spec.batch_size && now - a->last_nudge_ms >= 10 &&
-        ls_kafka_lag(a->kafka) >= a->spec.batch_size) {
+    if (a->pl.spec.ninputs && n < a->pl.spec.batch_size && now - a->last_nudge_ms >= 10 &&
+        ls_kafka_lag(a->kafka) >= a->pl.spec.batch_size) {
       ls_kafka_nudge(a->kafka);
       a->last_nudge_ms = now;
     }
     run_sources(a, now);
     ls_kafka_poll(a->kafka);
     if (!a->eng.exit_code && checkpoint_due(a, now)) checkpoint(a);
-    if (!a->eng.exit_code && !stop_signal) reload_if_asked(a);
+    if (!a->eng.exit_code && !stop_signal) {
+      int hup = reload_signal;
+      reload_signal = 0;
+      ls_reload_poll(&a->reload, hup);
+    }
     ls_errlog_flush(a->eng.errlog, 0);
     if (ls_status_due(a->status, now)) show_status(a, now);
   }
@@ -841,9 +702,9 @@ int ls_app_run(const ls_run_opts *opts) {
   a->opts = opts;
   ls_engine_io io = {.ud = a, .produce = kafka_produce, .copy_headers = copy_headers,
                      .batch_failed = try_roll_back};
-  if (ls_engine_init(&a->eng, &a->batch, &io, opts->print)) return 1;
-  a->L = ls_vm_new();
-  if (!a->L) {
+  if (ls_engine_init(&a->eng, &a->pl.batch, &io, opts->print)) return 1;
+  a->pl.L = ls_vm_new();
+  if (!a->pl.L) {
     ls_engine_free(&a->eng);
     return 1;
   }
@@ -860,14 +721,15 @@ int ls_app_run(const ls_run_opts *opts) {
     free_app(a);
     return rc;
   }
-  watch_files(a);
+  ls_reload_host host = {.ud = a, .push_cli = reload_push_cli, .checkpoint = reload_checkpoint,
+                         .refuse = reload_refuse, .adopted = reload_adopted, .wake = wake_consumer};
+  ls_reload_init(&a->reload, opts->script, opts->watch, !a->tmp_state, &a->pl, &host);
+  ls_reload_watch(&a->reload);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
   if (ls_log_get_level() <= LS_LOG_INFO) a->status = ls_status_new(isatty(STDERR_FILENO));
-  ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->spec.name, opts->script,
-          a->spec.ninputs, a->spec.ninputs == 1 ? "" : "s",
-          a->spec.on_error == LS_ON_ERROR_SKIP ? "skip"
-          : a->spec.on_error == LS_ON_ERROR_DEAD_LETTER ? "dead-letter"
-          : a->spec.on_error == LS_ON_ERROR_FUNCTION ? "function" : "stop");
+  ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,
+          a->pl.spec.ninputs, a->pl.spec.ninputs == 1 ? "" : "s",
+          ls_on_error_name(a->pl.spec.on_error));
   loop(a);
   announce_stop();
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
@@ -878,7 +740,7 @@ int ls_app_run(const ls_run_opts *opts) {
   ls_errlog_flush(a->eng.errlog, 1);
   if (a->eng.exit_code) ls_error("%s", a->eng.fatal);
   ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",
-          a->spec.name, a->in_total, a->eng.out_total, a->eng.skipped, a->eng.dead_lettered);
+          a->pl.spec.name, a->in_total, a->eng.out_total, a->eng.skipped, a->eng.dead_lettered);
   rc = a->eng.exit_code;
   free_app(a);
   return rc;

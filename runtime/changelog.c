@@ -8,6 +8,7 @@
 #include "log.h"
 
 #define INPUT_OFFSET_HEADER "luastream.input.offset"
+#define EXPIRE_HEADER "luastream.expire.ms"
 
 struct ls_changelog {
   ls_kafka *k;
@@ -77,8 +78,7 @@ ls_changelog *ls_changelog_open(ls_kafka *k, const ls_spec *spec, ls_state *stat
     return snprintf(err, errlen, "out of memory"), NULL;
   }
   for (int i = 0; i < n; i++) {
-    char name[512];
-    snprintf(name, sizeof name, "%s__%s__changelog", spec->name, spec->stores[i].name);
+    const char *name = spec->stores[i].changelog;
     c->names[i] = strdup(name);
     if (c->names[i]) prepare(c, name, spec->inputs[spec->stores[i].topic].name);
     c->rkt[i] = c->names[i] ? ls_kafka_topic(k, name) : NULL;
@@ -101,19 +101,23 @@ void ls_changelog_forget(ls_changelog *c, int store, int32_t p) { c->acked[store
 
 /* ---- produce ----------------------------------------------------------------- */
 
-static rd_kafka_headers_t *offset_header(int64_t input_offset) {
+static rd_kafka_headers_t *change_headers(int64_t input_offset, int64_t expire_ms) {
   char num[32];
+  rd_kafka_headers_t *h = rd_kafka_headers_new(2);
   snprintf(num, sizeof num, "%lld", (long long)input_offset);
-  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
   rd_kafka_header_add(h, INPUT_OFFSET_HEADER, -1, num, -1);
+  if (expire_ms > 0) {
+    snprintf(num, sizeof num, "%lld", (long long)expire_ms);
+    rd_kafka_header_add(h, EXPIRE_HEADER, -1, num, -1);
+  }
   return h;
 }
 
 int ls_changelog_produce(ls_changelog *c, int store, int32_t p, const void *key, size_t klen,
-                         const void *val, size_t vlen, int64_t input_offset, char *err,
-                         size_t errlen) {
-  ls_record r = {c->rkt[store], p, key, klen, val, val ? vlen : 0, 0, offset_header(input_offset),
-                 &c->acked[store][p]};
+                         const void *val, size_t vlen, int64_t input_offset, int64_t expire_ms,
+                         char *err, size_t errlen) {
+  ls_record r = {c->rkt[store], p, key, klen, val, val ? vlen : 0, 0,
+                 change_headers(input_offset, val ? expire_ms : 0), &c->acked[store][p]};
   char why[512];
   int e = ls_kafka_produce(c->k, &r, why, sizeof why);
   if (e == 0) return 0;
@@ -135,6 +139,7 @@ typedef struct restore_ctx {
   const int32_t *parts;
   const int64_t *committed;
   int64_t *next;         /* per partition: next changelog offset */
+  int64_t *watermark;    /* per partition: the stored mark's watermark (-1: none), kept */
   long *pseen, *papplied; /* per partition */
   const int64_t *ends;   /* per partition: where the replay stops (set before the first record) */
   double t0, last_log;   /* for progress lines */
@@ -144,12 +149,13 @@ typedef struct restore_ctx {
   char err[512];
 } restore_ctx;
 
-static int64_t input_offset_of(const rd_kafka_message_t *m) {
+/* A decimal header of the record, or -1 when it has none. */
+static int64_t number_header(const rd_kafka_message_t *m, const char *name) {
   rd_kafka_headers_t *h = NULL;
   const void *v;
   size_t len;
-  if (rd_kafka_message_headers(m, &h) || !h ||
-      rd_kafka_header_get_last(h, INPUT_OFFSET_HEADER, &v, &len) || !v || len > 20)
+  if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &len) || !v ||
+      len > 20)
     return -1;
   char num[24];
   memcpy(num, v, len);
@@ -164,7 +170,7 @@ static int restore_flush(restore_ctx *r) {
   ls_state_mark *marks = calloc((size_t)r->n, sizeof *marks);
   if (!marks) return snprintf(r->err, sizeof r->err, "out of memory"), -1;
   for (int i = 0; i < r->n; i++)
-    marks[i] = (ls_state_mark){store, r->parts[i], r->next[i], r->committed[i]};
+    marks[i] = (ls_state_mark){store, r->parts[i], r->next[i], r->committed[i], r->watermark[i]};
   int rc = ls_state_commit(c->state, r->puts, r->np, marks, (size_t)r->n, r->err, sizeof r->err);
   free(marks);
   for (size_t i = 0; i < r->np; i++) {
@@ -195,7 +201,7 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   r->seen++;
   r->pseen[i]++;
   r->next[i] = m->offset + 1;
-  int64_t in = input_offset_of(m);
+  int64_t in = number_header(m, INPUT_OFFSET_HEADER);
   if (in < 0 || r->committed[i] < 0 || in > r->committed[i] || !m->key) return 0;
   r->papplied[i]++;
   if ((r->seen & 0x3fff) == 0) log_progress(r);
@@ -206,9 +212,11 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
     r->puts = p;
     r->cap = cap;
   }
+  int64_t expire = m->payload ? number_header(m, EXPIRE_HEADER) : 0;
   r->puts[r->np++] = (ls_state_put){r->c->spec->stores[r->store].name, m->partition,
                                     dup_bytes(m->key, m->key_len), m->key_len,
-                                    m->payload ? dup_bytes(m->payload, m->len) : NULL, m->len};
+                                    m->payload ? dup_bytes(m->payload, m->len) : NULL, m->len,
+                                    expire > 0 ? expire : 0};
   r->applied++;
   return r->np >= 20000 ? restore_flush(r) : 0;
 }
@@ -219,12 +227,15 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
  * rebuilt from the whole changelog, as Kafka Streams does on an out-of-range
  * offset. (Committed input offsets are no evidence either way: a real Kafka
  * expires them, and good state must survive that.) */
-static int replay_start(ls_changelog *c, int s, int32_t p, int64_t *from, char *err, size_t errlen) {
+static int replay_start(ls_changelog *c, int s, int32_t p, int64_t *from, int64_t *wm, char *err,
+                        size_t errlen) {
   const char *store = c->spec->stores[s].name;
   int64_t io, lo, hi;
-  if (ls_state_get_mark(c->state, store, p, from, &io) <= 0 || *from <= 0) return *from = 0, 0;
+  *wm = -1;
+  if (ls_state_get_mark_ex(c->state, store, p, from, &io, wm) <= 0 || *from <= 0) return *from = 0, 0;
   if (ls_kafka_watermarks(c->k, c->names[s], p, &lo, &hi, err, errlen)) return -1;
   if (*from <= hi) return 0;
+  *wm = -1;
   ls_warn("state %s[%d]: the local state was saved up to changelog offset %lld, but %s[%d] ends at "
           "%lld: it belongs to other data (a new or reset cluster?); dropping it and rebuilding "
           "from the changelog", store, (int)p, (long long)*from, c->names[s], (int)p, (long long)hi);
@@ -237,12 +248,13 @@ int ls_changelog_restore(ls_changelog *c, int s, const int32_t *parts, int n, co
   int64_t *from = calloc((size_t)n, sizeof *from), *ends = calloc((size_t)n, sizeof *ends);
   restore_ctx r = {.c = c, .store = s, .n = n, .parts = parts, .committed = committed,
                    .next = calloc((size_t)n, sizeof(int64_t)),
+                   .watermark = calloc((size_t)n, sizeof(int64_t)),
                    .pseen = calloc((size_t)n, sizeof(long)),
                    .papplied = calloc((size_t)n, sizeof(long))};
-  int rc = (!from || !ends || !r.next || !r.pseen || !r.papplied)
+  int rc = (!from || !ends || !r.next || !r.watermark || !r.pseen || !r.papplied)
                ? (snprintf(err, errlen, "out of memory"), -1) : 0;
   for (int i = 0; rc == 0 && i < n; i++) {
-    rc = replay_start(c, s, parts[i], &from[i], err, errlen);
+    rc = replay_start(c, s, parts[i], &from[i], &r.watermark[i], err, errlen);
     r.next[i] = from[i];
   }
   double t0 = ls_mono_ms();
@@ -270,6 +282,7 @@ int ls_changelog_restore(ls_changelog *c, int s, const int32_t *parts, int n, co
             r.seen / (ms > 1 ? ms / 1000 : 0.001));
   free(r.puts);
   free(r.next);
+  free(r.watermark);
   free(r.pseen);
   free(r.papplied);
   free(from);

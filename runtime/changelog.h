@@ -5,7 +5,8 @@
  * partition count, where the cluster takes CreateTopics), producing a
  * checkpoint's changes to it (each record carries the header
  * luastream.input.offset: the input partition's next offset at that
- * checkpoint; a delete is a null value), the offset up to which each
+ * checkpoint; luastream.expire.ms: when the entry expires, if it does; a
+ * delete is a null value), the offset up to which each
  * partition's records are acknowledged (the mark stored with the state), and
  * replaying it into LMDB when a partition is assigned. checkpoint.c decides
  * when; this file knows how. */
@@ -32,11 +33,12 @@ void ls_changelog_close(ls_changelog *c);
 /* The topic of store s, e.g. "crash-detector__default__changelog". */
 const char *ls_changelog_name(const ls_changelog *c, int store);
 
-/* Queues one change of store/partition p (val NULL: a delete). 0, or -1 with
+/* Queues one change of store/partition p (val NULL: a delete; expire_ms > 0:
+ * when the entry expires, in the header luastream.expire.ms). 0, or -1 with
  * err (naming the topic; a missing partition says how many are needed). */
 int ls_changelog_produce(ls_changelog *c, int store, int32_t p, const void *key, size_t klen,
-                         const void *val, size_t vlen, int64_t input_offset, char *err,
-                         size_t errlen);
+                         const void *val, size_t vlen, int64_t input_offset, int64_t expire_ms,
+                         char *err, size_t errlen);
 
 /* The next changelog offset of store/p acknowledged so far, -1 when none. */
 int64_t ls_changelog_acked(const ls_changelog *c, int store, int32_t p);

@@ -12,6 +12,8 @@
 
 #include "changelog.h"
 #include "log.h"
+#include "lua_vm.h"
+#include "mem.h"
 #include "state.h"
 #include "statebridge.h"
 
@@ -22,6 +24,7 @@ typedef struct pending {
   size_t klen;
   char *val;   /* NULL: delete */
   size_t vlen;
+  int64_t expire; /* ms since the epoch, 0: never */
 } pending;
 
 struct ls_ckpt {
@@ -31,6 +34,7 @@ struct ls_ckpt {
   ls_kafka *k;
   ls_state *state;
   ls_changelog *cl;          /* NULL when ephemeral */
+  uint8_t **owned;           /* per store, per partition: assigned here (expiry sweeps) */
   pending *pend;
   size_t npend, cap;
   int ephemeral;             /* no changelogs */
@@ -64,6 +68,8 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
   c->spec = spec;
   c->k = k;
   c->ephemeral = ephemeral;
+  c->owned = ls_xcalloc((size_t)spec->nstores, sizeof *c->owned);
+  for (int i = 0; i < spec->nstores; i++) c->owned[i] = ls_xcalloc(LS_CHANGELOG_MAX_PARTITIONS, 1);
   if (open_state(c, err, errlen) ||
       (!ephemeral && !(c->cl = ls_changelog_open(k, spec, c->state, err, errlen))) ||
       ls_bridge_install(L, c->state, spec, err, errlen)) {
@@ -109,6 +115,8 @@ void ls_ckpt_close(ls_ckpt *c) {
   if (!c) return;
   free_pending(c);
   free(c->pend);
+  for (int i = 0; c->owned && i < c->spec->nstores; i++) free(c->owned[i]);
+  free(c->owned);
   ls_changelog_close(c->cl);
   ls_state_close(c->state);
   free(c);
@@ -137,7 +145,7 @@ static int take_one(void *ud, const ls_change *ch, char *err, size_t errlen) {
   pending *p = add_pending(c);
   if (!p) return snprintf(err, errlen, "out of memory"), -1;
   *p = (pending){ch->store, ch->partition, dup_bytes(ch->key, ch->klen), ch->klen,
-                 ch->val ? dup_bytes(ch->val, ch->vlen) : NULL, ch->vlen};
+                 ch->val ? dup_bytes(ch->val, ch->vlen) : NULL, ch->vlen, ch->expire_ms};
   if (!p->key || (ch->val && !p->val)) {
     free(p->key), free(p->val);
     c->npend--;
@@ -146,14 +154,87 @@ static int take_one(void *ud, const ls_change *ch, char *err, size_t errlen) {
   return 0;
 }
 
+/* ---- expiry: entries past their time are deleted at a checkpoint ----------- */
+
+/* Most expired entries deleted per partition and checkpoint (the rest go at
+ * the next one), so a checkpoint's pause stays bounded. */
+#define SWEEP_MAX 10000
+
+typedef struct sweep_ctx {
+  ls_ckpt *c;
+  int store;
+  int32_t part;
+  int oom;
+} sweep_ctx;
+
+static int sweep_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  (void)val, (void)vlen;
+  sweep_ctx *x = ud;
+  pending *p = add_pending(x->c);
+  if (p) *p = (pending){x->store, x->part, dup_bytes(key, klen), klen, NULL, 0, 0};
+  if (!p || !p->key) {
+    if (p) x->c->npend--;
+    return x->oom = 1;
+  }
+  return 0;
+}
+
+static int sweep(ls_ckpt *c, int s, int32_t p, int64_t now, char *err, size_t errlen) {
+  sweep_ctx x = {c, s, p, 0};
+  if (ls_state_scan_expired(c->state, c->spec->stores[s].name, p, now, SWEEP_MAX, sweep_one, &x) < 0)
+    return snprintf(err, errlen, "state %s[%d]: %s", c->spec->stores[s].name, (int)p,
+                    ls_state_error(c->state)), -1;
+  return x.oom ? (snprintf(err, errlen, "out of memory"), -1) : 0;
+}
+
+typedef struct parts_ctx {
+  ls_ckpt *c;
+  int64_t now;
+  char *err;
+  size_t errlen;
+  int rc;
+} parts_ctx;
+
+static int sweep_listed(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                        int64_t changelog_offset, int64_t input_offset) {
+  (void)keys, (void)bytes, (void)changelog_offset, (void)input_offset;
+  parts_ctx *x = ud;
+  for (int s = 0; s < x->c->spec->nstores; s++)
+    if (strcmp(x->c->spec->stores[s].name, store) == 0)
+      x->rc = sweep(x->c, s, partition, x->now, x->err, x->errlen);
+  return x->rc;
+}
+
+/* Deletes (as pending changes: changelog tombstones, then LMDB) the entries
+ * whose expiry has passed by the pipeline's clock, in the partitions this
+ * instance owns (all partitions without changelogs: the test driver). They
+ * come before the checkpoint's own changes, so a key set again since wins. */
+static int sweep_expired(ls_ckpt *c, char *err, size_t errlen) {
+  int64_t now = (int64_t)ls_vm_now_ms(c->L);
+  if (c->ephemeral) {
+    parts_ctx x = {c, now, err, errlen, 0};
+    if (ls_state_list(c->state, sweep_listed, &x))
+      return snprintf(err, errlen, "state: %s", ls_state_error(c->state)), -1;
+    return x.rc;
+  }
+  for (int s = 0; s < c->spec->nstores; s++)
+    for (int32_t p = 0; p < LS_CHANGELOG_MAX_PARTITIONS; p++)
+      if (c->owned[s][p] && sweep(c, s, p, now, err, errlen)) return -1;
+  return 0;
+}
+
+/* ---- step 1 (continued) ------------------------------------------------------ */
+
 int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {
   size_t first = c->npend;
+  if (sweep_expired(c, err, errlen)) return -1;
   if (ls_bridge_take(c->L, c->rt_ref, c->spec, take_one, c, err, errlen) < 0) return -1;
   if (c->ephemeral) return 0;
   for (size_t i = first; i < c->npend; i++) {
     pending *p = &c->pend[i];
     int64_t in = ls_offsets_get(offsets, c->spec->stores[p->store].topic, p->part);
-    if (ls_changelog_produce(c->cl, p->store, p->part, p->key, p->klen, p->val, p->vlen, in, err, errlen))
+    if (ls_changelog_produce(c->cl, p->store, p->part, p->key, p->klen, p->val, p->vlen, in, p->expire,
+                             err, errlen))
       return -1;
   }
   return 0;
@@ -172,6 +253,7 @@ static void add_mark(ls_ckpt *c, ls_state_mark *marks, size_t *n, int s, int32_t
   m->partition = part;
   m->changelog_offset = ls_changelog_acked(c->cl, s, part);
   m->input_offset = ls_offsets_get(offsets, c->spec->stores[s].topic, part);
+  m->watermark = -1; /* none yet: windows will keep theirs here */
 }
 
 int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {
@@ -186,7 +268,8 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
   }
   for (size_t i = 0; i < c->npend; i++) {
     pending *p = &c->pend[i];
-    puts[i] = (ls_state_put){c->spec->stores[p->store].name, p->part, p->key, p->klen, p->val, p->vlen};
+    puts[i] = (ls_state_put){c->spec->stores[p->store].name, p->part, p->key, p->klen, p->val, p->vlen,
+                             p->val ? p->expire : 0};
     int same = i > 0 && p[-1].store == p->store && p[-1].part == p->part;
     if (!same && c->cl && ls_changelog_acked(c->cl, p->store, p->part) >= 0)
       add_mark(c, marks, &nmarks, p->store, p->part, offsets);
@@ -215,6 +298,9 @@ static int read_committed(ls_ckpt *c, int topic, const int32_t *parts, int n, in
 }
 
 int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
+  for (int s = 0; s < c->spec->nstores; s++)
+    for (int i = 0; c->spec->stores[s].topic == topic && i < n; i++)
+      if (parts[i] >= 0 && parts[i] < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][parts[i]] = 1;
   if (c->ephemeral) return 0;
   int needed = 0;
   for (int s = 0; s < c->spec->nstores; s++) needed |= c->spec->stores[s].topic == topic;
@@ -236,6 +322,8 @@ void ls_ckpt_forget(ls_ckpt *c, int32_t p) {
 
 void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
   ls_ckpt_forget(c, p);
+  for (int s = 0; s < c->spec->nstores; s++)
+    if (c->spec->stores[s].topic == topic && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][p] = 0;
   if (clean) return;
   size_t keep = 0;
   for (size_t i = 0; i < c->npend; i++) {

@@ -24,6 +24,9 @@
 
 #define TWO63 9223372036854775808.0
 
+/* The canonical names, the only ones C knows: aliases ("str", "integer")
+ * are resolved by the Lua side (luastream's init.lua) before a name gets
+ * here, so the spec and luastream.core's encode/decode take these only. */
 static const char *const FORMAT_NAMES[] = {
   [LS_FMT_JSON] = "json",   [LS_FMT_STRING] = "string", [LS_FMT_BYTES] = "bytes",
   [LS_FMT_MSGPACK] = "msgpack", [LS_FMT_INT] = "int",   [LS_FMT_DOUBLE] = "double",
@@ -38,9 +41,6 @@ int ls_format_parse(const char *name, ls_format *out) {
       return 0;
     }
   }
-  /* The aliases Quix Streams accepts. */
-  if (strcmp(name, "str") == 0) { *out = LS_FMT_STRING; return 0; }
-  if (strcmp(name, "integer") == 0) { *out = LS_FMT_INT; return 0; }
   return -1;
 }
 

@@ -31,8 +31,9 @@ typedef enum {
   LS_FMT_DOUBLE
 } ls_format;
 
-/* "json", "string" (or "str"), "bytes", "msgpack", "int" (or "integer"),
- * "double". Returns 0, or -1 for an unknown name. */
+/* The canonical names only: "json", "string", "bytes", "msgpack", "int",
+ * "double" (the Lua side resolves aliases such as "str" and "integer").
+ * Returns 0, or -1 for any other name. */
 int ls_format_parse(const char *name, ls_format *out);
 /* The canonical name of f ("json", "string", ...). */
 const char *ls_format_name(ls_format f);

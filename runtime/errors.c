@@ -58,8 +58,8 @@ static ls_on_error ask_on_error(ls_engine *e, const char *err, int row, int mi, 
   *reason = NULL;
   if (lua_pcall(L, 3, 1, 0) == 0) {
     const char *p = lua_tostring(L, -1);
-    if (p && strcmp(p, "skip") == 0) policy = LS_ON_ERROR_SKIP;
-    else if (p && strcmp(p, "dead-letter") == 0) policy = LS_ON_ERROR_DEAD_LETTER;
+    ls_on_error chosen;
+    if (p && ls_on_error_parse(p, &chosen) == 0 && chosen != LS_ON_ERROR_FUNCTION) policy = chosen;
   } else {
     ls_error("on_error function failed: %s", lua_tostring(L, -1));
     *reason = "the on_error function failed";
@@ -145,10 +145,6 @@ static void describe_row(ls_engine *e, int mi, int row, char *out, size_t len) {
   "on_error=dead-letter --set dead_letter=TOPIC)"
 #define STOP_HINT_FN "the on_error function chose to stop; return \"skip\" or \"dead-letter\" to get past it"
 
-static const char *policy_name(ls_on_error p) {
-  return p == LS_ON_ERROR_SKIP ? "skip" : p == LS_ON_ERROR_DEAD_LETTER ? "dead-letter" : "stop";
-}
-
 int ls_errors_handle(ls_engine *e, int mi, int row, const char *stage, const char *err) {
   char where[600];
   ls_errors_where(e, mi, where, sizeof where);
@@ -156,7 +152,7 @@ int ls_errors_handle(ls_engine *e, int mi, int row, const char *stage, const cha
   const char *reason = NULL;
   if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(e, err, row, mi, &reason);
   if (e->io.on_error) {
-    ls_error_event ev = {mi, stage, err, policy_name(policy), reason};
+    ls_error_event ev = {mi, stage, err, ls_on_error_name(policy), reason};
     e->io.on_error(e->io.ud, &ev);
   }
   char text[1200], row_desc[300];

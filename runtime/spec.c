@@ -1,180 +1,303 @@
-/* spec.c - copies the Lua app spec into C (see spec.h). */
+/* spec.c - copies the Lua app spec into C (see spec.h).
+ *
+ * Every field is required and read as it is: the Lua side resolved the
+ * defaults, aliases and policies. What is checked here is only that the
+ * spec is one C can interpret (types, ranges C stores, names C maps to an
+ * enum); anything else is a bug in luastream.runtime, reported with the
+ * field's path. Its arrays and strings are the runtime's own structures:
+ * allocated with mem.h's ls_x* functions (out of memory exits). */
 #include "spec.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *dup_field(lua_State *L, int t, const char *key, const char *dflt) {
-  lua_getfield(L, t, key);
-  const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : dflt;
-  char *copy = s ? strdup(s) : NULL;
-  lua_pop(L, 1);
-  return copy;
-}
+#include "mem.h"
 
-static double num_field(lua_State *L, int t, const char *key, double dflt) {
-  lua_getfield(L, t, key);
-  double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : dflt;
-  lua_pop(L, 1);
-  return v;
-}
+/* Reads one table of the spec: the Lua state, where errors go, and the
+ * path of the table ("spec", "spec.inputs[2]") for messages. */
+typedef struct rd {
+  lua_State *L;
+  char *err;
+  size_t errlen;
+  const char *path;
+} rd;
 
-static int read_format(lua_State *L, int t, const char *key, const char *dflt, ls_format *out,
-                       const char *topic, char *err, size_t errlen) {
-  char *name = dup_field(L, t, key, dflt);
-  int rc = ls_format_parse(name, out);
-  if (rc) snprintf(err, errlen, "topic %s: unknown %s format '%s'", topic, key, name);
-  free(name);
-  return rc;
-}
-
-/* The arrays option: "table" (the default) or "vec". */
-static int read_arrays(lua_State *L, int t, ls_topic_spec *ts, char *err, size_t errlen) {
-  char *v = dup_field(L, t, "arrays", "table");
-  int rc = 0;
-  if (strcmp(v, "vec") == 0) {
-    ts->value_flags |= LS_ARRAYS_VEC;
-  } else if (strcmp(v, "table") != 0) {
-    snprintf(err, errlen, "topic %s: unknown arrays option '%s'", ts->name, v);
-    rc = -1;
+/* "<path>.<key>: <message>" into err; returns -1. */
+static int fail(const rd *r, const char *key, const char *fmt, ...) {
+  int n = snprintf(r->err, r->errlen, "%s%s%s: ", r->path, key ? "." : "", key ? key : "");
+  if (n >= 0 && (size_t)n < r->errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
   }
-  free(v);
+  return -1;
+}
+
+/* Pushes field key of the table at t when it has Lua type `type` (or is nil
+ * and `optional`) and returns 0; else -1 with nothing pushed. */
+static int get(const rd *r, int t, const char *key, int type, int optional) {
+  lua_pushstring(r->L, key);
+  lua_rawget(r->L, t);
+  int got = lua_type(r->L, -1);
+  if (got == type || (optional && got == LUA_TNIL)) return 0;
+  lua_pop(r->L, 1);
+  if (got == LUA_TNIL) return fail(r, key, "missing (luastream.runtime sets every field of the spec)");
+  return fail(r, key, "expected a %s, got %s", lua_typename(r->L, type), lua_typename(r->L, got));
+}
+
+/* A copy of string field key in *out (NULL for nil when optional). */
+static int string_field(const rd *r, int t, const char *key, int optional, char **out) {
+  *out = NULL;
+  if (get(r, t, key, LUA_TSTRING, optional)) return -1;
+  if (lua_isnil(r->L, -1)) {
+    lua_pop(r->L, 1);
+    return 0;
+  }
+  size_t n;
+  const char *v = lua_tolstring(r->L, -1, &n);
+  if (n == 0 || strlen(v) != n) {
+    lua_pop(r->L, 1);
+    return fail(r, key, "expected a non-empty string without NUL bytes");
+  }
+  *out = ls_xstrdup(v);
+  lua_pop(r->L, 1);
+  return 0;
+}
+
+/* Number field key in [lo, hi], a whole number when `whole`. */
+static int number_field(const rd *r, int t, const char *key, double lo, double hi, int whole, double *out) {
+  if (get(r, t, key, LUA_TNUMBER, 0)) return -1;
+  double v = lua_tonumber(r->L, -1);
+  lua_pop(r->L, 1);
+  if (!(v >= lo && v <= hi) || (whole && v != floor(v)))
+    return fail(r, key, "expected a %s in [%.17g, %.17g], got %.17g", whole ? "whole number" : "number", lo, hi, v);
+  *out = v;
+  return 0;
+}
+
+static int bool_field(const rd *r, int t, const char *key, int *out) {
+  if (get(r, t, key, LUA_TBOOLEAN, 0)) return -1;
+  *out = lua_toboolean(r->L, -1);
+  lua_pop(r->L, 1);
+  return 0;
+}
+
+/* String field key, one of names[0..n): its index in *out, and when copy
+ * is not NULL a copy of the name in *copy. */
+static int choice_field(const rd *r, int t, const char *key, const char *const *names, int n, int *out,
+                        char **copy) {
+  if (get(r, t, key, LUA_TSTRING, 0)) return -1;
+  const char *v = lua_tostring(r->L, -1);
+  int found = -1;
+  for (int i = 0; i < n && found < 0; i++)
+    if (strcmp(v, names[i]) == 0) found = i;
+  if (found < 0) fail(r, key, "unknown value '%s'", v);
+  lua_pop(r->L, 1);
+  if (found < 0) return -1;
+  *out = found;
+  if (copy) *copy = ls_xstrdup(names[found]);
+  return 0;
+}
+
+/* A format field: one of codec.c's canonical names (Lua resolved aliases). */
+static int format_field(const rd *r, int t, const char *key, ls_format *out) {
+  if (get(r, t, key, LUA_TSTRING, 0)) return -1;
+  const char *v = lua_tostring(r->L, -1);
+  int rc = ls_format_parse(v, out);
+  if (rc) fail(r, key, "unknown format '%s'", v);
+  lua_pop(r->L, 1);
   return rc;
 }
 
-static int read_topics(lua_State *L, int t, const char *key, ls_topic_spec **out, int *n,
-                       char *err, size_t errlen) {
-  lua_getfield(L, t, key);
-  int list = lua_gettop(L);
-  int count = lua_istable(L, list) ? (int)lua_objlen(L, list) : 0;
-  *out = calloc((size_t)count + 1, sizeof **out);
+/* Pushes list field key (a table) and its length in *n. */
+static int list_field(const rd *r, int t, const char *key, int *n) {
+  if (get(r, t, key, LUA_TTABLE, 0)) return -1;
+  *n = (int)lua_objlen(r->L, -1);
+  return 0;
+}
+
+/* Entry i (0-based) of the list at the top: pushed, with its reader. */
+static int list_entry(const rd *r, const char *key, int i, rd *er, char *path, size_t pathlen) {
+  snprintf(path, pathlen, "%s.%s[%d]", r->path, key, i + 1);
+  *er = (rd){r->L, r->err, r->errlen, path};
+  lua_rawgeti(r->L, -1, i + 1);
+  if (lua_istable(r->L, -1)) return 0;
+  fail(er, NULL, "expected a table, got %s", lua_typename(r->L, lua_type(r->L, -1)));
+  lua_pop(r->L, 1);
+  return -1;
+}
+
+static const char *const ARRAYS_NAMES[] = {"table", "vec"};
+static const char *const GUARANTEE_NAMES[] = {"at-least-once", "exactly-once"};
+static const char *const OFFSET_RESET_NAMES[] = {"earliest", "latest"};
+static const char *const ON_ERROR_NAMES[] = {
+  [LS_ON_ERROR_STOP] = "stop", [LS_ON_ERROR_SKIP] = "skip", [LS_ON_ERROR_DEAD_LETTER] = "dead-letter",
+  [LS_ON_ERROR_FUNCTION] = "function"};
+#define COUNT(a) ((int)(sizeof a / sizeof a[0]))
+
+const char *ls_on_error_name(ls_on_error p) {
+  return (unsigned)p < (unsigned)COUNT(ON_ERROR_NAMES) ? ON_ERROR_NAMES[p] : "unknown";
+}
+
+int ls_on_error_parse(const char *name, ls_on_error *out) {
+  for (int i = 0; name && i < COUNT(ON_ERROR_NAMES); i++) {
+    if (strcmp(name, ON_ERROR_NAMES[i]) == 0) {
+      *out = (ls_on_error)i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* spec.inputs (with arrays) or spec.outputs (without). Leaves the stack as it was. */
+static int read_topics(const rd *r, int t, const char *key, int inputs, ls_topic_spec **out, int *n) {
+  int count;
+  if (list_field(r, t, key, &count)) return -1;
+  *out = ls_xcalloc((size_t)count + 1, sizeof **out);
   *n = count;
   for (int i = 0; i < count; i++) {
-    lua_rawgeti(L, list, i + 1);
-    int tt = lua_gettop(L);
+    rd er;
+    char path[64];
+    if (list_entry(r, key, i, &er, path, sizeof path)) return lua_pop(r->L, 1), -1;
+    int tt = lua_gettop(r->L), arrays = 0;
     ls_topic_spec *ts = &(*out)[i];
-    ts->name = dup_field(L, tt, "name", "");
-    if (read_format(L, tt, "key", "bytes", &ts->key, ts->name, err, errlen) ||
-        read_format(L, tt, "value", "json", &ts->value, ts->name, err, errlen) ||
-        read_arrays(L, tt, ts, err, errlen)) {
-      lua_settop(L, list - 1);
-      return -1;
-    }
-    lua_pop(L, 1);
+    if (string_field(&er, tt, "name", 0, &ts->name) || format_field(&er, tt, "key", &ts->key) ||
+        format_field(&er, tt, "value", &ts->value) ||
+        (inputs && choice_field(&er, tt, "arrays", ARRAYS_NAMES, COUNT(ARRAYS_NAMES), &arrays, NULL)))
+      return lua_pop(r->L, 2), -1;
+    if (arrays == 1) ts->value_flags |= LS_ARRAYS_VEC;
+    lua_pop(r->L, 1);
   }
-  lua_pop(L, 1);
+  lua_pop(r->L, 1);
   return 0;
 }
 
-static void read_sources(lua_State *L, int t, ls_spec *s) {
-  lua_getfield(L, t, "sources");
-  int list = lua_gettop(L);
-  s->nsources = lua_istable(L, list) ? (int)lua_objlen(L, list) : 0;
-  s->source_every_ms = calloc((size_t)s->nsources + 1, sizeof *s->source_every_ms);
-  for (int i = 0; i < s->nsources; i++) {
-    lua_rawgeti(L, list, i + 1);
-    s->source_every_ms[i] = num_field(L, lua_gettop(L), "every", 1000);
-    lua_pop(L, 1);
+static int read_sources(const rd *r, int t, ls_spec *s) {
+  int count;
+  if (list_field(r, t, "sources", &count)) return -1;
+  s->source_every_ms = ls_xcalloc((size_t)count + 1, sizeof *s->source_every_ms);
+  s->nsources = count;
+  for (int i = 0; i < count; i++) {
+    rd er;
+    char path[64];
+    if (list_entry(r, "sources", i, &er, path, sizeof path)) return lua_pop(r->L, 1), -1;
+    double *every = &s->source_every_ms[i];
+    if (number_field(&er, lua_gettop(r->L), "every", 0, HUGE_VAL, 0, every)) return lua_pop(r->L, 2), -1;
+    lua_pop(r->L, 1);
+    if (!(*every > 0 && isfinite(*every)))
+      return lua_pop(r->L, 1), fail(&er, "every", "expected a positive number of ms, got %.17g", *every);
   }
-  lua_pop(L, 1);
+  lua_pop(r->L, 1);
+  return 0;
 }
 
-static int read_stores(lua_State *L, int t, ls_spec *s, char *err, size_t errlen) {
-  lua_getfield(L, t, "stores");
-  int list = lua_gettop(L);
-  s->nstores = lua_istable(L, list) ? (int)lua_objlen(L, list) : 0;
-  s->stores = calloc((size_t)s->nstores + 1, sizeof *s->stores);
-  for (int i = 0; i < s->nstores; i++) {
-    lua_rawgeti(L, list, i + 1);
-    int st = lua_gettop(L);
-    s->stores[i].name = dup_field(L, st, "name", "default");
-    char *topic = dup_field(L, st, "topic", "");
-    s->stores[i].topic = -1;
+static int read_stores(const rd *r, int t, ls_spec *s) {
+  int count;
+  if (list_field(r, t, "stores", &count)) return -1;
+  s->stores = ls_xcalloc((size_t)count + 1, sizeof *s->stores);
+  s->nstores = count;
+  for (int i = 0; i < count; i++) {
+    rd er;
+    char path[64];
+    if (list_entry(r, "stores", i, &er, path, sizeof path)) return lua_pop(r->L, 1), -1;
+    int st = lua_gettop(r->L);
+    ls_store_spec *ss = &s->stores[i];
+    char *topic = NULL;
+    if (string_field(&er, st, "name", 0, &ss->name) || string_field(&er, st, "topic", 0, &topic) ||
+        string_field(&er, st, "changelog", 0, &ss->changelog)) {
+      free(topic);
+      return lua_pop(r->L, 2), -1;
+    }
+    ss->topic = -1;
     for (int j = 0; j < s->ninputs; j++)
-      if (strcmp(s->inputs[j].name, topic) == 0) s->stores[i].topic = j;
+      if (strcmp(s->inputs[j].name, topic) == 0) ss->topic = j;
+    int bad = ss->topic < 0;
+    if (bad) fail(&er, "topic", "'%s' is not in spec.inputs", topic);
     free(topic);
-    lua_pop(L, 1);
-    if (s->stores[i].topic < 0) {
-      snprintf(err, errlen, "state store %s belongs to no input topic", s->stores[i].name);
-      lua_pop(L, 1);
+    lua_pop(r->L, 1);
+    if (bad) return lua_pop(r->L, 1), -1;
+  }
+  lua_pop(r->L, 1);
+  return 0;
+}
+
+/* spec.kafka: property name -> value, both strings (Lua wrote them). */
+static int read_kafka(const rd *r, int t, ls_spec *s) {
+  lua_State *L = r->L;
+  if (get(r, t, "kafka", LUA_TTABLE, 0)) return -1;
+  int kt = lua_gettop(L), count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, kt)) {
+    int bad = lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING;
+    if (bad) {
+      fail(r, "kafka", "expected string names and string values, got %s = %s", lua_typename(L, lua_type(L, -2)),
+           lua_typename(L, lua_type(L, -1)));
+      lua_settop(L, kt - 1);
       return -1;
     }
+    count++;
+    lua_pop(L, 1);
+  }
+  s->kafka = ls_xcalloc(2 * (size_t)count + 1, sizeof *s->kafka);
+  lua_pushnil(L);
+  while (lua_next(L, kt)) {
+    s->kafka[s->nkafka++] = ls_xstrdup(lua_tostring(L, -2));
+    s->kafka[s->nkafka++] = ls_xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return 0;
 }
 
-static void read_kafka(lua_State *L, int t, ls_spec *s) {
-  lua_getfield(L, t, "kafka");
-  int kt = lua_gettop(L);
-  int cap = 16;
-  s->kafka = calloc((size_t)cap, sizeof *s->kafka);
-  if (lua_istable(L, kt)) {
-    lua_pushnil(L);
-    while (lua_next(L, kt)) {
-      if (lua_type(L, -2) == LUA_TSTRING) {
-        if (s->nkafka + 2 > cap) {
-          cap *= 2;
-          s->kafka = realloc(s->kafka, (size_t)cap * sizeof *s->kafka);
-        }
-        lua_pushvalue(L, -1); /* tostring without touching the key */
-        const char *v = lua_tostring(L, -1);
-        s->kafka[s->nkafka++] = strdup(lua_tostring(L, -3));
-        s->kafka[s->nkafka++] = strdup(v ? v : (lua_toboolean(L, -2) ? "true" : "false"));
-        lua_pop(L, 1);
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-}
-
-static int read_on_error(lua_State *L, int t, ls_spec *s, char *err, size_t errlen) {
-  char *v = dup_field(L, t, "on_error", "stop");
-  int rc = 0;
-  if (strcmp(v, "stop") == 0) s->on_error = LS_ON_ERROR_STOP;
-  else if (strcmp(v, "skip") == 0) s->on_error = LS_ON_ERROR_SKIP;
-  else if (strcmp(v, "dead-letter") == 0) s->on_error = LS_ON_ERROR_DEAD_LETTER;
-  else if (strcmp(v, "function") == 0) s->on_error = LS_ON_ERROR_FUNCTION;
-  else rc = -1, snprintf(err, errlen, "unknown on_error policy '%s'", v);
-  free(v);
-  return rc;
+static int read_spec(const rd *r, int t, ls_spec *s) {
+  double commit_every = 0, batch_size = 0, batch_ms = 0;
+  int guarantee = 0, offset_reset = 0, on_error = 0;
+  if (string_field(r, t, "name", 0, &s->name) || string_field(r, t, "broker", 1, &s->broker) ||
+      choice_field(r, t, "guarantee", GUARANTEE_NAMES, COUNT(GUARANTEE_NAMES), &guarantee, &s->guarantee) ||
+      choice_field(r, t, "offset_reset", OFFSET_RESET_NAMES, COUNT(OFFSET_RESET_NAMES), &offset_reset,
+                   &s->offset_reset) ||
+      string_field(r, t, "state_dir", 0, &s->state_dir) ||
+      choice_field(r, t, "on_error", ON_ERROR_NAMES, COUNT(ON_ERROR_NAMES), &on_error, NULL) ||
+      string_field(r, t, "dead_letter", 1, &s->dead_letter) ||
+      number_field(r, t, "commit_interval", 0, HUGE_VAL, 0, &s->commit_interval_s) ||
+      number_field(r, t, "commit_every", 0, 9007199254740992.0, 1, &commit_every) ||
+      number_field(r, t, "batch_size", 1, 2147483647.0, 1, &batch_size) ||
+      number_field(r, t, "batch_ms", 1, 2147483647.0, 1, &batch_ms) ||
+      bool_field(r, t, "wait_for_topics", &s->wait_for_topics))
+    return -1;
+  if (!(s->commit_interval_s > 0 && isfinite(s->commit_interval_s)))
+    return fail(r, "commit_interval", "expected a positive number of seconds, got %.17g", s->commit_interval_s);
+  s->on_error = (ls_on_error)on_error;
+  s->commit_every = (long)commit_every;
+  s->batch_size = (int)batch_size;
+  s->batch_ms = (int)batch_ms;
+  if ((s->on_error == LS_ON_ERROR_DEAD_LETTER || s->on_error == LS_ON_ERROR_FUNCTION) && !s->dead_letter)
+    return fail(r, "dead_letter", "missing, and on_error is '%s'", ls_on_error_name(s->on_error));
+  if (read_kafka(r, t, s) || read_topics(r, t, "inputs", 1, &s->inputs, &s->ninputs) ||
+      read_topics(r, t, "outputs", 0, &s->outputs, &s->noutputs) || read_sources(r, t, s) ||
+      read_stores(r, t, s))
+    return -1;
+  return 0;
 }
 
 int ls_spec_read(lua_State *L, ls_spec *s, char *err, size_t errlen) {
   int t = lua_gettop(L);
   memset(s, 0, sizeof *s);
-  s->name = dup_field(L, t, "name", "luastream");
-  s->broker = dup_field(L, t, "broker", NULL);
-  s->guarantee = dup_field(L, t, "guarantee", "at-least-once");
-  s->offset_reset = dup_field(L, t, "offset_reset", "earliest");
-  s->state_dir = dup_field(L, t, "state_dir", "state");
-  s->dead_letter = dup_field(L, t, "dead_letter", NULL);
-  s->commit_interval_s = num_field(L, t, "commit_interval", 5.0);
-  s->commit_every = (long)num_field(L, t, "commit_every", 0);
-  s->batch_size = (int)num_field(L, t, "batch_size", 1000);
-  s->batch_ms = (int)num_field(L, t, "batch_ms", 100);
-  lua_getfield(L, t, "wait_for_topics");
-  s->wait_for_topics = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  if (s->batch_size < 1) s->batch_size = 1;
-  if (s->batch_ms < 1) s->batch_ms = 1;
-  read_sources(L, t, s);
-  read_kafka(L, t, s);
-  if (read_on_error(L, t, s, err, errlen)) return -1;
-  if (read_topics(L, t, "inputs", &s->inputs, &s->ninputs, err, errlen)) return -1;
-  if (read_topics(L, t, "outputs", &s->outputs, &s->noutputs, err, errlen)) return -1;
-  if (read_stores(L, t, s, err, errlen)) return -1;
-  if (s->on_error == LS_ON_ERROR_DEAD_LETTER && !s->dead_letter) {
-    snprintf(err, errlen, "on_error = \"dead-letter\" needs a dead_letter topic");
-    return -1;
-  }
-  return 0;
+  rd r = {L, err, errlen, "spec"};
+  int rc = t > 0 && lua_istable(L, t)
+               ? read_spec(&r, t, s)
+               : fail(&r, NULL, "expected a table, got %s", t > 0 ? lua_typename(L, lua_type(L, t)) : "nothing");
+  lua_settop(L, t);
+  if (rc) ls_spec_free(s);
+  return rc;
 }
 
 static void free_topics(ls_topic_spec *t, int n) {
-  for (int i = 0; i < n; i++) free(t[i].name);
+  for (int i = 0; t && i < n; i++) free(t[i].name);
   free(t);
 }
 
@@ -188,9 +311,12 @@ void ls_spec_free(ls_spec *s) {
   free_topics(s->inputs, s->ninputs);
   free_topics(s->outputs, s->noutputs);
   free(s->source_every_ms);
-  for (int i = 0; i < s->nstores; i++) free(s->stores[i].name);
+  for (int i = 0; s->stores && i < s->nstores; i++) {
+    free(s->stores[i].name);
+    free(s->stores[i].changelog);
+  }
   free(s->stores);
-  for (int i = 0; i < s->nkafka; i++) free(s->kafka[i]);
+  for (int i = 0; s->kafka && i < s->nkafka; i++) free(s->kafka[i]);
   free(s->kafka);
   memset(s, 0, sizeof *s);
 }

@@ -1,8 +1,16 @@
 /* spec.h - the app's declaration, as C sees it.
  *
  * After the script runs, luastream.runtime returns a `spec` table (see
- * docs/internals.md); spec.c copies it into this struct once, so the loop in
- * app.c never reads configuration from Lua. */
+ * docs/internals.md, "The batch ABI"); spec.c copies it into this struct
+ * once, so the loop in app.c never reads configuration from Lua.
+ *
+ * The Lua side (luastream's init.lua and runtime.lua) is the one place that
+ * defines the options: defaults, checks, format aliases, error policies,
+ * the broker choice and the names of internal topics. The spec it hands
+ * over holds only resolved, checked, canonical values with every field set;
+ * spec.c has no defaults of its own and refuses a missing field or a value
+ * it cannot interpret as a bug, naming the field. Only broker and
+ * dead_letter may be nil (NULL here). */
 #ifndef LS_SPEC_H
 #define LS_SPEC_H
 
@@ -20,22 +28,29 @@ typedef struct ls_topic_spec {
 typedef struct ls_store_spec {
   char *name;
   int topic;           /* 0-based index into inputs */
+  char *changelog;     /* its changelog topic, "<app>__<store>__changelog" */
 } ls_store_spec;
 
 typedef enum { LS_ON_ERROR_STOP, LS_ON_ERROR_SKIP, LS_ON_ERROR_DEAD_LETTER, LS_ON_ERROR_FUNCTION } ls_on_error;
 
+/* The policy's name as the Lua side writes it ("stop", "skip",
+ * "dead-letter", "function"), and back: 0, or -1 for any other name. */
+const char *ls_on_error_name(ls_on_error p);
+int ls_on_error_parse(const char *name, ls_on_error *out);
+
 typedef struct ls_spec {
   char *name;
-  char *broker;        /* NULL: use the dev broker */
-  char *guarantee;
-  char *offset_reset;
+  char *broker;        /* bootstrap servers as resolved by Lua (--broker, the
+                          option, LUASTREAM_BROKER); NULL: the dev broker */
+  char *guarantee;     /* "at-least-once" | "exactly-once" */
+  char *offset_reset;  /* "earliest" | "latest" */
   char *state_dir;
   char *dead_letter;   /* topic, or NULL */
   ls_on_error on_error;
-  double commit_interval_s;
-  long commit_every;
-  int batch_size;
-  int batch_ms;
+  double commit_interval_s; /* > 0 */
+  long commit_every;   /* >= 0; 0: by time only */
+  int batch_size;      /* >= 1 */
+  int batch_ms;        /* >= 1 */
   int wait_for_topics; /* missing input topics: wait for them (1) or stop at start (0) */
   ls_topic_spec *inputs;
   int ninputs;
@@ -50,7 +65,8 @@ typedef struct ls_spec {
 } ls_spec;
 
 /* Reads the spec table at the top of the stack (left there). Returns 0, or
- * -1 with a message in err. Call inside a protected call. */
+ * -1 with a message in err naming the field ("spec.inputs[1].value: ...")
+ * and *spec zeroed (nothing to free). Call inside a protected call. */
 int ls_spec_read(lua_State *L, ls_spec *spec, char *err, size_t errlen);
 void ls_spec_free(ls_spec *spec);
 

@@ -6,11 +6,19 @@
  * abort), so a handle is cached at once but remembered as pending, and
  * forgotten again when its transaction does not commit. Every write goes
  * through write_txn(), which retries the whole transaction after growing
- * the map on MDB_MAP_FULL. */
+ * the map on MDB_MAP_FULL.
+ *
+ * Expiry lives in the partition's own database under reserved keys (layout
+ * in state.h). Each handle caches, for the current write txn, how many
+ * entries have an expiry, so a put without one into a database that has
+ * none costs no extra lookup. Marks are 24 bytes (changelog offset, input
+ * offset, watermark; little-endian); 16-byte marks of older versions read
+ * with watermark -1. */
 #include "state.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,13 +32,25 @@
 #define DEFAULT_MAP_SIZE (64 * MIB)
 #define MAX_DBS 4096       /* named databases per environment, "__marks" included */
 #define MARKS_DB "__marks" /* no '/', so never a "<store>/<partition>" name */
-#define MARK_LEN 16        /* two little-endian int64s */
+#define MARK_LEN_V1 16     /* two little-endian int64s (no watermark) */
+#define MARK_LEN 24        /* three: changelog offset, input offset, watermark */
+#define RES 0xFF           /* reserved keys begin RES RES tag */
+#define TAG_COUNT 0x00     /* RES RES 00: count of entries with an expiry */
+#define TAG_EXPIRY 0x01    /* RES RES 01 key: the key's expiry, big-endian */
+#define TAG_INDEX 0x02     /* RES RES 02 expiry key: the time index */
+#define EXPIRY_OVERHEAD 11 /* the index key's bytes beyond the entry key */
+#define RESERVED_LEN (EXPIRY_OVERHEAD + LS_STATE_KEY_MAX)
+_Static_assert(LS_STATE_EXPIRING_KEY_MAX == LS_STATE_KEY_MAX - EXPIRY_OVERHEAD,
+               "an index key must fit LMDB's key limit");
 #define NAME_LEN (LS_STATE_STORE_MAX + 16)
 #define FAILED (-1) /* an error already described in s->err */
 
 typedef struct handle {
-  MDB_dbi dbi;  /* 0: not cached (user handles are >= 2) */
-  uint32_t gen; /* write txn that last saw the database exist */
+  MDB_dbi dbi;      /* 0: not cached (user handles are >= 2) */
+  uint32_t gen;     /* write txn that last saw the database exist */
+  uint32_t ttl_gen; /* write txn in which nttl is valid (0: never) */
+  uint32_t cnt_gen; /* write txn that changed nttl (its record is written at the end) */
+  int64_t nttl;     /* entries with an expiry, as of this write txn */
 } handle;
 
 typedef struct store_slot { /* cached handles of one store, by partition */
@@ -43,6 +63,12 @@ typedef struct pending { /* a handle cached by an unfinished txn */
   int store;
   int32_t partition;
 } pending;
+
+typedef struct counted { /* a database whose expiry count this txn changed */
+  int store;
+  int32_t partition;
+  MDB_dbi dbi;
+} counted;
 
 struct ls_state {
   MDB_env *env;
@@ -58,6 +84,8 @@ struct ls_state {
   int nstores, capstores;
   pending *pend;
   size_t npend, cappend;
+  counted *cnt; /* of the current commit */
+  size_t ncnt, capcnt;
   char err[1280];
 };
 
@@ -152,6 +180,84 @@ static int64_t get_i64(const unsigned char *p) {
   return (int64_t)u;
 }
 
+/* Big-endian, so the time index sorts by expiry (expiries are > 0). */
+static void put_be64(unsigned char *p, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(u >> (56 - 8 * i));
+}
+
+static int64_t get_be64(const unsigned char *p) {
+  uint64_t u = 0;
+  for (int i = 0; i < 8; i++) u = u << 8 | p[i];
+  return (int64_t)u;
+}
+
+/* A mark's value: 0, or -1 when corrupt. Older 16-byte marks have no
+ * watermark (-1); bytes past the third field are left for later versions. */
+static int parse_mark(const MDB_val *v, int64_t *c, int64_t *in, int64_t *wm) {
+  const unsigned char *p = v->mv_data;
+  if (v->mv_size != MARK_LEN_V1 && v->mv_size < MARK_LEN) return -1;
+  *c = get_i64(p);
+  *in = get_i64(p + 8);
+  *wm = v->mv_size >= MARK_LEN ? get_i64(p + 16) : -1;
+  return 0;
+}
+
+/* ---- reserved keys (expiry) ---------------------------------------------- */
+
+static int is_reserved(const void *key, size_t klen) {
+  const unsigned char *k = key;
+  return klen >= 2 && k[0] == RES && k[1] == RES;
+}
+
+static size_t reserved_key(unsigned char *out, int tag) {
+  out[0] = out[1] = RES;
+  out[2] = (unsigned char)tag;
+  return 3;
+}
+
+/* RES RES 01 key: where the expiry of key is kept. */
+static size_t expiry_key(unsigned char *out, const void *key, size_t klen) {
+  size_t n = reserved_key(out, TAG_EXPIRY);
+  memcpy(out + n, key, klen);
+  return n + klen;
+}
+
+/* RES RES 02 expiry key: the key's place in the time index. */
+static size_t index_key(unsigned char *out, int64_t expire_ms, const void *key, size_t klen) {
+  size_t n = reserved_key(out, TAG_INDEX);
+  put_be64(out + n, expire_ms);
+  memcpy(out + n + 8, key, klen);
+  return n + 8 + klen;
+}
+
+/* The count of entries with an expiry stored in dbi (0 when absent). */
+static int read_count(MDB_txn *txn, MDB_dbi dbi, int64_t *n) {
+  unsigned char kb[3];
+  MDB_val k = {reserved_key(kb, TAG_COUNT), kb}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  *n = 0;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.mv_size != 8) return MDB_CORRUPTED;
+  *n = get_i64(v.mv_data);
+  return 0;
+}
+
+/* The stored expiry of key (0: none). */
+static int read_expiry(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, int64_t *exp) {
+  unsigned char kb[RESERVED_LEN];
+  *exp = 0;
+  if (klen > LS_STATE_KEY_MAX - EXPIRY_OVERHEAD) return 0; /* too long to have one */
+  MDB_val k = {expiry_key(kb, key, klen), kb}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.mv_size != 8) return MDB_CORRUPTED;
+  *exp = get_be64(v.mv_data);
+  return 0;
+}
+
 /* ---- handle cache --------------------------------------------------------- */
 
 static int find_store(const ls_state *s, const char *store) {
@@ -197,7 +303,7 @@ static int cache_set(ls_state *s, const char *store, int32_t partition, MDB_dbi 
     st->h = n;
     st->cap = cap;
   }
-  st->h[partition] = (handle){dbi, 0};
+  st->h[partition] = (handle){dbi, 0, 0, 0, 0};
   return i;
 }
 
@@ -508,6 +614,7 @@ void ls_state_close(ls_state *s) {
   }
   free(s->stores);
   free(s->pend);
+  free(s->cnt);
   free(s);
 }
 
@@ -515,56 +622,144 @@ const char *ls_state_error(ls_state *s) { return s->err; }
 
 /* ---- reads --------------------------------------------------------------- */
 
-int ls_state_get(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
-                 const void **val, size_t *vlen) {
+int ls_state_get_ex(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
+                    const void **val, size_t *vlen, int64_t *expire_ms) {
   enter(s);
+  if (expire_ms) *expire_ms = 0;
   if (check_target(s, store, partition) || check_key(s, store, klen)) return -1;
+  if (is_reserved(key, klen)) return 0; /* never a user entry */
   MDB_dbi dbi;
   int r = read_dbi(s, store, partition, &dbi);
   if (r <= 0) return r;
   MDB_val k = {klen, (void *)key}, v;
   int rc = mdb_get(s->rtxn, dbi, &k, &v);
   if (rc == MDB_NOTFOUND) return 0;
+  if (rc == 0 && expire_ms) rc = read_expiry(s->rtxn, dbi, key, klen, expire_ms);
   if (rc) return fail(s, "state: get %s/%" PRId32 ": %s", store, partition, mdb_strerror(rc));
-  *val = v.mv_data;
-  *vlen = v.mv_size;
+  if (val) *val = v.mv_data;
+  if (vlen) *vlen = v.mv_size;
   return 1;
 }
 
-static int visit_prefix(MDB_cursor *c, const void *prefix, size_t plen, ls_state_visit_fn fn,
-                        void *ud) {
+int ls_state_get(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
+                 const void **val, size_t *vlen) {
+  return ls_state_get_ex(s, store, partition, key, klen, val, vlen, NULL);
+}
+
+int ls_state_get_expiry(ls_state *s, const char *store, int32_t partition, const void *key,
+                        size_t klen, int64_t *expire_ms) {
+  return ls_state_get_ex(s, store, partition, key, klen, NULL, NULL, expire_ms);
+}
+
+typedef struct scan_cb { /* one of the two visitor kinds */
+  ls_state_visit_fn fn;
+  ls_state_visit_ex_fn fn_ex;
+  void *ud;
+} scan_cb;
+
+/* Visits the user entries beginning with prefix; they all sort before the
+ * reserved keys, so the first reserved key ends the scan. */
+static int visit_prefix(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, const void *prefix, size_t plen,
+                        const scan_cb *cb) {
+  int64_t nttl = 0;
+  int rc = cb->fn_ex ? read_count(txn, dbi, &nttl) : 0;
+  if (rc) return rc;
   MDB_val k = {plen, (void *)prefix}, v;
-  int rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+  rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
   while (rc == 0) {
     if (k.mv_size < plen || (plen && memcmp(k.mv_data, prefix, plen) != 0)) break;
-    if (fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) break;
+    if (is_reserved(k.mv_data, k.mv_size)) break;
+    int stop;
+    if (cb->fn_ex) {
+      int64_t exp = 0;
+      if (nttl > 0 && (rc = read_expiry(txn, dbi, k.mv_data, k.mv_size, &exp)) != 0) return rc;
+      stop = cb->fn_ex(cb->ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size, exp);
+    } else {
+      stop = cb->fn(cb->ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+    }
+    if (stop) break;
     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
   }
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int ls_state_scan(ls_state *s, const char *store, int32_t partition, const void *prefix,
-                  size_t plen, ls_state_visit_fn fn, void *ud) {
+static int scan(ls_state *s, const char *store, int32_t partition, const void *prefix, size_t plen,
+                const scan_cb *cb) {
   enter(s);
   if (check_target(s, store, partition)) return -1;
   MDB_dbi dbi;
   int r = read_dbi(s, store, partition, &dbi);
   if (r <= 0) return r;
   if (plen > (size_t)mdb_env_get_maxkeysize(s->env)) return 0; /* no key that long */
+  if (is_reserved(prefix, plen)) return 0;                      /* nor one like that */
   MDB_cursor *c;
   int rc = mdb_cursor_open(s->rtxn, dbi, &c);
   if (rc == 0) {
-    rc = visit_prefix(c, prefix, plen, fn, ud);
+    rc = visit_prefix(s->rtxn, dbi, c, prefix, plen, cb);
     mdb_cursor_close(c);
   }
   if (rc) return fail(s, "state: scan %s/%" PRId32 ": %s", store, partition, mdb_strerror(rc));
   return 0;
 }
 
-int ls_state_get_mark(ls_state *s, const char *store, int32_t partition, int64_t *changelog_offset,
-                      int64_t *input_offset) {
+int ls_state_scan(ls_state *s, const char *store, int32_t partition, const void *prefix,
+                  size_t plen, ls_state_visit_fn fn, void *ud) {
+  scan_cb cb = {fn, NULL, ud};
+  return scan(s, store, partition, prefix, plen, &cb);
+}
+
+int ls_state_scan_ex(ls_state *s, const char *store, int32_t partition, const void *prefix,
+                     size_t plen, ls_state_visit_ex_fn fn, void *ud) {
+  scan_cb cb = {NULL, fn, ud};
+  return scan(s, store, partition, prefix, plen, &cb);
+}
+
+/* Walks the time index from its start while the expiry is <= now_ms. */
+static int visit_expired(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, int64_t now_ms, size_t max,
+                         ls_state_visit_fn fn, void *ud, size_t *visited) {
+  unsigned char start[3];
+  MDB_val k = {reserved_key(start, TAG_INDEX), start}, v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && *visited < max) {
+    const unsigned char *ik = k.mv_data;
+    if (k.mv_size <= EXPIRY_OVERHEAD || memcmp(ik, start, 3) != 0) break;
+    if (get_be64(ik + 3) > now_ms) break;
+    MDB_val uk = {k.mv_size - EXPIRY_OVERHEAD, (void *)(ik + EXPIRY_OVERHEAD)}, uv;
+    int g = mdb_get(txn, dbi, &uk, &uv);
+    if (g == 0) {
+      ++*visited;
+      if (fn(ud, uk.mv_data, uk.mv_size, uv.mv_data, uv.mv_size)) break;
+    } else if (g != MDB_NOTFOUND) { /* an index entry without its entry: skipped */
+      return g;
+    }
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int ls_state_scan_expired(ls_state *s, const char *store, int32_t partition, int64_t now_ms,
+                          size_t max, ls_state_visit_fn fn, void *ud) {
   enter(s);
-  *changelog_offset = *input_offset = -1;
+  if (check_target(s, store, partition)) return -1;
+  MDB_dbi dbi;
+  int r = read_dbi(s, store, partition, &dbi);
+  if (r <= 0) return r;
+  if (max > INT_MAX) max = INT_MAX;
+  size_t visited = 0;
+  MDB_cursor *c;
+  int rc = mdb_cursor_open(s->rtxn, dbi, &c);
+  if (rc == 0) {
+    rc = visit_expired(s->rtxn, dbi, c, now_ms, max, fn, ud, &visited);
+    mdb_cursor_close(c);
+  }
+  if (rc)
+    return fail(s, "state: expired entries of %s/%" PRId32 ": %s", store, partition,
+                mdb_strerror(rc));
+  return (int)visited;
+}
+
+/* The mark of store/partition into m[0..2]: 1, 0 none, or -1. */
+static int read_mark(ls_state *s, const char *store, int32_t partition, int64_t m[3]) {
   if (check_target(s, store, partition) || read_begin(s)) return -1;
   char name[NAME_LEN];
   db_name(name, store, partition);
@@ -572,10 +767,25 @@ int ls_state_get_mark(ls_state *s, const char *store, int32_t partition, int64_t
   int rc = mdb_get(s->rtxn, s->marks, &k, &v);
   if (rc == MDB_NOTFOUND) return 0;
   if (rc) return fail(s, "state: mark of %s: %s", name, mdb_strerror(rc));
-  if (v.mv_size != MARK_LEN) return fail(s, "state: mark of %s is corrupt", name);
-  *changelog_offset = get_i64(v.mv_data);
-  *input_offset = get_i64((const unsigned char *)v.mv_data + 8);
+  if (parse_mark(&v, &m[0], &m[1], &m[2])) return fail(s, "state: mark of %s is corrupt", name);
   return 1;
+}
+
+int ls_state_get_mark_ex(ls_state *s, const char *store, int32_t partition,
+                         int64_t *changelog_offset, int64_t *input_offset, int64_t *watermark) {
+  enter(s);
+  int64_t m[3];
+  int r = read_mark(s, store, partition, m);
+  int64_t c = r == 1 ? m[0] : -1, in = r == 1 ? m[1] : -1, wm = r == 1 ? m[2] : -1;
+  if (changelog_offset) *changelog_offset = c;
+  if (input_offset) *input_offset = in;
+  if (watermark) *watermark = wm;
+  return r;
+}
+
+int ls_state_get_mark(ls_state *s, const char *store, int32_t partition, int64_t *changelog_offset,
+                      int64_t *input_offset) {
+  return ls_state_get_mark_ex(s, store, partition, changelog_offset, input_offset, NULL);
 }
 
 /* ---- commit -------------------------------------------------------------- */
@@ -587,16 +797,119 @@ typedef struct commit_arg {
   size_t nmarks;
 } commit_arg;
 
+/* An LMDB error of a write to p's partition: MDB_MAP_FULL (grow and retry)
+ * or FAILED. */
+static int write_error(ls_state *s, const ls_state_put *p, int rc) {
+  if (rc == MDB_MAP_FULL) return rc;
+  return fail(s, "state: write %s/%" PRId32 ": %s", p->store, p->partition, mdb_strerror(rc));
+}
+
+/* The number of entries with an expiry in h's database, read once per
+ * write txn. */
+static int ttl_count(ls_state *s, MDB_txn *txn, handle *h, MDB_dbi dbi, int64_t *n) {
+  if (h->ttl_gen == s->wgen) {
+    *n = h->nttl;
+    return 0;
+  }
+  int rc = read_count(txn, dbi, n);
+  if (rc) return rc;
+  h->nttl = *n;
+  h->ttl_gen = s->wgen;
+  return 0;
+}
+
+/* Writes the count record of dbi (none for 0). */
+static int write_count(MDB_txn *txn, MDB_dbi dbi, int64_t n) {
+  unsigned char kb[3], vb[8];
+  MDB_val k = {reserved_key(kb, TAG_COUNT), kb}, v = {8, vb};
+  put_i64(vb, n);
+  int rc = n > 0 ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
+  return rc == MDB_NOTFOUND && n <= 0 ? 0 : rc;
+}
+
+/* Sets the count of p's database to n: in its handle now, in the database
+ * when the commit ends (flush_counts), so a commit of many entries writes
+ * each count record once. */
+static int set_count(ls_state *s, MDB_txn *txn, const ls_state_put *p, handle *h, MDB_dbi dbi,
+                     int64_t n) {
+  h->nttl = n;
+  if (h->cnt_gen == s->wgen) return 0; /* listed already */
+  int i = find_store(s, p->store);
+  if (i < 0 || h != cache_get(s, p->store, p->partition)) return write_count(txn, dbi, n);
+  if (s->ncnt == s->capcnt) {
+    size_t cap = s->capcnt ? s->capcnt * 2 : 16;
+    counted *c = realloc(s->cnt, cap * sizeof *c);
+    if (!c) return fail(s, "state: out of memory");
+    s->cnt = c;
+    s->capcnt = cap;
+  }
+  s->cnt[s->ncnt++] = (counted){i, p->partition, dbi};
+  h->cnt_gen = s->wgen;
+  return 0;
+}
+
+static int flush_counts(ls_state *s, MDB_txn *txn) {
+  for (size_t i = 0; i < s->ncnt; i++) {
+    const counted *c = &s->cnt[i];
+    const handle *h = &s->stores[c->store].h[c->partition];
+    int rc = write_count(txn, c->dbi, h->nttl);
+    if (rc == MDB_MAP_FULL) return rc;
+    if (rc)
+      return fail(s, "state: write %s/%" PRId32 ": %s", s->stores[c->store].name, c->partition,
+                  mdb_strerror(rc));
+  }
+  return 0;
+}
+
+/* Brings the expiry records of p's key to exp (0: none): its expiry record,
+ * its place in the time index and the database's count. */
+static int set_expiry(ls_state *s, MDB_txn *txn, const ls_state_put *p, MDB_dbi dbi, int64_t exp) {
+  handle *h = cache_get(s, p->store, p->partition);
+  handle tmp = {dbi, 0, 0, 0, 0}; /* not cached (out of memory earlier): no reuse */
+  if (!h) h = &tmp;
+  int64_t count;
+  int rc = ttl_count(s, txn, h, dbi, &count);
+  if (rc == 0 && count == 0 && exp == 0) return 0; /* the common case: no expiries here */
+  int64_t old = 0;
+  if (rc == 0 && count > 0) rc = read_expiry(txn, dbi, p->key, p->klen, &old);
+  if (rc || old == exp) return rc ? write_error(s, p, rc) : 0;
+  unsigned char kb[RESERVED_LEN], vb[8];
+  if (old) {
+    MDB_val ik = {index_key(kb, old, p->key, p->klen), kb};
+    rc = mdb_del(txn, dbi, &ik, NULL);
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (rc == 0 && exp) {
+    MDB_val ik = {index_key(kb, exp, p->key, p->klen), kb}, iv = {0, vb};
+    rc = mdb_put(txn, dbi, &ik, &iv, 0);
+  }
+  if (rc == 0) {
+    MDB_val ek = {expiry_key(kb, p->key, p->klen), kb}, ev = {8, vb};
+    put_be64(vb, exp);
+    rc = exp ? mdb_put(txn, dbi, &ek, &ev, 0) : mdb_del(txn, dbi, &ek, NULL);
+  }
+  if (rc) return write_error(s, p, rc);
+  int64_t delta = (exp != 0) - (old != 0);
+  return delta ? set_count(s, txn, p, h, dbi, count + delta) : 0;
+}
+
 static int apply_put(ls_state *s, MDB_txn *txn, const ls_state_put *p) {
   if (check_target(s, p->store, p->partition) || check_key(s, p->store, p->klen)) return FAILED;
+  if (is_reserved(p->key, p->klen))
+    return fail(s, "state: %s: keys beginning 0xFF 0xFF are reserved", p->store);
+  int64_t exp = p->val ? p->expire_ms : 0;
+  if (exp < 0) return fail(s, "state: %s: negative expiry %" PRId64, p->store, exp);
+  if (exp && p->klen > LS_STATE_EXPIRING_KEY_MAX)
+    return fail(s, "state: %s: key of %zu bytes with an expiry exceeds the %d-byte limit", p->store,
+                p->klen, LS_STATE_EXPIRING_KEY_MAX);
   MDB_dbi dbi;
   int r = write_dbi(s, txn, p->store, p->partition, p->val ? MDB_CREATE : 0, &dbi);
   if (r != 1) return r; /* 0: deleting from a partition that has nothing */
   MDB_val k = {p->klen, (void *)p->key}, v = {p->vlen, (void *)p->val};
   int rc = p->val ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
-  if (rc == MDB_NOTFOUND && !p->val) return 0; /* deleting a missing key */
-  if (rc == 0 || rc == MDB_MAP_FULL) return rc;
-  return fail(s, "state: write %s/%" PRId32 ": %s", p->store, p->partition, mdb_strerror(rc));
+  if (rc == MDB_NOTFOUND && !p->val) return 0; /* deleting a missing key: it has no expiry */
+  if (rc) return write_error(s, p, rc);
+  return set_expiry(s, txn, p, dbi, exp);
 }
 
 static int apply_mark(ls_state *s, MDB_txn *txn, const ls_state_mark *m) {
@@ -609,6 +922,7 @@ static int apply_mark(ls_state *s, MDB_txn *txn, const ls_state_mark *m) {
   db_name(name, m->store, m->partition);
   put_i64(buf, m->changelog_offset);
   put_i64(buf + 8, m->input_offset);
+  put_i64(buf + 16, m->watermark);
   MDB_val k = {strlen(name), name}, v = {MARK_LEN, buf};
   int rc = mdb_put(txn, s->marks, &k, &v, 0);
   if (rc == 0 || rc == MDB_MAP_FULL) return rc;
@@ -617,10 +931,13 @@ static int apply_mark(ls_state *s, MDB_txn *txn, const ls_state_mark *m) {
 
 static int commit_body(ls_state *s, MDB_txn *txn, const void *arg) {
   const commit_arg *a = arg;
+  s->ncnt = 0;
   for (size_t i = 0; i < a->n; i++) {
     int rc = apply_put(s, txn, &a->puts[i]);
     if (rc) return rc;
   }
+  int rc = flush_counts(s, txn);
+  if (rc) return rc;
   for (size_t i = 0; i < a->nmarks; i++) {
     int rc = apply_mark(s, txn, &a->marks[i]);
     if (rc) return rc;
@@ -704,15 +1021,18 @@ static int describe(ls_state *s, const char *name, list_entry *e) {
   MDB_stat st;
   if (rc == 0) rc = mdb_stat(s->rtxn, dbi, &st);
   if (rc) return fail(s, "state: cannot read %s: %s", name, mdb_strerror(rc));
-  e->keys = st.ms_entries;
+  int64_t nttl = 0; /* each has an expiry record and an index entry, plus the count */
+  if ((rc = read_count(s->rtxn, dbi, &nttl)) != 0)
+    return fail(s, "state: cannot read %s: %s", name, mdb_strerror(rc));
+  size_t reserved = nttl > 0 ? 1 + 2 * (size_t)nttl : 0;
+  e->keys = st.ms_entries > reserved ? st.ms_entries - reserved : 0;
   e->bytes = (size_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
   MDB_val k = {strlen(name), (void *)name}, v;
+  int64_t wm;
   e->changelog_offset = e->input_offset = -1;
   rc = mdb_get(s->rtxn, s->marks, &k, &v);
-  if (rc == 0 && v.mv_size == MARK_LEN) {
-    e->changelog_offset = get_i64(v.mv_data);
-    e->input_offset = get_i64((const unsigned char *)v.mv_data + 8);
-  }
+  if (rc == 0 && parse_mark(&v, &e->changelog_offset, &e->input_offset, &wm))
+    e->changelog_offset = e->input_offset = -1;
   return 0;
 }
 

@@ -4,7 +4,9 @@
  * partition) pair is its own named database "<store>/<partition>", so a
  * revoked partition is dropped without touching the others; the database
  * "__marks" holds, per "<store>/<partition>", the changelog offset to replay
- * from and the input offset the stored state reflects.
+ * from, the input offset the stored state reflects and the partition's
+ * event-time watermark (24 bytes; 16-byte marks of older versions read with
+ * watermark -1).
  *
  * How it fits: the Lua side buffers a checkpoint's writes in memory. At a
  * checkpoint the runtime produces them to the changelog topics, flushes the
@@ -21,9 +23,26 @@
  * is adopted, a partition another process dropped is noticed before writing
  * to it, and reader slots left by killed processes are cleared at open.
  *
+ * Expiry: an entry may carry an expiry time (ms since the epoch). Expired
+ * entries are not hidden or deleted by the store: ls_state_scan_expired
+ * lists them, in expiry order, for the caller to delete in a commit (and to
+ * tombstone in the changelog). The expiry is kept beside the value, in the
+ * same database, under keys beginning 0xFF 0xFF, which user keys may not
+ * (an entry key of a stateful step begins with its message key's 2-byte
+ * length, which cannot be 0xFFFF within LMDB's 511-byte key limit):
+ *   FF FF 00                     8-byte LE count of entries with an expiry
+ *                                (absent when 0)
+ *   FF FF 01 <key>               the entry's expiry, 8 bytes big-endian
+ *   FF FF 02 <expiry BE> <key>   the time index (empty value)
+ * They sort after every user key; reads, scans and ls_state_list never show
+ * them, and dropping a partition drops them with it. So expiry costs no
+ * named database (the 4095 limit stands), nothing for entries without one,
+ * and a database written by an older version reads as "no expiries".
+ *
  * Limits: store names are 1..200 bytes without '/'; partitions 0..2^20-1;
- * keys 1..511 bytes (LMDB's key limit); at most 4095 (store, partition)
- * databases per environment. */
+ * keys 1..511 bytes (LMDB's key limit), not beginning 0xFF 0xFF; keys with
+ * an expiry 1..500 bytes; at most 4095 (store, partition) databases per
+ * environment. */
 #ifndef LS_STATE_H
 #define LS_STATE_H
 
@@ -32,6 +51,8 @@
 
 #define LS_STATE_STORE_MAX 200         /* longest store name, in bytes */
 #define LS_STATE_PARTITION_MAX 1048575 /* highest partition number */
+#define LS_STATE_KEY_MAX 511           /* longest key (LMDB's default limit) */
+#define LS_STATE_EXPIRING_KEY_MAX 500  /* longest key of an entry with an expiry */
 
 typedef struct ls_state ls_state;
 
@@ -63,6 +84,16 @@ void ls_state_close(ls_state *s);
 int ls_state_get(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
                  const void **val, size_t *vlen);
 
+/* ls_state_get that also reports the entry's expiry (0: none) in
+ * *expire_ms when found (expire_ms may be NULL). */
+int ls_state_get_ex(ls_state *s, const char *store, int32_t partition, const void *key, size_t klen,
+                    const void **val, size_t *vlen, int64_t *expire_ms);
+
+/* The expiry of one entry: 1 found (*expire_ms 0 when it has none), 0 no
+ * such entry (*expire_ms 0), -1 error. */
+int ls_state_get_expiry(ls_state *s, const char *store, int32_t partition, const void *key,
+                        size_t klen, int64_t *expire_ms);
+
 /* Visits, in byte order, all entries of one partition whose key starts with
  * prefix (plen 0: all). Returns 0, or -1 on error; fn returning non-zero
  * stops the scan (still 0). Pointers passed to fn are valid during the call
@@ -72,13 +103,33 @@ typedef int (*ls_state_visit_fn)(void *ud, const void *key, size_t klen, const v
 int ls_state_scan(ls_state *s, const char *store, int32_t partition, const void *prefix,
                   size_t plen, ls_state_visit_fn fn, void *ud);
 
+/* ls_state_scan that also passes each entry's expiry (0: none), e.g. for
+ * loading a message key's entries into a cache. Same rules. */
+typedef int (*ls_state_visit_ex_fn)(void *ud, const void *key, size_t klen, const void *val,
+                                    size_t vlen, int64_t expire_ms);
+int ls_state_scan_ex(ls_state *s, const char *store, int32_t partition, const void *prefix,
+                     size_t plen, ls_state_visit_ex_fn fn, void *ud);
+
+/* Visits the entries of one partition whose expiry is <= now_ms, earliest
+ * expiry first (ties in key order), at most max of them: fn gets the key and
+ * the entry's value. The store deletes nothing: the caller deletes them with
+ * a commit (puts with val NULL), tombstoning them in the changelog first.
+ * Cost: proportional to the entries visited, not to the partition's size.
+ * Returns the number visited (fn's stopping one included), or -1 on error;
+ * same rules for fn as ls_state_scan. */
+int ls_state_scan_expired(ls_state *s, const char *store, int32_t partition, int64_t now_ms,
+                          size_t max, ls_state_visit_fn fn, void *ud);
+
 typedef struct ls_state_put {
   const char *store;
   int32_t partition;
   const void *key;
   size_t klen;
   const void *val;
-  size_t vlen; /* val == NULL: delete the key (deleting a missing key is fine) */
+  size_t vlen;       /* val == NULL: delete the key (deleting a missing key is fine) */
+  int64_t expire_ms; /* ms since the epoch when the entry expires; 0: never
+                        (a put without one removes an earlier expiry); ignored
+                        for a delete; negative is an error */
 } ls_state_put;
 
 typedef struct ls_state_mark { /* progress stored with the data, per store and partition */
@@ -86,6 +137,8 @@ typedef struct ls_state_mark { /* progress stored with the data, per store and p
   int32_t partition;
   int64_t changelog_offset; /* next changelog offset to replay from */
   int64_t input_offset;     /* the committed input offset this state reflects */
+  int64_t watermark;        /* event-time high-water mark of the partition (ms),
+                               -1: none. NOTE a zeroed field stores 0, not -1 */
 } ls_state_mark;
 
 /* One write transaction: all puts/deletes (applied in order) and all marks,
@@ -93,13 +146,20 @@ typedef struct ls_state_mark { /* progress stored with the data, per store and p
  * and the whole transaction is retried; if it cannot grow, returns -1 with
  * "state: map full (64 MiB) and growth disabled" (or "... limit reached")
  * and nothing written. A mark also creates its partition's (empty) database,
- * so ls_state_list shows it. Returns 0 or -1 (err and ls_state_error). */
+ * so ls_state_list shows it. A put keeps the entry's expiry records and time
+ * index in step (overwrite, delete, a put without expiry). Errors: a key
+ * beginning 0xFF 0xFF, a negative expire_ms, a key with an expiry longer
+ * than LS_STATE_EXPIRING_KEY_MAX. Returns 0 or -1 (err and ls_state_error). */
 int ls_state_commit(ls_state *s, const ls_state_put *puts, size_t n, const ls_state_mark *marks,
                     size_t nmarks, char *err, size_t errlen);
 
 /* The stored mark: 1 found, 0 none (both offsets set to -1), -1 error. */
 int ls_state_get_mark(ls_state *s, const char *store, int32_t partition, int64_t *changelog_offset,
                       int64_t *input_offset);
+/* The same with the watermark (-1 when none, or for a mark written before
+ * marks had one); any out-pointer may be NULL. */
+int ls_state_get_mark_ex(ls_state *s, const char *store, int32_t partition,
+                         int64_t *changelog_offset, int64_t *input_offset, int64_t *watermark);
 
 /* Deletes one partition's database and its mark in one transaction. A
  * partition with nothing stored is fine. Returns 0 or -1. */
@@ -107,7 +167,7 @@ int ls_state_drop_partition(ls_state *s, const char *store, int32_t partition, c
                             size_t errlen);
 
 /* Calls fn for every (store, partition) present, sorted by store name then
- * partition number: its key count, the bytes of the database pages it
+ * partition number: its key count (entries only, expiry records excluded), the bytes of the database pages it
  * occupies, and its mark (-1/-1 when none). fn may call other ls_state_*
  * functions; returning non-zero stops. Returns 0 or -1. */
 typedef int (*ls_state_list_fn)(void *ud, const char *store, int32_t partition, size_t keys,

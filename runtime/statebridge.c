@@ -11,6 +11,7 @@
 #include "lua_vm.h"
 
 #define MAX_PARTITIONS 4096
+#define NCOLUMNS 5 /* rt.changes: store, part, key, val, expire */
 
 /* What core.state_load reads from: kept as its upvalue. */
 typedef struct loader {
@@ -29,10 +30,12 @@ static int store_index(const ls_spec *spec, const char *name) {
 typedef struct load_ctx {
   lua_State *L;
   size_t prefix;
+  int values, expiries;     /* stack slots of the two result tables */
   char err[256];
 } load_ctx;
 
-static int load_visit(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+static int load_visit(void *ud, const void *key, size_t klen, const void *val, size_t vlen,
+                      int64_t expire_ms) {
   load_ctx *lc = ud;
   lua_State *L = lc->L;
   lua_pushlstring(L, (const char *)key + lc->prefix, klen - lc->prefix);
@@ -40,7 +43,16 @@ static int load_visit(void *ud, const void *key, size_t klen, const void *val, s
     lua_pop(L, 1);
     return 1;
   }
-  lua_rawset(L, -3);
+  lua_rawset(L, lc->values);
+  if (expire_ms > 0) {
+    if (lua_isnil(L, lc->expiries)) {
+      lua_newtable(L);
+      lua_replace(L, lc->expiries);
+    }
+    lua_pushlstring(L, (const char *)key + lc->prefix, klen - lc->prefix);
+    lua_pushnumber(L, (double)expire_ms);
+    lua_rawset(L, lc->expiries);
+  }
   return 0;
 }
 
@@ -62,13 +74,15 @@ static int state_load(lua_State *L) {
   if (klen > 65535) return luaL_error(L, "message key longer than 65535 bytes");
   char *prefix = malloc(klen + 2);
   if (!prefix) return luaL_error(L, "out of memory");
-  load_ctx lc = {L, entry_prefix(prefix, key, klen), ""};
-  lua_newtable(L);
-  int rc = ls_state_scan(ld->state, ld->spec->stores[s].name, p, prefix, lc.prefix, load_visit, &lc);
+  lua_settop(L, 3);
+  lua_newtable(L); /* 4: values */
+  lua_pushnil(L);  /* 5: expiries, made on the first entry that has one */
+  load_ctx lc = {L, entry_prefix(prefix, key, klen), 4, 5, ""};
+  int rc = ls_state_scan_ex(ld->state, ld->spec->stores[s].name, p, prefix, lc.prefix, load_visit, &lc);
   free(prefix);
   if (rc) return luaL_error(L, "state %s[%d]: %s", lua_tostring(L, 1), (int)p, ls_state_error(ld->state));
   if (lc.err[0]) return luaL_error(L, "state %s[%d]: bad stored value: %s", lua_tostring(L, 1), (int)p, lc.err);
-  return 1;
+  return 2;
 }
 
 /* Protected: require("luastream.core").state_load = closure over the loader. */
@@ -95,15 +109,16 @@ int ls_bridge_install(lua_State *L, ls_state *s, const ls_spec *spec, char *err,
 
 /* ---- rt.take_state_changes ----------------------------------------------------- */
 
-/* Reads change j of rt.changes (store, part, key, val tables at idx..idx+3). */
+/* Reads change j of rt.changes (store, part, key, val, expire tables at idx..idx+4). */
 static int read_change(lua_State *L, const ls_spec *spec, int idx, int j, ls_change *c, char *err,
                        size_t errlen) {
-  for (int k = 0; k < 4; k++) lua_rawgeti(L, idx + k, j);
-  c->store = (int)lua_tointeger(L, -4) - 1;
-  c->partition = (int32_t)lua_tointeger(L, -3);
-  c->key = lua_tolstring(L, -2, &c->klen);
-  c->val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &c->vlen) : NULL;
+  for (int k = 0; k < NCOLUMNS; k++) lua_rawgeti(L, idx + k, j);
+  c->store = (int)lua_tointeger(L, -5) - 1;
+  c->partition = (int32_t)lua_tointeger(L, -4);
+  c->key = lua_tolstring(L, -3, &c->klen);
+  c->val = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &c->vlen) : NULL;
   if (!c->val) c->vlen = 0;
+  c->expire_ms = c->val ? (int64_t)lua_tonumber(L, -1) : 0;
   if (!c->key || c->store < 0 || c->store >= spec->nstores || c->partition < 0 ||
       c->partition >= MAX_PARTITIONS)
     return snprintf(err, errlen, "bad state change %d", j), -1;
@@ -127,14 +142,20 @@ int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn f
     lua_settop(L, top);
     return snprintf(err, errlen, "rt.changes is missing"), -1;
   }
-  static const char *const names[] = {"store", "part", "key", "val"};
-  for (int i = 0; i < 4; i++) lua_getfield(L, ch, names[i]);
+  static const char *const names[NCOLUMNS] = {"store", "part", "key", "val", "expire"};
+  for (int i = 0; i < NCOLUMNS; i++) {
+    lua_getfield(L, ch, names[i]);
+    if (!lua_istable(L, -1)) {
+      lua_settop(L, top);
+      return snprintf(err, errlen, "rt.changes.%s is missing", names[i]), -1;
+    }
+  }
   int rc = 0;
   for (int j = 1; j <= n && rc == 0; j++) {
     ls_change c;
     rc = read_change(L, spec, ch + 1, j, &c, err, errlen);
     if (rc == 0) rc = fn(ud, &c, err, errlen);
-    lua_pop(L, 4);
+    lua_pop(L, NCOLUMNS);
   }
   lua_settop(L, top);
   return rc ? -1 : n;

@@ -31,12 +31,14 @@ typedef struct ls_change {
   size_t klen;
   const char *val;
   size_t vlen;
+  int64_t expire_ms;       /* when the entry expires (ms since the epoch), 0: never */
 } ls_change;
 
 typedef int (*ls_change_fn)(void *ud, const ls_change *c, char *err, size_t errlen);
 
-/* Installs core.state_load in L, reading from s with the stores of spec.
- * 0, or -1 with err. */
+/* Installs core.state_load in L, reading from s with the stores of spec:
+ * core.state_load(store, partition, key) -> { state_key = value } and, when
+ * some entries expire, { state_key = expire_ms }. 0, or -1 with err. */
 int ls_bridge_install(lua_State *L, ls_state *s, const ls_spec *spec, char *err, size_t errlen);
 
 /* Calls rt.take_state_changes() (rt at rt_ref) and fn for each change, in

@@ -478,7 +478,11 @@ end
 
 -- Compiles the pipeline of one input topic.
 --   topic: the Topic; roots: its root nodes (one per app:dataframe call)
---   env: { output_id = fn(topic) -> index, out = {val=, key=, topic=, ts=, row=, hdr=} }
+--   env: { output_id = fn(topic) -> index, out = {val=, key=, topic=, ts=, row=, hdr=},
+--          at = { i =, nout = } }: the loop sets at.i = i and at.nout = nout
+--          at the start of every row, so whoever catches an error knows the
+--          failing row and the outputs of the rows before it (no allocation,
+--          no debug.getlocal)
 -- Returns { fn = function(first, last, meta, rows, keys, hdrs, nout) -> nout,
 --           source = string, chunkname = string, step_at = {line -> node} }
 function M.compile_topic(topic, roots, env)
@@ -510,7 +514,7 @@ function M.compile_topic(topic, roots, env)
   head[#head + 1] = "return function(first, last, meta, rows, keys, hdrs, nout)"
   head[#head + 1] = "  local out_val, out_key, out_topic = K.out.val, K.out.key, K.out.topic"
   head[#head + 1] = "  local out_ts, out_row, out_hdr = K.out.ts, K.out.row, K.out.hdr"
-  head[#head + 1] = "  local msg = K.msg"
+  head[#head + 1] = "  local msg, at = K.msg, K.at"
   for _, l in ipairs(g.lib_list) do
     head[#head + 1] = "  local " .. l[1] .. " = K.lib." .. l[2] .. "." .. l[3]
   end
@@ -518,6 +522,7 @@ function M.compile_topic(topic, roots, env)
     head[#head + 1] = "  local c" .. n .. " = C[" .. n .. "]"
   end
   head[#head + 1] = "  for i = first, last do"
+  head[#head + 1] = "    at.i = i; at.nout = nout"
   head[#head + 1] = "    local m = meta[i - 1]"
   head[#head + 1] = "    local v, key, hdr = rows[i], keys[i], hdrs[i]"
   head[#head + 1] = "    local ts = m.timestamp"
@@ -552,7 +557,7 @@ function M.compile_topic(topic, roots, env)
       tostring(err) .. "\n" .. source, 0)
   end
   local msg = setmetatable({ topic = topic.name }, util.msg_mt)
-  local K = { c = g.consts, HDR = util.HDR, out = env.out, msg = msg, lib = LIBS }
+  local K = { c = g.consts, HDR = util.HDR, out = env.out, msg = msg, lib = LIBS, at = env.at }
   local fn = chunk(K)
   return { fn = fn, source = source, chunkname = chunkname, step_at = step_at, msg = msg }
 end

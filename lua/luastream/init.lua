@@ -78,14 +78,56 @@ function ls._finish()
 end
 
 ---------------------------------------------------------------------------
--- Options
+-- The contract with the C runtime
 ---------------------------------------------------------------------------
+-- This module (with luastream.runtime, which builds the spec) is the one
+-- place that defines the app's options: their defaults, their checks, the
+-- names they accept and what those resolve to. The spec handed to C
+-- (docs/internals.md, "The batch ABI") holds only resolved, checked,
+-- canonical values; runtime/spec.c has no defaults and no aliases of its
+-- own, and refuses anything else as a bug. tests/unit/test_spec.c and
+-- tests/lua/contract_spec.lua check that both sides agree on these sets.
 
 local GUARANTEES = { ["at-least-once"] = true, ["exactly-once"] = true }
 local OFFSET_RESETS = { earliest = true, latest = true }
+-- on_error as a string; a function becomes the policy "function" in the spec.
 local POLICIES = { skip = true, stop = true, ["dead-letter"] = true }
+-- The canonical format names: the only ones the spec (and C) carries.
 local FORMATS = { json = true, string = true, bytes = true, msgpack = true, int = true, double = true }
+-- Other names accepted for a topic's key or value (Quix Streams' names),
+-- resolved here to the canonical name.
+local FORMAT_ALIASES = { str = "string", integer = "int" }
+-- arrays = "vec": JSON / MessagePack arrays of numbers decode to ls.vec (docs/serialization.md).
+local ARRAYS = { table = true, vec = true }
+local INT_MAX = 2147483647         -- batch_size and batch_ms are C ints
+local MAX_TOPIC_NAME = 249         -- Kafka's limit
+
 ls.FORMATS = FORMATS
+ls.FORMAT_ALIASES = FORMAT_ALIASES
+ls.GUARANTEES = GUARANTEES
+ls.OFFSET_RESETS = OFFSET_RESETS
+ls.ON_ERROR_POLICIES = POLICIES
+ls.ARRAYS = ARRAYS
+
+-- The canonical name of format name `fmt`, or nil when it is not one.
+function ls._format(fmt)
+  if type(fmt) ~= "string" then return nil end
+  if FORMATS[fmt] then return fmt end
+  return FORMAT_ALIASES[fmt]
+end
+
+-- The internal topics an app uses, named once here.
+function ls._dead_letter_topic(app_name)
+  return app_name .. "__dead-letter"
+end
+
+function ls._changelog_topic(app_name, store)
+  return app_name .. "__" .. store .. "__changelog"
+end
+
+---------------------------------------------------------------------------
+-- Options
+---------------------------------------------------------------------------
 
 local function one_of(set)
   local names = {}
@@ -110,6 +152,7 @@ local APP_OPTS = {
   end },
   commit_every = { type = "number", check = function(v)
     if v < 0 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 0" end
+    if v > 2 ^ 53 then return "must be at most 2^53" end
   end },
   offset_reset = { type = "string", check = function(v)
     if not OFFSET_RESETS[v] then return "must be one of " .. one_of(OFFSET_RESETS) end
@@ -136,9 +179,11 @@ local APP_OPTS = {
   end },
   batch_size = { type = "number", check = function(v)
     if v < 1 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 1" end
+    if v > INT_MAX then return "must be at most " .. INT_MAX end
   end },
   batch_ms = { type = "number", check = function(v)
     if not (v >= 0) or v == math.huge then return "must be a number of milliseconds >= 0" end
+    if v >= INT_MAX + 1 then return "must be less than " .. (INT_MAX + 1) .. " milliseconds" end
   end },
   -- an input topic that does not exist: wait for it (true) or stop at start (false)
   wait_for_topics = { type = "boolean" },
@@ -233,8 +278,6 @@ Topic.__index = Topic
 Topic.__tostring = function(t) return "Topic<" .. t.name .. ">" end
 
 local TOPIC_OPTS = { key = true, value = true, timestamp = true, arrays = true }
--- arrays = "vec": JSON / MessagePack arrays of numbers decode to ls.vec (docs/serialization.md).
-local ARRAYS = { table = true, vec = true }
 
 ---------------------------------------------------------------------------
 -- The app
@@ -280,11 +323,21 @@ function ls.app(opts)
     end
     o.name = cli.name
   end
-  if cli.state_dir ~= nil then o.state_dir = tostring(cli.state_dir) end
+  if cli.state_dir ~= nil then
+    if cli.state_dir == "" then error("--state-dir: must not be empty", 0) end
+    o.state_dir = tostring(cli.state_dir)
+  end
   if o.name == nil then
     o.name = basename_noext(type(ctx.script) == "string" and ctx.script or file)
+    if not util.valid_name(o.name) then
+      util.fail("ls.app: cannot name the app after the script ('" .. o.name ..
+        "' is not 1-249 characters of A-Z a-z 0-9 . _ -): set name = \"...\"", where)
+    end
   end
 
+  -- The broker: --broker, else the option (or --set broker=), else
+  -- LUASTREAM_BROKER, else nil: the embedded dev broker. The spec carries
+  -- the result; C does not look at LUASTREAM_BROKER itself.
   local broker = cli.broker
   if broker == nil or broker == "" then broker = o.broker end
   if broker == nil or broker == "" then
@@ -294,7 +347,11 @@ function ls.app(opts)
   if broker == "" then broker = nil end
 
   if o.dead_letter == nil and (o.on_error == "dead-letter" or type(o.on_error) == "function") then
-    o.dead_letter = o.name .. "__dead-letter"
+    o.dead_letter = ls._dead_letter_topic(o.name)
+    if #o.dead_letter > MAX_TOPIC_NAME then
+      util.fail("ls.app: the dead-letter topic '" .. o.dead_letter .. "' would be longer than " ..
+        MAX_TOPIC_NAME .. " characters: set dead_letter = \"...\" or a shorter name", where)
+    end
   end
 
   local app = setmetatable({
@@ -335,12 +392,14 @@ function App:topic(name, opts)
   opts = util.check_options("app:topic", opts, TOPIC_OPTS, where)
   local key = opts.key == nil and "bytes" or opts.key
   local value = opts.value == nil and "json" or opts.value
-  for what, fmt in pairs({ key = key, value = value }) do
-    if type(fmt) ~= "string" or not FORMATS[fmt] then
+  for _, what in ipairs({ "key", "value" }) do
+    local fmt = what == "key" and key or value
+    if not ls._format(fmt) then
       util.fail("app:topic: option '" .. what .. "' must be one of " .. one_of(FORMATS) .. ", got " ..
         (type(fmt) == "string" and ("'" .. fmt .. "'") or type(fmt)), where)
     end
   end
+  key, value = ls._format(key), ls._format(value)
   local arrays = opts.arrays == nil and "table" or opts.arrays
   if not ARRAYS[arrays] then
     util.fail("app:topic: option 'arrays' must be one of " .. one_of(ARRAYS) .. ", got " ..
@@ -384,6 +443,11 @@ end
 function App:_use_store(name, topic, where)
   local owner = self.store_topic[name]
   if owner == nil then
+    local changelog = ls._changelog_topic(self.name, name)
+    if #changelog > MAX_TOPIC_NAME then
+      util.fail("state store '" .. name .. "': its changelog topic '" .. changelog .. "' would be longer than " ..
+        MAX_TOPIC_NAME .. " characters: use a shorter store or app name", where)
+    end
     self.stores[#self.stores + 1] = name
     self.store_topic[name] = topic.name
   elseif owner ~= topic.name then

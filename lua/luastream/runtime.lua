@@ -34,7 +34,12 @@ local util = require("luastream.util")
 local compile = require("luastream.compile")
 local state = require("luastream.state")
 
-pcall(ffi.cdef, [[
+-- ls_meta_t is declared once per Lua state (this module is loaded again by
+-- each luastream.testing driver, and ffi.cdef cannot declare a type twice).
+-- Any other error in the declaration is raised, and a type of that name with
+-- another layout is refused: it must match runtime/batch.h.
+if not pcall(ffi.typeof, "ls_meta_t") then
+  ffi.cdef([[
 typedef struct ls_meta {
   double offset;     /* exact up to 2^53 */
   double timestamp;  /* ms since the epoch; the record's Kafka timestamp */
@@ -42,6 +47,11 @@ typedef struct ls_meta {
   int32_t topic;     /* index into spec.inputs (1-based) */
 } ls_meta_t;
 ]])
+end
+assert(ffi.sizeof("ls_meta_t") == 24 and ffi.offsetof("ls_meta_t", "offset") == 0 and
+  ffi.offsetof("ls_meta_t", "timestamp") == 8 and ffi.offsetof("ls_meta_t", "partition") == 16 and
+  ffi.offsetof("ls_meta_t", "topic") == 20,
+  "luastream.runtime: ls_meta_t is declared with another layout than runtime/batch.h's")
 
 local clear = require("table.clear")
 
@@ -55,6 +65,12 @@ rt.out_ts, rt.out_row, rt.out_hdr = out.ts, out.row, out.hdr
 
 local P = nil          -- the loaded program
 local high = 0         -- highest output index written since the last trim
+
+-- Where a pipeline is: the generated row loop sets at.i (the row) and
+-- at.nout (the outputs of the rows before it) at the start of every row, two
+-- stores into this table and no allocation. When a batch fails, at.i is the
+-- failing row and at.nout the outputs of the rows that completed.
+local at = { i = 0, nout = 0 }
 
 local function clear_outputs()
   clear(out.val); clear(out.key); clear(out.topic)
@@ -103,6 +119,10 @@ local function stringify_kafka(k)
   return t
 end
 
+-- The spec handed to C (docs/internals.md, "The batch ABI"): every field
+-- set, every value checked and canonical (luastream's init.lua checked the
+-- options and resolved their defaults and aliases). runtime/spec.c refuses
+-- a missing field; only broker and dead_letter may be nil (none).
 local function build(app, script_name)
   app.frozen = true
   local o = app.options
@@ -111,17 +131,19 @@ local function build(app, script_name)
   end
   local spec = {
     name = app.name,
-    broker = app.broker,
+    broker = app.broker,              -- nil: the embedded dev broker
     guarantee = o.guarantee,
     commit_interval = o.commit_interval,
     commit_every = o.commit_every,
     offset_reset = o.offset_reset,
     state_dir = o.state_dir,
     batch_size = o.batch_size,
-    batch_ms = o.batch_ms,
+    -- whole milliseconds the loop waits for a batch; at least 1, so an
+    -- idle app with batch_ms = 0 does not spin
+    batch_ms = math.max(1, math.floor(o.batch_ms)),
     wait_for_topics = o.wait_for_topics,
     on_error = type(o.on_error) == "function" and "function" or o.on_error,
-    dead_letter = o.dead_letter,
+    dead_letter = o.dead_letter,      -- nil: none
     kafka = stringify_kafka(o.kafka),
     inputs = {},
     outputs = {},
@@ -131,10 +153,12 @@ local function build(app, script_name)
   state.reset()
   for k, name in ipairs(app.stores) do
     state.store(name)
-    spec.stores[k] = { name = name, topic = app.store_topic[name] }
+    spec.stores[k] = { name = name, topic = app.store_topic[name],
+      changelog = ls._changelog_topic(app.name, name) }
   end
   local env = {
     out = out,
+    at = at,
     output_id = function(topic) return app.output_id[topic.name] end,
   }
   local pipelines = {}
@@ -207,20 +231,6 @@ end
 ---------------------------------------------------------------------------
 
 local current = nil   -- the pipeline running (for the error handler)
-local failed_at = nil -- { i = failing row, nout = outputs written } (set by the handler)
-
--- The row index and output count of the generated function's frame.
-local function frame_state(level)
-  local st = {}
-  local k = 1
-  while true do
-    local name, val = debug.getlocal(level + 1, k)
-    if not name then break end
-    if name == "i" or name == "nout" then st[name] = val end
-    k = k + 1
-  end
-  return st
-end
 
 local function batch_handler(e)
   local p = current
@@ -231,7 +241,6 @@ local function batch_handler(e)
     if not info then break end
     if info.source == p.chunkname then
       node = p.step_at[info.currentline]
-      failed_at = frame_state(level)
       break
     end
     level = level + 1
@@ -341,14 +350,15 @@ function rt.run_batch(n, meta, first, last)
         i, t, #pipes), 0)
     end
     current = p
-    failed_at = nil
+    at.i = 0
     local ok, res = xpcall(p.fn, batch_handler, i, j, meta, rows, keys, hdrs, nout)
     if not ok then
       current = nil
-      local f = failed_at
-      state.undo_row(f and f.i) -- the failing row leaves no state change behind
-      if f and f.i and f.nout and f.i > first then
-        replay = keep_completed(rows, meta, first, f.i - 1, f.nout)
+      local fi, fnout = at.i, at.nout
+      if fi == 0 then fi = nil end -- failed before its first row (cannot happen today)
+      state.undo_row(fi) -- the failing row leaves no state change behind
+      if fi and fi > first then
+        replay = keep_completed(rows, meta, first, fi - 1, fnout)
       end
       clear_outputs()
       error(res, 0)
@@ -424,7 +434,7 @@ end
 -- Errors
 ---------------------------------------------------------------------------
 
-local POLICIES = { skip = true, stop = true, ["dead-letter"] = true }
+local POLICIES = ls.ON_ERROR_POLICIES
 
 -- Calls the user's on_error function (when on_error is one). Returns the
 -- policy "skip" | "stop" | "dead-letter", plus a message when the function
@@ -461,8 +471,9 @@ end
 
 -- The dirty state entries, taken for a checkpoint: rt.changes.store[j]
 -- (index into spec.stores), .part[j], .key[j] (LMDB key), .val[j]
--- (MessagePack, or false for a delete), j = 1..n. Returns n.
-rt.changes = { store = {}, part = {}, key = {}, val = {} }
+-- (MessagePack, or false for a delete), .expire[j] (ms since the epoch when
+-- the entry expires, 0 for none), j = 1..n. Returns n.
+rt.changes = { store = {}, part = {}, key = {}, val = {}, expire = {} }
 function rt.take_state_changes()
   return state.take_changes(rt.changes)
 end

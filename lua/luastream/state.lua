@@ -9,6 +9,25 @@
 -- entries (take_changes), produces them to the changelog, commits offsets and
 -- writes them to LMDB in one transaction. Reads therefore see the buffer
 -- first. A deleted entry stays in the cache as DELETED until it is taken.
+--
+-- Expiry: state:set(k, v, { ttl = ms }) gives the entry an expiry time,
+-- now + ttl by core.now_ms (the clock behind ls.now_ms, which the test
+-- driver replaces). A key table keeps its entries' expiries in kt[EXP] =
+-- { state_key = ms } (only when one has any); an entry whose expiry is <= now
+-- reads as absent at once, while the store deletes it later (the runtime
+-- sweeps LMDB's time index, ls_state_scan_expired). take_changes hands the
+-- expiry over as ch.expire[j] (0: none), and turns entries already expired
+-- into deletes.
+--
+-- Bounded memory: the key tables of all stores and partitions share one LRU
+-- list of at most `limit` keys (M.set_cache_limit; DEFAULT_CACHE_LIMIT).
+-- part.cache[key] is the key's slot number; the slots live in flat arrays
+-- (slot_kt, slot_key, slot_part, and the links prv/nxt), so a cache hit
+-- costs a few array writes and allocates nothing. Loading a key beyond the
+-- limit evicts the least recently used clean key; a dirty key (changes not
+-- yet taken by a checkpoint) is never evicted, so between checkpoints the
+-- cache may exceed the limit by the keys written since; take_changes trims
+-- it back.
 local core = require("luastream.core")
 local util = require("luastream.util")
 
@@ -21,6 +40,103 @@ local char, byte = string.char, string.byte
 local stores = {}       -- name -> State
 local store_list = {}   -- index -> State
 
+-- Key where a key table keeps its entries' expiries: { state_key = ms }.
+local EXP = setmetatable({}, { __tostring = function() return "<expiries>" end })
+local ceil, huge = math.ceil, math.huge
+local next = next
+local EXPIRING_KEY_MAX = 500 -- LS_STATE_EXPIRING_KEY_MAX in runtime/state.h
+
+-- The key cache (see the header comment). Slot 0 means none.
+-- Measured with LuaJIT 2.1 (GC64): 270-285 bytes per cached key whose table
+-- holds one number, a 12-byte message key included (tests/lua/state_cache_spec.lua
+-- prints it); 100,000 keys are about 27 MiB plus the values themselves.
+local DEFAULT_CACHE_LIMIT = 100000
+local limit = DEFAULT_CACHE_LIMIT
+local slot_kt, slot_key, slot_part = {}, {}, {}
+local prv, nxt = {}, {}
+local head, tail = 0, 0 -- most and least recently used
+local used, nslots, free = 0, 0, 0 -- slots in use, slots ever made, free list (through nxt)
+
+local function unlink(s)
+  local a, b = prv[s], nxt[s]
+  if a ~= 0 then nxt[a] = b else head = b end
+  if b ~= 0 then prv[b] = a else tail = a end
+end
+
+local function push_head(s)
+  prv[s], nxt[s] = 0, head
+  if head ~= 0 then prv[head] = s else tail = s end
+  head = s
+end
+
+-- Drops slot s: its key leaves its partition's cache.
+local function free_slot(s)
+  local part = slot_part[s]
+  unlink(s)
+  part.cache[slot_key[s]] = nil
+  part.n = part.n - 1
+  slot_kt[s], slot_key[s], slot_part[s] = nil, nil, nil
+  prv[s], nxt[s] = 0, free
+  free = s
+  used = used - 1
+end
+
+local function is_clean(s)
+  return slot_part[s].dirty[slot_key[s]] == nil
+end
+
+-- Evicts the least recently used clean key, looking at a few keys from the
+-- tail; dirty ones met on the way move to the head (they stay until a
+-- checkpoint takes them). Returns whether one was evicted.
+local function evict_one()
+  local s = tail
+  for _ = 1, 8 do
+    if s == 0 then return false end
+    local before = prv[s]
+    if is_clean(s) then
+      free_slot(s)
+      return true
+    end
+    if s ~= head then
+      unlink(s)
+      push_head(s)
+    end
+    s = before
+  end
+  return false
+end
+
+-- Evicts clean keys, least recently used first, until the limit holds.
+local function trim()
+  local s = tail
+  while used > limit and s ~= 0 do
+    local before = prv[s]
+    if is_clean(s) then free_slot(s) end
+    s = before
+  end
+end
+
+-- A slot for key (table kt) of partition table part, at the head.
+local function new_slot(part, key, kt)
+  if used >= limit then evict_one() end
+  local s = free
+  if s ~= 0 then
+    free = nxt[s]
+  else
+    nslots = nslots + 1
+    s = nslots
+  end
+  slot_kt[s], slot_key[s], slot_part[s] = kt, key, part
+  push_head(s)
+  used = used + 1
+  return s
+end
+
+local function reset_cache()
+  slot_kt, slot_key, slot_part, prv, nxt = {}, {}, {}, {}, {}
+  head, tail, used, nslots, free = 0, 0, 0, 0, 0
+end
+
 local State = {}
 State.__index = State
 
@@ -32,10 +148,15 @@ local function key_bytes(key)
   return tostring(key) -- int64 cdata: "123LL"
 end
 
+-- A key's entries from the store: core.state_load returns { state_key =
+-- value } and, when some have an expiry, a second table { state_key = ms }.
 local function load_key(st, p, key)
   local load = core.state_load
   if not load then return {} end
-  return load(st.name, p, key_bytes(key)) or {}
+  local kt, ex = load(st.name, p, key_bytes(key))
+  if kt == nil then kt = {} end
+  if ex ~= nil and next(ex) ~= nil then kt[EXP] = ex end
+  return kt
 end
 
 local function part_of(st, p)
@@ -87,11 +208,18 @@ function M.at(st, p, key, i)
     error("a stateful step needs a message key, and this record has none", 0)
   end
   local part = st.parts[p] or part_of(st, p)
-  local kt = part.cache[key]
-  if kt == nil then
+  local s = part.cache[key]
+  local kt
+  if s == nil then
     kt = load_key(st, p, key)
-    part.cache[key] = kt
+    part.cache[key] = new_slot(part, key, kt)
     part.n = part.n + 1
+  else
+    kt = slot_kt[s]
+    if s ~= head then
+      unlink(s)
+      push_head(s)
+    end
   end
   st.kt, st.key, st.dirty = kt, key, part.dirty
 end
@@ -102,35 +230,93 @@ local function check_name(k)
   end
 end
 
+-- Whether entry k of key table kt has expired (false when it has no expiry).
+local function expired(kt, k)
+  local ex = kt[EXP]
+  if ex == nil then return false end
+  local e = ex[k]
+  return e ~= nil and e <= core.now_ms()
+end
+
 function State:get(k, default)
-  local v = self.kt[k]
-  if v == nil or v == DELETED then return default end
+  local kt = self.kt
+  local v = kt[k]
+  if v == nil or v == DELETED or (kt[EXP] ~= nil and expired(kt, k)) then return default end
   return v
 end
 
-function State:set(k, v)
-  check_name(k)
-  journal(self.kt, k)
-  if v == nil then
-    self.kt[k] = DELETED
-  else
-    self.kt[k] = v
+-- The expiry (ms since the epoch) that options { ttl = ms } give an entry
+-- set now; errors are raised at the line that called state:set.
+local function expiry_of(st, k, opts)
+  if type(opts) ~= "table" then
+    error("state:set: options must be a table like { ttl = 60000 }, got " .. type(opts), 3)
   end
-  self.dirty[self.key] = self.kt
+  local first = next(opts)
+  if first ~= nil and (first ~= "ttl" or next(opts, first) ~= nil) then
+    local bad = first ~= "ttl" and first or next(opts, first)
+    error("state:set: unknown option '" .. tostring(bad) .. "' (known: ttl)", 3)
+  end
+  local ttl = opts.ttl
+  if ttl == nil then return 0 end
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl < 0 or ttl == huge then
+    error("state:set: ttl must be a number of milliseconds >= 0, got " ..
+      (type(ttl) == "number" and tostring(ttl) or type(ttl)), 3)
+  end
+  if #key_bytes(st.key) + #k + 2 > EXPIRING_KEY_MAX then
+    error("state:set: an entry with a ttl needs message key and state key of at most " ..
+      (EXPIRING_KEY_MAX - 2) .. " bytes together", 3)
+  end
+  local e = ceil(core.now_ms() + ttl)
+  if e < 1 then e = 1 end -- 0 means no expiry (a clock near the epoch, in tests)
+  return e
+end
+
+function State:set(k, v, opts)
+  check_name(k)
+  local kt = self.kt
+  local e = 0
+  if opts ~= nil then e = expiry_of(self, k, opts) end
+  journal(kt, k)
+  if v == nil then
+    kt[k] = DELETED
+    e = 0
+  else
+    kt[k] = v
+  end
+  local ex = kt[EXP]
+  if e ~= 0 then
+    if ex == nil then
+      ex = {}
+      kt[EXP] = ex
+    end
+    journal(ex, k)
+    ex[k] = e
+  elseif ex ~= nil and ex[k] ~= nil then
+    journal(ex, k)
+    ex[k] = nil
+  end
+  self.dirty[self.key] = kt
 end
 
 function State:delete(k)
   check_name(k)
-  if self.kt[k] ~= nil then
-    journal(self.kt, k)
-    self.kt[k] = DELETED
-    self.dirty[self.key] = self.kt
+  local kt = self.kt
+  if kt[k] ~= nil then
+    journal(kt, k)
+    kt[k] = DELETED
+    local ex = kt[EXP]
+    if ex ~= nil and ex[k] ~= nil then
+      journal(ex, k)
+      ex[k] = nil
+    end
+    self.dirty[self.key] = kt
   end
 end
 
 function State:exists(k)
-  local v = self.kt[k]
-  return v ~= nil and v ~= DELETED
+  local kt = self.kt
+  local v = kt[k]
+  return v ~= nil and v ~= DELETED and not (kt[EXP] ~= nil and expired(kt, k))
 end
 
 State.__tostring = function(self)
@@ -165,7 +351,24 @@ function M.stores() return store_list end
 function M.reset()
   for k in pairs(stores) do stores[k] = nil end
   for j = #store_list, 1, -1 do store_list[j] = nil end
+  reset_cache()
 end
+
+-- The most keys the cache holds (all stores and partitions together; dirty
+-- keys may exceed it until the next checkpoint): an integer >= 1, or
+-- math.huge for no limit. Lowering it evicts clean keys at once.
+function M.set_cache_limit(n)
+  if type(n) ~= "number" or n < 1 or (n ~= huge and n % 1 ~= 0) then
+    error("state cache limit must be an integer >= 1 (keys) or math.huge, got " ..
+      (type(n) == "number" and tostring(n) or type(n)), 2)
+  end
+  limit = n
+  if used > limit then trim() end
+end
+
+function M.cache_limit() return limit end
+function M.cache_size() return used end -- keys cached now
+M.DEFAULT_CACHE_LIMIT = DEFAULT_CACHE_LIMIT
 
 -- The LMDB key of one entry: 2-byte big-endian length of the message key,
 -- the message key, then the state key.
@@ -177,46 +380,72 @@ end
 M.entry_key = entry_key
 
 -- The dirty entries of every store, appended to the arrays of `ch`
--- (store index, partition, LMDB key, msgpack value or false for a delete);
--- they become clean. Returns the count. Vecs are written as msgpack's vec
--- ext type, so they load back as vecs.
+-- (store index, partition, LMDB key, msgpack value or false for a delete,
+-- expiry in ms since the epoch or 0 for none); they become clean. An entry
+-- already expired is taken as a delete. Returns the count. Vecs are written
+-- as msgpack's vec ext type, so they load back as vecs. Then the cache is
+-- trimmed to its limit.
 local VEC_EXT = { vecs = "ext" }
 function M.take_changes(ch)
   local n = 0
   local encode = core.encode
+  local cstore, cpart, ckey, cval, cexp = ch.store, ch.part, ch.key, ch.val, ch.expire
+  if cexp == nil then
+    cexp = {}
+    ch.expire = cexp
+  end
+  local now
   for _, st in ipairs(store_list) do
     for p, part in pairs(st.parts) do
       for key, kt in pairs(part.dirty) do
         local kb = key_bytes(key)
+        local ex = kt[EXP]
         for k, v in pairs(kt) do
-          n = n + 1
-          ch.store[n], ch.part[n], ch.key[n] = st.index, p, entry_key(kb, k)
-          if v == DELETED then
-            ch.val[n] = false
-            kt[k] = nil
-          else
-            ch.val[n] = encode("msgpack", v, VEC_EXT)
+          if k ~= EXP then
+            n = n + 1
+            cstore[n], cpart[n], ckey[n] = st.index, p, entry_key(kb, k)
+            local e = ex ~= nil and ex[k] or 0
+            if e ~= 0 and v ~= DELETED then
+              if now == nil then now = core.now_ms() end
+              if e <= now then v = DELETED end
+            end
+            if v == DELETED then
+              cval[n], cexp[n] = false, 0
+              kt[k] = nil
+              if e ~= 0 then ex[k] = nil end
+            else
+              cval[n], cexp[n] = encode("msgpack", v, VEC_EXT), e
+            end
           end
         end
+        if ex ~= nil and next(ex) == nil then kt[EXP] = nil end
         part.dirty[key] = nil
       end
     end
   end
-  for j = n + 1, #ch.key do
-    ch.store[j], ch.part[j], ch.key[j], ch.val[j] = nil, nil, nil, nil
+  for j = n + 1, #ckey do
+    cstore[j], cpart[j], ckey[j], cval[j], cexp[j] = nil, nil, nil, nil, nil
   end
+  if used > limit then trim() end
   return n
 end
 
 -- Drops the cached entries of partition p (revoked, or restored from the
 -- changelog): the next access reads LMDB again.
 function M.forget_partition(p)
-  for _, st in ipairs(store_list) do st.parts[p] = nil end
+  for _, st in ipairs(store_list) do
+    local part = st.parts[p]
+    if part then
+      for _, s in pairs(part.cache) do free_slot(s) end
+      st.parts[p] = nil
+    end
+  end
 end
 
 -- Drops every cached entry and every pending change (an aborted transaction).
 function M.forget_all()
   for _, st in ipairs(store_list) do st.parts = {} end
+  reset_cache()
 end
 
 -- Splits an LMDB key into message key bytes and state key (for tools).
@@ -227,6 +456,7 @@ function M.split_key(s)
 end
 
 M.DELETED = DELETED
+M.EXP = EXP
 M.key_bytes = key_bytes
 util.state_at = M.at
 

@@ -33,8 +33,9 @@ describe("ls.app options", function()
   name = "x.y_z-1", broker = "k1:9092,k2:9092", guarantee = "exactly-once", commit_interval = 0.5,
   commit_every = 100, offset_reset = "latest", state_dir = "/var/lib/st", on_error = "dead-letter",
   dead_letter = "dlq", kafka = { ["security.protocol"] = "SASL_SSL" }, batch_size = 5, batch_ms = 0 }]])
+    -- batch_ms = 0: the spec carries the wait C uses, whole milliseconds, at least 1
     assert.same({ "x.y_z-1", "k1:9092,k2:9092", "exactly-once", 0.5, 100, "latest", "/var/lib/st",
-      "dead-letter", "dlq", "SASL_SSL", 5, 0 },
+      "dead-letter", "dlq", "SASL_SSL", 5, 1 },
       { spec.name, spec.broker, spec.guarantee, spec.commit_interval, spec.commit_every, spec.offset_reset,
         spec.state_dir, spec.on_error, spec.dead_letter, spec.kafka["security.protocol"], spec.batch_size,
         spec.batch_ms })

@@ -237,6 +237,37 @@ sdf:to_topic(app:topic("out2"))]])
     assert.same({ n = 11, seen = 1 }, rt.out_val[1])
   end)
 
+  it("knows the failing row from the loop's own record, across topics and once the loop is compiled", function()
+    H.load_source([[
+local ls = require("luastream")
+local app = ls.app{}
+local a, b = app:topic("a"), app:topic("b")
+local out = app:topic("out")
+local sa = app:dataframe(a)
+sa.n = sa.n + 1
+sa:to_topic(out)
+local sb = app:dataframe(b)
+sb.n = sb.n * 2
+sb:to_topic(out)
+sb:to_topic(out)]])
+    local list = {}
+    for i = 1, 3000 do list[i] = { { n = i }, topic = i <= 2000 and 1 or 2 } end
+    list[2500][1].n = "x"
+    local n, meta = H.feed(list)
+    assert.matches("app.lua:9: column 'n': attempt to perform arithmetic", H.error_of(rt.run_batch, n, meta), 1, true)
+    -- the rows before the failing one are replayed from the failed batch's outputs, not run again
+    for _, r in ipairs({ 1, 2000, 2001, 2499 }) do
+      local nout = rt.run_batch(n, meta, r, r)
+      local want = r <= 2000 and r + 1 or 2 * r
+      assert.same(r <= 2000 and 1 or 2, nout)
+      assert.same({ want, r }, { rt.out_val[1].n, rt.out_row[1] })
+      assert.same(want, list[r][1].n)
+    end
+    assert.matches("app.lua:9: column 'n'", H.error_of(rt.run_batch, n, meta, 2500, 2500), 1, true)
+    assert.same(2, rt.run_batch(n, meta, 2501, 2501))
+    assert.same(5002, rt.out_val[1].n)
+  end)
+
   it("dispatches rows to the pipeline of their topic", function()
     local spec = H.load_source([[
 local ls = require("luastream")

@@ -45,7 +45,8 @@ static int produce(ls_changelog *cl, ls_kafka *k, const char *state_key, const c
   size_t n = strlen(state_key);
   key[0] = 0, key[1] = 1, key[2] = 'm';
   memcpy(key + 3, state_key, n);
-  int rc = ls_changelog_produce(cl, 0, 1, key, n + 3, val, val ? strlen(val) : 0, input_offset, err, sizeof err);
+  int rc = ls_changelog_produce(cl, 0, 1, key, n + 3, val, val ? strlen(val) : 0, input_offset, 0, err,
+                                sizeof err);
   if (rc) fprintf(stderr, "%s\n", err);
   int fatal;
   if (rc == 0 && ls_kafka_flush(k, 10000, &fatal, err, sizeof err)) rc = -1;
@@ -69,7 +70,7 @@ int main(void) {
   ls_devbroker_create_topic(b, "in", 4, err, sizeof err);
   ls_devbroker_create_topic(b, "app__s__changelog", 4, err, sizeof err);
   ls_topic_spec in = {.name = "in"};
-  ls_store_spec store = {.name = "s", .topic = 0};
+  ls_store_spec store = {.name = "s", .topic = 0, .changelog = "app__s__changelog"};
   ls_spec spec = {.name = "app", .inputs = &in, .ninputs = 1, .stores = &store, .nstores = 1};
   ls_kafka_conf kc = {.brokers = ls_devbroker_bootstraps(b), .group = "app", .offset_reset = "earliest",
                       .dev_broker = 1};
@@ -108,8 +109,8 @@ int main(void) {
   /* A local mark beyond the changelog's end: stale, dropped, rebuilt. */
   ls_state *s4 = open_state("four");
   char stale_key[] = {0, 1, 'm', 'z'};
-  ls_state_put put = {"s", 1, stale_key, sizeof stale_key, "9", 1};
-  ls_state_mark m = {.store = "s", .partition = 1, .changelog_offset = 100, .input_offset = 50};
+  ls_state_put put = {"s", 1, stale_key, sizeof stale_key, "9", 1, 0};
+  ls_state_mark m = {.store = "s", .partition = 1, .changelog_offset = 100, .input_offset = 50, .watermark = -1};
   CHECK(ls_state_commit(s4, &put, 1, &m, 1, err, sizeof err) == 0);
   ls_changelog *cl4 = ls_changelog_open(k, &spec, s4, err, sizeof err);
   CHECK(ls_changelog_restore(cl4, 0, parts, 1, upto20, err, sizeof err) == 0);
