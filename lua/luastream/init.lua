@@ -187,6 +187,10 @@ local APP_OPTS = {
   end },
   -- an input topic that does not exist: wait for it (true) or stop at start (false)
   wait_for_topics = { type = "boolean" },
+  -- message keys whose state stays cached in Lua (least recently used go first)
+  state_cache_keys = { type = "number", check = function(v)
+    if v < 1 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 1" end
+  end },
 }
 ls.APP_OPTIONS = APP_OPTS
 
@@ -200,6 +204,7 @@ local DEFAULTS = {
   batch_size = 1000,
   batch_ms = 100,
   wait_for_topics = false,
+  state_cache_keys = require("luastream.state").DEFAULT_CACHE_LIMIT,
 }
 
 local function type_ok(spec, v)

@@ -151,6 +151,7 @@ local function build(app, script_name)
     stores = {},
   }
   state.reset()
+  state.set_cache_limit(o.state_cache_keys)
   for k, name in ipairs(app.stores) do
     state.store(name)
     spec.stores[k] = { name = name, topic = app.store_topic[name],
