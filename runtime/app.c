@@ -433,6 +433,27 @@ static int check_inputs(ls_app *a, const char *brokers) {
   return 0;
 }
 
+/* A store serving several inputs needs them co-partitioned: partition p of
+ * each holds the same keys. Returns an exit code, or 0. */
+static int check_copartitioned(ls_app *a) {
+  for (int s = 0; s < a->pl.spec.nstores; s++) {
+    const ls_store_spec *ss = &a->pl.spec.stores[s];
+    const char *first = a->pl.spec.inputs[ss->topics[0]].name;
+    int n0 = ss->ntopics > 1 ? ls_kafka_partition_count(a->kafka, first) : 0;
+    for (int t = 1; t < ss->ntopics; t++) {
+      const char *other = a->pl.spec.inputs[ss->topics[t]].name;
+      int n = ls_kafka_partition_count(a->kafka, other);
+      if (n == n0) continue;
+      fprintf(stderr, "luastream: state store '%s' serves topics '%s' (%d partitions) and '%s' (%d "
+              "partitions): they must have the same partition count (copy one into a topic with %d "
+              "partitions, or give each its own store)\n",
+              ss->name, first, n0, other, n, n0);
+      return 2;
+    }
+  }
+  return 0;
+}
+
 /* State built against another cluster describes data that is not there: it
  * is dropped, to be rebuilt from this cluster's changelogs. 0, or 1. */
 static int check_cluster(ls_app *a) {
@@ -511,7 +532,8 @@ static int connect_kafka(ls_app *a) {
   }
   a->input_names = ls_xcalloc((size_t)a->pl.spec.ninputs + 1, sizeof *a->input_names);
   for (int i = 0; i < a->pl.spec.ninputs; i++) a->input_names[i] = a->pl.spec.inputs[i].name;
-  if ((rc = check_inputs(a, brokers)) || (rc = check_cluster(a))) return rc;
+  if ((rc = check_inputs(a, brokers)) || (rc = check_copartitioned(a)) || (rc = check_cluster(a)))
+    return rc;
   a->ckpt = ls_ckpt_open(a->pl.L, a->pl.batch.rt_ref, &a->pl.spec, a->kafka, a->opts->from_beginning, err,
                          sizeof err);
   if (!a->ckpt && err[0]) {

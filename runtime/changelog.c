@@ -9,6 +9,7 @@
 
 #define INPUT_OFFSET_HEADER "luastream.input.offset"
 #define EXPIRE_HEADER "luastream.expire.ms"
+#define OFFSETS_HEADER "luastream.input.offsets" /* stores serving several inputs */
 
 struct ls_changelog {
   ls_kafka *k;
@@ -101,11 +102,23 @@ void ls_changelog_forget(ls_changelog *c, int store, int32_t p) { c->acked[store
 
 /* ---- produce ----------------------------------------------------------------- */
 
-static rd_kafka_headers_t *change_headers(int64_t input_offset, int64_t expire_ms) {
+/* The headers of a change: the input offset(s) it reflects and its expiry.
+ * offsets[t] is the next offset of the store's topic t in this partition. */
+static rd_kafka_headers_t *change_headers(const ls_changelog *c, int store, const int64_t *offsets,
+                                          int64_t expire_ms) {
+  const ls_store_spec *ss = &c->spec->stores[store];
   char num[32];
-  rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-  snprintf(num, sizeof num, "%lld", (long long)input_offset);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+  snprintf(num, sizeof num, "%lld", (long long)offsets[0]);
   rd_kafka_header_add(h, INPUT_OFFSET_HEADER, -1, num, -1);
+  if (ss->ntopics > 1) { /* "topic=offset,topic=offset" */
+    char text[2048];
+    size_t o = 0;
+    for (int t = 0; t < ss->ntopics && o < sizeof text; t++)
+      o += (size_t)snprintf(text + o, sizeof text - o, "%s%s=%lld", t ? "," : "",
+                            c->spec->inputs[ss->topics[t]].name, (long long)offsets[t]);
+    rd_kafka_header_add(h, OFFSETS_HEADER, -1, text, -1);
+  }
   if (expire_ms > 0) {
     snprintf(num, sizeof num, "%lld", (long long)expire_ms);
     rd_kafka_header_add(h, EXPIRE_HEADER, -1, num, -1);
@@ -114,10 +127,10 @@ static rd_kafka_headers_t *change_headers(int64_t input_offset, int64_t expire_m
 }
 
 int ls_changelog_produce(ls_changelog *c, int store, int32_t p, const void *key, size_t klen,
-                         const void *val, size_t vlen, int64_t input_offset, int64_t expire_ms,
+                         const void *val, size_t vlen, const int64_t *offsets, int64_t expire_ms,
                          char *err, size_t errlen) {
   ls_record r = {c->rkt[store], p, key, klen, val, val ? vlen : 0, 0,
-                 change_headers(input_offset, val ? expire_ms : 0), &c->acked[store][p]};
+                 change_headers(c, store, offsets, val ? expire_ms : 0), &c->acked[store][p]};
   char why[512];
   int e = ls_kafka_produce(c->k, &r, why, sizeof why);
   if (e == 0) return 0;
@@ -163,6 +176,38 @@ static int64_t number_header(const rd_kafka_message_t *m, const char *name) {
   return strtoll(num, NULL, 10);
 }
 
+/* The committed offset of the store's topic t for partition index i. */
+static int64_t committed_of(const restore_ctx *r, int t, int i) { return r->committed[t * r->n + i]; }
+
+/* Is the change m, of partition index i, covered by the committed offsets of
+ * every input it reflects (so it belongs to the committed state)? */
+static int covered(const restore_ctx *r, const rd_kafka_message_t *m, int i) {
+  const ls_store_spec *ss = &r->c->spec->stores[r->store];
+  int64_t in = number_header(m, INPUT_OFFSET_HEADER);
+  if (in < 0 || committed_of(r, 0, i) < 0 || in > committed_of(r, 0, i)) return 0;
+  if (ss->ntopics == 1) return 1;
+  rd_kafka_headers_t *h = NULL;
+  const void *v;
+  size_t len;
+  if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, OFFSETS_HEADER, &v, &len) || !v)
+    return 0;
+  for (int t = 1; t < ss->ntopics; t++) {
+    const char *name = r->c->spec->inputs[ss->topics[t]].name;
+    size_t nl = strlen(name);
+    const char *p = v, *end = (const char *)v + len;
+    int64_t off = -1;
+    while (p + nl + 1 < end) { /* entries "topic=offset", comma-separated */
+      if (memcmp(p, name, nl) == 0 && p[nl] == '=' && (p == v || p[-1] == ',')) {
+        off = strtoll(p + nl + 1, NULL, 10);
+        break;
+      }
+      p++;
+    }
+    if (off < 0 || committed_of(r, t, i) < 0 || off > committed_of(r, t, i)) return 0;
+  }
+  return 1;
+}
+
 /* Writes the collected entries and every partition's progress in one transaction. */
 static int restore_flush(restore_ctx *r) {
   ls_changelog *c = r->c;
@@ -170,7 +215,7 @@ static int restore_flush(restore_ctx *r) {
   ls_state_mark *marks = calloc((size_t)r->n, sizeof *marks);
   if (!marks) return snprintf(r->err, sizeof r->err, "out of memory"), -1;
   for (int i = 0; i < r->n; i++)
-    marks[i] = (ls_state_mark){store, r->parts[i], r->next[i], r->committed[i], r->watermark[i]};
+    marks[i] = (ls_state_mark){store, r->parts[i], r->next[i], committed_of(r, 0, i), r->watermark[i]};
   int rc = ls_state_commit(c->state, r->puts, r->np, marks, (size_t)r->n, r->err, sizeof r->err);
   free(marks);
   for (size_t i = 0; i < r->np; i++) {
@@ -201,8 +246,7 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
   r->seen++;
   r->pseen[i]++;
   r->next[i] = m->offset + 1;
-  int64_t in = number_header(m, INPUT_OFFSET_HEADER);
-  if (in < 0 || r->committed[i] < 0 || in > r->committed[i] || !m->key) return 0;
+  if (!m->key || !covered(r, m, i)) return 0;
   r->papplied[i]++;
   if ((r->seen & 0x3fff) == 0) log_progress(r);
   if (r->np == r->cap) {

@@ -34,10 +34,14 @@ void ls_changelog_close(ls_changelog *c);
 const char *ls_changelog_name(const ls_changelog *c, int store);
 
 /* Queues one change of store/partition p (val NULL: a delete; expire_ms > 0:
- * when the entry expires, in the header luastream.expire.ms). 0, or -1 with
- * err (naming the topic; a missing partition says how many are needed). */
+ * when the entry expires, in the header luastream.expire.ms). offsets[t] is
+ * the next input offset of the store's topic t (spec.stores[].topics) in
+ * partition p: the first goes in luastream.input.offset, and for a store
+ * serving several inputs all of them in luastream.input.offsets
+ * ("topic=offset,..."). 0, or -1 with err (naming the topic; a missing
+ * partition says how many are needed). */
 int ls_changelog_produce(ls_changelog *c, int store, int32_t p, const void *key, size_t klen,
-                         const void *val, size_t vlen, int64_t input_offset, int64_t expire_ms,
+                         const void *val, size_t vlen, const int64_t *offsets, int64_t expire_ms,
                          char *err, size_t errlen);
 
 /* The next changelog offset of store/p acknowledged so far, -1 when none. */
@@ -48,7 +52,9 @@ void ls_changelog_forget(ls_changelog *c, int store, int32_t p);
 /* Replays store s's changelog for partitions parts[0..n) into LMDB, from
  * each partition's mark (a changelog that ends before the mark means the
  * local state is stale: dropped and rebuilt from the start), applying only
- * records whose input offset is at most committed[i]. 0, or -1 with err. */
+ * records covered by the committed offsets: committed[t * n + i] is the
+ * committed offset of the store's topic t in partition parts[i]. A record
+ * applies when each input offset it carries is at most that. 0, or -1. */
 int ls_changelog_restore(ls_changelog *c, int s, const int32_t *parts, int n,
                          const int64_t *committed, char *err, size_t errlen);
 

@@ -232,7 +232,10 @@ int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t err
   if (c->ephemeral) return 0;
   for (size_t i = first; i < c->npend; i++) {
     pending *p = &c->pend[i];
-    int64_t in = ls_offsets_get(offsets, c->spec->stores[p->store].topic, p->part);
+    const ls_store_spec *ss = &c->spec->stores[p->store];
+    int64_t in[LS_MAX_STORE_TOPICS];
+    for (int t = 0; t < ss->ntopics && t < LS_MAX_STORE_TOPICS; t++)
+      in[t] = ls_offsets_get(offsets, ss->topics[t], p->part);
     if (ls_changelog_produce(c->cl, p->store, p->part, p->key, p->klen, p->val, p->vlen, in, p->expire,
                              err, errlen))
       return -1;
@@ -252,7 +255,7 @@ static void add_mark(ls_ckpt *c, ls_state_mark *marks, size_t *n, int s, int32_t
   m->store = c->spec->stores[s].name;
   m->partition = part;
   m->changelog_offset = ls_changelog_acked(c->cl, s, part);
-  m->input_offset = ls_offsets_get(offsets, c->spec->stores[s].topic, part);
+  m->input_offset = ls_offsets_get(offsets, c->spec->stores[s].topic, part); /* the first topic's */
   m->watermark = -1; /* none yet: windows will keep theirs here */
 }
 
@@ -283,35 +286,49 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
 
 /* ---- recovery ------------------------------------------------------------- */
 
-/* The group's committed offsets of topic's partitions parts[0..n). */
-static int read_committed(ls_ckpt *c, int topic, const int32_t *parts, int n, int64_t *committed,
-                          char *err, size_t errlen) {
-  for (int i = 0; i < n; i++) {
-    if (parts[i] < 0 || parts[i] >= LS_CHANGELOG_MAX_PARTITIONS)
-      return snprintf(err, errlen, "partition %d out of range", (int)parts[i]), -1;
-    committed[i] = ls_kafka_committed(c->k, c->spec->inputs[topic].name, parts[i], 10000);
-    if (committed[i] == -2)
-      return snprintf(err, errlen, "cannot read the committed offset of %s[%d]",
-                      c->spec->inputs[topic].name, (int)parts[i]), -1;
+/* Does store s serve input topic? */
+static int serves(const ls_store_spec *ss, int topic) {
+  for (int t = 0; t < ss->ntopics; t++)
+    if (ss->topics[t] == topic) return 1;
+  return 0;
+}
+
+/* The group's committed offsets of store s's topics for partitions
+ * parts[0..n): committed[t * n + i]. */
+static int read_committed(ls_ckpt *c, const ls_store_spec *ss, const int32_t *parts, int n,
+                          int64_t *committed, char *err, size_t errlen) {
+  for (int t = 0; t < ss->ntopics; t++) {
+    const char *topic = c->spec->inputs[ss->topics[t]].name;
+    for (int i = 0; i < n; i++) {
+      if (parts[i] < 0 || parts[i] >= LS_CHANGELOG_MAX_PARTITIONS)
+        return snprintf(err, errlen, "partition %d out of range", (int)parts[i]), -1;
+      committed[t * n + i] = ls_kafka_committed(c->k, topic, parts[i], 10000);
+      if (committed[t * n + i] == -2)
+        return snprintf(err, errlen, "cannot read the committed offset of %s[%d]", topic, (int)parts[i]), -1;
+    }
   }
   return 0;
 }
 
+/* A store is restored once, when the partitions of its first topic are
+ * assigned (the range assignor hands partition p of every input over
+ * together); its other topics' committed offsets come along. */
 int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
   for (int s = 0; s < c->spec->nstores; s++)
-    for (int i = 0; c->spec->stores[s].topic == topic && i < n; i++)
+    for (int i = 0; serves(&c->spec->stores[s], topic) && i < n; i++)
       if (parts[i] >= 0 && parts[i] < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][parts[i]] = 1;
   if (c->ephemeral) return 0;
-  int needed = 0;
-  for (int s = 0; s < c->spec->nstores; s++) needed |= c->spec->stores[s].topic == topic;
-  if (!needed) return 0;
-  int64_t *committed = calloc((size_t)n + 1, sizeof *committed);
-  if (!committed) return snprintf(err, errlen, "out of memory"), -1;
-  int rc = read_committed(c, topic, parts, n, committed, err, errlen);
-  for (int s = 0; rc == 0 && s < c->spec->nstores; s++)
-    if (c->spec->stores[s].topic == topic) rc = ls_changelog_restore(c->cl, s, parts, n, committed, err, errlen);
-  free(committed);
-  for (int i = 0; rc == 0 && i < n; i++) ls_ckpt_forget(c, parts[i]);
+  int rc = 0, restored = 0;
+  for (int s = 0; rc == 0 && s < c->spec->nstores; s++) {
+    const ls_store_spec *ss = &c->spec->stores[s];
+    if (ss->topic != topic) continue;
+    int64_t *committed = ls_xcalloc((size_t)ss->ntopics * (size_t)n + 1, sizeof *committed);
+    rc = read_committed(c, ss, parts, n, committed, err, errlen);
+    if (rc == 0) rc = ls_changelog_restore(c->cl, s, parts, n, committed, err, errlen);
+    free(committed);
+    restored = 1;
+  }
+  for (int i = 0; rc == 0 && restored && i < n; i++) ls_ckpt_forget(c, parts[i]);
   return rc;
 }
 
@@ -323,12 +340,12 @@ void ls_ckpt_forget(ls_ckpt *c, int32_t p) {
 void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
   ls_ckpt_forget(c, p);
   for (int s = 0; s < c->spec->nstores; s++)
-    if (c->spec->stores[s].topic == topic && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][p] = 0;
+    if (serves(&c->spec->stores[s], topic) && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][p] = 0;
   if (clean) return;
   size_t keep = 0;
   for (size_t i = 0; i < c->npend; i++) {
     pending *e = &c->pend[i];
-    if (e->part == p && c->spec->stores[e->store].topic == topic) {
+    if (e->part == p && serves(&c->spec->stores[e->store], topic)) {
       free(e->key);
       free(e->val);
     } else {
@@ -338,7 +355,7 @@ void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
   c->npend = keep;
   for (int s = 0; s < c->spec->nstores; s++) {
     char err[512];
-    if (c->spec->stores[s].topic != topic) continue;
+    if (!serves(&c->spec->stores[s], topic)) continue;
     if (ls_state_drop_partition(c->state, c->spec->stores[s].name, p, err, sizeof err))
       ls_warn("%s", err);
     if (c->cl) ls_changelog_forget(c->cl, s, p);

@@ -28,6 +28,9 @@
 
 typedef struct ls_ckpt ls_ckpt;
 
+/* Most input topics one store serves (a join's sides). */
+#define LS_MAX_STORE_TOPICS 8
+
 /* NULL with err[0] == 0 when the app has no state stores. ephemeral: no
  * changelogs at all (--from-beginning: state lives in a temporary LMDB
  * only, starts empty and is neither restored nor backed up). */

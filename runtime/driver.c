@@ -398,6 +398,15 @@ void ls_ffi_driver_set_clock(ls_driver *d, double now_ms) { d->clock = now_ms; }
 
 /* ---- running -------------------------------------------------------------------- */
 
+/* The engine logs each skipped or dead-lettered record; a test reads them
+ * from ls_ffi_driver_err instead, so only errors reach stderr meanwhile.
+ * Returns the level to restore. */
+static ls_log_level quiet(void) {
+  ls_log_level level = ls_log_get_level();
+  if (level < LS_LOG_ERROR) ls_log_set_level(LS_LOG_ERROR);
+  return level;
+}
+
 /* Fills d->in from recs: headers become librdkafka header lists. 0 or -1. */
 static int take_inputs(ls_driver *d, const ls_driver_rec *recs, int n) {
   free_inputs(d);
@@ -443,7 +452,9 @@ int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n) {
     if (ls_batch_alloc(&d->batch, n)) return fail(d, LS_DRV_ERR, "out of memory");
   }
   if (take_inputs(d, recs, n)) return fail(d, LS_DRV_ERR, "out of memory");
+  ls_log_level level = quiet();
   int done = ls_engine_process(&d->eng, d->in, n);
+  ls_log_set_level(level);
   for (int i = 0; i < done; i++)
     if (d->in[i].topic >= 0) ls_offsets_set(&d->offsets, d->in[i].topic, d->in[i].partition, d->in[i].offset + 1);
   int rc = checkpoint(d);
@@ -460,7 +471,9 @@ int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n) {
 int ls_ffi_driver_run_source(ls_driver *d, int k) {
   if (!d->loaded) return fail(d, LS_DRV_ERR, "the script is not loaded");
   if (k < 0 || k >= d->spec.nsources) return fail(d, LS_DRV_ERR, "no source %d", k + 1);
+  ls_log_level level = quiet();
   ls_engine_run_source(&d->eng, k, ls_vm_now_ms(d->L));
+  ls_log_set_level(level);
   return checkpoint(d);
 }
 
@@ -490,9 +503,20 @@ const char *ls_ffi_driver_spec_json(ls_driver *d) {
   char err[256];
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, d->batch.rt_ref);
-  lua_getfield(L, -1, "spec");
+  int rt = lua_gettop(L);
+  lua_newtable(L); /* a copy of rt.spec, plus topics = rt.topics */
+  int copy = lua_gettop(L);
+  lua_getfield(L, rt, "spec");
+  for (lua_pushnil(L); lua_istable(L, -2) && lua_next(L, -2);) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, copy);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, rt, "topics");
+  lua_setfield(L, copy, "topics");
   d->spec_json.len = 0;
-  int rc = lua_istable(L, -1) ? ls_encode(L, lua_gettop(L), LS_FMT_JSON, &d->spec_json, err, sizeof err) : -1;
+  int rc = ls_encode(L, copy, LS_FMT_JSON, &d->spec_json, err, sizeof err);
   lua_settop(L, top);
   if (rc || ls_buf_put(&d->spec_json, "", 1)) return fail(d, LS_DRV_ERR, "spec: %s", rc ? err : "out of memory"), NULL;
   return d->spec_json.data;

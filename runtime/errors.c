@@ -44,9 +44,11 @@ static void push_msg_table(ls_engine *e, const ls_inmsg *m) {
   lua_setfield(L, -2, "headers");
 }
 
-/* Asks the user's on_error function; returns the policy it chose, and in
- * *reason why its answer became "stop" when it did not choose one. */
-static ls_on_error ask_on_error(ls_engine *e, const char *err, int row, int mi, const char **reason) {
+/* Asks the user's on_error function (through rt.handle_error, which returns
+ * the policy and, when its answer became "stop", why). Returns the policy;
+ * the reason, if any, is copied into reason[0..len). */
+static ls_on_error ask_on_error(ls_engine *e, const char *err, int row, int mi, char *reason,
+                                size_t len) {
   lua_State *L = e->batch->L;
   int top = lua_gettop(L);
   ls_batch_push_handler(e->batch);
@@ -55,19 +57,20 @@ static ls_on_error ask_on_error(ls_engine *e, const char *err, int row, int mi, 
   else lua_pushnil(L);
   push_msg_table(e, record(e, mi));
   ls_on_error policy = LS_ON_ERROR_STOP;
-  *reason = NULL;
-  if (lua_pcall(L, 3, 1, 0) == 0) {
-    const char *p = lua_tostring(L, -1);
+  reason[0] = 0;
+  if (lua_pcall(L, 3, 2, 0) == 0) {
+    const char *p = lua_tostring(L, -2);
     ls_on_error chosen;
     if (p && ls_on_error_parse(p, &chosen) == 0 && chosen != LS_ON_ERROR_FUNCTION) policy = chosen;
+    if (lua_isstring(L, -1)) snprintf(reason, len, "%s", lua_tostring(L, -1));
   } else {
-    ls_error("on_error function failed: %s", lua_tostring(L, -1));
-    *reason = "the on_error function failed";
+    snprintf(reason, len, "the on_error function failed: %s", lua_tostring(L, -1));
+    ls_error("%s", reason);
   }
   lua_settop(L, top);
   if (policy == LS_ON_ERROR_DEAD_LETTER && !e->batch->spec->dead_letter) {
-    ls_error("on_error chose dead-letter, but no dead_letter topic is set; stopping");
-    *reason = "on_error chose dead-letter, but no dead_letter topic is set";
+    snprintf(reason, len, "on_error chose dead-letter, but no dead_letter topic is set");
+    ls_error("%s; stopping", reason);
     policy = LS_ON_ERROR_STOP;
   }
   return policy;
@@ -149,10 +152,10 @@ int ls_errors_handle(ls_engine *e, int mi, int row, const char *stage, const cha
   char where[600];
   ls_errors_where(e, mi, where, sizeof where);
   ls_on_error policy = e->batch->spec->on_error;
-  const char *reason = NULL;
-  if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(e, err, row, mi, &reason);
+  char reason[1024] = "";
+  if (policy == LS_ON_ERROR_FUNCTION) policy = ask_on_error(e, err, row, mi, reason, sizeof reason);
   if (e->io.on_error) {
-    ls_error_event ev = {mi, stage, err, ls_on_error_name(policy), reason};
+    ls_error_event ev = {mi, stage, err, ls_on_error_name(policy), reason[0] ? reason : NULL};
     e->io.on_error(e->io.ud, &ev);
   }
   char text[1200], row_desc[300];

@@ -195,6 +195,32 @@ static int read_sources(const rd *r, int t, ls_spec *s) {
   return 0;
 }
 
+static int input_index(const ls_spec *s, const char *name) {
+  for (int j = 0; j < s->ninputs; j++)
+    if (strcmp(s->inputs[j].name, name) == 0) return j;
+  return -1;
+}
+
+/* spec.stores[i].topics: the input topics the store serves, the first being
+ * spec.stores[i].topic. */
+static int read_store_topics(const rd *er, int st, const ls_spec *s, ls_store_spec *ss) {
+  int n;
+  if (list_field(er, st, "topics", &n)) return -1;
+  ss->topics = ls_xcalloc((size_t)n + 1, sizeof *ss->topics);
+  ss->ntopics = n;
+  int rc = n < 1 ? fail(er, "topics", "must name at least one topic") : 0;
+  for (int j = 0; rc == 0 && j < n; j++) {
+    lua_rawgeti(er->L, -1, j + 1);
+    const char *name = lua_type(er->L, -1) == LUA_TSTRING ? lua_tostring(er->L, -1) : NULL;
+    ss->topics[j] = name ? input_index(s, name) : -1;
+    if (ss->topics[j] < 0) rc = fail(er, "topics", "entry %d is not a topic of spec.inputs", j + 1);
+    lua_pop(er->L, 1);
+  }
+  if (rc == 0 && ss->topics[0] != ss->topic) rc = fail(er, "topics", "must begin with spec.stores[].topic");
+  lua_pop(er->L, 1);
+  return rc;
+}
+
 static int read_stores(const rd *r, int t, ls_spec *s) {
   int count;
   if (list_field(r, t, "stores", &count)) return -1;
@@ -212,12 +238,11 @@ static int read_stores(const rd *r, int t, ls_spec *s) {
       free(topic);
       return lua_pop(r->L, 2), -1;
     }
-    ss->topic = -1;
-    for (int j = 0; j < s->ninputs; j++)
-      if (strcmp(s->inputs[j].name, topic) == 0) ss->topic = j;
+    ss->topic = input_index(s, topic);
     int bad = ss->topic < 0;
     if (bad) fail(&er, "topic", "'%s' is not in spec.inputs", topic);
     free(topic);
+    if (!bad && read_store_topics(&er, st, s, ss)) bad = 1;
     lua_pop(r->L, 1);
     if (bad) return lua_pop(r->L, 1), -1;
   }
@@ -314,6 +339,7 @@ void ls_spec_free(ls_spec *s) {
   for (int i = 0; s->stores && i < s->nstores; i++) {
     free(s->stores[i].name);
     free(s->stores[i].changelog);
+    free(s->stores[i].topics);
   }
   free(s->stores);
   for (int i = 0; s->kafka && i < s->nkafka; i++) free(s->kafka[i]);
@@ -352,7 +378,8 @@ static const char *diff_inputs(const ls_spec *c, const ls_spec *n, char *buf, si
 static const char *diff_stores(const ls_spec *c, const ls_spec *n, char *buf, size_t len) {
   int same = c->nstores == n->nstores;
   for (int i = 0; same && i < c->nstores; i++)
-    same = strcmp(c->stores[i].name, n->stores[i].name) == 0 && c->stores[i].topic == n->stores[i].topic;
+    same = strcmp(c->stores[i].name, n->stores[i].name) == 0 && c->stores[i].ntopics == n->stores[i].ntopics &&
+           memcmp(c->stores[i].topics, n->stores[i].topics, (size_t)c->stores[i].ntopics * sizeof(int)) == 0;
   if (same) return NULL;
   size_t off = (size_t)snprintf(buf, len, "the state stores changed (");
   for (int i = 0; i < c->nstores && off < len; i++)

@@ -27,7 +27,9 @@ typedef struct ls_topic_spec {
 
 typedef struct ls_store_spec {
   char *name;
-  int topic;           /* 0-based index into inputs */
+  int topic;           /* 0-based index into inputs: the first topic it serves */
+  int *topics;         /* every input it serves (a join's two sides), topics[0] == topic */
+  int ntopics;
   char *changelog;     /* its changelog topic, "<app>__<store>__changelog" */
 } ls_store_spec;
 

@@ -148,7 +148,10 @@ local APP_OPTS = {
     if not GUARANTEES[v] then return "must be one of " .. one_of(GUARANTEES) end
   end },
   commit_interval = { type = "number", check = function(v)
-    if not (v > 0) or v == math.huge then return "must be a positive number of seconds" end
+    -- not (v > 0), not v <= 0: NaN must fail the check too
+    if not (v > 0) or v == math.huge then -- luacheck: ignore 581
+      return "must be a positive number of seconds"
+    end
   end },
   commit_every = { type = "number", check = function(v)
     if v < 0 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 0" end
@@ -182,7 +185,10 @@ local APP_OPTS = {
     if v > INT_MAX then return "must be at most " .. INT_MAX end
   end },
   batch_ms = { type = "number", check = function(v)
-    if not (v >= 0) or v == math.huge then return "must be a number of milliseconds >= 0" end
+    -- not (v >= 0), not v < 0: NaN must fail the check too
+    if not (v >= 0) or v == math.huge then -- luacheck: ignore 581
+      return "must be a number of milliseconds >= 0"
+    end
     if v >= INT_MAX + 1 then return "must be less than " .. (INT_MAX + 1) .. " milliseconds" end
   end },
   -- an input topic that does not exist: wait for it (true) or stop at start (false)
@@ -249,7 +255,7 @@ local function apply_set(opts, set)
       if spec.type == "table" then
         error(what .. ": use --set kafka.<property>=<value>", 0)
       end
-      local v = raw
+      local v
       if spec.type == "number" then
         v = tonumber(raw)
         if v == nil then error(what .. ": expected a number", 0) end
@@ -371,7 +377,7 @@ function ls.app(opts)
     output_id = {},     -- topic name -> index in outputs
     sources = {},
     stores = {},        -- store names, in first-use order
-    store_topic = {},   -- store name -> the input topic it belongs to
+    store_topics = {},  -- store name -> the input topics it serves, in order of first use
     frozen = false,
   }, App)
   loading.app = app
@@ -443,22 +449,25 @@ function App:_check_topic(topic, what, where)
   end
 end
 
--- A state store used by a stateful step on `topic`'s pipeline. A store
--- belongs to one input topic: its partitions are that topic's partitions.
+-- A state store used by a stateful step on `topic`'s pipeline. A store may
+-- serve several input topics (the two sides of a join); its partitions are
+-- theirs, so they must have the same partition count (checked at start).
 function App:_use_store(name, topic, where)
-  local owner = self.store_topic[name]
-  if owner == nil then
+  local topics = self.store_topics[name]
+  if topics == nil then
     local changelog = ls._changelog_topic(self.name, name)
     if #changelog > MAX_TOPIC_NAME then
       util.fail("state store '" .. name .. "': its changelog topic '" .. changelog .. "' would be longer than " ..
         MAX_TOPIC_NAME .. " characters: use a shorter store or app name", where)
     end
     self.stores[#self.stores + 1] = name
-    self.store_topic[name] = topic.name
-  elseif owner ~= topic.name then
-    util.fail("state store '" .. name .. "' is used by topic '" .. owner .. "' already; give the steps on '" ..
-      topic.name .. "' another store (store = \"...\")", where)
+    topics = {}
+    self.store_topics[name] = topics
   end
+  for _, t in ipairs(topics) do
+    if t == topic.name then return end
+  end
+  topics[#topics + 1] = topic.name
 end
 
 function App:_use_output(topic)
@@ -494,7 +503,8 @@ function App:source(topic, fn, opts)
   end
   opts = util.check_options("app:source", opts, SOURCE_OPTS, where)
   local every = opts.every == nil and 1000 or opts.every
-  if type(every) ~= "number" or not (every > 0) or every == math.huge then
+  -- not (every > 0), not every <= 0: NaN must fail the check too
+  if type(every) ~= "number" or not (every > 0) or every == math.huge then -- luacheck: ignore 581
     util.fail("app:source: option 'every' must be a positive number of milliseconds, got " ..
       tostring(every), where)
   end

@@ -154,7 +154,8 @@ local function build(app, script_name)
   state.set_cache_limit(o.state_cache_keys)
   for k, name in ipairs(app.stores) do
     state.store(name)
-    spec.stores[k] = { name = name, topic = app.store_topic[name],
+    local topics = app.store_topics[name]
+    spec.stores[k] = { name = name, topic = topics[1], topics = topics,
       changelog = ls._changelog_topic(app.name, name) }
   end
   local env = {
@@ -181,6 +182,12 @@ local function build(app, script_name)
   P = { app = app, spec = spec, pipelines = pipelines, sources = sources, script = script_name }
   rt.spec = spec
   rt.pipelines = pipelines
+  -- Every topic the script declared, with its formats (for the test driver,
+  -- which decodes what the app writes as a consumer of that topic would).
+  rt.topics = {}
+  for name, t in pairs(app.topics) do
+    rt.topics[name] = { key = t.key, value = t.value, arrays = t.arrays }
+  end
   return spec
 end
 

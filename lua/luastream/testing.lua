@@ -7,40 +7,104 @@
 --   local alerts = d:read("crash-alerts")   -- { {key=, value=, timestamp=, ...}, ... }
 --   d:advance(1000)                         -- runs app:source() timers that fall due
 --
--- What it owns: the part the C runtime plays around the batch ABI of
--- luastream.runtime (docs/internals.md, "The batch ABI"), done in Lua over
--- in-memory topics:
---  * loading: the script goes through rt.load, like `luastream run`;
---  * input: a sent value is encoded with the input topic's serializers
---    (luastream.core, the C codecs) and decoded again (with the topic's
---    arrays option), as runtime/batch.c does with a Kafka message;
---    tombstones (no value) are not rows;
---  * one rt.run_batch per batch; a failing batch is replayed row by row and
---    the failing row meets on_error, as in runtime/app.c (skip, stop,
---    dead-letter with the luastream.* headers, or the user's function
---    through rt.handle_error);
---  * output: every record is encoded with the output topic's serializers,
---    kept as bytes in an in-memory topic log, and decoded again when read,
---    so tests see what a consumer would; records produced to a topic the
---    app also reads are consumed by it, as from Kafka;
---  * state: core.state_load reads an in-memory store, and after each batch
---    rt.take_state_changes() is applied to it (runtime/checkpoint.c's
---    contract), so state is per store, partition and key as in production;
---  * time: a deterministic clock. d:advance(ms) runs the sources that fall
---    due; ls.now_ms() returns the driver's clock while the driver runs.
+-- The pipeline runs in C (runtime/driver.c, through the ls_ffi_driver_* FFI
+-- functions of runtime/driver.h), on the batch path `luastream run` uses: its
+-- own Lua state with the script loaded by rt.load, decoding, the pipeline
+-- call, the row-by-row replay, on_error and dead letters, encoding, the
+-- producer's partitioner (murmur2_random), and state through the
+-- checkpointer and LMDB (in a temporary directory).
 --
--- Isolation: luastream.runtime, luastream.state and the other luastream.*
--- modules keep module-level state (the loaded program, the state caches).
--- Each driver therefore has its own copies: while a driver runs (loading
--- its script, send, advance, ...) its private modules are installed in
--- package.loaded, and everything is put back when it returns. The private
--- set is every luastream.* module except luastream.core (C, stateless),
--- luastream.vec (one FFI metatype per Lua state) and this module, plus modules next to the script and any other Lua module
--- first loaded while the driver ran. Drivers can be used interleaved, and
--- code outside them (other specs) keeps its own copies.
+-- What this module owns is what Kafka would do around it:
+--  * option checking and the messages for bad use;
+--  * in-memory topics: per topic and partition next offsets, the records
+--    written and not yet read, and records the app writes to a topic it also
+--    reads, fed back to it as input batches;
+--  * turning sent values into bytes with the input topic's formats, and
+--    output bytes into values with the output topic's formats when read;
+--  * the clock: d:advance runs the sources that fall due, in order.
 local ffi = require("ffi")
-local bit = require("bit")
 local core = require("luastream.core")
+
+-- runtime/driver.h, declared once per Lua state (this module may be loaded
+-- twice; ffi.cdef cannot declare a type twice). Mistakes in the declaration
+-- are raised.
+if not pcall(ffi.typeof, "ls_driver_opts") then
+  ffi.cdef([[
+typedef struct ls_driver ls_driver;
+enum {
+  LS_DRV_OK = 0,
+  LS_DRV_ERR = -1,
+  LS_DRV_SCRIPT = -2,
+  LS_DRV_STOPPED = -3
+};
+typedef struct ls_driver_opts {
+  const char *name;
+  const char *const *sets;
+  int nsets;
+  int dev_broker;
+  int echo;
+  int partitions;
+  double start_ms;
+} ls_driver_opts;
+typedef struct ls_driver_rec {
+  int32_t topic;
+  int32_t partition;
+  int64_t offset;
+  int64_t timestamp;
+  const char *key;
+  size_t key_len;
+  const char *value;
+  size_t value_len;
+  int32_t nheaders;
+  const char *const *header_names;
+  const char *const *header_values;
+  const size_t *header_lens;
+} ls_driver_rec;
+typedef struct ls_driver_out {
+  const char *topic;
+  int32_t partition;
+  int64_t timestamp;
+  const char *key;
+  size_t key_len;
+  const char *value;
+  size_t value_len;
+  int32_t nheaders;
+  const char *const *header_names;
+  const char *const *header_values;
+  const size_t *header_lens;
+  int32_t input;
+} ls_driver_out;
+typedef struct ls_driver_err {
+  int32_t input;
+  const char *stage;
+  const char *error;
+  const char *policy;
+  const char *reason;
+} ls_driver_err;
+ls_driver *ls_ffi_driver_new(const char *script, const ls_driver_opts *opts, int *code, char *err,
+                             size_t errlen);
+void ls_ffi_driver_free(ls_driver *d);
+const char *ls_ffi_driver_error(const ls_driver *d);
+const char *ls_ffi_driver_spec_json(ls_driver *d);
+int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n);
+int ls_ffi_driver_run_source(ls_driver *d, int k);
+void ls_ffi_driver_set_clock(ls_driver *d, double now_ms);
+int ls_ffi_driver_nout(const ls_driver *d);
+const ls_driver_out *ls_ffi_driver_out(const ls_driver *d, int i);
+int ls_ffi_driver_nerr(const ls_driver *d);
+const ls_driver_err *ls_ffi_driver_err(const ls_driver *d, int i);
+void ls_ffi_driver_clear(ls_driver *d);
+const char *ls_ffi_driver_printed(ls_driver *d, size_t *len);
+int ls_ffi_driver_state(ls_driver *d, const char *store, int32_t partition, const char *key,
+                        size_t klen, int *nparts, int32_t *part);
+int ls_ffi_driver_state_entry(const ls_driver *d, int i, const char **name, size_t *nlen,
+                              const char **val, size_t *vlen);
+int ls_ffi_driver_restart(ls_driver *d);
+int32_t ls_ffi_partition(const char *key, size_t klen, int32_t n);
+]])
+end
+
+local C = ffi.C
 
 local M = {}
 
@@ -51,19 +115,6 @@ local floor = math.floor
 ---------------------------------------------------------------------------
 -- Helpers
 ---------------------------------------------------------------------------
-
--- Modules shared by every driver: everything else named luastream.* is
--- loaded once per driver. Modules that cannot be loaded twice in one Lua
--- state (e.g. ones registering an FFI metatype, like luastream.vec) belong
--- here.
-local SHARED = { ["luastream.core"] = true, ["luastream.testing"] = true, ["luastream.vec"] = true }
-
-local function private_name(name)
-  return type(name) == "string" and (name == "luastream" or name:sub(1, 10) == "luastream.")
-    and not SHARED[name]
-end
-
-local NONE = setmetatable({}, { __tostring = function() return "<absent>" end })
 
 local function show(v)
   if type(v) == "string" then return "'" .. v .. "'" end
@@ -136,29 +187,11 @@ local function dirname(path)
   return dir
 end
 
--- CRC-32 (IEEE), librdkafka's default partitioner for keyed records.
-local crc_table
-local function crc32(s)
-  if not crc_table then
-    crc_table = {}
-    for i = 0, 255 do
-      local c = i
-      for _ = 1, 8 do
-        if bit.band(c, 1) ~= 0 then c = bit.bxor(bit.rshift(c, 1), 0xEDB88320)
-        else c = bit.rshift(c, 1) end
-      end
-      crc_table[i] = c
-    end
-  end
-  local c = bit.bnot(0)
-  for i = 1, #s do
-    c = bit.bxor(bit.rshift(c, 8), crc_table[bit.band(bit.bxor(c, byte(s, i)), 0xff)])
-  end
-  c = bit.bnot(c)
-  if c < 0 then c = c + 4294967296 end
-  return c
+-- The bytes of a C string of n bytes, or nil for NULL.
+local function bytes_or_nil(p, n)
+  if p == nil then return nil end
+  return ffi.string(p, n)
 end
-M._crc32 = crc32
 
 -- A header list as Kafka carries it: { {name, value}, ... } (value a string,
 -- or absent), or nil when there are none. Accepts { name = value, ... }
@@ -193,36 +226,32 @@ local function norm_headers(h, what)
   return out
 end
 
--- Headers of an output as runtime/app.c's encode_headers reads them: a list
--- of {name, value} pairs and/or name = value fields; values that are not
--- strings or numbers make a header without a value.
-local function output_headers(h)
-  if type(h) ~= "table" then return nil end
-  local out = {}
-  local function add(name, v)
-    local tn = type(name)
-    if tn ~= "string" and tn ~= "number" then return end
-    local tv = type(v)
-    out[#out + 1] = { tostring(name), (tv == "string" or tv == "number") and tostring(v) or nil }
-  end
-  for j = 1, #h do
-    local p = h[j]
-    if type(p) == "table" then add(p[1], p[2]) end
-  end
-  local names = {}
-  for k in pairs(h) do if type(k) == "string" then names[#names + 1] = k end end
-  table.sort(names)
-  for _, k in ipairs(names) do add(k, h[k]) end
-  if #out == 0 then return nil end
-  return out
-end
-
 local function copy_headers(h)
   if h == nil then return nil end
   local c = {}
   for j, p in ipairs(h) do c[j] = { p[1], p[2] } end
   return c
 end
+
+-- Headers of a C record (names, values, lens; nheaders), as
+-- { {name, value}, ... } or nil.
+local function c_headers(r)
+  local n = r.nheaders
+  if n <= 0 then return nil end
+  local h = {}
+  for j = 0, n - 1 do
+    h[j + 1] = { ffi.string(r.header_names[j]), bytes_or_nil(r.header_values[j], r.header_lens[j]) }
+  end
+  return h
+end
+
+-- A sent value as an `int64_t` field takes it: a whole number (toward zero).
+local function whole(x)
+  return x >= 0 and floor(x) or -floor(-x)
+end
+
+-- Message keys as luastream.state turns them into bytes (the LMDB key).
+local key_bytes = require("luastream.state").key_bytes
 
 ---------------------------------------------------------------------------
 -- The driver
@@ -266,12 +295,56 @@ local function resolve(path, caller_level)
     table.concat(tried, " and ") .. ")", caller_level + 1)
 end
 
+-- An app option of `set` as `--set` writes it: "name=value".
+local function set_string(k, v)
+  if type(k) ~= "string" or k == "" or k:find("=", 1, true) then
+    error("testing.driver: option 'set': app option names must be strings without '=', got " .. show(k), 3)
+  end
+  local tv = type(v)
+  local s
+  if tv == "string" then
+    s = v
+  elseif tv == "number" then
+    s = tostring(v)
+    if tonumber(s) ~= v then s = format("%.17g", v) end
+  elseif tv == "boolean" then
+    s = tostring(v)
+  else
+    error("testing.driver: option 'set': the value of '" .. k .. "' must be a string, number or boolean " ..
+      "(as --set takes it), got " .. tv, 3)
+  end
+  return k .. "=" .. s
+end
+
+-- Reads the spec (and what follows from it) after a load.
+function Driver:_loaded()
+  local json = C.ls_ffi_driver_spec_json(self.ptr)
+  if json == nil then error("testing: " .. ffi.string(C.ls_ffi_driver_error(self.ptr)), 0) end
+  local spec = core.decode("json", ffi.string(json))
+  for _, f in ipairs({ "inputs", "outputs", "sources", "stores" }) do
+    if spec[f] == nil then spec[f] = {} end
+  end
+  self.spec = spec
+  self.input_id, self.output_id = {}, {}
+  for id, t in ipairs(spec.inputs) do self.input_id[t.name] = id end
+  for id, t in ipairs(spec.outputs) do self.output_id[t.name] = id end
+  self.source_next = {}
+  for k, s in ipairs(spec.sources) do self.source_next[k] = self.clock + s.every end
+  C.ls_ffi_driver_set_clock(self.ptr, self.clock)
+end
+
+-- A driver holds a Lua state and an LMDB environment in C, which the
+-- garbage collector of this state does not see: it sees a pointer. So that
+-- drivers a spec dropped do not pile up, every few new drivers run a full
+-- collection (cheap next to loading a script).
+local COLLECT_EVERY, since_collect = 16, 0
+
 -- testing.driver(script, opts) loads a pipeline script into a new driver.
 --   opts.set        = { option = value }: app options, as `--set` does
 --   opts.name       = app name (as --name)
---   opts.partitions = partitions of every topic, for records sent without
---                     one (keyed records are spread by CRC-32 of the key
---                     bytes, like librdkafka; unkeyed ones go to 0). Default 1.
+--   opts.partitions = partitions of every topic (default 1). Records without
+--                     a partition go where the producer would put them
+--                     (murmur2 of the key; no key: a random partition).
 --   opts.start_ms   = the clock's start, ms since the epoch (default 0)
 --   opts.dev_broker = what app:is_dev_broker() returns (default false, so a
 --                     script does not start its development simulators)
@@ -289,203 +362,75 @@ function M.driver(script, opts)
   if opts.set ~= nil and type(opts.set) ~= "table" then
     error("testing.driver: option 'set' must be a table of app options, got " .. type(opts.set), 2)
   end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error("testing.driver: option 'name' must be a string, got " .. type(opts.name), 2)
+  end
   local partitions = opts.partitions == nil and 1 or opts.partitions
-  if type(partitions) ~= "number" or partitions < 1 or partitions % 1 ~= 0 then
+  if type(partitions) ~= "number" or partitions < 1 or partitions % 1 ~= 0 or partitions > 0x7fffffff then
     error("testing.driver: option 'partitions' must be a whole number >= 1, got " .. tostring(partitions), 2)
   end
   local start = opts.start_ms == nil and 0 or opts.start_ms
   if type(start) ~= "number" or start ~= start then
     error("testing.driver: option 'start_ms' must be a number of milliseconds, got " .. type(start), 2)
   end
-  local set = nil
+  local path = resolve(script, 2)
+
+  since_collect = since_collect + 1
+  if since_collect >= COLLECT_EVERY then
+    since_collect = 0
+    collectgarbage()
+  end
+
+  -- The C strings live in `keep` until ls_ffi_driver_new has copied them.
+  local keep = { path, opts.name }
+  local sets, nsets = nil, 0
   if opts.set then
-    set = {}
-    for k, v in pairs(opts.set) do set[k] = v end
+    local names = sorted_keys(opts.set)
+    sets = ffi.new("const char *[?]", math.max(#names, 1))
+    for _, k in ipairs(names) do
+      local s = set_string(k, opts.set[k])
+      keep[#keep + 1] = s
+      sets[nsets] = s
+      nsets = nsets + 1
+    end
+  end
+  local copts = ffi.new("ls_driver_opts")
+  copts.name = opts.name
+  copts.sets = sets
+  copts.nsets = nsets
+  copts.dev_broker = opts.dev_broker and 1 or 0
+  copts.echo = opts.echo and 1 or 0
+  copts.partitions = partitions
+  copts.start_ms = start
+  local code = ffi.new("int[1]")
+  local err = ffi.new("char[?]", 4096)
+  keep[#keep + 1] = sets
+  M._anchor = keep
+  local ptr = C.ls_ffi_driver_new(path, copts, code, err, 4096)
+  M._anchor = nil
+  if ptr == nil then
+    local msg = ffi.string(err)
+    if code[0] == C.LS_DRV_SCRIPT then error(msg, 0) end -- file:line, as `luastream run` prints it
+    error("testing.driver: " .. msg, 2)
   end
   local self = setmetatable({
-    script = resolve(script, 2),
-    cli = { set = set, name = opts.name },
+    script = path,
+    ptr = ffi.gc(ptr, C.ls_ffi_driver_free),
     partitions = partitions,
     clock = start,
-    dev_broker = opts.dev_broker and true or false,
-    echo = opts.echo and true or false,
-    mods = {},             -- private modules: name -> module
-    path = package.path,   -- package.path while this driver runs
-    store = {},            -- committed state: [store][partition][key bytes][state key] = msgpack
     offsets = {},          -- [topic][partition] = next offset
     logs = {},             -- [topic] = records written and not yet read
     errs = {},             -- entries for d:errors()
-    out_text = {},         -- captured io.write output
     queue = {},            -- records waiting to be consumed
     stopped = nil,         -- the error that stopped the app (on_error = "stop")
-    active = false,
   }, Driver)
-  self.now_fn = function() return self.clock end
-  self.load_fn = function(store, p, kb) return self:_state_load(store, p, kb) end
-  self.write_fn = function(...)
-    local buf = self.out_text
-    for j = 1, select("#", ...) do buf[#buf + 1] = tostring((select(j, ...))) end
-    if self.echo and self.ctx then self.ctx.write(...) end
-    return io.stdout
-  end
-  self:_load()
+  self:_loaded()
   return self
-end
-
--- Installs this driver's modules, clock, state loader and output capture.
-function Driver:_enter(fresh)
-  if self.active then
-    error("testing: the driver was called from inside one of its own steps", 0)
-  end
-  local loaded = package.loaded
-  local saved = {}
-  for name, m in pairs(loaded) do
-    if private_name(name) then saved[name] = m end
-  end
-  if fresh then
-    -- Modules next to the script are loaded fresh for the new program.
-    local dir = dirname(self.script)
-    local near = dir .. "/?.lua;" .. dir .. "/?/init.lua"
-    for name, m in pairs(loaded) do
-      if type(name) == "string" and saved[name] == nil and package.searchpath(name, near) then
-        saved[name] = m
-      end
-    end
-  end
-  for name in pairs(self.mods) do
-    if saved[name] == nil then
-      local m = loaded[name]
-      if m == nil then m = NONE end
-      saved[name] = m
-    end
-  end
-  for name in pairs(saved) do loaded[name] = nil end
-  for name, m in pairs(self.mods) do loaded[name] = m end
-  local before = {}
-  for name in pairs(loaded) do before[name] = true end
-  self.ctx = {
-    saved = saved, before = before, path = package.path,
-    now = core.now_ms, load = core.state_load, write = io.write,
-  }
-  package.path = self.path
-  core.now_ms = self.now_fn
-  core.state_load = self.load_fn
-  io.write = self.write_fn
-  self.active = true
-end
-
--- Puts back what _enter replaced; keeps modules first loaded meanwhile.
-function Driver:_leave()
-  local ctx = self.ctx
-  local loaded = package.loaded
-  self.path = package.path
-  for name, m in pairs(loaded) do
-    if not ctx.before[name] and type(name) == "string" and
-      (private_name(name) or package.searchpath(name, self.path)) then
-      self.mods[name] = m
-    end
-  end
-  for name in pairs(self.mods) do loaded[name] = nil end
-  for name, m in pairs(ctx.saved) do
-    if m == NONE then loaded[name] = nil else loaded[name] = m end
-  end
-  package.path = ctx.path
-  core.now_ms = ctx.now
-  core.state_load = ctx.load
-  io.write = ctx.write
-  self.ctx = nil
-  self.active = false
-end
-
--- Runs fn(self, ...) with the driver installed; errors pass through.
-function Driver:_run(fn, ...)
-  self:_enter(false)
-  local ok, err = pcall(fn, self, ...)
-  self:_leave()
-  if not ok then error(err, 0) end
-  return err
-end
-
--- Loads (or, for restart, reloads) the script into fresh modules.
-function Driver:_load()
-  self.mods = {}
-  self:_enter(true)
-  local ok, err = pcall(function()
-    local rt = require("luastream.runtime")
-    local ls = require("luastream")
-    local app_fn = ls.app
-    local driver = self
-    ls.app = function(o)
-      local app = app_fn(o)
-      local dev = driver.dev_broker
-      app.is_dev_broker = function() return dev end
-      driver.app = app
-      return app
-    end
-    ls.now_ms = self.now_fn
-    self.rt, self.ls = rt, ls
-    self.state_mod = require("luastream.state")
-    self.spec = rt.load(self.script, self.cli)
-  end)
-  self:_leave()
-  if not ok then error(err, 0) end
-  local spec = self.spec
-  self.input_id, self.output_id = {}, {}
-  for id, t in ipairs(spec.inputs) do self.input_id[t.name] = id end
-  for id, t in ipairs(spec.outputs) do self.output_id[t.name] = id end
-  self.source_next = {}
-  for k, s in ipairs(spec.sources) do self.source_next[k] = self.clock + s.every end
-end
-
----------------------------------------------------------------------------
--- State (the in-memory stand-in for LMDB)
----------------------------------------------------------------------------
-
-function Driver:_state_load(store, p, kb)
-  local t = {}
-  local parts = self.store[store]
-  local entries = parts and parts[p] and parts[p][kb]
-  if entries then
-    for sk, bytes in pairs(entries) do t[sk] = core.decode("msgpack", bytes) end
-  end
-  return t
-end
-
--- A checkpoint: the pending state changes become the committed state.
-function Driver:_checkpoint()
-  local rt = self.rt
-  local n = rt.take_state_changes()
-  local ch = rt.changes
-  local split = self.state_mod.split_key
-  for j = 1, n do
-    local name = self.spec.stores[ch.store[j]].name
-    local p = ch.part[j]
-    local kb, sk = split(ch.key[j])
-    local parts = self.store[name]
-    if not parts then parts = {} self.store[name] = parts end
-    local keys = parts[p]
-    if not keys then keys = {} parts[p] = keys end
-    local entries = keys[kb]
-    if ch.val[j] == false then
-      if entries then
-        entries[sk] = nil
-        if next(entries) == nil then keys[kb] = nil end
-      end
-    else
-      if not entries then entries = {} keys[kb] = entries end
-      entries[sk] = ch.val[j]
-    end
-  end
 end
 
 ---------------------------------------------------------------------------
 -- Topics
 ---------------------------------------------------------------------------
-
-function Driver:_partition_for(kb)
-  if self.partitions == 1 or kb == nil or kb == "" then return 0 end
-  return crc32(kb) % self.partitions
-end
 
 function Driver:_next_offset(topic, p)
   local t = self.offsets[topic]
@@ -498,6 +443,18 @@ end
 -- Does the app write this topic (so d:read may read it)?
 function Driver:_writes(topic)
   return self.output_id[topic] ~= nil or (self.spec.dead_letter ~= nil and topic == self.spec.dead_letter)
+end
+
+-- The formats the app declared for a topic: { key =, value =, arrays = },
+-- or nil when the driver does not know them.
+function Driver:_formats(topic)
+  local declared = self.spec.topics
+  if type(declared) == "table" and declared[topic] then return declared[topic] end
+  local iid = self.input_id[topic]
+  if iid then return self.spec.inputs[iid] end
+  local oid = self.output_id[topic]
+  if oid then return self.spec.outputs[oid] end
+  return nil
 end
 
 -- Appends a record to a topic: kept for d:read when the app writes the
@@ -515,170 +472,97 @@ function Driver:_append(rec)
   end
 end
 
--- Produces a record the way librdkafka would place it.
-function Driver:_produce(topic, kb, vb, ts, headers)
-  if ts <= 0 then ts = self.clock end -- librdkafka stamps timestamp 0 with the current time
-  local p = self:_partition_for(kb)
-  self:_append({ topic = topic, partition = p, offset = self:_next_offset(topic, p),
-    key = kb, value = vb, timestamp = ts, headers = headers })
+-- A value as d:errors() shows it: decoded with the format, else the bytes.
+local function decoded_or_bytes(fmt, bytes, opts)
+  if bytes == nil then return nil end
+  local ok, v = pcall(core.decode, fmt, bytes, opts)
+  if ok then return v end
+  return bytes
 end
 
----------------------------------------------------------------------------
--- Errors (runtime/app.c's handle_error)
----------------------------------------------------------------------------
-
-local STOP = "stop"
-
--- Applies on_error to input record m (row = its decoded value, or nil for a
--- decode error). Returns nil when the record counts as done, or the
--- message of the stop.
-function Driver:_on_error(m, row, stage, err)
-  local spec = self.spec
-  local policy, why = spec.on_error, nil
-  if policy == "function" then
-    local msg = { key = m.key, topic = m.topic, partition = m.partition, offset = m.offset,
-      timestamp = m.timestamp, headers = copy_headers(m.headers) or {} }
-    policy, why = self.rt.handle_error(err, row, msg)
-    if policy ~= "skip" and policy ~= "dead-letter" then policy = STOP end
-  end
-  if policy == "dead-letter" and not spec.dead_letter then
-    policy, why = STOP, "on_error chose dead-letter, but no dead_letter topic is set"
-  end
-  self.errs[#self.errs + 1] = {
-    topic = m.topic, partition = m.partition, offset = m.offset, key = m.key_value or m.key,
-    value = row == nil and m.value or row, timestamp = m.timestamp,
-    stage = stage, error = err, policy = policy, reason = why,
-  }
-  if policy == "skip" then return nil end
-  if policy == "dead-letter" then
-    local h = copy_headers(m.headers) or {}
-    h[#h + 1] = { "luastream.error", err }
-    h[#h + 1] = { "luastream.error.stage", stage }
-    h[#h + 1] = { "luastream.source.topic", m.topic }
-    h[#h + 1] = { "luastream.source.partition", format("%d", m.partition) }
-    h[#h + 1] = { "luastream.source.offset", format("%d", m.offset) }
-    self:_produce(spec.dead_letter, m.key, m.value, m.timestamp, h)
-    return nil
-  end
-  return format("%s[%d]@%d: %s error: %s (on_error = %s%s)", m.topic, m.partition, m.offset,
-    stage, err, spec.on_error == "function" and "function" or "'stop'", why and ("; " .. why) or "")
-end
-
----------------------------------------------------------------------------
--- Batches (runtime/app.c's process_batch, runtime/batch.c)
----------------------------------------------------------------------------
-
--- Encodes outputs 1..nout and produces them. rows/msgs/row_msg describe
--- the batch (nil for a source). Returns the message of a stop, or nil.
-function Driver:_emit(nout, batch)
-  local rt, spec = self.rt, self.spec
-  -- Copy first: on_error functions run user code.
-  local outs = {}
-  for j = 1, nout do
-    outs[j] = { rt.out_val[j], rt.out_key[j], rt.out_topic[j], rt.out_ts[j], rt.out_row[j], rt.out_hdr[j] }
-  end
-  for j = 1, nout do
-    local o = outs[j]
-    local val, key, tid, ts, row, hdr = o[1], o[2], o[3], o[4], o[5] or 0, o[6]
-    local t = spec.outputs[tid]
-    if t == nil then error("output " .. j .. " has no topic", 0) end
-    if type(ts) ~= "number" then
-      ts = (batch and row > 0) and batch.meta[row - 1].timestamp or 0
-    end
-    ts = ts >= 0 and floor(ts) or -floor(-ts)
-    local kb, vb, err
-    if key ~= nil then
-      local ok, r = pcall(core.encode, t.key, key)
-      if ok then kb = r else err = "key for topic " .. t.name .. ": " .. codec_message(r) end
-    end
-    if not err and val ~= nil then
-      local ok, r = pcall(core.encode, t.value, val)
-      if ok then vb = r else err = "value for topic " .. t.name .. ": " .. codec_message(r) end
-    end
-    if err then
-      if not batch or row <= 0 then
-        self.errs[#self.errs + 1] = { topic = t.name, stage = "encode", error = err, policy = "dropped",
-          value = val, key = key }
-      elseif batch.dlq_row ~= row then
-        batch.dlq_row = row
-        local stop = self:_on_error(batch.msgs[batch.row_msg[row]], batch.rows[row], "encode", err)
-        if stop then return stop end
-      end
+-- Takes what the last C call produced: errors (for d:errors(); batch is
+-- the list of input records, nil for a source, k the source) and outputs
+-- (into the topics). Returns the stop's error entry, if any.
+function Driver:_collect(batch, k)
+  local ptr = self.ptr
+  local stop
+  for i = 0, C.ls_ffi_driver_nerr(ptr) - 1 do
+    local e = C.ls_ffi_driver_err(ptr, i)
+    local entry = {
+      stage = ffi.string(e.stage), error = ffi.string(e.error), policy = ffi.string(e.policy),
+      reason = e.reason ~= nil and ffi.string(e.reason) or nil,
+    }
+    local m = batch and e.input >= 0 and batch[e.input + 1]
+    if m then
+      local input = self.spec.inputs[m.tid]
+      entry.topic, entry.partition, entry.offset, entry.timestamp = m.topic, m.partition, m.offset, m.timestamp
+      entry.key = decoded_or_bytes(input.key, m.key)
+      entry.value = decoded_or_bytes(input.value, m.value, decode_opts(input))
     else
-      self:_produce(t.name, kb, vb, ts, output_headers(hdr))
+      local s = k and self.spec.sources[k]
+      entry.topic, entry.timestamp = s and s.topic, self.clock
     end
+    self.errs[#self.errs + 1] = entry
+    if entry.policy == "stop" then stop = entry end
   end
-  return nil
+  for i = 0, C.ls_ffi_driver_nout(ptr) - 1 do
+    local o = C.ls_ffi_driver_out(ptr, i)
+    local topic = ffi.string(o.topic)
+    local ts = tonumber(o.timestamp)
+    if ts == 0 then ts = self.clock end -- the producer stamps timestamp 0 with "now"
+    self:_append({ topic = topic, partition = o.partition, offset = self:_next_offset(topic, o.partition),
+      key = bytes_or_nil(o.key, o.key_len), value = bytes_or_nil(o.value, o.value_len),
+      timestamp = ts, headers = c_headers(o) })
+  end
+  C.ls_ffi_driver_clear(ptr)
+  return stop
+end
+
+-- The error a stop raises: "topic[p]@offset: stage error: ... (on_error = ...)".
+function Driver:_stop_message(entry)
+  if not entry or not entry.topic then
+    return ffi.string(C.ls_ffi_driver_error(self.ptr))
+  end
+  return format("%s[%d]@%d: %s error: %s (on_error = %s%s)", entry.topic, entry.partition, entry.offset,
+    entry.stage, entry.error, self.spec.on_error == "function" and "function" or "'stop'",
+    entry.reason and ("; " .. entry.reason) or "")
 end
 
 -- Runs one batch of input records (each { topic, tid, partition, offset,
--- key = bytes|nil, value = bytes|nil, timestamp, headers }).
-function Driver:_batch(msgs)
-  local rt, spec = self.rt, self.spec
-  local rows, keys, hdrs, row_msg = {}, {}, {}, {}
-  local n = 0
-  for i, m in ipairs(msgs) do
-    if m.value ~= nil then -- a tombstone is not a row
-      local input = spec.inputs[m.tid]
-      local ok, v = pcall(core.decode, input.value, m.value, decode_opts(input))
-      if not ok then
-        m.err = "value: " .. codec_message(v)
-      else
-        local k = nil
-        if m.key ~= nil then
-          local okk, kv = pcall(core.decode, input.key, m.key)
-          if okk then k = kv else m.err = "key: " .. codec_message(kv) end
-        end
-        if not m.err then
-          n = n + 1
-          rows[n], keys[n], hdrs[n], row_msg[n] = v, k, copy_headers(m.headers), i
-          m.key_value = k
-        end
+-- key = bytes|nil, value = bytes|nil, timestamp, headers }) through C.
+-- Returns the message of a stop, or nil.
+function Driver:_batch(batch)
+  local n = #batch
+  local recs = ffi.new("ls_driver_rec[?]", n)
+  local keep = { batch, recs } -- alive until C returns
+  for i, m in ipairs(batch) do
+    local r = recs[i - 1]
+    r.topic = m.tid - 1
+    r.partition = m.partition
+    r.offset = m.offset
+    r.timestamp = m.timestamp
+    if m.key ~= nil then r.key, r.key_len = m.key, #m.key end
+    if m.value ~= nil then r.value, r.value_len = m.value, #m.value end
+    local h = m.headers
+    if h and #h > 0 then
+      local nh = #h
+      local names, vals = ffi.new("const char *[?]", nh), ffi.new("const char *[?]", nh)
+      local lens = ffi.new("size_t[?]", nh)
+      for j, p in ipairs(h) do
+        names[j - 1] = p[1]
+        if p[2] ~= nil then vals[j - 1], lens[j - 1] = p[2], #p[2] end
       end
+      keep[#keep + 1], keep[#keep + 2], keep[#keep + 3] = names, vals, lens
+      r.nheaders, r.header_names, r.header_values, r.header_lens = nh, names, vals, lens
     end
   end
-  local stop
-  for i, m in ipairs(msgs) do
-    if m.err then
-      stop = self:_on_error(m, nil, "decode", m.err)
-      if stop then
-        while n > 0 and row_msg[n] > i do
-          rows[n], keys[n], hdrs[n], row_msg[n] = nil, nil, nil, nil
-          n = n - 1
-        end
-        break
-      end
-    end
-  end
-  if n > 0 then
-    local meta = ffi.new("ls_meta_t[?]", n)
-    for r = 1, n do
-      local m = msgs[row_msg[r]]
-      local mt = meta[r - 1]
-      mt.offset, mt.timestamp, mt.partition, mt.topic = m.offset, m.timestamp, m.partition, m.tid
-    end
-    local batch = { meta = meta, rows = rows, msgs = msgs, row_msg = row_msg, dlq_row = 0 }
-    rt.rows, rt.keys, rt.hdrs = rows, keys, hdrs
-    local ok, res = pcall(rt.run_batch, n, meta, 1, n)
-    local pstop
-    if ok then
-      pstop = self:_emit(res, batch)
-    else
-      for r = 1, n do
-        local ok1, res1 = pcall(rt.run_batch, n, meta, r, r)
-        if ok1 then
-          pstop = self:_emit(res1, batch)
-        else
-          pstop = self:_on_error(msgs[row_msg[r]], rows[r], "process", res1)
-        end
-        if pstop then break end
-      end
-    end
-    stop = pstop or stop
-    rt.rows, rt.keys, rt.hdrs = {}, {}, {}
-  end
-  self:_checkpoint()
-  return stop
+  self.keep = keep
+  local rc = C.ls_ffi_driver_process(self.ptr, recs, n)
+  self.keep = nil
+  local stop = self:_collect(batch, nil)
+  if rc == C.LS_DRV_STOPPED then return self:_stop_message(stop) end
+  if rc < 0 then error("testing: " .. ffi.string(C.ls_ffi_driver_error(self.ptr)), 0) end
+  return nil
 end
 
 local MAX_FEEDBACK = 1000000
@@ -729,24 +613,23 @@ function Driver:_input(topic, what)
     "; it reads " .. quoted_list(names), 3)
 end
 
--- Builds the input record for topic `topic` from the table form.
-
 -- The bytes of a record's key or value: raw_<field> as given, or <field>
 -- written in the topic's format. Errors are raised at the caller's caller.
-local function field_bytes(what, field, format, raw, value)
+local function field_bytes(what, field, fmt, raw, value)
   if raw ~= nil then
     if type(raw) ~= "string" then error(what .. ": raw_" .. field .. " must be a string of bytes", 4) end
     return raw
   end
   if value == nil then return nil end
-  local ok, b = pcall(core.encode, format, value)
+  local ok, b = pcall(core.encode, fmt, value)
   if not ok then
     error(what .. ": the " .. field .. " cannot be written in the topic's " .. field .. " format '" ..
-      format .. "': " .. codec_message(b), 4)
+      fmt .. "': " .. codec_message(b), 4)
   end
   return b
 end
 
+-- Builds the input record for topic `topic` from the table form.
 function Driver:_record(topic, tid, r, what)
   if type(r) ~= "table" then
     error(what .. ": expected a record table { key =, value =, ... }, got " .. type(r), 3)
@@ -766,18 +649,18 @@ function Driver:_record(topic, tid, r, what)
     ts = self.clock
   else
     if type(ts) == "cdata" then ts = tonumber(ts) end
-    if type(ts) ~= "number" or ts ~= ts then
+    if type(ts) ~= "number" or ts ~= ts or ts == math.huge or ts == -math.huge then
       error(what .. ": timestamp must be a number of milliseconds, got " .. type(r.timestamp), 3)
     end
   end
   local headers = norm_headers(r.headers, what)
   local p = r.partition
   if p == nil then
-    p = self:_partition_for(kb)
-  elseif type(p) ~= "number" or p < 0 or p % 1 ~= 0 then
+    p = C.ls_ffi_partition(kb, kb and #kb or 0, self.partitions)
+  elseif type(p) ~= "number" or p < 0 or p % 1 ~= 0 or p > 0x7fffffff then
     error(what .. ": partition must be a whole number >= 0, got " .. tostring(p), 3)
   end
-  return { topic = topic, partition = p, key = kb, value = vb, timestamp = ts, headers = headers }
+  return { topic = topic, partition = p, key = kb, value = vb, timestamp = whole(ts), headers = headers }
 end
 
 local function send_records(self, topic, list)
@@ -803,8 +686,7 @@ function Driver:send(topic, ...)
     local key, value, ts = ...
     r = { key = key, value = value, timestamp = ts }
   end
-  local rec = self:_record(topic, tid, r, what)
-  self:_run(send_records, topic, { rec })
+  send_records(self, topic, { self:_record(topic, tid, r, what) })
 end
 
 -- d:send_batch(topic, { record, ... }): the records, in the table form of
@@ -816,20 +698,17 @@ function Driver:send_batch(topic, records)
   if type(records) ~= "table" then error(what .. ": expected a list of records", 2) end
   local list = {}
   for j, r in ipairs(records) do list[j] = self:_record(topic, tid, r, what .. " record " .. j) end
-  self:_run(send_records, topic, list)
+  send_records(self, topic, list)
 end
 
-local function run_source(self, k)
-  local ok, nout = pcall(self.rt.run_source, k, self.clock)
-  if not ok then
-    self.errs[#self.errs + 1] = { topic = self.spec.sources[k].topic, stage = "source", error = nout,
-      policy = "logged", timestamp = self.clock }
-    return
+-- d:advance(ms): moves the clock forward, running each app:source() whose
+-- time comes (first `every` ms after the start, then every `every` ms).
+function Driver:advance(ms)
+  if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
+    error("d:advance: expected a number of milliseconds >= 0, got " .. tostring(ms), 2)
   end
-  self:_emit(nout, nil)
-end
-
-local function advance(self, target)
+  self:_check_running("d:advance")
+  local target = self.clock + ms
   local next_at, sources = self.source_next, self.spec.sources
   while true do
     local due
@@ -838,25 +717,21 @@ local function advance(self, target)
     end
     if due == nil then break end
     self.clock = due
+    C.ls_ffi_driver_set_clock(self.ptr, due)
     for k = 1, #sources do
       if next_at[k] <= due then
         next_at[k] = next_at[k] + sources[k].every
-        run_source(self, k)
+        if C.ls_ffi_driver_run_source(self.ptr, k - 1) < 0 then
+          self:_collect(nil, k)
+          error("testing: " .. ffi.string(C.ls_ffi_driver_error(self.ptr)), 0)
+        end
+        self:_collect(nil, k)
         self:_drain()
       end
     end
   end
   self.clock = target
-end
-
--- d:advance(ms): moves the clock forward, running each app:source() whose
--- time comes (first `every` ms after the start, then every `every` ms).
-function Driver:advance(ms)
-  if type(ms) ~= "number" or not (ms >= 0) or ms == math.huge then
-    error("d:advance: expected a number of milliseconds >= 0, got " .. tostring(ms), 2)
-  end
-  self:_check_running("d:advance")
-  self:_run(advance, self.clock + ms)
+  C.ls_ffi_driver_set_clock(self.ptr, target)
 end
 
 -- d:now(): the driver's clock, in ms.
@@ -881,14 +756,10 @@ function Driver:read(topic, opts)
       "; it writes " .. quoted_list(names), 2)
   end
   local raw = type(opts) == "table" and opts.raw
+  local formats = self:_formats(topic)
   local kf, vf = "bytes", "bytes"
-  local oid = self.output_id[topic]
-  if oid then
-    kf, vf = self.spec.outputs[oid].key, self.spec.outputs[oid].value
-  elseif self.app and self.app.topics and self.app.topics[topic] then
-    kf, vf = self.app.topics[topic].key, self.app.topics[topic].value
-  end
-  local vopts = decode_opts(self.app and self.app.topics and self.app.topics[topic])
+  if formats then kf, vf = formats.key, formats.value end
+  local vopts = decode_opts(formats)
   local log = self.logs[topic] or {}
   self.logs[topic] = {}
   local res = {}
@@ -926,44 +797,58 @@ function Driver:read_values(topic)
   return vals
 end
 
+-- The committed state of key bytes kb in store/partition p (-1: the one
+-- partition holding it): { state_key = value } or nil, and the number of
+-- partitions holding state for the key.
+function Driver:_state_of(store, p, kb)
+  local nparts, part = ffi.new("int[1]"), ffi.new("int32_t[1]")
+  local n = C.ls_ffi_driver_state(self.ptr, store, p, kb, #kb, nparts, part)
+  if n < 0 then error("d:state: " .. ffi.string(C.ls_ffi_driver_error(self.ptr)), 3) end
+  if n == 0 then return nil, nparts[0] end
+  local name, nlen = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+  local val, vlen = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+  local t = {}
+  for i = 0, n - 1 do
+    C.ls_ffi_driver_state_entry(self.ptr, i, name, nlen, val, vlen)
+    t[ffi.string(name[0], nlen[0])] = core.decode("msgpack", ffi.string(val[0], vlen[0]))
+  end
+  return t, nparts[0]
+end
+
 -- d:state(store, key [, name [, partition]]): the committed state of
 -- message key `key` in `store` ("default" unless the step named one): the
 -- value of state key `name`, or with name nil a table of all of them.
 -- Without a partition, the one partition holding state for the key.
 function Driver:state(store, key, name, partition)
   if store == nil then store = "default" end
-  local known = {}
-  for _, s in ipairs(self.spec.stores) do known[#known + 1] = s.name end
-  local found = false
-  for _, s in ipairs(known) do if s == store then found = true end end
-  if not found then
+  local known, owner = {}, nil
+  for _, s in ipairs(self.spec.stores) do
+    known[#known + 1] = s.name
+    if s.name == store then owner = s.topic end
+  end
+  if not owner then
     error("d:state: the app has no state store " .. show(store) .. suggest(store, known) ..
       "; its stores: " .. quoted_list(known), 2)
   end
   if key == nil then error("d:state: expected a message key", 2) end
-  local kb = self.state_mod.key_bytes(key)
-  local parts = self.store[store] or {}
-  if partition == nil then
+  if partition ~= nil and (type(partition) ~= "number" or partition < 0 or partition % 1 ~= 0) then
+    error("d:state: partition must be a whole number >= 0, got " .. tostring(partition), 2)
+  end
+  local kb = key_bytes(key)
+  local entries, nparts = self:_state_of(store, partition or -1, kb)
+  if partition == nil and nparts > 1 then
+    -- Which ones: the partitions of the store's topic that got records.
     local ps = {}
-    for p, keys in pairs(parts) do if keys[kb] then ps[#ps + 1] = p end end
-    if #ps == 0 then return nil end
-    if #ps > 1 then
-      table.sort(ps)
-      error("d:state: key " .. show(key) .. " has state in partitions " .. table.concat(ps, ", ") ..
-        ": pass the partition, d:state(store, key, name, partition)", 2)
+    for p in pairs(self.offsets[owner] or {}) do
+      if self:_state_of(store, p, kb) then ps[#ps + 1] = p end
     end
-    partition = ps[1]
+    table.sort(ps)
+    error("d:state: key " .. show(key) .. " has state in partitions " .. table.concat(ps, ", ") ..
+      ": pass the partition, d:state(store, key, name, partition)", 2)
   end
-  local entries = parts[partition] and parts[partition][kb]
   if entries == nil then return nil end
-  if name == nil then
-    local t = {}
-    for sk, bytes in pairs(entries) do t[sk] = core.decode("msgpack", bytes) end
-    return t
-  end
-  local bytes = entries[name]
-  if bytes == nil then return nil end
-  return core.decode("msgpack", bytes)
+  if name == nil then return entries end
+  return entries[name]
 end
 
 -- d:errors(): the records that met on_error since the last call (the list
@@ -982,18 +867,25 @@ end
 -- d:printed(): what the app wrote to stdout (sdf:print()) since the last
 -- call.
 function Driver:printed()
-  local s = table.concat(self.out_text)
-  self.out_text = {}
-  return s
+  local len = ffi.new("size_t[1]")
+  local p = C.ls_ffi_driver_printed(self.ptr, len)
+  return ffi.string(p, len[0])
 end
 
 -- d:restart(): as if the process restarted: the script is loaded again
--- into fresh modules and state comes back from what was committed. Topics,
--- offsets, the clock and unread records are kept; nothing is redelivered.
+-- and state comes back from what was committed. Topics, offsets, the clock
+-- and unread records are kept; nothing is redelivered.
 function Driver:restart()
   self.stopped = nil
   self.queue = {}
-  self:_load()
+  local rc = C.ls_ffi_driver_restart(self.ptr)
+  if rc ~= C.LS_DRV_OK then
+    local msg = ffi.string(C.ls_ffi_driver_error(self.ptr))
+    self.stopped = "the script did not load again: " .. msg
+    if rc == C.LS_DRV_SCRIPT then error(msg, 0) end
+    error("d:restart: " .. msg, 2)
+  end
+  self:_loaded()
 end
 
 -- Header lookup in a read record: the value of the first header `name`.

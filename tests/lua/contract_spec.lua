@@ -6,13 +6,10 @@
 -- the spec is complete. tests/unit/test_spec.c does the same through
 -- ls_spec_read (spec.c).
 local H = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "helpers.lua")
-local rt = H.rt
 local ls = require("luastream")
 local core = H.core
 
 local describe_real = H.real_core and describe or pending
-
-local REST = '\napp:dataframe(app:topic("in")):to_topic(app:topic("out"))\n'
 
 -- The spec of a script whose app has options opts_src and whose topic "t"
 -- has options topic_src (Lua source).
@@ -106,8 +103,8 @@ sdf = sdf:update(function(row, state) end, { stateful = true })
 sdf = sdf:update(function(row, state) end, { stateful = true, store = "totals" })
 sdf:to_topic(app:topic("out"))]])
     assert.same({
-      { name = "default", topic = "in", changelog = "counter__default__changelog" },
-      { name = "totals", topic = "in", changelog = "counter__totals__changelog" },
+      { name = "default", topic = "in", topics = { "in" }, changelog = "counter__default__changelog" },
+      { name = "totals", topic = "in", topics = { "in" }, changelog = "counter__totals__changelog" },
     }, spec.stores)
   end)
 

@@ -147,17 +147,20 @@ sdf:update(function(row, state) state:set(1, true) end, { stateful = true })
     assert.matches("state keys must be strings, got number", err, 1, true)
   end)
 
-  it("checks the options and gives each store one input topic", function()
+  it("checks the options; a store may serve several input topics", function()
     local err = H.error_of(H.load_source, H.header .. [[
 local app = ls.app{}
 app:dataframe(app:topic("in")):update(function() end, { store = "s" })
 ]])
     assert.matches("update: option 'store' needs stateful = true", err, 1, true)
-    err = H.error_of(H.load_source, H.header .. [[
+    local spec = H.load_source(H.header .. [[
 local app = ls.app{}
 app:dataframe(app:topic("a")):update(function() end, { stateful = true })
 app:dataframe(app:topic("b")):update(function() end, { stateful = true })
+app:dataframe(app:topic("a")):update(function() end, { stateful = true, store = "x" })
 ]])
-    assert.matches("app.lua:4: state store 'default' is used by topic 'a' already", err, 1, true)
+    assert.same({ "a", "b" }, spec.stores[1].topics)
+    assert.same("a", spec.stores[1].topic)
+    assert.same({ "a" }, spec.stores[2].topics)
   end)
 end)

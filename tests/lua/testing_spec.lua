@@ -13,6 +13,44 @@ end
 
 local function json(v) return core.encode("json", v) end
 
+-- Kafka's murmur2 (the Java client's default partitioner, librdkafka's
+-- murmur2_random), written out here as the reference the driver must match.
+local bit = require("bit")
+local function mul32(a, b)
+  return bit.tobit(bit.band(a, 0xffff) * b + bit.lshift(bit.rshift(a, 16) * b % 0x10000, 16))
+end
+local function murmur2(s)
+  local m = 0x5bd1e995
+  local h, i, len = bit.bxor(0x9747b28c, #s), 1, #s
+  while len - i + 1 >= 4 do
+    local b1, b2, b3, b4 = s:byte(i, i + 3)
+    local k = mul32(bit.bor(b1, bit.lshift(b2, 8), bit.lshift(b3, 16), bit.lshift(b4, 24)), m)
+    k = mul32(bit.bxor(k, bit.rshift(k, 24)), m)
+    h = bit.bxor(mul32(h, m), k)
+    i = i + 4
+  end
+  local rest = len - i + 1
+  if rest == 3 then h = bit.bxor(h, bit.lshift(s:byte(i + 2), 16)) end
+  if rest >= 2 then h = bit.bxor(h, bit.lshift(s:byte(i + 1), 8)) end
+  if rest >= 1 then h = mul32(bit.bxor(h, s:byte(i)), m) end
+  h = mul32(bit.bxor(h, bit.rshift(h, 13)), m)
+  return bit.tobit(bit.bxor(h, bit.rshift(h, 15)))
+end
+local function murmur2_partition(key, n)
+  return bit.band(murmur2(key), 0x7fffffff) % n
+end
+
+describe("murmur2 (the reference)", function()
+  it("gives the values of Kafka's own tests", function()
+    assert.equal(-973932308, murmur2("21"))
+    assert.equal(-790332482, murmur2("foobar"))
+    assert.equal(-985981536, murmur2("a-little-bit-long-string"))
+    assert.equal(-1486304829, murmur2("a-little-bit-longer-string"))
+    assert.equal(-58897971, murmur2("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"))
+    assert.equal(479470107, murmur2("abc"))
+  end)
+end)
+
 describe_real("luastream.testing", function()
   describe("loading", function()
     it("finds the script relative to the spec file and names the app's topics", function()
@@ -57,6 +95,15 @@ describe_real("luastream.testing", function()
       assert.equal(1, d.spec.commit_interval)
       local err = H.error_of(testing.driver, fixture("errors"), { set = { on_eror = "skip" } })
       assert.matches("unknown app option 'on_eror'", err, 1, true)
+    end)
+
+    it("passes `set` as --set does: strings, numbers and booleans", function()
+      local d = testing.driver(fixture("errors"), { set = { on_error = "dead-letter", dead_letter = "dlq",
+        commit_every = 5, wait_for_topics = true } })
+      assert.same({ "dead-letter", "dlq", 5, true },
+        { d.spec.on_error, d.spec.dead_letter, d.spec.commit_every, d.spec.wait_for_topics })
+      local err = H.error_of(testing.driver, fixture("errors"), { set = { on_error = print } })
+      assert.matches("the value of 'on_error' must be a string, number or boolean", err, 1, true)
     end)
   end)
 
@@ -142,6 +189,22 @@ describe_real("luastream.testing", function()
       assert.equal("", d:printed())
     end)
 
+    it("decodes with the formats the app declared, also for topics it only writes", function()
+      local path = H.write_script(H.header .. [[
+local app = ls.app{ name = "declared", on_error = "dead-letter", dead_letter = "dl" }
+app:topic("dl", { key = "string", value = "json" })
+local sdf = app:dataframe(app:topic("in", { key = "string", value = "json" }))
+sdf:update(function(row) if row.bad then error("bad row") end end)
+sdf:to_topic(app:topic("out", { key = "string", value = "json", arrays = "vec" }))
+]], "declared.lua")
+      local d = testing.driver(path)
+      d:send("in", "k", { xs = { 1, 2, 3 } })
+      local v = d:read_values("out")[1]
+      assert.is_true(require("luastream.vec").is(v.xs)) -- "out" reads arrays as vecs
+      d:send("in", "k", { bad = true })
+      assert.same({ bad = true }, d:read_values("dl")[1]) -- "dl" is JSON
+    end)
+
     it("skips tombstones, as the runtime does", function()
       local d = testing.driver(fixture("stateless"))
       d:send("numbers", { key = "a" })
@@ -181,19 +244,36 @@ describe_real("luastream.testing", function()
       assert.matches("has state in partitions 0, 1: pass the partition", err, 1, true)
     end)
 
-    it("spreads keys over partitions like librdkafka", function()
+    it("spreads keys over partitions like the producer (murmur2, as Java clients)", function()
       local d = testing.driver(fixture("counter"), { partitions = 4 })
       local keys = { "phone-1", "phone-2", "phone-3", "phone-4", "phone-5", "phone-6" }
       for j, k in ipairs(keys) do d:send("events", k, { id = j }) end
       local seen = {}
       for j, rec in ipairs(d:read("counts")) do
-        local p = testing._crc32(keys[j]) % 4
+        local p = murmur2_partition(keys[j], 4)
         assert.equal(p, rec.value.partition)
         assert.equal(p, rec.partition) -- the output is keyed the same way
         seen[p] = true
       end
-      assert.is_true(next(seen) ~= nil)
-      assert.equal(0xCBF43926, testing._crc32("123456789"))
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      assert.is_true(n > 1)
+    end)
+
+    it("sends records without a key to any partition", function()
+      local d = testing.driver(fixture("stateless"), { partitions = 3 })
+      for j = 1, 30 do d:send("numbers", { value = { x = j } }) end
+      local out = d:read("doubled")
+      assert.equal(30, #out)
+      local sent, written = {}, {}
+      for _, rec in ipairs(out) do
+        local p = tonumber(rec.value.source:match("^numbers%[(%d+)%]"))
+        assert.is_true(p >= 0 and p < 3)
+        assert.is_true(rec.partition >= 0 and rec.partition < 3)
+        sent[p], written[rec.partition] = true, true
+      end
+      assert.is_true(next(sent, next(sent)) ~= nil) -- not all in one partition
+      assert.is_true(next(written, next(written)) ~= nil)
     end)
 
     it("needs a message key: a record without one meets on_error", function()
@@ -412,12 +492,14 @@ describe_real("luastream.testing", function()
       local rt = require("luastream.runtime")
       local ls = require("luastream")
       local saved_path = package.path
+      local before = {}
+      for name, m in pairs(package.loaded) do before[name] = m end
       local d = testing.driver(fixture("counter"))
       d:send("events", "k", { id = 1 })
       assert.equal(rt, require("luastream.runtime"))
       assert.equal(ls, require("luastream"))
-      assert.are_not.equal(rt, d.rt)
       assert.equal(saved_path, package.path)
+      for name, m in pairs(package.loaded) do assert.equal(before[name], m, name) end -- nothing added or replaced
       assert.equal(H.rt, rt)
       -- the outer runtime still runs its own program
       H.load_source(H.header .. [[
@@ -429,6 +511,23 @@ describe_real("luastream.testing", function()
       d:send("events", "k", { id = 2 })
       assert.same({ { x = 1, y = 2 } }, H.values({ { { x = 1 } } }))
       assert.equal(2, d:state("default", "k", "n"))
+    end)
+
+    it("runs the script in a Lua state of its own: its globals stay there", function()
+      local path = H.write_script(H.header .. [[
+leaked_from_script = (leaked_from_script or 0) + 1
+local app = ls.app{ name = "globals" }
+local sdf = app:dataframe(app:topic("in"))
+sdf.seen = function() return leaked_from_script end
+sdf:to_topic(app:topic("out"))
+]], "globals.lua")
+      local a = testing.driver(path)
+      local b = testing.driver(path)
+      assert.is_nil(rawget(_G, "leaked_from_script"))
+      a:send("in", "k", { x = 1 })
+      b:send("in", "k", { x = 1 })
+      assert.equal(1, a:read_values("out")[1].seen)
+      assert.equal(1, b:read_values("out")[1].seen)
     end)
 
     it("runs a script without its development simulator, or with it when asked", function()

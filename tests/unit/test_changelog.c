@@ -45,7 +45,8 @@ static int produce(ls_changelog *cl, ls_kafka *k, const char *state_key, const c
   size_t n = strlen(state_key);
   key[0] = 0, key[1] = 1, key[2] = 'm';
   memcpy(key + 3, state_key, n);
-  int rc = ls_changelog_produce(cl, 0, 1, key, n + 3, val, val ? strlen(val) : 0, input_offset, 0, err,
+  int64_t offsets[1] = {input_offset};
+  int rc = ls_changelog_produce(cl, 0, 1, key, n + 3, val, val ? strlen(val) : 0, offsets, 0, err,
                                 sizeof err);
   if (rc) fprintf(stderr, "%s\n", err);
   int fatal;
@@ -70,7 +71,9 @@ int main(void) {
   ls_devbroker_create_topic(b, "in", 4, err, sizeof err);
   ls_devbroker_create_topic(b, "app__s__changelog", 4, err, sizeof err);
   ls_topic_spec in = {.name = "in"};
-  ls_store_spec store = {.name = "s", .topic = 0, .changelog = "app__s__changelog"};
+  int store_topics[] = {0};
+  ls_store_spec store = {.name = "s", .topic = 0, .topics = store_topics, .ntopics = 1,
+                         .changelog = "app__s__changelog"};
   ls_spec spec = {.name = "app", .inputs = &in, .ninputs = 1, .stores = &store, .nstores = 1};
   ls_kafka_conf kc = {.brokers = ls_devbroker_bootstraps(b), .group = "app", .offset_reset = "earliest",
                       .dev_broker = 1};
