@@ -5,7 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test test-asan bench install clean
+.PHONY: all deps build demo lint test test-asan bench install clean
 
 all: build
 
@@ -19,13 +19,20 @@ build: deps
 demo: build
 	$(BUILD)/luastream run examples/crash_detection.lua
 
-# Unit tests and Lua specs under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then everything (unit, specs, end-to-end on the dev broker) on the release build.
-test:
+# luacheck on the Lua code (.luacheckrc) and cppcheck on the C runtime.
+lint:
 	@scripts/install-deps.sh test
+	luacheck --no-color -q lua examples tests/lua tests/e2e/scripts
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr \
+	  -D_GNU_SOURCE -I runtime --error-exitcode=1 runtime
+
+# The linters, unit tests and Lua specs under AddressSanitizer +
+# UndefinedBehaviorSanitizer with leak detection, then everything (unit, specs,
+# end-to-end on the dev broker) on the release build.
+test: lint
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLS_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
-	ASAN_OPTIONS=detect_leaks=0 ctest --test-dir $(ASAN_BUILD) --output-on-failure -R '^(unit|lua)\.'
+	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -R '^(unit|lua)\.'
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure

@@ -74,7 +74,8 @@ describe("telemetry", function()
     local stats = d:read_values("car-stats")
     assert.equal(3, #stats)
     for k = 1, 3 do
-      assert.same({ "car-" .. k, 50 + k, 2000 + k }, { stats[k].car, stats[k].summary.speed.max, stats[k].summary.rpm.max })
+      assert.same({ "car-" .. k, 50 + k, 2000 + k },
+        { stats[k].car, stats[k].summary.speed.max, stats[k].summary.rpm.max })
     end
     assert.same({}, d:read("car-alerts"))
   end)

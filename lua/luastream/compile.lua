@@ -257,7 +257,7 @@ end
 
 local step = {}
 
-step.root = function(g, node, id)
+step.root = function(_, _, id)
   return 0, id
 end
 

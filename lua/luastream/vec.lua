@@ -43,11 +43,34 @@ local format, concat = string.format, table.concat
 local new_table = require("table.new")
 local istype, cast, ffi_new = ffi.istype, ffi.cast, ffi.new
 
-pcall(ffi.cdef, [[
+-- runtime/vec.h's types, declared unless this Lua state has them already
+-- (ffi.cdef cannot declare a struct twice; this module runs once per state,
+-- but other code may have declared them first). Any other error in the
+-- declarations is raised, and a type of either name with another layout than
+-- runtime/vec.h's, or an ls_vec whose n Lua may write, is refused.
+if not pcall(ffi.typeof, "ls_vec") then
+  ffi.cdef([[
 typedef struct ls_vec {
   const int32_t n; int32_t flags; double d[?] __attribute__((aligned(32)));
 } ls_vec;
-typedef struct ls_vec_head { int32_t n; int32_t flags; } ls_vec_head;
+]])
+end
+if not pcall(ffi.typeof, "ls_vec_head") then
+  ffi.cdef("typedef struct ls_vec_head { int32_t n; int32_t flags; } ls_vec_head;")
+end
+assert(ffi.sizeof("ls_vec", 0) == 32 and ffi.alignof("ls_vec") == 32 and ffi.offsetof("ls_vec", "n") == 0 and
+  ffi.offsetof("ls_vec", "flags") == 4 and ffi.offsetof("ls_vec", "d") == 32 and ffi.sizeof("ls_vec", 3) == 56,
+  "luastream.vec: ls_vec is declared with another layout than runtime/vec.h's")
+assert(not pcall(function() ffi.new("ls_vec", 0).n = 1 end),
+  "luastream.vec: ls_vec is declared without `const int32_t n` (bounds checks rely on it)")
+assert(ffi.sizeof("ls_vec_head") == 8 and ffi.offsetof("ls_vec_head", "n") == 0 and
+  ffi.offsetof("ls_vec_head", "flags") == 4,
+  "luastream.vec: ls_vec_head is declared with another layout than runtime/vec.h's ls_vec")
+
+-- The kernels (runtime/vec.h). Declaring a function again is no error for
+-- ffi.cdef (the first declaration stays), so these are declared every time:
+-- a syntax error here is raised.
+ffi.cdef([[
 double ls_ffi_vec_sum(const double *x, int32_t n);
 double ls_ffi_vec_mean(const double *x, int32_t n);
 double ls_ffi_vec_var(const double *x, int32_t n, double ddof);
@@ -211,7 +234,8 @@ local function spread(name, kernel)
     need_vec(v, name, "argument 1")
     if ddof == nil then
       ddof = 0
-    elseif type(ddof) ~= "number" or not (ddof >= 0) then
+    -- not (ddof >= 0), not ddof < 0: NaN must fail the check too
+    elseif type(ddof) ~= "number" or not (ddof >= 0) then -- luacheck: ignore 581
       raise(2, name, "ddof must be a number >= 0, got " .. tostring(ddof))
     end
     return kernel(v.d, v.n, ddof)

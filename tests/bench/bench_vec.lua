@@ -17,10 +17,18 @@ local ROUNDS = tonumber(arg and arg[2]) or 7
 local TARGET = 4
 local WINDOW, FACTOR = 10, 4
 
-pcall(ffi.cdef, [[
+-- Declared unless the Lua state has the type already; a declaration error is
+-- raised, and a type of that name with another layout than struct timespec's
+-- on Linux is refused.
+if not pcall(ffi.typeof, "ls_bench_timespec") then
+  ffi.cdef([[
 typedef struct { long tv_sec; long tv_nsec; } ls_bench_timespec;
 int clock_gettime(int clk, ls_bench_timespec *tp);
 ]])
+end
+assert(ffi.sizeof("ls_bench_timespec") == 2 * ffi.sizeof("long") and
+  ffi.offsetof("ls_bench_timespec", "tv_nsec") == ffi.sizeof("long"),
+  "bench_vec.lua: ls_bench_timespec is declared with another layout than struct timespec")
 local ts = ffi.new("ls_bench_timespec")
 local function now_ns()
   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC

@@ -25,10 +25,18 @@ local out = app:topic(output, { value = "json", key = "string" })
 local now
 if gap_ms then
   local ffi = require("ffi")
-  pcall(ffi.cdef, [[
-    typedef struct { long tv_sec; long tv_nsec; } ls_bench_timespec;
-    int clock_gettime(int clk, ls_bench_timespec *ts);
-  ]])
+  -- Declared unless the Lua state has the type already; a declaration error
+  -- is raised, and a type of that name with another layout than struct
+  -- timespec's on Linux is refused.
+  if not pcall(ffi.typeof, "ls_bench_timespec") then
+    ffi.cdef([[
+      typedef struct { long tv_sec; long tv_nsec; } ls_bench_timespec;
+      int clock_gettime(int clk, ls_bench_timespec *ts);
+    ]])
+  end
+  assert(ffi.sizeof("ls_bench_timespec") == 2 * ffi.sizeof("long") and
+    ffi.offsetof("ls_bench_timespec", "tv_nsec") == ffi.sizeof("long"),
+    "state_count.lua: ls_bench_timespec is declared with another layout than struct timespec")
   local ts = ffi.new("ls_bench_timespec")
   now = function()
     ffi.C.clock_gettime(0, ts) -- CLOCK_REALTIME, comparable with the log's times

@@ -1,5 +1,4 @@
 local H = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "helpers.lua")
-local rt = H.rt
 
 local REST = '\napp:dataframe(app:topic("in")):to_topic(app:topic("out"))\n'
 
@@ -176,8 +175,8 @@ end)
 describe("app:source and app:dataframe", function()
   it("validate their arguments", function()
     local function err_of(line)
-      return H.error_of(H.load_source, 'local ls = require("luastream")\nlocal app = ls.app{}\nlocal t = app:topic("t")\n' ..
-        line .. "\n")
+      return H.error_of(H.load_source, 'local ls = require("luastream")\nlocal app = ls.app{}\n' ..
+        'local t = app:topic("t")\n' .. line .. "\n")
     end
     local p = H.tmpdir() .. "/app.lua:4: "
     assert.same(p .. "app:source: expected a function(emit), got nil", err_of("app:source(t)"))

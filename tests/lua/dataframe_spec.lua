@@ -218,7 +218,8 @@ e:apply(function(x) return x + 20 end):to_topic(out)]])
 local e = sdf:apply(function(row) return 5 end, { expand = true })
 e:to_topic(out)]])
     local err = H.error_of(H.run, { { {} } })
-    assert.matches("app.lua:7: apply(expand): the function must return an array (a table) or nil, got number", err, 1, true)
+    assert.matches("app.lua:7: apply(expand): the function must return an array (a table) or nil, got number",
+      err, 1, true)
   end)
 
   it("update mutates the row in place and ignores the return value", function()
@@ -523,8 +524,8 @@ describe("declaration checks", function()
     local logged = H.capture_log(function()
       pipeline("sdf.x = 1")
     end)
-    assert.same({ { "warn", H.tmpdir() .. "/app.lua:6: app:dataframe(in) has no effect: no step after it produces output" } },
-      logged)
+    assert.same({ { "warn", H.tmpdir() ..
+      "/app.lua:6: app:dataframe(in) has no effect: no step after it produces output" } }, logged)
   end)
 
   it("refuses new steps after the script has loaded", function()

@@ -1,5 +1,4 @@
 local H = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "helpers.lua")
-local rt = H.rt
 local ls = require("luastream")
 local null = ls.null
 

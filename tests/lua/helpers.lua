@@ -26,8 +26,16 @@ if not has_core then
   local function array(t)
     return setmetatable(t or {}, array_mt)
   end
-  pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } ls_test_timespec; " ..
-    "int clock_gettime(int clk, ls_test_timespec *tp);")
+  -- Declared unless this Lua state has the type already (this file is loaded
+  -- by every spec); a declaration error is raised, and a type of that name
+  -- with another layout than struct timespec's on Linux is refused.
+  if not pcall(ffi.typeof, "ls_test_timespec") then
+    ffi.cdef("typedef struct { long tv_sec; long tv_nsec; } ls_test_timespec; " ..
+      "int clock_gettime(int clk, ls_test_timespec *tp);")
+  end
+  assert(ffi.sizeof("ls_test_timespec") == 2 * ffi.sizeof("long") and
+    ffi.offsetof("ls_test_timespec", "tv_nsec") == ffi.sizeof("long"),
+    "helpers.lua: ls_test_timespec is declared with another layout than struct timespec")
   local tsbuf = ffi.new("ls_test_timespec")
   local core = {
     null = null,
@@ -173,11 +181,13 @@ end
 function H.capture_stdout(fn)
   local buf = {}
   local saved = io.write
-  io.write = function(...)
+  -- io.write is replaced for the call and restored below: luacheck's 122
+  -- (setting a read-only field of a standard global) is deliberate here.
+  io.write = function(...) -- luacheck: ignore 122
     for j = 1, select("#", ...) do buf[#buf + 1] = tostring((select(j, ...))) end
   end
   local ok, err = pcall(fn)
-  io.write = saved
+  io.write = saved -- luacheck: ignore 122
   if not ok then error(err, 0) end
   return table.concat(buf)
 end

@@ -86,7 +86,8 @@ app:dataframe(app:topic("in")):to_topic(app:topic("out"))]])
   it("applies cli overrides, converting --set strings to the option's type", function()
     local spec = H.load_source([[
 local ls = require("luastream")
-local app = ls.app{ name = "a", commit_interval = 1, kafka = { ["fetch.min.bytes"] = 10, ["enable.idempotence"] = true } }
+local app = ls.app{ name = "a", commit_interval = 1,
+  kafka = { ["fetch.min.bytes"] = 10, ["enable.idempotence"] = true } }
 app:dataframe(app:topic("in")):to_topic(app:topic("out"))]], {
       name = "b", state_dir = "/tmp/st", broker = "h:9092",
       set = { commit_interval = "2.5", batch_size = "10", on_error = "skip", ["kafka.linger.ms"] = "5",
@@ -152,7 +153,7 @@ describe("rt.run_batch", function()
 
   it("clears outputs past nout", function()
     H.run({ row(1, { gX = 10 }), row(2, { gX = 10 }), row(3, { gX = 10 }) })
-    local outs, nout = H.run({ row(1, { gX = 10 }) })
+    local _, nout = H.run({ row(1, { gX = 10 }) })
     assert.same(1, nout)
     assert.is_nil(rt.out_val[2]); assert.is_nil(rt.out_val[3])
     assert.is_nil(rt.out_topic[2]); assert.is_nil(rt.out_row[3])
@@ -320,8 +321,8 @@ sdf:to_topic(app:topic("seen"))
 
   it("emits values to the source's topic", function()
     local spec = H.load_source(SRC)
-    assert.same({ { every = 250, topic = "phone-data", output = 1 }, { every = 1000, topic = "phone-data", output = 1 } },
-      spec.sources)
+    assert.same({ { every = 250, topic = "phone-data", output = 1 },
+      { every = 1000, topic = "phone-data", output = 1 } }, spec.sources)
     assert.same("phone-data", spec.inputs[1].name)
     assert.same("phone-data", spec.outputs[1].name)
     assert.same("seen", spec.outputs[2].name)
@@ -373,9 +374,9 @@ app:dataframe(app:topic("in")):to_topic(app:topic("out"))]])
     local spec = with_on_error("function(err, row, msg) _G.seen_err = { err, row, msg }; return row.answer end")
     assert.same("function", spec.on_error)
     assert.same("h__dead-letter", spec.dead_letter)
-    local row, msg = { answer = "skip" }, { key = "k" }
-    assert.same("skip", rt.handle_error("boom", row, msg))
-    assert.same({ "boom", row, msg }, _G.seen_err)
+    local r, msg = { answer = "skip" }, { key = "k" }
+    assert.same("skip", rt.handle_error("boom", r, msg))
+    assert.same({ "boom", r, msg }, _G.seen_err)
     assert.same("dead-letter", rt.handle_error("e", { answer = "dead-letter" }, {}))
     assert.same("stop", rt.handle_error("e", { answer = "stop" }, {}))
     assert.same("skip", rt.handle_error("e", { answer = true }, {}))

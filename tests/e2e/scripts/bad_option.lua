@@ -1,3 +1,3 @@
 local ls = require("luastream")
 
-local app = ls.app{ name = "bogus-opt", bogus = 1 }
+ls.app{ name = "bogus-opt", bogus = 1 }

@@ -1,3 +1,3 @@
 local ls = require("luastream")
-local app = ls.app{ name = "raises" }
+ls.app{ name = "raises" }
 error("boom at load")
