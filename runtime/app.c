@@ -383,16 +383,7 @@ static void use_temporary_state(ls_app *a) {
 }
 
 static void remove_temporary_state(ls_app *a) {
-  if (!a->tmp_state) return;
-  static const char *const files[] = {"data.mdb", "lock.mdb", "LOCK", "instance-id", "cluster-id"};
-  char path[4096];
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s/%s", a->pl.spec.state_dir, a->pl.spec.name, files[i]);
-    unlink(path);
-  }
-  snprintf(path, sizeof path, "%s/%s", a->pl.spec.state_dir, a->pl.spec.name);
-  rmdir(path);
-  rmdir(a->pl.spec.state_dir);
+  if (a->tmp_state) ls_statedir_remove(a->pl.spec.state_dir, a->pl.spec.name);
 }
 
 /* Takes state_dir/<name> for this instance (it holds the state and the

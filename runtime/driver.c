@@ -21,6 +21,7 @@
 #include "offsets.h"
 #include "spec.h"
 #include "state.h"
+#include "statedir.h"
 
 /* An output or error entry owns its bytes. */
 typedef struct out_entry {
@@ -332,21 +333,9 @@ ls_driver *ls_ffi_driver_new(const char *script, const ls_driver_opts *opts, int
   return d;
 }
 
-/* Removes the temporary state directory (LMDB's files, then the app's dir). */
+/* Removes the temporary state directory. */
 static void remove_state_dir(ls_driver *d) {
-  if (!d->state_dir[0]) return;
-  char path[4096];
-  static const char *const files[] = {"data.mdb", "lock.mdb"};
-  const char *app = d->spec.name ? d->spec.name : d->name;
-  for (int i = 0; app && i < 2; i++) {
-    snprintf(path, sizeof path, "%s/%s/%s", d->state_dir, app, files[i]);
-    unlink(path);
-  }
-  if (app) {
-    snprintf(path, sizeof path, "%s/%s", d->state_dir, app);
-    rmdir(path);
-  }
-  rmdir(d->state_dir);
+  if (d->state_dir[0]) ls_statedir_remove(d->state_dir, d->spec.name ? d->spec.name : d->name);
 }
 
 void ls_ffi_driver_clear(ls_driver *d) {

@@ -15,6 +15,7 @@
  * offset, watermark; little-endian); 16-byte marks of older versions read
  * with watermark -1. */
 #include "state.h"
+#include "statedir.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -516,30 +517,6 @@ void ls_state_opts_init(ls_state_opts *o) {
   o->durable = 1;
 }
 
-/* mkdir -p; 0, or -1 with errno set. */
-static int mkdir_p(const char *dir) {
-  char *p = strdup(dir);
-  if (!p) return -1;
-  int rc = 0;
-  for (char *c = p + 1; *c && rc == 0; c++) {
-    if (*c != '/') continue;
-    *c = '\0';
-    if (mkdir(p, 0755) && errno != EEXIST) rc = -1;
-    *c = '/';
-  }
-  if (rc == 0 && mkdir(p, 0755) && errno != EEXIST) rc = -1;
-  struct stat st;
-  if (rc == 0 && stat(p, &st)) rc = -1;
-  if (rc == 0 && !S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    rc = -1;
-  }
-  int e = errno;
-  free(p);
-  errno = e;
-  return rc;
-}
-
 /* Keeps the larger of the requested map and the one stored by earlier runs
  * (LMDB would otherwise shrink it to the data's size). */
 static int settle_map(ls_state *s, size_t requested) {
@@ -563,7 +540,7 @@ static int open_env(ls_state *s, const char *dir, const ls_state_opts *o) {
   int rc = mdb_env_create(&s->env);
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env, MAX_DBS);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env, map);
-  if (rc == 0) rc = mdb_env_open(s->env, dir, flags, 0644);
+  if (rc == 0) rc = mdb_env_open(s->env, dir, flags, 0600); /* state holds personal data */
   if (rc == 0) rc = settle_map(s, map);
   int dead;
   if (rc == 0) rc = mdb_reader_check(s->env, &dead); /* slots of killed processes */
@@ -594,7 +571,7 @@ ls_state *ls_state_open(const char *dir, const ls_state_opts *o, char *err, size
     return NULL;
   }
   s->durable = 1;
-  int rc = mkdir_p(dir) ? fail(s, "state: cannot open %s: %s", dir, strerror(errno))
+  int rc = ls_mkdir_p(dir, 0700) ? fail(s, "state: cannot open %s: %s", dir, strerror(errno))
                         : open_env(s, dir, o);
   if (rc) {
     copy_err(s->err, err, errlen);

@@ -19,18 +19,17 @@ struct ls_statedir {
   char cluster[ID_MAX];
 };
 
-/* mkdir -p with mode 0700 for what it creates; 0, or -1 with errno set. */
-static int mkdir_p(const char *dir) {
+int ls_mkdir_p(const char *dir, int mode) {
   char *p = strdup(dir);
   if (!p) return -1;
   int rc = 0;
   for (char *c = p + 1; *c && rc == 0; c++) {
     if (*c != '/') continue;
     *c = '\0';
-    if (mkdir(p, 0700) && errno != EEXIST) rc = -1;
+    if (mkdir(p, (mode_t)mode) && errno != EEXIST) rc = -1;
     *c = '/';
   }
-  if (rc == 0 && mkdir(p, 0700) && errno != EEXIST) rc = -1;
+  if (rc == 0 && mkdir(p, (mode_t)mode) && errno != EEXIST) rc = -1;
   struct stat st;
   if (rc == 0 && stat(p, &st)) rc = -1;
   if (rc == 0 && !S_ISDIR(st.st_mode)) {
@@ -119,7 +118,7 @@ ls_statedir *ls_statedir_open(const char *dir, ls_statedir_rc *rc, char *err, si
     return NULL;
   }
   d->lock_fd = -1;
-  if (mkdir_p(dir)) {
+  if (ls_mkdir_p(dir, 0700)) {
     *rc = LS_STATEDIR_IO;
     snprintf(err, errlen, "cannot create the state directory %s: %s", dir, strerror(errno));
   } else {
@@ -181,6 +180,22 @@ int ls_statedir_cluster_changed(ls_statedir *d, const char *cluster_id, const ch
 
 int ls_statedir_set_cluster(ls_statedir *d, const char *cluster_id, char *err, size_t errlen) {
   return write_line(d, "cluster-id", cluster_id, err, errlen);
+}
+
+/* Every file this directory may hold: LMDB's and this file's own. */
+static const char *const FILES[] = {"data.mdb", "lock.mdb", "LOCK", "instance-id", "cluster-id"};
+
+void ls_statedir_remove(const char *state_dir, const char *name) {
+  char path[4096];
+  for (size_t i = 0; name && i < sizeof FILES / sizeof FILES[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s/%s", state_dir, name, FILES[i]);
+    unlink(path);
+  }
+  if (name) {
+    snprintf(path, sizeof path, "%s/%s", state_dir, name);
+    rmdir(path);
+  }
+  rmdir(state_dir);
 }
 
 int ls_statedir_wipe_store(ls_statedir *d, char *err, size_t errlen) {

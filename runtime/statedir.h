@@ -52,4 +52,12 @@ int ls_statedir_wipe_store(ls_statedir *d, char *err, size_t errlen);
 
 const char *ls_statedir_path(const ls_statedir *d);
 
+/* Removes a temporary state directory state_dir/name (the files above and
+ * LMDB's) and state_dir itself when empty. Failures are ignored. */
+void ls_statedir_remove(const char *state_dir, const char *name);
+
+/* mkdir -p with the given mode for the directories it creates; 0, or -1
+ * with errno set (ENOTDIR when dir exists and is not a directory). */
+int ls_mkdir_p(const char *dir, int mode);
+
 #endif
