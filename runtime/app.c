@@ -377,7 +377,7 @@ static void use_temporary_state(ls_app *a) {
     return;
   }
   free(a->pl.spec.state_dir);
-  a->pl.spec.state_dir = strdup(tmpl);
+  a->pl.spec.state_dir = ls_xstrdup(tmpl);
   a->tmp_state = 1;
   ls_info("state goes to %s (temporary, removed at exit)", tmpl);
 }

@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "lua_vm.h"
+#include "mem.h"
 
 /* ---- set-up --------------------------------------------------------------- */
 
@@ -75,7 +76,7 @@ typedef struct decode_ctx {
 static void set_decode_error(ls_batch *b, int i, const char *what, const char *err) {
   char msg[600];
   snprintf(msg, sizeof msg, "%s: %s", what, err);
-  b->msg_err[i] = strdup(msg);
+  b->msg_err[i] = ls_xstrdup(msg); /* NULL would read as "decoded" */
 }
 
 /* Decodes one record; on success pushes value then key and returns 1. */

@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "mem.h"
 #include "luavalue.h"
 
 static char lua_dir[PATH_MAX];
@@ -193,13 +194,12 @@ int ls_vm_project_files(lua_State *L, const char *script, char ***files) {
     lua_pushstring(L, ls_vm_lua_dir());
     if (lua_pcall(L, 2, 1, 0) == 0 && lua_istable(L, -1)) {
       n = (int)lua_objlen(L, -1);
-      *files = calloc((size_t)n + 1, sizeof **files);
-      for (int i = 0; *files && i < n; i++) {
+      *files = ls_xcalloc((size_t)n + 1, sizeof **files);
+      for (int i = 0; i < n; i++) {
         lua_rawgeti(L, -1, i + 1);
-        (*files)[i] = strdup(lua_tostring(L, -1));
+        (*files)[i] = ls_xstrdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
         lua_pop(L, 1);
       }
-      if (!*files) n = -1;
     }
   }
   lua_settop(L, top);
