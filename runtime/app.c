@@ -739,7 +739,8 @@ int ls_app_run(const ls_run_opts *opts) {
   ls_reload_init(&a->reload, opts->script, opts->watch, !a->tmp_state, &a->pl, &host);
   ls_reload_watch(&a->reload);
   a->start_ms = a->last_commit_ms = ls_mono_ms();
-  if (ls_log_get_level() <= LS_LOG_INFO) a->status = ls_status_new(isatty(STDERR_FILENO));
+  if (ls_log_get_level() <= LS_LOG_INFO) /* a terminal's status line, else a log line now and then */
+    a->status = ls_status_new(isatty(STDERR_FILENO) && !ls_log_is_json());
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,
           a->pl.spec.ninputs, a->pl.spec.ninputs == 1 ? "" : "s",
           ls_on_error_name(a->pl.spec.on_error));

@@ -12,6 +12,11 @@ ls_log_level ls_log_get_level(void);
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
 int ls_log_parse_level(const char *name);
 void ls_log(ls_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "text" (default): "HH:MM:SS.mmm level message"; "json": one object per line,
+ * {"time":"2026-12-03T10:00:00.123Z","level":"info","msg":"..."}, for log
+ * shippers. Returns 0, or -1 for an unknown format. */
+int ls_log_set_format(const char *name);
+int ls_log_is_json(void);
 /* A status line is drawn on stderr (status.c): each log line erases it first. */
 void ls_log_set_status_line(int on);
 int ls_log_get_status_line(void);

@@ -37,7 +37,7 @@
 #define RUN_SYNOPSIS                                                                         \
   "usage: luastream run SCRIPT.lua [--broker B] [--name N] [--state-dir D] [--set k=v]...\n" \
   "                     [--watch] [--from-beginning] [--timeout S] [--count N]\n"            \
-  "                     [--print | --quiet] [--log-level L]\n"
+  "                     [--print | --quiet] [--log-level L] [--log-format F]\n"
 
 #define RUN_OPTIONS                                                                    \
   "      --broker B        Kafka bootstrap servers (else LUASTREAM_BROKER, else an\n" \
@@ -53,7 +53,8 @@
   "      --count N         stop cleanly after N output records\n"                      \
   "      --print, --quiet  print each output record on stdout (default with\n"         \
   "                        --timeout or --count) or not\n"                             \
-  "      --log-level L     debug | info | warn | error (default info)\n"
+  "      --log-level L     debug | info | warn | error (default info)\n"                \
+  "      --log-format F    text (default) | json: one JSON object per line on stderr\n"
 
 #define TEST_SYNOPSIS "usage: luastream test [DIR | FILE] [-- BUSTED-OPTION...]\n"
 #define LUA_SYNOPSIS "usage: luastream lua FILE [ARGS...]\n"
@@ -164,8 +165,8 @@ typedef struct run_args {
   const char *sets[MAX_SETS];
 } run_args;
 
-static const char *const RUN_VALUED[] = {"--broker", "--name",  "--state-dir", "--set",
-                                         "--timeout", "--count", "--log-level", NULL};
+static const char *const RUN_VALUED[] = {"--broker", "--name",  "--state-dir", "--set", "--timeout",
+                                         "--count", "--log-level", "--log-format", NULL};
 
 #define run_error(...) usage_error("run", RUN_SYNOPSIS, __VA_ARGS__)
 
@@ -204,6 +205,8 @@ static int run_value(run_args *r, const char *a, const char *v) {
   } else if (strcmp(a, "--count") == 0) {
     if (parse_number(v, &d) || d != (long)d) return run_error("bad --count %s", v);
     o->count = (long)d;
+  } else if (strcmp(a, "--log-format") == 0) {
+    if (ls_log_set_format(v)) return run_error("bad --log-format %s (text or json)", v);
   } else {
     int lvl = ls_log_parse_level(v);
     if (lvl < 0) return run_error("bad --log-level %s", v);

@@ -43,3 +43,20 @@ def test_printed_outputs_appear_while_running(broker_factory, run_app):
     got = sorted(json.loads(l.split("\t", 2)[2])["x"] for l in lines)
     assert got == [0, 1, 2, 3, 4]
     assert app.stop() == 0, app.stderr()
+
+
+def test_log_format_json_is_one_object_per_line(broker_factory, run_app):
+    """--log-format json: every stderr line is a JSON object with time, level and
+    msg, also a multi-line error (a bad record that stops the app)."""
+    app_name = "log-json"
+    broker = broker_factory(topics(app_name))
+    produce(broker.addr, IN, rows(0, 3) + [(b"k1", b'{"x": "not a number"}', None)])
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--log-format", "json")
+    assert app.wait(60) == 1, app.stderr()
+    lines = [l for l in app.stderr().splitlines() if l.strip()]
+    objs = [json.loads(l) for l in lines]
+    assert all(set(o) == {"time", "level", "msg"} for o in objs), lines
+    assert all(o["level"] in ("debug", "info", "warn", "error") for o in objs)
+    assert all(o["time"].endswith("Z") and "T" in o["time"] for o in objs)
+    stop = [o for o in objs if o["level"] == "error" and "process error" in o["msg"]]
+    assert stop and "\n  row: " in stop[0]["msg"], objs
