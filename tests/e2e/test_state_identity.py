@@ -55,7 +55,7 @@ def test_second_instance_on_one_state_dir_is_refused(broker_factory, run_app, tm
 
 def test_state_dir_is_private(broker_factory, run_app, tmp_path):
     """The state holds the devices' readings: the directories luastream creates
-    are 0700 and its identity files 0600."""
+    are 0700, and its files (LMDB's and the identity files) 0600."""
     app_name = "id-mode"
     broker = broker_factory(topics(app_name))
     state = tmp_path / "st"
@@ -64,7 +64,7 @@ def test_state_dir_is_private(broker_factory, run_app, tmp_path):
     assert app.stop() == 0, app.stderr()
     assert (state.stat().st_mode & 0o777) == 0o700
     assert ((state / app_name).stat().st_mode & 0o777) == 0o700
-    for f in ("instance-id", "cluster-id", "LOCK"):
+    for f in ("instance-id", "cluster-id", "LOCK", "data.mdb", "lock.mdb"):
         assert ((state / app_name / f).stat().st_mode & 0o777) == 0o600, f
 
 
