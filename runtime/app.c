@@ -26,10 +26,12 @@
 #include "devbroker.h"
 #include "engine.h"
 #include "errlog.h"
+#include "http.h"
 #include "kafka.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "mem.h"
+#include "metrics.h"
 #include "batch.h"
 #include "checkpoint.h"
 #include "offsets.h"
@@ -70,6 +72,12 @@ typedef struct ls_app {
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
   int batch_cap;     /* capacity of msgs and in */
   ls_reloader reload; /* live reload (reload.c) */
+  ls_metrics *metrics; /* what --http serves (metrics.c) */
+  ls_http *http;     /* --http, or NULL */
+  long *out_counts;  /* per output topic (and the dead-letter topic last), since published */
+  int nout_counts;
+  long reloads_seen[3]; /* ok, failed, rolled back: as last published */
+  double last_state_keys_ms;
 } ls_app;
 
 static volatile sig_atomic_t stop_signal, reload_signal;
@@ -165,6 +173,8 @@ static void describe_inputs(ls_app *a) {
 static int kafka_produce(void *ud, const ls_out *o, char *err, size_t errlen) {
   ls_app *a = ud;
   rd_kafka_topic_t *rkt = o->topic == LS_OUT_DEAD_LETTER ? a->dlq_rkt : a->out_rkt[o->topic];
+  int slot = o->topic == LS_OUT_DEAD_LETTER ? a->pl.spec.noutputs : o->topic;
+  if (slot < a->nout_counts) a->out_counts[slot]++;
   ls_record r = {rkt, RD_KAFKA_PARTITION_UA, o->key, o->key_len, o->value, o->value_len,
                  o->timestamp, o->hdrs, NULL};
   return ls_kafka_produce(a->kafka, &r, err, errlen);
@@ -232,7 +242,17 @@ static int checkpoint_txn(ls_app *a) {
 /* The checkpoint order (docs/internals.md): state changes to the changelogs, flush, commit the
  * offsets, then the state to LMDB. Returns 0, or -1 when nothing could be
  * committed. */
+static int checkpoint_timed(ls_app *a);
+
+/* A checkpoint, timed for luastream_checkpoint_seconds. */
 static int checkpoint(ls_app *a) {
+  double t0 = ls_mono_ms();
+  int rc = checkpoint_timed(a);
+  ls_metrics_observe(a->metrics, LS_HIST_CHECKPOINT, (ls_mono_ms() - t0) / 1000);
+  return rc;
+}
+
+static int checkpoint_timed(ls_app *a) {
   char err[1024];
   int fatal = 0;
   a->last_commit_ms = ls_mono_ms();
@@ -267,6 +287,7 @@ static int checkpoint(ls_app *a) {
 
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost) {
   ls_app *a = ud;
+  ls_metrics_set_ready(a->metrics, 0); /* until the next assignment is restored */
   int clean = !lost && !a->eng.exit_code && checkpoint(a) == 0;
   for (int i = 0; a->ckpt && i < parts->cnt; i++) {
     int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
@@ -275,9 +296,17 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, in
   ls_offsets_forget(&a->offsets, parts);
 }
 
-/* Brings the state of newly assigned partitions up to date from the changelogs. */
+static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *parts);
+
+/* Partitions handed over: restored, then ready (/ready). */
 static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   ls_app *a = ud;
+  restore_assigned(a, parts);
+  if (!a->eng.exit_code) ls_metrics_set_ready(a->metrics, 1);
+}
+
+/* Brings the state of newly assigned partitions up to date from the changelogs. */
+static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *parts) {
   if (!a->ckpt || parts->cnt == 0) return;
   char err[1024];
   int32_t *ps = ls_xcalloc((size_t)parts->cnt, sizeof *ps);
@@ -291,13 +320,67 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   free(ps);
 }
 
+/* ---- metrics (published once per batch) ------------------------------------ */
+
+/* Records out since the last call, per topic, to the metrics. */
+static void publish_outputs(ls_app *a) {
+  for (int i = 0; i < a->nout_counts; i++) {
+    if (!a->out_counts[i]) continue;
+    const char *t = i < a->pl.spec.noutputs ? a->pl.spec.outputs[i].name : a->pl.spec.dead_letter;
+    if (t) ls_metrics_add_out(a->metrics, t, a->out_counts[i]);
+    a->out_counts[i] = 0;
+  }
+}
+
+/* Messages in, per run of one topic and partition (batches come grouped so). */
+static void publish_inputs(ls_app *a) {
+  for (int i = 0, j; i < a->nmsgs; i = j) {
+    const rd_kafka_message_t *m = a->msgs[i];
+    for (j = i + 1; j < a->nmsgs && a->msgs[j]->rkt == m->rkt && a->msgs[j]->partition == m->partition; j++) {}
+    long n = 0;
+    for (int k = i; k < j; k++) n += !a->msgs[k]->err;
+    if (n) ls_metrics_add_in(a->metrics, rd_kafka_topic_name(m->rkt), m->partition, n);
+  }
+}
+
+static void publish_reloads(ls_app *a) {
+  static const char *const results[3] = {"ok", "failed", "rolled_back"};
+  long now[3] = {a->reload.reloads, a->reload.failed, a->reload.rolled_back};
+  for (int i = 0; i < 3; i++)
+    for (; a->reloads_seen[i] < now[i]; a->reloads_seen[i]++) ls_metrics_add_reload(a->metrics, results[i]);
+}
+
+/* Every 5 s: the keys of each store (a scan of LMDB's page counts, not of the keys). */
+static void publish_state_keys(ls_app *a, double now) {
+  if (!a->ckpt || now - a->last_state_keys_ms < 5000) return;
+  a->last_state_keys_ms = now;
+  for (int s = 0; s < a->pl.spec.nstores; s++)
+    ls_metrics_set_state_keys(a->metrics, a->pl.spec.stores[s].name, ls_ckpt_store_entries(a->ckpt, s));
+}
+
+/* The engine's hook: each record that met on_error, by stage and action. */
+static void count_error(void *ud, const ls_error_event *ev) {
+  ls_metrics_add_error(((ls_app *)ud)->metrics, ev->stage, ev->policy);
+}
+
+/* Output counters follow the output topics (they change on reload). */
+static void size_out_counts(ls_app *a) {
+  free(a->out_counts);
+  a->nout_counts = a->pl.spec.noutputs + 1;
+  a->out_counts = ls_xcalloc((size_t)a->nout_counts, sizeof *a->out_counts);
+}
+
 /* ---- one batch ------------------------------------------------------------ */
 
 static void process_batch(ls_app *a) {
+  double t0 = ls_mono_ms();
   describe_inputs(a);
   int done = ls_engine_process(&a->eng, a->in, a->nmsgs);
   if (done == a->nmsgs && a->eng.exit_code == 0) ls_reload_passed(&a->reload);
   record_offsets(a, done);
+  publish_inputs(a);
+  publish_outputs(a);
+  ls_metrics_observe(a->metrics, LS_HIST_BATCH, (ls_mono_ms() - t0) / 1000);
   for (int i = 0; i < a->nmsgs; i++) {
     if (!a->msgs[i]->err) a->in_total++;
     rd_kafka_message_destroy(a->msgs[i]);
@@ -312,6 +395,7 @@ static void run_sources(ls_app *a, double now) {
     a->source_next[k] = now + a->pl.spec.source_every_ms[k];
     ls_engine_run_source(&a->eng, k, ls_vm_now_ms(a->pl.L));
   }
+  publish_outputs(a);
 }
 
 static int next_timeout_ms(ls_app *a, double now) {
@@ -566,6 +650,7 @@ static int reload_push_cli(lua_State *L, void *ud) { return push_cli(L, (void *)
 /* Before a swap: everything committed and nothing pending. */
 static int reload_checkpoint(void *ud) {
   ls_app *a = ud;
+  publish_outputs(a); /* counted under the outputs of the pipeline that made them */
   return checkpoint(a) != 0 || ls_ckpt_pending(a->ckpt) ? -1 : 0;
 }
 
@@ -626,6 +711,7 @@ static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, dou
     set_fatal(a, 1, "state: after the reload: %s", err);
   if (rolled_back && a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the other's writes */
   adopt_outputs(a, now);
+  size_out_counts(a);
 }
 
 /* The engine's hook: a failed batch may roll a reload back. */
@@ -634,7 +720,21 @@ static int try_roll_back(void *ud, const char *err) {
   return ls_reload_roll_back(&a->reload, &a->eng, a->in, a->nmsgs, err);
 }
 
+/* --http ADDR, else LUASTREAM_HTTP: the metrics and probes endpoint. The loop
+ * counts as stuck after 60 s without a turn (a long state restore included).
+ * Returns an exit code, or 0. */
+static int start_http(ls_app *a) {
+  const char *addr = a->opts->http;
+  if (!addr || !*addr) addr = getenv("LUASTREAM_HTTP");
+  if (!addr || !*addr) return 0;
+  char err[512];
+  a->http = ls_http_start(addr, a->metrics, 60000, err, sizeof err);
+  if (!a->http) fprintf(stderr, "luastream: %s\n", err);
+  return a->http ? 0 : 2;
+}
+
 static void free_app(ls_app *a) {
+  ls_http_stop(a->http);
   ls_reload_free(&a->reload);
   ls_engine_free(&a->eng);
   ls_status_free(a->status);
@@ -652,6 +752,8 @@ static void free_app(ls_app *a) {
   free(a->input_names);
   ls_spec_free(&a->pl.spec);
   ls_vm_close(a->pl.L);
+  free(a->out_counts);
+  ls_metrics_free(a->metrics); /* last: closing Kafka above may still count */
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -701,6 +803,9 @@ static void loop(ls_app *a) {
       reload_signal = 0;
       ls_reload_poll(&a->reload, hup);
     }
+    publish_reloads(a);
+    publish_state_keys(a, now);
+    ls_metrics_heartbeat(a->metrics, now);
     ls_errlog_flush(a->eng.errlog, 0);
     if (ls_status_due(a->status, now)) show_status(a, now);
   }
@@ -714,8 +819,9 @@ int ls_app_run(const ls_run_opts *opts) {
   memset(a, 0, sizeof *a);
   a->opts = opts;
   ls_engine_io io = {.ud = a, .produce = kafka_produce, .copy_headers = copy_headers,
-                     .batch_failed = try_roll_back};
+                     .on_error = count_error, .batch_failed = try_roll_back};
   if (ls_engine_init(&a->eng, &a->pl.batch, &io, opts->print)) return 1;
+  if (!(a->metrics = ls_metrics_new())) ls_out_of_memory(sizeof(ls_metrics *));
   a->pl.L = ls_vm_new();
   if (!a->pl.L) {
     ls_engine_free(&a->eng);
@@ -738,6 +844,12 @@ int ls_app_run(const ls_run_opts *opts) {
                          .refuse = reload_refuse, .adopted = reload_adopted, .wake = wake_consumer};
   ls_reload_init(&a->reload, opts->script, opts->watch, !a->tmp_state, &a->pl, &host);
   ls_reload_watch(&a->reload);
+  size_out_counts(a);
+  if ((rc = start_http(a)) != 0) {
+    free_app(a);
+    return rc;
+  }
+  if (a->pl.spec.ninputs == 0) ls_metrics_set_ready(a->metrics, 1); /* nothing to be assigned */
   a->start_ms = a->last_commit_ms = ls_mono_ms();
   if (ls_log_get_level() <= LS_LOG_INFO) /* a terminal's status line, else a log line now and then */
     a->status = ls_status_new(isatty(STDERR_FILENO) && !ls_log_is_json());

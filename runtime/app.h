@@ -20,6 +20,7 @@ typedef struct ls_run_opts {
   int watch;              /* --watch: reload when the script or its modules change */
   int from_beginning;     /* --from-beginning: ignore committed offsets and saved state */
   int print;              /* print every output record on stdout (--count/--timeout) */
+  const char *http;       /* --http ADDR: /metrics, /health, /ready (NULL: LUASTREAM_HTTP, else off) */
 } ls_run_opts;
 
 /* Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or bad script. */

@@ -97,6 +97,25 @@ static int count_entries(void *ud, const char *store, int32_t partition, size_t 
   return 0;
 }
 
+typedef struct store_count {
+  const char *store;
+  int64_t n;
+} store_count;
+
+static int count_store(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                       int64_t changelog_offset, int64_t input_offset) {
+  (void)partition, (void)bytes, (void)changelog_offset, (void)input_offset;
+  store_count *x = ud;
+  if (strcmp(store, x->store) == 0) x->n += (int64_t)keys;
+  return 0;
+}
+
+int64_t ls_ckpt_store_entries(ls_ckpt *c, int s) {
+  if (!c || s < 0 || s >= c->spec->nstores) return -1;
+  store_count x = {c->spec->stores[s].name, 0};
+  return ls_state_list(c->state, count_store, &x) ? -1 : x.n;
+}
+
 int64_t ls_ckpt_entries(ls_ckpt *c) {
   int64_t n = 0;
   if (!c || ls_state_list(c->state, count_entries, &n)) return -1;

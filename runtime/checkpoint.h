@@ -42,6 +42,8 @@ void ls_ckpt_close(ls_ckpt *c);
  * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB.
  * 0, or -1 with err (core.state_load could not be installed in L). */
 int ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref, char *err, size_t errlen);
+/* Entries of store s in the local store (all its partitions), or -1. */
+int64_t ls_ckpt_store_entries(ls_ckpt *c, int s);
 /* Entries in the local store (all stores and partitions), or -1. */
 int64_t ls_ckpt_entries(ls_ckpt *c);
 /* The LMDB store behind c (for reading committed state). */

@@ -37,7 +37,7 @@
 #define RUN_SYNOPSIS                                                                         \
   "usage: luastream run SCRIPT.lua [--broker B] [--name N] [--state-dir D] [--set k=v]...\n" \
   "                     [--watch] [--from-beginning] [--timeout S] [--count N]\n"            \
-  "                     [--print | --quiet] [--log-level L] [--log-format F]\n"
+  "                     [--print | --quiet] [--log-level L] [--log-format F] [--http ADDR]\n"
 
 #define RUN_OPTIONS                                                                    \
   "      --broker B        Kafka bootstrap servers (else LUASTREAM_BROKER, else an\n" \
@@ -54,7 +54,9 @@
   "      --print, --quiet  print each output record on stdout (default with\n"         \
   "                        --timeout or --count) or not\n"                             \
   "      --log-level L     debug | info | warn | error (default info)\n"                \
-  "      --log-format F    text (default) | json: one JSON object per line on stderr\n"
+  "      --log-format F    text (default) | json: one JSON object per line on stderr\n"    \
+  "      --http ADDR       serve /metrics, /health and /ready on ADDR (PORT, :PORT or\n"  \
+  "                        HOST:PORT; loopback unless a host is given); LUASTREAM_HTTP\n"
 
 #define TEST_SYNOPSIS "usage: luastream test [DIR | FILE] [-- BUSTED-OPTION...]\n"
 #define LUA_SYNOPSIS "usage: luastream lua FILE [ARGS...]\n"
@@ -166,7 +168,7 @@ typedef struct run_args {
 } run_args;
 
 static const char *const RUN_VALUED[] = {"--broker", "--name",  "--state-dir", "--set", "--timeout",
-                                         "--count", "--log-level", "--log-format", NULL};
+                                         "--count", "--log-level", "--log-format", "--http", NULL};
 
 #define run_error(...) usage_error("run", RUN_SYNOPSIS, __VA_ARGS__)
 
@@ -205,6 +207,8 @@ static int run_value(run_args *r, const char *a, const char *v) {
   } else if (strcmp(a, "--count") == 0) {
     if (parse_number(v, &d) || d != (long)d) return run_error("bad --count %s", v);
     o->count = (long)d;
+  } else if (strcmp(a, "--http") == 0) {
+    o->http = v;
   } else if (strcmp(a, "--log-format") == 0) {
     if (ls_log_set_format(v)) return run_error("bad --log-format %s (text or json)", v);
   } else {

@@ -111,6 +111,7 @@ int ls_reload_roll_back(ls_reloader *r, ls_engine *e, const ls_inmsg *in, int n,
            "processes: %s; running the previous version again (fix the script and save it again)",
            r->script, err);
   r->probation = 0;
+  r->rolled_back++;
   drop(&r->prev);
   ls_engine_emit(e, nout);
   return 1;
@@ -125,6 +126,7 @@ static void reload(ls_reloader *r, double changed_ms, const char *why) {
   ls_pipeline np;
   if (build_next(r, &np, err, sizeof err)) {
     ls_error("reload of %s failed, still running the previous version: %s", r->script, err);
+    r->failed++;
     drop(&np);
     return;
   }

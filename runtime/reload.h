@@ -53,7 +53,9 @@ typedef struct ls_reloader {
   int probation;             /* batches the new pipeline still has to pass (0: none) */
   ls_reload_host host;
   ls_watch *watch;
-  long reloads;
+  long reloads;              /* done */
+  long failed;               /* refused: the script failed to build, or needs a restart */
+  long rolled_back;          /* rolled back after failing where the previous version did not */
   double retry_ms;           /* a postponed reload runs again then (0: none) */
 } ls_reloader;
 

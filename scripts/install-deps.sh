@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh bench   + the benchmark peers
 # Uses apt-get as root, or through sudo. Nothing else is downloaded.
 set -e
-want="build-essential cmake pkg-config librdkafka-dev libluajit-5.1-dev liblmdb-dev libmsgpack-dev"
+want="build-essential cmake pkg-config librdkafka-dev libluajit-5.1-dev liblmdb-dev libmsgpack-dev libmicrohttpd-dev"
 case "${1:-build}" in
   build) ;;
   test) want="$want lua-busted python3 python3-pytest python3-confluent-kafka python3-pytest-xdist lua-check cppcheck" ;;
