@@ -24,6 +24,7 @@
 #include <lua.h>
 
 #include "devbroker.h"
+#include "driver.h"
 #include "engine.h"
 #include "errlog.h"
 #include "http.h"
@@ -36,6 +37,7 @@
 #include "checkpoint.h"
 #include "offsets.h"
 #include "spec.h"
+#include "statebridge.h"
 #include "statedir.h"
 #include "status.h"
 #include "reload.h"
@@ -720,6 +722,42 @@ static int try_roll_back(void *ud, const char *err) {
   return ls_reload_roll_back(&a->reload, &a->eng, a->in, a->nmsgs, err);
 }
 
+/* GET /state/<store>?key=K, on the loop thread: the key's state as of the last
+ * checkpoint, from the partitions this instance owns. When none holds it and
+ * the partition a murmur2 partitioner gives the key is elsewhere, 421 names it. */
+static int state_query(void *ud, const char *store, const char *key, size_t klen, ls_buf *body) {
+  ls_app *a = ud;
+  char err[512], line[1024];
+  int s = 0, n = 0;
+  while (a->ckpt && s < a->pl.spec.nstores && strcmp(a->pl.spec.stores[s].name, store) != 0) s++;
+  if (!a->ckpt || s == a->pl.spec.nstores) {
+    snprintf(line, sizeof line, "no state store '%s' in this app\n", store);
+    return ls_buf_put(body, line, strlen(line)), 404;
+  }
+  for (int32_t p = 0; n == 0 && p < LS_MAX_PARTITIONS; p++) {
+    if (!ls_ckpt_owns(a->ckpt, s, p)) continue;
+    n = ls_bridge_key_json(a->pl.L, store, p, key, klen, body, err, sizeof err);
+    if (n < 0) {
+      snprintf(line, sizeof line, "state %s[%d]: %s\n", store, (int)p, err);
+      return ls_buf_put(body, line, strlen(line)), 500;
+    }
+  }
+  if (n > 0) return 200;
+  const char *topic = a->pl.spec.inputs[a->pl.spec.stores[s].topic].name;
+  int32_t parts = ls_kafka_partition_count(a->kafka, topic);
+  int32_t p = parts > 0 ? ls_ffi_partition(key, klen, parts) : -1;
+  int here = p < 0 || ls_ckpt_owns(a->ckpt, s, p);
+  if (here)
+    snprintf(line, sizeof line, "no state for key '%.*s' in store '%s'\n", (int)(klen > 200 ? 200 : klen),
+             key, store);
+  else
+    snprintf(line, sizeof line, "no state for key '%.*s' here: with murmur2 partitioning it is in "
+             "partition %d of %s, which is not on this instance\n", (int)(klen > 200 ? 200 : klen), key,
+             (int)p, topic);
+  ls_buf_put(body, line, strlen(line));
+  return here ? 404 : 421;
+}
+
 /* --http ADDR, else LUASTREAM_HTTP: the metrics and probes endpoint. The loop
  * counts as stuck after 60 s without a turn (a long state restore included).
  * Returns an exit code, or 0. */
@@ -728,7 +766,7 @@ static int start_http(ls_app *a) {
   if (!addr || !*addr) addr = getenv("LUASTREAM_HTTP");
   if (!addr || !*addr) return 0;
   char err[512];
-  a->http = ls_http_start(addr, a->metrics, 60000, err, sizeof err);
+  a->http = ls_http_start(addr, a->metrics, 60000, wake_consumer, a, err, sizeof err);
   if (!a->http) fprintf(stderr, "luastream: %s\n", err);
   return a->http ? 0 : 2;
 }
@@ -806,6 +844,7 @@ static void loop(ls_app *a) {
     publish_reloads(a);
     publish_state_keys(a, now);
     ls_metrics_heartbeat(a->metrics, now);
+    ls_http_serve(a->http, state_query, a);
     ls_errlog_flush(a->eng.errlog, 0);
     if (ls_status_due(a->status, now)) show_status(a, now);
   }

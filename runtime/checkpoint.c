@@ -110,6 +110,10 @@ static int count_store(void *ud, const char *store, int32_t partition, size_t ke
   return 0;
 }
 
+int ls_ckpt_owns(const ls_ckpt *c, int s, int32_t p) {
+  return c && s >= 0 && s < c->spec->nstores && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS && c->owned[s][p];
+}
+
 int64_t ls_ckpt_store_entries(ls_ckpt *c, int s) {
   if (!c || s < 0 || s >= c->spec->nstores) return -1;
   store_count x = {c->spec->stores[s].name, 0};

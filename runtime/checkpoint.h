@@ -28,6 +28,9 @@
 
 typedef struct ls_ckpt ls_ckpt;
 
+/* Partitions a store can have here (0..LS_MAX_PARTITIONS-1). */
+#define LS_MAX_PARTITIONS 4096
+
 /* Most input topics one store serves (a join's sides). */
 #define LS_MAX_STORE_TOPICS 8
 
@@ -42,6 +45,8 @@ void ls_ckpt_close(ls_ckpt *c);
  * nothing is pending (ls_ckpt_pending == 0): the new state reads LMDB.
  * 0, or -1 with err (core.state_load could not be installed in L). */
 int ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref, char *err, size_t errlen);
+/* Whether partition p of store s is assigned to this instance. */
+int ls_ckpt_owns(const ls_ckpt *c, int s, int32_t p);
 /* Entries of store s in the local store (all its partitions), or -1. */
 int64_t ls_ckpt_store_entries(ls_ckpt *c, int s);
 /* Entries in the local store (all stores and partitions), or -1. */

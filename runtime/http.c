@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +14,25 @@
 
 #include "log.h"
 
+/* The one-slot mailbox of state queries, from the HTTP thread to the loop. */
+typedef struct query {
+  const char *store, *key;
+  size_t klen;
+  ls_buf body;
+  int status;
+  int done;
+} query;
+
 struct ls_http {
   struct MHD_Daemon *d;
   ls_metrics *m;
   double max_gap_ms;
   int port;
+  void (*wake)(void *ud);
+  void *wake_ud;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  query *pending; /* the query the loop should answer, or NULL */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -43,6 +59,52 @@ static enum MHD_Result metrics(ls_http *h, struct MHD_Connection *c) {
   return ok;
 }
 
+/* Posts q and waits for the loop's answer (5 s at most). */
+static void ask_loop(ls_http *h, query *q) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 5;
+  pthread_mutex_lock(&h->mu);
+  while (h->pending) /* one query at a time */
+    if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
+  if (!h->pending) {
+    h->pending = q;
+    if (h->wake) h->wake(h->wake_ud);
+    while (!q->done)
+      if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
+    if (!q->done) h->pending = NULL; /* too late: the loop will not see it */
+  }
+  pthread_mutex_unlock(&h->mu);
+}
+
+void ls_http_serve(ls_http *h, ls_http_query_fn fn, void *ud) {
+  if (!h) return;
+  pthread_mutex_lock(&h->mu);
+  query *q = h->pending;
+  if (q) {
+    q->status = fn(ud, q->store, q->key, q->klen, &q->body);
+    q->done = 1;
+    h->pending = NULL;
+    pthread_cond_broadcast(&h->cv);
+  }
+  pthread_mutex_unlock(&h->mu);
+}
+
+static enum MHD_Result state_page(ls_http *h, struct MHD_Connection *c, const char *store) {
+  const char *key = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key");
+  if (!*store || strchr(store, '/')) return text(c, MHD_HTTP_NOT_FOUND, "use /state/<store>?key=K\n");
+  if (!key) return text(c, MHD_HTTP_BAD_REQUEST, "missing ?key=K (the message key)\n");
+  query q = {store, key, strlen(key), {0}, 0, 0};
+  ls_buf_init(&q.body);
+  ask_loop(h, &q);
+  enum MHD_Result ok = !q.done ? text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the loop did not answer within 5 s\n")
+                       : reply(c, (unsigned)q.status,
+                               q.status == 200 ? "application/json" : "text/plain; charset=utf-8",
+                               q.body.data ? q.body.data : "", q.body.len);
+  ls_buf_free(&q.body);
+  return ok;
+}
+
 static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                              const char *version, const char *upload, size_t *upload_len, void **state) {
   (void)version, (void)upload, (void)upload_len, (void)state;
@@ -57,7 +119,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
   if (strcmp(url, "/ready") == 0)
     return ls_metrics_ready(h->m) ? text(c, MHD_HTTP_OK, "ready\n")
                                   : text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: partitions not assigned or state not restored\n");
-  return text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /health, /ready\n");
+  if (strncmp(url, "/state/", 7) == 0) return state_page(h, c, url + 7);
+  return text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /health, /ready, /state/<store>?key=K\n");
 }
 
 /* "PORT", ":PORT" or "HOST:PORT" (IPv4 or a name) into sa; 0 or -1 with err. */
@@ -79,18 +142,25 @@ static int parse_addr(const char *addr, struct sockaddr_in *sa, char *err, size_
   return 0;
 }
 
-ls_http *ls_http_start(const char *addr, ls_metrics *m, double max_gap_ms, char *err, size_t errlen) {
+ls_http *ls_http_start(const char *addr, ls_metrics *m, double max_gap_ms, void (*wake)(void *ud),
+                       void *wake_ud, char *err, size_t errlen) {
   struct sockaddr_in sa;
   if (parse_addr(addr, &sa, err, errlen)) return NULL;
   ls_http *h = calloc(1, sizeof *h);
   if (!h) return snprintf(err, errlen, "out of memory"), NULL;
   h->m = m;
   h->max_gap_ms = max_gap_ms;
+  h->wake = wake;
+  h->wake_ud = wake_ud;
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
   h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, serve, h,
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
                           (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, errlen, "--http %s: cannot listen: %s", addr, errno ? strerror(errno) : "failed");
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
     free(h);
     return NULL;
   }
@@ -98,7 +168,7 @@ ls_http *ls_http_start(const char *addr, ls_metrics *m, double max_gap_ms, char 
   h->port = info ? info->port : ntohs(sa.sin_port);
   char ip[64];
   inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
-  ls_info("http: serving /metrics, /health and /ready on %s:%d", ip, h->port);
+  ls_info("http: serving /metrics, /health, /ready and /state on %s:%d", ip, h->port);
   return h;
 }
 
@@ -106,6 +176,8 @@ int ls_http_port(const ls_http *h) { return h->port; }
 
 void ls_http_stop(ls_http *h) {
   if (!h) return;
-  MHD_stop_daemon(h->d);
+  MHD_stop_daemon(h->d); /* joins its thread: no query waits any more */
+  pthread_cond_destroy(&h->cv);
+  pthread_mutex_destroy(&h->mu);
   free(h);
 }

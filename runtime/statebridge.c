@@ -161,6 +161,29 @@ int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn f
   return rc ? -1 : n;
 }
 
+/* ---- one key as JSON (state queries) ----------------------------------------------- */
+
+int ls_bridge_key_json(lua_State *L, const char *store, int32_t p, const char *key, size_t klen,
+                       ls_buf *json, char *err, size_t errlen) {
+  int top = lua_gettop(L), n = -1;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.core");
+  if (lua_pcall(L, 1, 1, 0) == 0) {
+    lua_getfield(L, -1, "state_load");
+    lua_pushstring(L, store);
+    lua_pushinteger(L, p);
+    lua_pushlstring(L, key, klen);
+    if (lua_pcall(L, 3, 1, 0) == 0) {
+      n = 0;
+      for (lua_pushnil(L); lua_istable(L, -2) && lua_next(L, -2); lua_pop(L, 1)) n++;
+      if (n > 0 && ls_encode(L, lua_gettop(L), LS_FMT_JSON, json, err, errlen)) n = -1;
+    }
+  }
+  if (n < 0 && lua_isstring(L, -1)) snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  lua_settop(L, top);
+  return n;
+}
+
 /* ---- dropping caches -------------------------------------------------------------- */
 
 int ls_bridge_forget(lua_State *L, int rt_ref, int32_t p, char *err, size_t errlen) {

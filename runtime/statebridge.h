@@ -19,6 +19,7 @@
 
 #include <lua.h>
 
+#include "buf.h"
 #include "spec.h"
 #include "state.h"
 
@@ -46,6 +47,13 @@ int ls_bridge_install(lua_State *L, ls_state *s, const ls_spec *spec, char *err,
  * change, or fn's failure). */
 int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn fn, void *ud,
                    char *err, size_t errlen);
+
+/* The committed state of message key key[0..klen) in store/partition p as a
+ * JSON object {state_key: value} appended to json (read through
+ * core.state_load, so as of the last checkpoint). Returns the number of
+ * entries (0: none, nothing appended), or -1 with err. */
+int ls_bridge_key_json(lua_State *L, const char *store, int32_t p, const char *key, size_t klen,
+                       ls_buf *json, char *err, size_t errlen);
 
 /* Drops Lua's cached state of partition p (rt.forget_partition). 0, or -1 with err. */
 int ls_bridge_forget(lua_State *L, int rt_ref, int32_t p, char *err, size_t errlen);

@@ -1,6 +1,7 @@
 """--http: Prometheus metrics with exact counts for a known input (bad rows
 included), and the /health and /ready probes, on scripts/state_count.lua."""
 
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -84,3 +85,25 @@ def test_http_address_in_use_is_an_error_at_start(broker_factory, run_app):
         assert "--http 127.0.0.1:" in app.stderr() and "cannot listen" in app.stderr()
     finally:
         s.close()
+
+
+def test_state_query_returns_a_keys_checkpointed_state(broker_factory, run_app):
+    """/state/<store>?key=K: the key's state as JSON (as of the last checkpoint),
+    404 for an absent key or store, 400 without a key."""
+    app_name = "http-state"
+    broker = broker_factory(topics(app_name))
+    produce(broker.addr, IN, rows(0, 100))  # k0..k19, x = 0..99: k3 has 3, 23, 43, 63, 83
+    port = free_port()
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--http", str(port),
+                  "--set", "commit_interval=0.3")
+    wait_committed_to_end(broker.addr, app_name, IN, 60, app=app)
+
+    def k3():
+        status, body = get(port, "/state/counts?key=k3")
+        return status == 200 and json.loads(body) == {"n": 5, "sum": 3 + 23 + 43 + 63 + 83}
+    wait_until(k3, 20, "k3's state", app=app)
+    status, body = get(port, "/state/counts?key=nobody")
+    assert status in (404, 421) and "no state for key 'nobody'" in body, (status, body)
+    assert get(port, "/state/nostore?key=k3")[0] == 404
+    assert get(port, "/state/counts")[0] == 400
+    assert app.stop() == 0, app.stderr()
