@@ -65,10 +65,15 @@ static int add_file(ls_watch *w, const char *path, char *err, size_t errlen) {
   return f->name && f->path ? 0 : (snprintf(err, errlen, "out of memory"), -1);
 }
 
+/* Kubernetes updates a mounted ConfigMap by renaming a new "..data" symlink
+ * over the old one; the files are symlinks through it, so no event names them. */
+#define ATOMIC_DATA_LINK "..data"
+
 static const watched *match(const ls_watch *w, const struct inotify_event *ev) {
   if (!ev->len) return NULL;
+  int swapped = strcmp(ev->name, ATOMIC_DATA_LINK) == 0;
   for (int i = 0; i < w->n; i++)
-    if (w->files[i].wd == ev->wd && strcmp(w->files[i].name, ev->name) == 0) return &w->files[i];
+    if (w->files[i].wd == ev->wd && (swapped || strcmp(w->files[i].name, ev->name) == 0)) return &w->files[i];
   return NULL;
 }
 

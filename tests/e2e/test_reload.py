@@ -271,3 +271,39 @@ def test_reload_that_fails_on_every_row_is_rolled_back(broker_factory, run_app, 
     for key, rows in by_key.items():
         rows.sort(key=lambda o: (o["part"], o["off"]))
         assert [o["n"] for o in rows] == list(range(1, len(rows) + 1)), key
+
+
+def test_configmap_update_by_atomic_symlink_swap_reloads(broker_factory, run_app, tmp_path):
+    """A Kubernetes ConfigMap volume: the script and module are symlinks through
+    "..data", and an update renames a new "..data" symlink over the old one, so
+    no event names the script. --watch sees it and reloads the new version."""
+    broker = broker_factory({IN: PARTS, OUT: PARTS})
+    cm = tmp_path / "configmap"
+    cm.mkdir()
+
+    def version_dir(name, version, factor):
+        d = cm / name
+        d.mkdir()
+        (d / "reload_app.lua").write_text(script_text())
+        (d / "reload_logic.lua").write_text(MODULE.format(version=version, factor=factor))
+
+    version_dir("..2026_01_01", 1, 2)
+    os.symlink("..2026_01_01", cm / "..data")
+    for f in ("reload_app.lua", "reload_logic.lua"):
+        os.symlink(f"..data/{f}", cm / f)
+    app = run_app(cm / "reload_app.lua", broker.addr, "--watch")
+    wait_log(app, r"watching .*reload_app\.lua", 1, 15)
+    from conftest import produce
+    produce(broker.addr, IN, [(b"k1", json.dumps({"x": 5}).encode(), None)])
+    wait_until(lambda: len(outputs(broker.addr)) == 1, 30, "an output of version 1", app=app)
+
+    version_dir("..2026_01_02", 2, 3)
+    os.symlink("..2026_01_02", cm / "..data_tmp")
+    os.rename(cm / "..data_tmp", cm / "..data")
+    wait_log(app, r"reloaded .*\.\.data|reloaded .*reload_", 1, 10)
+    produce(broker.addr, IN, [(b"k1", json.dumps({"x": 5}).encode(), None)])
+    wait_until(lambda: len(outputs(broker.addr)) == 2, 30, "an output of version 2", app=app)
+    first, second = sorted(outputs(broker.addr), key=lambda o: o["off"])
+    assert (first["v"], first["y"]) == (1, 10)
+    assert (second["v"], second["y"]) == (2, 15)
+    assert app.stop() == 0, app.stderr()
