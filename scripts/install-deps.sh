@@ -8,7 +8,7 @@ set -e
 want="build-essential cmake pkg-config librdkafka-dev libluajit-5.1-dev liblmdb-dev libmsgpack-dev libmicrohttpd-dev"
 case "${1:-build}" in
   build) ;;
-  test) want="$want lua-busted python3 python3-pytest python3-confluent-kafka python3-pytest-xdist lua-check cppcheck" ;;
+  test) want="$want lua-busted python3 python3-pytest python3-confluent-kafka python3-pytest-xdist python3-yaml lua-check cppcheck prometheus" ;;
   bench) want="$want lua-busted python3 python3-confluent-kafka python3-numpy kcat lua-cjson luajit" ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
