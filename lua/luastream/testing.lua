@@ -26,82 +26,13 @@ local ffi = require("ffi")
 local core = require("luastream.core")
 
 -- runtime/driver.h, declared once per Lua state (this module may be loaded
--- twice; ffi.cdef cannot declare a type twice). Mistakes in the declaration
--- are raised.
+-- twice; ffi.cdef cannot declare a type twice) from the header's own text,
+-- which the binary carries (ls_ffi_driver_header): preprocessor lines are
+-- dropped, the rest is C that ffi.cdef reads. Mistakes are raised.
 if not pcall(ffi.typeof, "ls_driver_opts") then
-  ffi.cdef([[
-typedef struct ls_driver ls_driver;
-enum {
-  LS_DRV_OK = 0,
-  LS_DRV_ERR = -1,
-  LS_DRV_SCRIPT = -2,
-  LS_DRV_STOPPED = -3
-};
-typedef struct ls_driver_opts {
-  const char *name;
-  const char *const *sets;
-  int nsets;
-  int dev_broker;
-  int echo;
-  int partitions;
-  double start_ms;
-} ls_driver_opts;
-typedef struct ls_driver_rec {
-  int32_t topic;
-  int32_t partition;
-  int64_t offset;
-  int64_t timestamp;
-  const char *key;
-  size_t key_len;
-  const char *value;
-  size_t value_len;
-  int32_t nheaders;
-  const char *const *header_names;
-  const char *const *header_values;
-  const size_t *header_lens;
-} ls_driver_rec;
-typedef struct ls_driver_out {
-  const char *topic;
-  int32_t partition;
-  int64_t timestamp;
-  const char *key;
-  size_t key_len;
-  const char *value;
-  size_t value_len;
-  int32_t nheaders;
-  const char *const *header_names;
-  const char *const *header_values;
-  const size_t *header_lens;
-  int32_t input;
-} ls_driver_out;
-typedef struct ls_driver_err {
-  int32_t input;
-  const char *stage;
-  const char *error;
-  const char *policy;
-  const char *reason;
-} ls_driver_err;
-ls_driver *ls_ffi_driver_new(const char *script, const ls_driver_opts *opts, int *code, char *err,
-                             size_t errlen);
-void ls_ffi_driver_free(ls_driver *d);
-const char *ls_ffi_driver_error(const ls_driver *d);
-const char *ls_ffi_driver_spec_json(ls_driver *d);
-int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n);
-int ls_ffi_driver_run_source(ls_driver *d, int k);
-void ls_ffi_driver_set_clock(ls_driver *d, double now_ms);
-int ls_ffi_driver_nout(const ls_driver *d);
-const ls_driver_out *ls_ffi_driver_out(const ls_driver *d, int i);
-int ls_ffi_driver_nerr(const ls_driver *d);
-const ls_driver_err *ls_ffi_driver_err(const ls_driver *d, int i);
-void ls_ffi_driver_clear(ls_driver *d);
-const char *ls_ffi_driver_printed(ls_driver *d, size_t *len);
-int ls_ffi_driver_state(ls_driver *d, const char *store, int32_t partition, const char *key,
-                        size_t klen, int *nparts, int32_t *part);
-int ls_ffi_driver_state_entry(const ls_driver *d, int i, const char **name, size_t *nlen,
-                              const char **val, size_t *vlen);
-int ls_ffi_driver_restart(ls_driver *d);
-int32_t ls_ffi_partition(const char *key, size_t klen, int32_t n);
-]])
+  ffi.cdef("const char *ls_ffi_driver_header(void);") -- a function may be declared again
+  local header = ffi.string(ffi.C.ls_ffi_driver_header())
+  ffi.cdef((header:gsub("\n#[^\n]*", "\n")))
 end
 
 local C = ffi.C
