@@ -758,11 +758,13 @@ static int state_query(void *ud, const char *store, const char *key, size_t klen
   return here ? 404 : 421;
 }
 
-/* --http ADDR, else LUASTREAM_HTTP: the metrics and probes endpoint. The loop
+/* --http ADDR, else the app's http option, else LUASTREAM_HTTP: the metrics
+ * and probes endpoint. The loop
  * counts as stuck after 60 s without a turn (a long state restore included).
  * Returns an exit code, or 0. */
 static int start_http(ls_app *a) {
   const char *addr = a->opts->http;
+  if (!addr || !*addr) addr = a->pl.spec.http;
   if (!addr || !*addr) addr = getenv("LUASTREAM_HTTP");
   if (!addr || !*addr) return 0;
   char err[512];

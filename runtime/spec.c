@@ -292,7 +292,8 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
       number_field(r, t, "commit_every", 0, 9007199254740992.0, 1, &commit_every) ||
       number_field(r, t, "batch_size", 1, 2147483647.0, 1, &batch_size) ||
       number_field(r, t, "batch_ms", 1, 2147483647.0, 1, &batch_ms) ||
-      bool_field(r, t, "wait_for_topics", &s->wait_for_topics))
+      bool_field(r, t, "wait_for_topics", &s->wait_for_topics) ||
+      string_field(r, t, "http", 1, &s->http))
     return -1;
   if (!(s->commit_interval_s > 0 && isfinite(s->commit_interval_s)))
     return fail(r, "commit_interval", "expected a positive number of seconds, got %.17g", s->commit_interval_s);
@@ -329,6 +330,7 @@ static void free_topics(ls_topic_spec *t, int n) {
 void ls_spec_free(ls_spec *s) {
   free(s->name);
   free(s->broker);
+  free(s->http);
   free(s->guarantee);
   free(s->offset_reset);
   free(s->state_dir);
@@ -407,6 +409,7 @@ const char *ls_spec_restart_reason(const ls_spec *c, const ls_spec *n, int same_
   FIELD_DIFF(broker, "the broker");
   FIELD_DIFF(guarantee, "the guarantee");
   FIELD_DIFF(offset_reset, "offset_reset");
+  FIELD_DIFF(http, "the http option");
   if (same_state_dir) {
     FIELD_DIFF(state_dir, "the state directory");
   }

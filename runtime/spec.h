@@ -54,6 +54,7 @@ typedef struct ls_spec {
   int batch_size;      /* >= 1 */
   int batch_ms;        /* >= 1 */
   int wait_for_topics; /* missing input topics: wait for them (1) or stop at start (0) */
+  char *http;          /* the app's http option, or NULL */
   ls_topic_spec *inputs;
   int ninputs;
   ls_topic_spec *outputs;

@@ -193,6 +193,10 @@ local APP_OPTS = {
   end },
   -- an input topic that does not exist: wait for it (true) or stop at start (false)
   wait_for_topics = { type = "boolean" },
+  -- the metrics and probes endpoint, "PORT", ":PORT" or "HOST:PORT" (--http wins)
+  http = { type = "string", check = function(v)
+    if not v:match("^[%w%.%-]*:?%d+$") then return "must be PORT, :PORT or HOST:PORT" end
+  end },
   -- message keys whose state stays cached in Lua (least recently used go first)
   state_cache_keys = { type = "number", check = function(v)
     if v < 1 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 1" end

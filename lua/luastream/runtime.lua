@@ -142,6 +142,7 @@ local function build(app, script_name)
     -- idle app with batch_ms = 0 does not spin
     batch_ms = math.max(1, math.floor(o.batch_ms)),
     wait_for_topics = o.wait_for_topics,
+    http = o.http,                    -- nil: --http or LUASTREAM_HTTP, else off
     on_error = type(o.on_error) == "function" and "function" or o.on_error,
     dead_letter = o.dead_letter,      -- nil: none
     kafka = stringify_kafka(o.kafka),

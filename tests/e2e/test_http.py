@@ -107,3 +107,16 @@ def test_state_query_returns_a_keys_checkpointed_state(broker_factory, run_app):
     assert get(port, "/state/nostore?key=k3")[0] == 404
     assert get(port, "/state/counts")[0] == 400
     assert app.stop() == 0, app.stderr()
+
+
+def test_http_app_option_and_bad_values(broker_factory, run_app):
+    """The app option http (here through --set) starts the endpoint; a value
+    that is not PORT, :PORT or HOST:PORT is refused at load (exit 2)."""
+    broker = broker_factory(topics("http-opt"))
+    port = free_port()
+    app = run_app(SCRIPT, broker.addr, "--name", "http-opt", "--set", f"http=127.0.0.1:{port}")
+    wait_until(lambda: get(port, "/health")[0] == 200, 20, "/health 200", app=app)
+    assert app.stop() == 0, app.stderr()
+    bad = run_app(SCRIPT, broker.addr, "--name", "http-opt", "--set", "http=not a port")
+    assert bad.wait(30) == 2, bad.stderr()
+    assert "option 'http' must be PORT, :PORT or HOST:PORT" in bad.stderr()
