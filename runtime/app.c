@@ -70,6 +70,7 @@ typedef struct ls_app {
   ls_status *status;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
+  int last_ckpt_ok;  /* the last checkpoint committed everything it took */
   int txn_open;
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
   int batch_cap;     /* capacity of msgs and in */
@@ -250,6 +251,7 @@ static int checkpoint_timed(ls_app *a);
 static int checkpoint(ls_app *a) {
   double t0 = ls_mono_ms();
   int rc = checkpoint_timed(a);
+  a->last_ckpt_ok = rc == 0 && ls_ckpt_pending(a->ckpt) == 0;
   ls_metrics_observe(a->metrics, LS_HIST_CHECKPOINT, (ls_mono_ms() - t0) / 1000);
   return rc;
 }
@@ -290,7 +292,10 @@ static int checkpoint_timed(ls_app *a) {
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, int lost) {
   ls_app *a = ud;
   ls_metrics_set_ready(a->metrics, 0); /* until the next assignment is restored */
-  int clean = !lost && !a->eng.exit_code && checkpoint(a) == 0;
+  /* Clean: LMDB holds what the committed offsets cover. While stopping, the
+     final checkpoint has run (or was skipped on purpose): its outcome says. */
+  int clean = a->stopping ? !lost && a->last_ckpt_ok
+                          : !lost && !a->eng.exit_code && checkpoint(a) == 0;
   for (int i = 0; a->ckpt && i < parts->cnt; i++) {
     int ti = ls_offsets_topic_index(&a->offsets, parts->elems[i].topic);
     if (ti >= 0) ls_ckpt_revoke(a->ckpt, ti, parts->elems[i].partition, clean);
@@ -531,6 +536,29 @@ static int check_copartitioned(ls_app *a) {
   return 0;
 }
 
+/* A store's changelog holds the state of input partition p in its partition p,
+ * so one with fewer partitions than its input fails on the first change of a
+ * higher partition: an error at start instead. More is fine (unused). A
+ * changelog not there yet is created later (ls_changelog_open). Returns an
+ * exit code, or 0. */
+static int check_changelogs(ls_app *a) {
+  for (int s = 0; s < a->pl.spec.nstores && !a->opts->from_beginning; s++) {
+    const ls_store_spec *ss = &a->pl.spec.stores[s];
+    const char *input = a->pl.spec.inputs[ss->topic].name;
+    int have = ls_kafka_partition_count(a->kafka, ss->changelog);
+    int want = have > 0 ? ls_kafka_partition_count(a->kafka, input) : -1;
+    if (have < 1 || want < 1 || have >= want) continue;
+    fprintf(stderr, "luastream: changelog topic '%s' has %d partitions but input topic '%s' has %d: "
+            "a changelog needs at least as many partitions as its input (its partition p holds the "
+            "state of input partition p); add partitions to it (kafka-topics --alter --topic %s "
+            "--partitions %d), or delete it to have it created anew (the state it holds is lost; "
+            "on the dev broker: restart it)\n",
+            ss->changelog, have, input, want, ss->changelog, want);
+    return 2;
+  }
+  return 0;
+}
+
 /* State built against another cluster describes data that is not there: it
  * is dropped, to be rebuilt from this cluster's changelogs. 0, or 1. */
 static int check_cluster(ls_app *a) {
@@ -609,7 +637,8 @@ static int connect_kafka(ls_app *a) {
   }
   a->input_names = ls_xcalloc((size_t)a->pl.spec.ninputs + 1, sizeof *a->input_names);
   for (int i = 0; i < a->pl.spec.ninputs; i++) a->input_names[i] = a->pl.spec.inputs[i].name;
-  if ((rc = check_inputs(a, brokers)) || (rc = check_copartitioned(a)) || (rc = check_cluster(a)))
+  if ((rc = check_inputs(a, brokers)) || (rc = check_copartitioned(a)) || (rc = check_changelogs(a)) ||
+      (rc = check_cluster(a)))
     return rc;
   a->ckpt = ls_ckpt_open(a->pl.L, a->pl.batch.rt_ref, &a->pl.spec, a->kafka, a->opts->from_beginning, err,
                          sizeof err);

@@ -45,13 +45,14 @@ int ls_batch_load(ls_batch *b, lua_State *L, ls_spec *spec, const char *script,
 
 int ls_batch_alloc(ls_batch *b, int capacity) {
   size_t n = (size_t)capacity;
-  b->cap = capacity;
   b->meta = calloc(n, sizeof *b->meta);
   b->row_msg = calloc(n, sizeof *b->row_msg);
   b->msg_err = calloc(n, sizeof *b->msg_err);
   ls_buf_init(&b->kbuf);
   ls_buf_init(&b->vbuf);
-  return b->meta && b->row_msg && b->msg_err ? 0 : -1;
+  int ok = b->meta && b->row_msg && b->msg_err;
+  b->cap = ok ? capacity : 0; /* never a capacity without its arrays */
+  return ok ? 0 : -1;
 }
 
 void ls_batch_free(ls_batch *b) {

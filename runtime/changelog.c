@@ -32,8 +32,11 @@ static void *dup_bytes(const void *p, size_t n) {
  * so a store rebuilt from its changelog is complete however old its keys. */
 static const char *const CHANGELOG_CONFIGS[] = {"cleanup.policy", "compact", NULL};
 
-/* Creates changelog `name` like input topic `like`, or checks that an existing
- * one is compacted (when the cluster describes configs; the dev broker does not). */
+/* Creates changelog `name` like input topic `like` (on the dev broker through
+ * its side channel, see ls_kafka_ensure_topic_like), or checks that an existing
+ * one is compacted (when the cluster describes configs; the dev broker does not).
+ * One with fewer partitions than its input stopped the app at start already
+ * (app.c, check_changelogs); here that can only be a race, so a warning. */
 static void prepare(ls_changelog *c, const char *name, const char *like) {
   char why[512], policy[128];
   if (ls_kafka_ensure_topic_like(c->k, name, like, CHANGELOG_CONFIGS, why, sizeof why)) {
@@ -257,10 +260,13 @@ static int restore_visit(void *ud, const rd_kafka_message_t *m) {
     r->cap = cap;
   }
   int64_t expire = m->payload ? number_header(m, EXPIRE_HEADER) : 0;
-  r->puts[r->np++] = (ls_state_put){r->c->spec->stores[r->store].name, m->partition,
-                                    dup_bytes(m->key, m->key_len), m->key_len,
-                                    m->payload ? dup_bytes(m->payload, m->len) : NULL, m->len,
-                                    expire > 0 ? expire : 0};
+  void *key = dup_bytes(m->key, m->key_len), *val = m->payload ? dup_bytes(m->payload, m->len) : NULL;
+  if (!key || (m->payload && !val)) {
+    free(key), free(val);
+    return -1;
+  }
+  r->puts[r->np++] = (ls_state_put){r->c->spec->stores[r->store].name, m->partition, key, m->key_len,
+                                    val, m->len, expire > 0 ? expire : 0};
   r->applied++;
   return r->np >= 20000 ? restore_flush(r) : 0;
 }

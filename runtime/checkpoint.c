@@ -250,7 +250,10 @@ static int sweep_expired(ls_ckpt *c, char *err, size_t errlen) {
 
 int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {
   size_t first = c->npend;
-  if (sweep_expired(c, err, errlen)) return -1;
+  /* Sweep only what LMDB has as of the last completed checkpoint: with changes
+     still pending (a postponed checkpoint), a key set again since would be
+     deleted after its new value. */
+  if (first == 0 && sweep_expired(c, err, errlen)) return -1;
   if (ls_bridge_take(c->L, c->rt_ref, c->spec, take_one, c, err, errlen) < 0) return -1;
   if (c->ephemeral) return 0;
   for (size_t i = first; i < c->npend; i++) {
@@ -336,11 +339,15 @@ static int read_committed(ls_ckpt *c, const ls_store_spec *ss, const int32_t *pa
 /* A store is restored once, when the partitions of its first topic are
  * assigned (the range assignor hands partition p of every input over
  * together); its other topics' committed offsets come along. */
-int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
+/* Partitions parts[0..n) of topic are this instance's (expiry sweeps run there). */
+static void own(ls_ckpt *c, int topic, const int32_t *parts, int n) {
   for (int s = 0; s < c->spec->nstores; s++)
     for (int i = 0; serves(&c->spec->stores[s], topic) && i < n; i++)
       if (parts[i] >= 0 && parts[i] < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][parts[i]] = 1;
-  if (c->ephemeral) return 0;
+}
+
+int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen) {
+  if (c->ephemeral) return own(c, topic, parts, n), 0;
   int rc = 0, restored = 0;
   for (int s = 0; rc == 0 && s < c->spec->nstores; s++) {
     const ls_store_spec *ss = &c->spec->stores[s];
@@ -352,6 +359,7 @@ int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *er
     restored = 1;
   }
   for (int i = 0; rc == 0 && restored && i < n; i++) ls_ckpt_forget(c, parts[i]);
+  if (rc == 0) own(c, topic, parts, n); /* not before: an unrestored copy may be stale */
   return rc;
 }
 

@@ -92,6 +92,7 @@ static int produce_output(void *ud, lua_State *L, const ls_outrec *o) {
   ls_out out = {o->topic, o->key, o->key_len, o->value, o->value_len, (int64_t)o->timestamp,
                 encode_headers(L, o->headers_idx), o->row > 0 ? e->batch->row_msg[o->row - 1] : -1};
   if (e->io.produce(e->io.ud, &out, err, sizeof err)) {
+    if (!e->exit_code) e->keep_uncommitted = 1; /* the batch's state is ahead of what was produced */
     ls_engine_fail(e, 1, "%s", err);
     if (o->row > 0 && e->stop_at > e->batch->row_msg[o->row - 1]) e->stop_at = e->batch->row_msg[o->row - 1];
     return LS_DONE_STOP;

@@ -98,6 +98,7 @@ static int dead_letter(ls_engine *e, int mi, const char *stage, const char *err)
               dead_letter_headers(e, m, stage, err), mi};
   if (e->io.produce(e->io.ud, &o, why, sizeof why)) {
     ls_engine_fail(e, 1, "cannot write to the dead-letter topic: %s", why);
+    if (e->stop_at > mi) e->stop_at = mi; /* the record is not done */
     return LS_DONE_STOP;
   }
   e->dead_lettered++;

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devbroker.h"
 #include "log.h"
 #include "mem.h"
 
@@ -492,10 +493,30 @@ int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
   if (have > 0)
     return snprintf(err, errlen, "%s has %d partitions, fewer than the %d of %s", name, have,
                     want, like), -1;
-  if (!ls_kafka_has_admin(k))
+  if (ls_kafka_has_admin(k)) return create_topic(k, name, want, configs, err, errlen);
+  /* The dev broker (no CreateTopics): through its side channel, when it has one. */
+  char reply[512];
+  switch (ls_devbroker_create_at(k->brokers, name, want, 2000, reply, sizeof reply)) {
+  case LS_DEVBROKER_OK:
+    have = ls_kafka_partition_count(k, name);
+    if (have >= want) {
+      ls_info("dev broker: %s", reply);
+      return 0;
+    }
+    return snprintf(err, errlen, "the dev broker made %s, but it has %d partitions, not %d", name,
+                    have, want), -1;
+  case LS_DEVBROKER_REFUSED:
+    return snprintf(err, errlen, "the dev broker did not create it with %d partitions: %s", want,
+                    reply), -1;
+  case LS_DEVBROKER_FAILED:
+    return snprintf(err, errlen, "the dev broker's side channel failed (%s); it will be created on "
+                    "first use with the broker's default partition count", reply), -1;
+  case LS_DEVBROKER_NO_CHANNEL:
+  default:
+    ls_debug("no dev broker side channel: %s", reply);
     return snprintf(err, errlen, "the cluster takes no CreateTopics; it will be created on first "
                     "use with the broker's default partition count"), -1;
-  return create_topic(k, name, want, configs, err, errlen);
+  }
 }
 
 int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char *out, size_t len,

@@ -65,10 +65,13 @@ int ls_kafka_cluster_id(ls_kafka *k, char *out, size_t len, int timeout_ms, char
  * connection on those requests, so they are not sent there. */
 int ls_kafka_has_admin(ls_kafka *k);
 
-/* Makes sure topic `name` exists with as many partitions as topic `like`
- * (CreateTopics with the topic configs configs[0..] = key, value, ..., NULL;
- * an existing topic is fine). Without admin requests (ls_kafka_has_admin)
- * only checks the count of an existing topic. 0, or -1 with err. */
+/* Makes sure topic `name` exists with at least as many partitions as topic
+ * `like` (CreateTopics with the topic configs configs[0..] = key, value, ...,
+ * NULL; an existing topic is fine). Without admin requests (ls_kafka_has_admin:
+ * the dev broker) it asks the dev broker's side channel to create it when the
+ * bootstrap address is on loopback (ls_devbroker_create_at; configs are not
+ * kept there); with no side channel it only checks the count of an existing
+ * topic. 0, or -1 with err. */
 int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
                                const char *const *configs, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "lua_vm.h"
 #include "mem.h"
+#include "statebridge.h"
 
 void ls_reload_init(ls_reloader *r, const char *script, int watch_on, int keep_state_dir,
                     ls_pipeline *run, const ls_reload_host *host) {
@@ -88,23 +89,44 @@ static void swap_in(ls_reloader *r, ls_pipeline *np, double now) {
   memset(np, 0, sizeof *np);
 }
 
+/* The running pipeline's batch (still decoded in it) called again: after its
+ * state writes were undone, this puts back those of the rows before the
+ * failing one, and the row-by-row replay that follows starts from there. */
+static void redo_batch(ls_reloader *r) {
+  char why[2048];
+  if (r->run->batch.nrows > 0) ls_batch_call(&r->run->batch, 1, r->run->batch.nrows, why, sizeof why);
+}
+
+static int has_decode_errors(const ls_batch *b) {
+  for (int i = 0; i < b->nmsgs; i++)
+    if (b->msg_err[i]) return 1;
+  return 0;
+}
+
 void ls_reload_passed(ls_reloader *r) {
   if (r->probation > 0 && --r->probation == 0) drop(&r->prev);
 }
 
 int ls_reload_roll_back(ls_reloader *r, ls_engine *e, const ls_inmsg *in, int n, const char *err) {
   char why[2048];
-  if (r->probation == 0 || !r->prev.L || r->host.checkpoint(r->host.ud) != 0) return 0;
+  /* The previous pipeline must be able to take the whole batch, and find none
+     of it applied: the rows before the failing one wrote state in the new one. */
+  if (r->probation == 0 || !r->prev.L || n > r->prev.batch.cap) return 0;
+  if (ls_bridge_undo_batch(r->run->L, why, sizeof why)) return 0; /* nothing was undone */
+  if (r->host.checkpoint(r->host.ud) != 0) {
+    redo_batch(r);
+    return 0;
+  }
   double now = ls_mono_ms();
   exchange(r, &r->prev, 1, now);
   int nout = -1;
-  if (ls_batch_decode(&r->run->batch, in, n, why, sizeof why) == 0)
+  if (ls_batch_decode(&r->run->batch, in, n, why, sizeof why) == 0 && !has_decode_errors(&r->run->batch))
     nout = ls_batch_call(&r->run->batch, 1, r->run->batch.nrows, why, sizeof why);
-  if (nout < 0) { /* the data is bad for both: the new pipeline stays */
+  if (nout < 0) { /* the data is bad for both (or the old one cannot decode it): the new pipeline stays */
     exchange(r, &r->prev, 0, now);
-    ls_batch_decode(&r->run->batch, in, n, why, sizeof why);
     r->probation = 0;
     drop(&r->prev);
+    redo_batch(r);
     return 0;
   }
   ls_error("reload of %s rolled back: the new version failed on a batch that the previous one "

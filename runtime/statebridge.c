@@ -197,21 +197,31 @@ int ls_bridge_forget(lua_State *L, int rt_ref, int32_t p, char *err, size_t errl
   return rc ? -1 : 0;
 }
 
-/* Protected: require("luastream.state").forget_all(). */
-static int forget_all(lua_State *L) {
+/* Protected: require("luastream.state")[name](). */
+static int call_state(lua_State *L) {
+  const char *name = lua_tostring(L, 1);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luastream.state");
   lua_call(L, 1, 1);
-  lua_getfield(L, -1, "forget_all");
+  lua_getfield(L, -1, name);
   lua_call(L, 0, 0);
   return 0;
 }
 
-int ls_bridge_forget_all(lua_State *L, char *err, size_t errlen) {
+static int state_function(lua_State *L, const char *name, char *err, size_t errlen) {
   int top = lua_gettop(L);
-  lua_pushcfunction(L, forget_all);
-  int rc = lua_pcall(L, 0, 0, 0);
+  lua_pushcfunction(L, call_state);
+  lua_pushstring(L, name);
+  int rc = lua_pcall(L, 1, 0, 0);
   if (rc) ls_vm_pop_error(L, err, errlen);
   lua_settop(L, top);
   return rc ? -1 : 0;
+}
+
+int ls_bridge_forget_all(lua_State *L, char *err, size_t errlen) {
+  return state_function(L, "forget_all", err, errlen);
+}
+
+int ls_bridge_undo_batch(lua_State *L, char *err, size_t errlen) {
+  return state_function(L, "undo_batch", err, errlen);
 }

@@ -57,6 +57,9 @@ int ls_bridge_key_json(lua_State *L, const char *store, int32_t p, const char *k
 
 /* Drops Lua's cached state of partition p (rt.forget_partition). 0, or -1 with err. */
 int ls_bridge_forget(lua_State *L, int rt_ref, int32_t p, char *err, size_t errlen);
+/* Undoes the state writes of the last pipeline call (luastream.state's
+ * undo_batch). 0, or -1 with err. */
+int ls_bridge_undo_batch(lua_State *L, char *err, size_t errlen);
 /* Drops every cached entry (luastream.state's forget_all). 0, or -1 with err. */
 int ls_bridge_forget_all(lua_State *L, char *err, size_t errlen);
 

@@ -90,6 +90,7 @@ static ls_statedir_rc take_lock(ls_statedir *d, char *err, size_t errlen) {
     return LS_STATEDIR_IO;
   }
   if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int locked = errno == EWOULDBLOCK;
     char pid[32] = "";
     ssize_t n = pread(d->lock_fd, pid, sizeof pid - 1, 0);
     pid[n > 0 ? n : 0] = 0;
@@ -97,7 +98,7 @@ static ls_statedir_rc take_lock(ls_statedir *d, char *err, size_t errlen) {
     snprintf(err, errlen, "state directory %s is in use by another instance%s%s%s; give each "
              "instance its own state_dir (--state-dir)", d->path, pid[0] ? " (pid " : "", pid,
              pid[0] ? ")" : "");
-    return errno == EWOULDBLOCK ? LS_STATEDIR_LOCKED : LS_STATEDIR_IO;
+    return locked ? LS_STATEDIR_LOCKED : LS_STATEDIR_IO;
   }
   char pid[32];
   int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());

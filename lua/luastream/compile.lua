@@ -20,6 +20,7 @@ local util = require("luastream.util")
 local expr = require("luastream.expr")
 local core = require("luastream.core")
 local state = require("luastream.state")
+local window = require("luastream.window")
 
 local M = {}
 
@@ -63,12 +64,12 @@ function Gen:tmp()
 end
 
 -- Source naming a Lua library function, as a local of the generated chunk.
-local LIBS = { math = math, util = util, base = { type = type }, state = state }
+local LIBS = { math = math, util = util, base = { type = type }, state = state, window = window }
 function Gen:lib(lib, name)
   local id = lib .. "." .. name
   local local_name = self.libs[id]
   if not local_name then
-    local_name = (lib == "util" or lib == "state") and (lib:sub(1, 1) .. "_" .. name) or name
+    local_name = (lib == "util" or lib == "state" or lib == "window") and (lib:sub(1, 1) .. "_" .. name) or name
     self.libs[id] = local_name
     self.lib_list[#self.lib_list + 1] = { local_name, lib, name }
     assert(LIBS[lib][name] ~= nil, id)
@@ -185,6 +186,7 @@ local function live(node)
   if node.kind == "to_topic" or node.kind == "print" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
+  elseif node.kind == "window" and node.def.on_late then l = true -- late rows go to on_late
   end
   for _, c in ipairs(node.children) do
     if live(c) then l = true end
@@ -416,6 +418,36 @@ step.to_topic = function(g, node, id)
   return 0, id
 end
 
+-- A window (luastream.window): the aggregations' column values go to the
+-- window's scratch array, w_process updates the key's windows and returns
+-- how many rows it emitted; the rest of the pipeline runs once per emitted
+-- row, in a loop like expand's, with the row's timestamp the window start.
+step.window = function(g, node)
+  local def = node.def
+  local R = window.runtime(def, state.store(node.store), node)
+  local vals = g:const(R.vals)
+  for j, a in ipairs(def.aggs) do
+    if a.agg.col then
+      local mark = #g.lines
+      local src = g:expr(a.agg.col)
+      g:finish_scoped(mark, vals .. "[" .. j .. "] = " .. src)
+    end
+  end
+  if def.on_late then
+    g.uses_msg = true
+    g:emit("msg.timestamp = ts; msg[HDR] = hdr")
+  end
+  local n, j = g:tmp(), g:tmp()
+  g:emit("local " .. n .. " = " .. g:lib("window", "process") .. "(" .. g:const(R) ..
+    ", v, ts, key, m.partition, i, msg)")
+  g:emit("for " .. j .. " = 1, " .. n .. " do")
+  g:push()
+  g:emit("local v, ts, hdr, key = " .. g:const(R.ov) .. "[" .. j .. "], " .. g:const(R.ots) .. "[" .. j ..
+    "], hdr, key")
+  g:open_block()
+  return 1, { held = false } -- the window rows are new tables
+end
+
 step.print = function(g, node, id)
   g:emit(g:lib("util", "print_row") .. "(" .. g:const(g.topic.name) ..
     ", key, m.partition, m.offset, v, " .. tostring(node.metadata) .. ")")
@@ -489,7 +521,7 @@ function M.compile_topic(topic, roots, env)
   local g = new_gen(topic)
   g.output_id = env.output_id
   local root = { kind = "root", children = roots, loc = topic.loc, desc = "topic '" .. topic.name .. "'" }
-  g.sync_msg = has_kind(root, { set_ts = true, set_hdr = true })
+  g.sync_msg = has_kind(root, { set_ts = true, set_hdr = true, window = true })
 
   -- topic timestamp
   local ts_step = { kind = "topic_ts", loc = topic.loc, desc = "topic '" .. topic.name .. "' timestamp" }

@@ -14,6 +14,7 @@
 -- one usable for branching.
 local util = require("luastream.util")
 local expr = require("luastream.expr")
+local window = require("luastream.window")
 
 local M = {}
 
@@ -75,7 +76,7 @@ local function add(sdf, step, inplace)
   return new_sdf(st.app, st.topic, step)
 end
 
-local NOT_YET = " is not supported yet (windows and group_by are not implemented)"
+local NOT_YET = " is not supported yet (see docs/api.md, Windows)"
 
 local function check_fn(fn, what, where)
   if not util.is_callable(fn) then
@@ -371,12 +372,41 @@ function methods.fill(self, spec)
   return add(self, { kind = "fill", cols = cols, loc = where, desc = "fill" }, true)
 end
 
+-- Windows (luastream.window, docs/api.md "Windows"): a window definition;
+-- its final() or current() adds a "window" step and returns a new dataframe
+-- of the window rows.
+local function window_env(self)
+  local st = st_of(self)
+  return { app = st.app, topic = st.topic, add = function(step) return add(self, step, false) end }
+end
+
+function methods.tumbling_window(self, size, opts, extra)
+  check_self(self, "tumbling_window")
+  local where = util.callsite()
+  if type(opts) == "number" then
+    util.fail("tumbling_window: expected (size_ms, { grace = ms, ... }), got a second number; " ..
+      "for overlapping windows use hopping_window(size_ms, step_ms)", where)
+  end
+  if extra ~= nil then util.fail("tumbling_window: expected (size_ms, opts)", where) end
+  return window.define(window_env(self), "tumbling", size, nil, opts, where)
+end
+
+function methods.hopping_window(self, size, step, opts)
+  check_self(self, "hopping_window")
+  local where = util.callsite()
+  if type(step) == "table" or step == nil then
+    util.fail("hopping_window: expected (size_ms, step_ms, opts), got no step; " ..
+      "for windows that do not overlap use tumbling_window(size_ms)", where)
+  end
+  return window.define(window_env(self), "hopping", size, step, opts, where)
+end
+
 local function not_yet(name)
   return function(self)
     util.fail("sdf:" .. name .. "()" .. NOT_YET)
   end
 end
-for _, name in ipairs({ "group_by", "tumbling_window", "hopping_window", "sliding_window",
+for _, name in ipairs({ "group_by", "sliding_window",
   "tumbling_count_window", "hopping_count_window", "sliding_count_window", "session_window" }) do
   methods[name] = not_yet(name)
 end

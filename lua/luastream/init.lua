@@ -44,18 +44,8 @@ end
 
 ls.is_expr = expr.is_expr
 
-local function not_yet_module(name)
-  return setmetatable({}, {
-    __index = function(_, k)
-      util.fail("ls." .. name .. "." .. tostring(k) .. " is not supported yet")
-    end,
-    __call = function()
-      util.fail("ls." .. name .. " is not supported yet")
-    end,
-  })
-end
 ls.vec = require("luastream.vec")  -- FFI-backed double arrays, docs/vec.md
-ls.agg = not_yet_module("agg")
+ls.agg = require("luastream.window").agg -- docs/api.md, "Windows"
 
 ---------------------------------------------------------------------------
 -- Loading context (set by luastream.runtime around a script run)

@@ -199,6 +199,25 @@ function M.undo_row(i)
   J.n = J.mark
 end
 
+-- Undoes every write of the last batch call (all its rows): a live reload that
+-- rolls back hands the batch to the previous pipeline, which must not find
+-- half of it already applied.
+function M.undo_batch()
+  for j = J.n, 3, -3 do
+    local kt, k, old = J[j - 2], J[j - 1], J[j]
+    if old == NONE then kt[k] = nil else kt[k] = old end
+  end
+  M.begin_batch()
+end
+
+-- t[k] = v through the journal: for a table held in state and changed in
+-- place (window accumulators, luastream.window), so a row that fails leaves
+-- it as it found it. The caller marks the key dirty (State:set).
+function M.jset(t, k, v)
+  journal(t, k)
+  t[k] = v
+end
+
 -- Points st at the entries of message key `key` in partition p, for row i.
 function M.at(st, p, key, i)
   if i ~= J.row then

@@ -60,3 +60,23 @@ def test_log_format_json_is_one_object_per_line(broker_factory, run_app):
     assert all(o["time"].endswith("Z") and "T" in o["time"] for o in objs)
     stop = [o for o in objs if o["level"] == "error" and "process error" in o["msg"]]
     assert stop and "\n  row: " in stop[0]["msg"], objs
+
+
+def test_a_stop_on_a_bad_record_keeps_the_local_state(broker_factory, run_app, tmp_path):
+    """on_error = stop: the app commits up to the bad record and exits 1; the
+    local state it checkpointed stays (it is what the committed offsets cover),
+    so the next start replays nothing it already has."""
+    from conftest import run_cli
+    app_name = "stop-keeps"
+    broker = broker_factory(topics(app_name))
+    produce(broker.addr, IN, rows(0, 40) + [(b"k1", b'{"x": "not a number"}', None)])
+    state = tmp_path / "st"
+    app = run_app(SCRIPT, broker.addr, "--name", app_name, "--state-dir", str(state))
+    assert app.wait(60) == 1, app.stderr()
+    listing = run_cli("state", "list", str(state / app_name)).stdout
+    rows_ = [line.split() for line in listing.splitlines()[1:] if line.strip()]
+    assert sum(int(r[2]) for r in rows_) > 0, listing  # before the fix: all dropped at exit
+    done = committed(broker.addr, app_name, IN)
+    for _store, part, keys, _bytes, _next, input_offset in rows_:
+        if int(keys):  # a partition with state reflects exactly its committed offset
+            assert int(input_offset) == done[int(part)], (listing, done)
