@@ -67,6 +67,7 @@ typedef struct ls_app {
   /* bookkeeping */
   long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
+  double idle_next; /* when windows closing on idleness are next checked */
   ls_status *status;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
@@ -405,8 +406,17 @@ static void run_sources(ls_app *a, double now) {
   publish_outputs(a);
 }
 
+/* Windows closed on idleness (close_on_idle), every spec.idle_check_ms. */
+static void run_idle(ls_app *a, double now) {
+  if (a->pl.spec.idle_check_ms <= 0 || now < a->idle_next || a->eng.exit_code) return;
+  a->idle_next = now + a->pl.spec.idle_check_ms;
+  ls_engine_run_idle(&a->eng, ls_vm_now_ms(a->pl.L));
+  publish_outputs(a);
+}
+
 static int next_timeout_ms(ls_app *a, double now) {
   double t = a->pl.spec.batch_ms;
+  if (a->pl.spec.idle_check_ms > 0 && a->idle_next - now < t) t = a->idle_next - now;
   for (int k = 0; k < a->pl.spec.nsources; k++)
     if (a->source_next[k] - now < t) t = a->source_next[k] - now;
   return t < 0 ? 0 : (int)t;
@@ -865,6 +875,7 @@ static void loop(ls_app *a) {
       a->last_nudge_ms = now;
     }
     run_sources(a, now);
+    run_idle(a, now);
     ls_kafka_poll(a->kafka);
     if (!a->eng.exit_code && checkpoint_due(a, now)) checkpoint(a);
     if (!a->eng.exit_code && !stop_signal) {

@@ -195,6 +195,26 @@ int ls_batch_call_source(ls_batch *b, int k, double now_ms, char *err, size_t er
   return finish_call(b, 2, err, errlen);
 }
 
+int ls_batch_call_idle(ls_batch *b, double now_ms, int *failed, char *err, size_t errlen) {
+  lua_State *L = b->L;
+  *failed = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(L, -1, "run_idle");
+  lua_remove(L, -2);
+  lua_pushnumber(L, now_ms);
+  if (lua_pcall(L, 1, 2, 0) != 0) {
+    ls_vm_pop_error(L, err, errlen);
+    return -1;
+  }
+  int nout = (int)lua_tointeger(L, -2);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    *failed = 1;
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  }
+  lua_pop(L, 2);
+  return nout;
+}
+
 void ls_batch_push_row(ls_batch *b, int row) {
   lua_rawgeti(b->L, LUA_REGISTRYINDEX, b->rt_ref);
   lua_getfield(b->L, -1, "rows");

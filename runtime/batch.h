@@ -87,6 +87,10 @@ void ls_batch_truncate(ls_batch *b, int keep);
 int ls_batch_call(ls_batch *b, int first, int last, char *err, size_t errlen);
 /* rt.run_source(k): returns nout, or -1 with err. */
 int ls_batch_call_source(ls_batch *b, int k, double now_ms, char *err, size_t errlen);
+/* rt.run_idle(now_ms): closes the windows idle at now_ms. Returns nout (the
+ * outputs to emit), or -1 with err when the call itself failed. *failed is
+ * set when some keys' closes failed (kept for the next call; err says which). */
+int ls_batch_call_idle(ls_batch *b, double now_ms, int *failed, char *err, size_t errlen);
 /* Encodes outputs 1..nout and hands each to emit. Returns 0, the first
  * non-zero callback result, or -1 with err when Lua itself failed. */
 int ls_batch_emit(ls_batch *b, int nout, ls_emit_fn emit, ls_emit_error_fn on_error, void *ud,

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+
+#include "buf.h"
 #include "changelog.h"
 #include "log.h"
 #include "lua_vm.h"
@@ -57,6 +60,115 @@ static int open_state(ls_ckpt *c, char *err, size_t errlen) {
   return c->state ? 0 : -1;
 }
 
+/* ---- core.state_expired: windows closed on idleness (luastream.window) ------ */
+
+/* Records of (partition, message key) found expired, gathered in C before
+ * anything is pushed, so no Lua error can leave an LMDB scan open:
+ * 4-byte partition, 2-byte key length, key bytes. */
+typedef struct expired_ctx {
+  ls_buf out;
+  int32_t part;
+  int oom;
+} expired_ctx;
+
+static int expired_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  (void)val, (void)vlen;
+  expired_ctx *x = ud;
+  const unsigned char *k = key;
+  size_t n = klen >= 2 ? ((size_t)k[0] << 8 | k[1]) : klen;
+  if (n + 2 > klen) return 0; /* not an entry key of a stateful step */
+  unsigned char head[6] = {(unsigned char)(x->part >> 24), (unsigned char)(x->part >> 16),
+                           (unsigned char)(x->part >> 8), (unsigned char)x->part, k[0], k[1]};
+  if (ls_buf_put(&x->out, head, sizeof head) || ls_buf_put(&x->out, k + 2, n)) return x->oom = 1;
+  return 0;
+}
+
+typedef struct expired_scan {
+  ls_ckpt *c;
+  const char *store;
+  int64_t now;
+  size_t max;
+  expired_ctx *x;
+  int rc;
+} expired_scan;
+
+static int expired_part(expired_scan *e, int32_t p) {
+  e->x->part = p;
+  if (ls_state_scan_expired(e->c->state, e->store, p, e->now, e->max, expired_one, e->x) < 0) return e->rc = -1;
+  return e->x->oom ? (e->rc = -1) : 0;
+}
+
+static int expired_listed(void *ud, const char *store, int32_t partition, size_t keys, size_t bytes,
+                          int64_t changelog_offset, int64_t input_offset) {
+  (void)keys, (void)bytes, (void)changelog_offset, (void)input_offset;
+  expired_scan *e = ud;
+  return strcmp(store, e->store) == 0 ? expired_part(e, partition) : 0;
+}
+
+/* core.state_expired(store, now_ms, max) -> { p1, key1, p2, key2, ... }: the
+ * message keys with an entry whose expiry is <= now_ms in LMDB, in the
+ * partitions this instance owns (every partition when ephemeral), at most
+ * max per partition. */
+static int state_expired(lua_State *L) {
+  ls_ckpt *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *store = luaL_checkstring(L, 1);
+  int64_t now = (int64_t)luaL_checknumber(L, 2);
+  size_t max = (size_t)luaL_optinteger(L, 3, 10000);
+  int s = -1;
+  for (int i = 0; i < c->spec->nstores; i++)
+    if (strcmp(c->spec->stores[i].name, store) == 0) s = i;
+  if (s < 0) return luaL_error(L, "unknown state store %s", store);
+  expired_ctx x = {{0}, 0, 0};
+  ls_buf_init(&x.out);
+  expired_scan e = {c, store, now, max, &x, 0};
+  if (c->ephemeral) {
+    if (ls_state_list(c->state, expired_listed, &e)) e.rc = -1;
+  } else {
+    for (int32_t p = 0; p < LS_CHANGELOG_MAX_PARTITIONS && e.rc == 0; p++)
+      if (c->owned[s][p]) expired_part(&e, p);
+  }
+  if (e.rc) {
+    ls_buf_free(&x.out);
+    if (x.oom) return luaL_error(L, "out of memory");
+    return luaL_error(L, "state %s: %s", store, ls_state_error(c->state));
+  }
+  lua_newtable(L);
+  int n = 0;
+  for (size_t off = 0; off + 6 <= x.out.len;) {
+    const unsigned char *h = (const unsigned char *)x.out.data + off;
+    int32_t p = (int32_t)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]);
+    size_t klen = (size_t)h[4] << 8 | h[5];
+    lua_pushinteger(L, p);
+    lua_rawseti(L, -2, ++n);
+    lua_pushlstring(L, (const char *)h + 6, klen);
+    lua_rawseti(L, -2, ++n);
+    off += 6 + klen;
+  }
+  ls_buf_free(&x.out);
+  return 1;
+}
+
+/* Protected: require("luastream.core").state_expired = closure over c. */
+static int install_expired(lua_State *L) {
+  void *c = lua_touserdata(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luastream.core");
+  lua_call(L, 1, 1);
+  lua_pushlightuserdata(L, c);
+  lua_pushcclosure(L, state_expired, 1);
+  lua_setfield(L, -2, "state_expired");
+  return 0;
+}
+
+static int install(ls_ckpt *c, char *err, size_t errlen) {
+  if (ls_bridge_install(c->L, c->state, c->spec, err, errlen)) return -1;
+  lua_pushcfunction(c->L, install_expired);
+  lua_pushlightuserdata(c->L, c);
+  if (lua_pcall(c->L, 1, 0, 0) == 0) return 0;
+  ls_vm_pop_error(c->L, err, errlen);
+  return -1;
+}
+
 ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k, int ephemeral,
                       char *err, size_t errlen) {
   err[0] = 0;
@@ -72,7 +184,7 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
   for (int i = 0; i < spec->nstores; i++) c->owned[i] = ls_xcalloc(LS_CHANGELOG_MAX_PARTITIONS, 1);
   if (open_state(c, err, errlen) ||
       (!ephemeral && !(c->cl = ls_changelog_open(k, spec, c->state, err, errlen))) ||
-      ls_bridge_install(L, c->state, spec, err, errlen)) {
+      install(c, err, errlen)) {
     ls_ckpt_close(c);
     return NULL;
   }
@@ -83,7 +195,7 @@ int ls_ckpt_rebind(ls_ckpt *c, lua_State *L, int rt_ref, char *err, size_t errle
   if (!c) return 0;
   c->L = L;
   c->rt_ref = rt_ref;
-  return ls_bridge_install(L, c->state, c->spec, err, errlen);
+  return install(c, err, errlen);
 }
 
 size_t ls_ckpt_pending(const ls_ckpt *c) { return c ? c->npend : 0; }
@@ -203,6 +315,7 @@ static int sweep_one(void *ud, const void *key, size_t klen, const void *val, si
 }
 
 static int sweep(ls_ckpt *c, int s, int32_t p, int64_t now, char *err, size_t errlen) {
+  if (!c->spec->stores[s].sweep) return 0;
   sweep_ctx x = {c, s, p, 0};
   if (ls_state_scan_expired(c->state, c->spec->stores[s].name, p, now, SWEEP_MAX, sweep_one, &x) < 0)
     return snprintf(err, errlen, "state %s[%d]: %s", c->spec->stores[s].name, (int)p,

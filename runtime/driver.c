@@ -466,6 +466,15 @@ int ls_ffi_driver_run_source(ls_driver *d, int k) {
   return checkpoint(d);
 }
 
+int ls_ffi_driver_run_idle(ls_driver *d) {
+  if (!d->loaded) return fail(d, LS_DRV_ERR, "the script is not loaded");
+  if (d->spec.idle_check_ms <= 0) return 0;
+  ls_log_level level = quiet();
+  ls_engine_run_idle(&d->eng, ls_vm_now_ms(d->L));
+  ls_log_set_level(level);
+  return checkpoint(d);
+}
+
 /* ---- results --------------------------------------------------------------------- */
 
 int ls_ffi_driver_nout(const ls_driver *d) { return d->nout; }

@@ -103,6 +103,9 @@ const char *ls_ffi_driver_spec_json(ls_driver *d);
 int ls_ffi_driver_process(ls_driver *d, const ls_driver_rec *recs, int n);
 /* Runs source k (0-based) at the driver's clock. 0 or LS_DRV_ERR. */
 int ls_ffi_driver_run_source(ls_driver *d, int k);
+/* Closes the windows idle at the driver's clock (close_on_idle), then
+ * checkpoints. 0 or LS_DRV_ERR. */
+int ls_ffi_driver_run_idle(ls_driver *d);
 
 /* The clock: what ls.now_ms() returns inside the pipeline, and sources' now. */
 void ls_ffi_driver_set_clock(ls_driver *d, double now_ms);

@@ -196,3 +196,17 @@ void ls_engine_run_source(ls_engine *e, int k, double now_ms) {
   }
   ls_engine_emit(e, nout);
 }
+
+void ls_engine_run_idle(ls_engine *e, double now_ms) {
+  char err[2048];
+  int failed;
+  int nout = ls_batch_call_idle(e->batch, now_ms, &failed, err, sizeof err);
+  if (nout < 0 || failed) {
+    if (e->io.on_error) {
+      ls_error_event ev = {-1, "process", err, "kept", NULL};
+      e->io.on_error(e->io.ud, &ev);
+    }
+    if (ls_errlog_admit(e->errlog, err)) ls_warn("idle windows: %s", err);
+  }
+  if (nout > 0) ls_engine_emit(e, nout);
+}

@@ -95,6 +95,11 @@ int ls_engine_process(ls_engine *e, const ls_inmsg *in, int n);
 /* Runs source k (0-based) once at now_ms; a failure is logged, not fatal. */
 void ls_engine_run_source(ls_engine *e, int k, double now_ms);
 
+/* Closes the windows idle at now_ms (close_on_idle) and produces what the
+ * rest of their pipelines output; a failure is logged (rate-limited) and the
+ * failing keys keep their windows for the next call. */
+void ls_engine_run_idle(ls_engine *e, double now_ms);
+
 /* Encodes and produces outputs 1..nout of the last pipeline call. */
 int ls_engine_emit(ls_engine *e, int nout);
 

@@ -243,6 +243,7 @@ static int read_stores(const rd *r, int t, ls_spec *s) {
     if (bad) fail(&er, "topic", "'%s' is not in spec.inputs", topic);
     free(topic);
     if (!bad && read_store_topics(&er, st, s, ss)) bad = 1;
+    if (!bad && bool_field(&er, st, "sweep", &ss->sweep)) bad = 1;
     lua_pop(r->L, 1);
     if (bad) return lua_pop(r->L, 1), -1;
   }
@@ -293,6 +294,7 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
       number_field(r, t, "batch_size", 1, 2147483647.0, 1, &batch_size) ||
       number_field(r, t, "batch_ms", 1, 2147483647.0, 1, &batch_ms) ||
       bool_field(r, t, "wait_for_topics", &s->wait_for_topics) ||
+      number_field(r, t, "idle_check_ms", 0, 3600000, 0, &s->idle_check_ms) ||
       string_field(r, t, "http", 1, &s->http))
     return -1;
   if (!(s->commit_interval_s > 0 && isfinite(s->commit_interval_s)))

@@ -31,6 +31,8 @@ typedef struct ls_store_spec {
   int *topics;         /* every input it serves (a join's two sides), topics[0] == topic */
   int ntopics;
   char *changelog;     /* its changelog topic, "<app>__<store>__changelog" */
+  int sweep;           /* 1: entries past their expiry are deleted at checkpoints; 0: the
+                          Lua side acts on them (windows closed on idleness) */
 } ls_store_spec;
 
 typedef enum { LS_ON_ERROR_STOP, LS_ON_ERROR_SKIP, LS_ON_ERROR_DEAD_LETTER, LS_ON_ERROR_FUNCTION } ls_on_error;
@@ -61,6 +63,7 @@ typedef struct ls_spec {
   int noutputs;
   double *source_every_ms;
   int nsources;
+  double idle_check_ms; /* how often windows closing on idleness are checked; 0: none */
   ls_store_spec *stores;
   int nstores;
   char **kafka;        /* key, value, key, value, ... */

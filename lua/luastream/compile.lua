@@ -186,7 +186,8 @@ local function live(node)
   if node.kind == "to_topic" or node.kind == "print" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
-  elseif node.kind == "window" and node.def.on_late then l = true -- late rows go to on_late
+  elseif node.kind == "window" and (node.def.on_late or node.def.late_topic) then
+    l = true -- late rows go to on_late
   end
   for _, c in ipairs(node.children) do
     if live(c) then l = true end
@@ -420,9 +421,11 @@ end
 
 -- A window (luastream.window): the aggregations' column values go to the
 -- window's scratch array, w_process updates the key's windows and returns
--- how many rows it emitted; the rest of the pipeline runs once per emitted
--- row, in a loop like expand's, with the row's timestamp the window start.
-step.window = function(g, node)
+-- how many rows it emitted; the rest of the pipeline is a continuation
+-- function (Gen:continuation) called once per emitted row, with the row's
+-- timestamp the window start. Idle closing calls the same continuation.
+-- A late row for an on_late topic (w_process sets R.late_now) is written there.
+step.window = function(g, node, id)
   local def = node.def
   local R = window.runtime(def, state.store(node.store), node)
   local vals = g:const(R.vals)
@@ -440,12 +443,21 @@ step.window = function(g, node)
   local n, j = g:tmp(), g:tmp()
   g:emit("local " .. n .. " = " .. g:lib("window", "process") .. "(" .. g:const(R) ..
     ", v, ts, key, m.partition, i, msg)")
-  g:emit("for " .. j .. " = 1, " .. n .. " do")
-  g:push()
-  g:emit("local v, ts, hdr, key = " .. g:const(R.ov) .. "[" .. j .. "], " .. g:const(R.ots) .. "[" .. j ..
-    "], hdr, key")
-  g:open_block()
-  return 1, { held = false } -- the window rows are new tables
+  if def.late_topic then
+    g:emit("if " .. g:const(R) .. ".late_now then")
+    g:push()
+    g:emit(g:const(R) .. ".late_now = false")
+    g:emit("nout = nout + 1")
+    g:emit("out_val[nout] = v; out_key[nout] = key; out_topic[nout] = " .. g.output_id(def.late_topic) ..
+      "; out_ts[nout] = ts; out_row[nout] = i; out_hdr[nout] = hdr")
+    g:pop()
+    g:emit("end")
+    retain(id)
+  end
+  local cont = g:continuation(node, R)
+  g:emit("for " .. j .. " = 1, " .. n .. " do nout = " .. cont .. "(" .. g:const(R.ov) .. "[" .. j .. "], " ..
+    g:const(R.ots) .. "[" .. j .. "], hdr, key, i, m, nout) end")
+  return 0, id
 end
 
 step.print = function(g, node, id)
@@ -470,9 +482,10 @@ end
 -- Tree walk
 ---------------------------------------------------------------------------
 
-local function gen(g, node, id)
-  g.cur = node
-  local close, nid = step[node.kind](g, node, id)
+local gen
+
+-- The live children of node after its step (nid: the row's identity there).
+local function gen_children(g, node, nid)
   local kids = {}
   for _, c in ipairs(node.children) do
     if live(c) then kids[#kids + 1] = c else warn_dead(c) end
@@ -492,12 +505,35 @@ local function gen(g, node, id)
       g:emit("end")
     end
   end
+end
+
+gen = function(g, node, id)
+  g.cur = node
+  local close, nid = step[node.kind](g, node, id)
+  if node.kind ~= "window" then gen_children(g, node, nid) end -- a window's are its continuation
   g.cur = nil
   if close > 0 then g:close_block() end -- the expand loop body
   for _ = 1, close do
     g:pop()
     g:emit("end")
   end
+end
+
+-- The steps after window `node` as a function of their own,
+-- wcontN(v, ts, hdr, key, i, m, nout) -> nout, generated aside and placed
+-- before the row loop; R.cont is set to it once the chunk runs.
+function Gen:continuation(node, R)
+  local saved = { self.lines, self.steps, self.depth, self.blocks, self.cur }
+  self.lines, self.steps, self.depth, self.blocks = {}, {}, 2, {}
+  self:open_block()
+  gen_children(self, node, { held = false })
+  self:close_block()
+  local lines, steps = self.lines, self.steps
+  self.lines, self.steps, self.depth, self.blocks, self.cur = saved[1], saved[2], saved[3], saved[4], saved[5]
+  self.conts = self.conts or {}
+  local name = "wcont" .. (#self.conts + 1)
+  self.conts[#self.conts + 1] = { name = name, lines = lines, steps = steps, R = R }
+  return name
 end
 
 local function has_kind(node, kinds)
@@ -539,48 +575,68 @@ function M.compile_topic(topic, roots, env)
   gen(g, root, { held = false })
   g:close_block()
 
-  -- header
-  local head = {}
-  head[#head + 1] = "local K = ..."
-  head[#head + 1] = "local C, HDR = K.c, K.HDR"
-  head[#head + 1] = "return function(first, last, meta, rows, keys, hdrs, nout)"
-  head[#head + 1] = "  local out_val, out_key, out_topic = K.out.val, K.out.key, K.out.topic"
-  head[#head + 1] = "  local out_ts, out_row, out_hdr = K.out.ts, K.out.row, K.out.hdr"
-  head[#head + 1] = "  local msg, at = K.msg, K.at"
-  for _, l in ipairs(g.lib_list) do
-    head[#head + 1] = "  local " .. l[1] .. " = K.lib." .. l[2] .. "." .. l[3]
+  -- the continuations (windows), then the row loop
+  local all, step_at = {}, {}
+  local function add(line, st)
+    all[#all + 1] = line
+    if st then step_at[#all] = st end
   end
-  for n = 1, math.min(g.nconst, MAX_LOCAL_CONSTS) do
-    head[#head + 1] = "  local c" .. n .. " = C[" .. n .. "]"
+  local function locals(used)
+    add("  local out_val, out_key, out_topic = K.out.val, K.out.key, K.out.topic")
+    add("  local out_ts, out_row, out_hdr = K.out.ts, K.out.row, K.out.hdr")
+    add("  local msg, at = K.msg, K.at")
+    for _, l in ipairs(g.lib_list) do
+      if not used or used[l[1]] then add("  local " .. l[1] .. " = K.lib." .. l[2] .. "." .. l[3]) end
+    end
+    for n = 1, math.min(g.nconst, MAX_LOCAL_CONSTS) do
+      if not used or used["c" .. n] then add("  local c" .. n .. " = C[" .. n .. "]") end
+    end
   end
-  head[#head + 1] = "  for i = first, last do"
-  head[#head + 1] = "    at.i = i; at.nout = nout"
-  head[#head + 1] = "    local m = meta[i - 1]"
-  head[#head + 1] = "    local v, key, hdr = rows[i], keys[i], hdrs[i]"
-  head[#head + 1] = "    local ts = m.timestamp"
+  add("local K = ...")
+  add("local C, HDR = K.c, K.HDR")
+  local conts = g.conts or {}
+  if #conts > 0 then
+    local names = {}
+    for j, c in ipairs(conts) do names[j] = c.name end
+    add("local " .. concat(names, ", "))
+    for _, c in ipairs(conts) do
+      local used = {}
+      for _, l in ipairs(c.lines) do
+        for w in l:gmatch("[%a_][%w_]*") do used[w] = true end
+      end
+      add(c.name .. " = function(v, ts, hdr, key, i, m, nout)")
+      locals(used)
+      add("  do")
+      for j, l in ipairs(c.lines) do add(l, c.steps[j]) end
+      add("  end")
+      add("  return nout")
+      add("end")
+    end
+  end
+  add("local main = function(first, last, meta, rows, keys, hdrs, nout)")
+  locals(nil)
+  add("  for i = first, last do")
+  add("    at.i = i; at.nout = nout")
+  add("    local m = meta[i - 1]")
+  add("    local v, key, hdr = rows[i], keys[i], hdrs[i]")
+  add("    local ts = m.timestamp")
   if g.uses_msg then
-    head[#head + 1] = "    msg.key = key; msg.timestamp = ts; msg.partition = m.partition; " ..
-      "msg.offset = m.offset; msg[HDR] = hdr"
+    add("    msg.key = key; msg.timestamp = ts; msg.partition = m.partition; " ..
+      "msg.offset = m.offset; msg[HDR] = hdr")
   end
-  local body_start = #head
-  local foot = {}
   if g.uses_msg and ts_lines > 0 then
     -- the topic timestamp lines come first in the body; keep msg in step
     insert(g.lines, ts_lines + 1, "    msg.timestamp = ts")
     insert(g.steps, ts_lines + 1, ts_step)
   end
-  foot[#foot + 1] = "  end"
-  foot[#foot + 1] = "  return nout"
-  foot[#foot + 1] = "end"
-
-  local all = {}
-  for _, l in ipairs(head) do all[#all + 1] = l end
-  for _, l in ipairs(g.lines) do all[#all + 1] = l end
-  for _, l in ipairs(foot) do all[#all + 1] = l end
+  for j, l in ipairs(g.lines) do add(l, g.steps[j]) end
+  add("  end")
+  add("  return nout")
+  add("end")
+  local ret = {}
+  for j, c in ipairs(conts) do ret[j] = c.name .. " = " .. c.name end
+  add("return main, { " .. concat(ret, ", ") .. " }")
   local source = concat(all, "\n") .. "\n"
-
-  local step_at = {}
-  for j = 1, #g.lines do step_at[body_start + j] = g.steps[j] end
 
   local chunkname = "=[pipeline " .. topic.name .. "]"
   local chunk, err = load(source, chunkname)
@@ -590,7 +646,11 @@ function M.compile_topic(topic, roots, env)
   end
   local msg = setmetatable({ topic = topic.name }, util.msg_mt)
   local K = { c = g.consts, HDR = util.HDR, out = env.out, msg = msg, lib = LIBS, at = env.at }
-  local fn = chunk(K)
+  local fn, cont_fns = chunk(K)
+  for _, c in ipairs(conts) do
+    c.R.cont, c.R.msg = cont_fns[c.name], msg
+    c.R.m = { partition = 0, offset = -1, timestamp = 0 }
+  end
   return { fn = fn, source = source, chunkname = chunkname, step_at = step_at, msg = msg }
 end
 

@@ -377,7 +377,16 @@ end
 -- of the window rows.
 local function window_env(self)
   local st = st_of(self)
-  return { app = st.app, topic = st.topic, add = function(step) return add(self, step, false) end }
+  local app = st.app
+  return { app = app, topic = st.topic, add = function(step) return add(self, step, false) end,
+    is_topic = function(t)
+      local ok = pcall(app._check_topic, app, t, "on_late", "")
+      return ok
+    end }
+end
+
+local function no_extra(what, extra, usage, where)
+  if extra ~= nil then util.fail(what .. ": expected " .. usage, where) end
 end
 
 function methods.tumbling_window(self, size, opts, extra)
@@ -387,28 +396,70 @@ function methods.tumbling_window(self, size, opts, extra)
     util.fail("tumbling_window: expected (size_ms, { grace = ms, ... }), got a second number; " ..
       "for overlapping windows use hopping_window(size_ms, step_ms)", where)
   end
-  if extra ~= nil then util.fail("tumbling_window: expected (size_ms, opts)", where) end
+  no_extra("tumbling_window", extra, "(size_ms, opts)", where)
   return window.define(window_env(self), "tumbling", size, nil, opts, where)
 end
 
-function methods.hopping_window(self, size, step, opts)
+function methods.hopping_window(self, size, step, opts, extra)
   check_self(self, "hopping_window")
   local where = util.callsite()
   if type(step) == "table" or step == nil then
     util.fail("hopping_window: expected (size_ms, step_ms, opts), got no step; " ..
       "for windows that do not overlap use tumbling_window(size_ms)", where)
   end
+  no_extra("hopping_window", extra, "(size_ms, step_ms, opts)", where)
   return window.define(window_env(self), "hopping", size, step, opts, where)
 end
 
-local function not_yet(name)
-  return function(self)
-    util.fail("sdf:" .. name .. "()" .. NOT_YET)
+function methods.sliding_window(self, size, opts, extra)
+  check_self(self, "sliding_window")
+  local where = util.callsite()
+  if type(opts) == "number" then
+    util.fail("sliding_window: expected (size_ms, { grace = ms, ... }), got a second number; " ..
+      "sliding windows have no step (for a step use hopping_window(size_ms, step_ms))", where)
   end
+  no_extra("sliding_window", extra, "(size_ms, opts)", where)
+  return window.define(window_env(self), "sliding", size, nil, opts, where)
 end
-for _, name in ipairs({ "group_by", "sliding_window",
-  "tumbling_count_window", "hopping_count_window", "sliding_count_window", "session_window" }) do
-  methods[name] = not_yet(name)
+
+function methods.session_window(self, gap, opts, extra)
+  check_self(self, "session_window")
+  local where = util.callsite()
+  if type(opts) == "number" then
+    util.fail("session_window: expected (gap_ms, { grace = ms, ... }), got a second number", where)
+  end
+  no_extra("session_window", extra, "(gap_ms, opts)", where)
+  return window.define(window_env(self), "session", gap, nil, opts, where)
+end
+
+function methods.tumbling_count_window(self, n, extra)
+  check_self(self, "tumbling_count_window")
+  local where = util.callsite()
+  if type(extra) == "number" then
+    util.fail("tumbling_count_window: expected (n), got a second number; for overlapping count windows " ..
+      "use hopping_count_window(n, step)", where)
+  end
+  return window.define(window_env(self), "count", n, nil, extra, where)
+end
+
+function methods.hopping_count_window(self, n, step, extra)
+  check_self(self, "hopping_count_window")
+  local where = util.callsite()
+  if step == nil or type(step) == "table" then
+    util.fail("hopping_count_window: expected (n, step), got no step; for count windows that do not " ..
+      "overlap use tumbling_count_window(n)", where)
+  end
+  return window.define(window_env(self), "count", n, step, extra, where)
+end
+
+function methods.sliding_count_window(self, n, extra)
+  check_self(self, "sliding_count_window")
+  local where = util.callsite()
+  return window.define(window_env(self), "count", n, nil, extra, where, true)
+end
+
+methods.group_by = function()
+  util.fail("sdf:group_by()" .. NOT_YET)
 end
 
 return M

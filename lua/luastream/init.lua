@@ -372,6 +372,7 @@ function ls.app(opts)
     sources = {},
     stores = {},        -- store names, in first-use order
     store_topics = {},  -- store name -> the input topics it serves, in order of first use
+    store_keep_expired = {}, -- store name -> true: expiries mark idle windows (App:_use_store)
     frozen = false,
   }, App)
   loading.app = app
@@ -446,7 +447,10 @@ end
 -- A state store used by a stateful step on `topic`'s pipeline. A store may
 -- serve several input topics (the two sides of a join); its partitions are
 -- theirs, so they must have the same partition count (checked at start).
-function App:_use_store(name, topic, where)
+-- keep_expired: the store's entries with an expiry are not deleted when it
+-- passes (windows closed on idleness act on them, luastream.window).
+function App:_use_store(name, topic, where, keep_expired)
+  if keep_expired then self.store_keep_expired[name] = true end
   local topics = self.store_topics[name]
   if topics == nil then
     local changelog = ls._changelog_topic(self.name, name)

@@ -4,6 +4,7 @@
 --   spec = rt.load(script_path, cli)
 --   nout = rt.run_batch(n, meta, first, last)
 --   nout = rt.run_source(k, now_ms)
+--   nout, err = rt.run_idle(now_ms)
 --   policy, message = rt.handle_error(err, row, msg)
 --
 -- Inputs: C fills rt.rows[i], rt.keys[i], rt.hdrs[i] (1-based; entries past
@@ -33,6 +34,7 @@ local ls = require("luastream")
 local util = require("luastream.util")
 local compile = require("luastream.compile")
 local state = require("luastream.state")
+local window = require("luastream.window")
 
 -- ls_meta_t is declared once per Lua state (this module is loaded again by
 -- each luastream.testing driver, and ffi.cdef cannot declare a type twice).
@@ -154,10 +156,11 @@ local function build(app, script_name)
   state.reset()
   state.set_cache_limit(o.state_cache_keys)
   for k, name in ipairs(app.stores) do
-    state.store(name)
+    local keep = app.store_keep_expired[name] or false
+    state.store(name).keep_expired = keep
     local topics = app.store_topics[name]
     spec.stores[k] = { name = name, topic = topics[1], topics = topics,
-      changelog = ls._changelog_topic(app.name, name) }
+      changelog = ls._changelog_topic(app.name, name), sweep = not keep }
   end
   local env = {
     out = out,
@@ -180,6 +183,13 @@ local function build(app, script_name)
     spec.sources[k] = { every = s.every, topic = s.topic.name, output = id }
     sources[k] = { fn = s.fn, loc = s.loc, topic = s.topic.name, output = id }
   end
+  -- how often the loop closes idle windows: a quarter of the shortest
+  -- close_on_idle, between 10 ms and 1 s (0: no window closes on idleness)
+  local idle_min = nil
+  for _, R in ipairs(window.idle_steps()) do
+    if idle_min == nil or R.idle < idle_min then idle_min = R.idle end
+  end
+  spec.idle_check_ms = idle_min and math.max(10, math.min(1000, idle_min / 4)) or 0
   P = { app = app, spec = spec, pipelines = pipelines, sources = sources, script = script_name }
   rt.spec = spec
   rt.pipelines = pipelines
@@ -436,6 +446,41 @@ function rt.run_source(k, now_ms)
   local nout = src_nout
   if nout > high then high = nout end
   trim(nout)
+  return nout
+end
+
+---------------------------------------------------------------------------
+-- Windows closed on idleness (close_on_idle)
+---------------------------------------------------------------------------
+
+local IDLE_SCAN_MAX = 10000 -- idle keys taken per window step and partition per call
+local idle_failed = {}
+
+local function idle_error(R, key, p, err)
+  idle_failed[#idle_failed + 1] = R.loc .. ": " .. R.desc .. ": closing the idle windows of key " ..
+    util.tostr(key) .. " (partition " .. p .. ") failed, kept for the next try: " ..
+    util.strip_internal_pos(describe(err))
+end
+
+-- Closes the windows idle at now_ms and runs the rest of their pipelines.
+-- Returns nout; the outputs have out_row <= 0 (no input record). A key
+-- whose close fails keeps its windows; the failures are raised together
+-- after the outputs of the others are returned (nout, message).
+function rt.run_idle(now_ms)
+  if P == nil then error("run_idle: no script loaded (call rt.load first)", 0) end
+  now_ms = now_ms or core.now_ms()
+  local nout = 0
+  state.begin_batch()
+  for _, R in ipairs(window.idle_steps()) do
+    nout = window.close_idle(R, now_ms, nout, IDLE_SCAN_MAX, idle_error)
+  end
+  if nout > high then high = nout end
+  trim(nout)
+  if #idle_failed > 0 then
+    local msg = table.concat(idle_failed, "; ")
+    for j = #idle_failed, 1, -1 do idle_failed[j] = nil end
+    return nout, msg
+  end
   return nout
 end
 

@@ -424,7 +424,7 @@ function M.take_changes(ch)
             n = n + 1
             cstore[n], cpart[n], ckey[n] = st.index, p, entry_key(kb, k)
             local e = ex ~= nil and ex[k] or 0
-            if e ~= 0 and v ~= DELETED then
+            if e ~= 0 and v ~= DELETED and not st.keep_expired then
               if now == nil then now = core.now_ms() end
               if e <= now then v = DELETED end
             end

@@ -633,7 +633,8 @@ function Driver:send_batch(topic, records)
 end
 
 -- d:advance(ms): moves the clock forward, running each app:source() whose
--- time comes (first `every` ms after the start, then every `every` ms).
+-- time comes (first `every` ms after the start, then every `every` ms), then
+-- closing the windows idle at the new time (close_on_idle).
 function Driver:advance(ms)
   if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
     error("d:advance: expected a number of milliseconds >= 0, got " .. tostring(ms), 2)
@@ -663,6 +664,15 @@ function Driver:advance(ms)
   end
   self.clock = target
   C.ls_ffi_driver_set_clock(self.ptr, target)
+  -- windows with close_on_idle whose keys had no row for that long close now
+  if self.spec.idle_check_ms > 0 then
+    if C.ls_ffi_driver_run_idle(self.ptr) < 0 then
+      self:_collect(nil, nil)
+      error("testing: " .. ffi.string(C.ls_ffi_driver_error(self.ptr)), 0)
+    end
+    self:_collect(nil, nil)
+    self:_drain()
+  end
 end
 
 -- d:now(): the driver's clock, in ms.

@@ -87,7 +87,7 @@ describe("the spec handed to C", function()
     local spec = spec_with("{ name = 'c' }")
     for _, k in ipairs({ "name", "guarantee", "commit_interval", "commit_every", "offset_reset", "state_dir",
       "batch_size", "batch_ms", "wait_for_topics", "on_error", "kafka", "inputs", "outputs", "sources",
-      "stores" }) do
+      "stores", "idle_check_ms" }) do
       assert.is_not_nil(spec[k], k)
     end
     assert.same({ name = "t", key = "bytes", value = "json", arrays = "table" }, spec.inputs[1])
@@ -103,8 +103,8 @@ sdf = sdf:update(function(row, state) end, { stateful = true })
 sdf = sdf:update(function(row, state) end, { stateful = true, store = "totals" })
 sdf:to_topic(app:topic("out"))]])
     assert.same({
-      { name = "default", topic = "in", topics = { "in" }, changelog = "counter__default__changelog" },
-      { name = "totals", topic = "in", topics = { "in" }, changelog = "counter__totals__changelog" },
+      { name = "default", topic = "in", topics = { "in" }, changelog = "counter__default__changelog", sweep = true },
+      { name = "totals", topic = "in", topics = { "in" }, changelog = "counter__totals__changelog", sweep = true },
     }, spec.stores)
   end)
 

@@ -260,10 +260,11 @@ describe("keys and state", function()
     local store = d.spec.stores[1].name
     assert.matches("^__window__hopping_10000_5000_g3000_%x%x%x%x%x%x%x%x$", store)
     send(d, "a", 7000)
-    -- watermark, open windows, then start, rows counted and an unused value slot per window
-    assert.same({ 7000, 2, 0, 1, false, 5000, 1, false }, d:state(store, "a", "w"))
+    -- watermark, open windows, an unused slot, then per window start, end, rows and
+    -- three slots per aggregation (count: rows, two unused)
+    assert.same({ 7000, 2, 0, 0, 10000, 1, 1, 0, 0, 5000, 15000, 1, 1, 0, 0 }, d:state(store, "a", "w"))
     send(d, "a", 40000)
-    assert.same({ 40000, 2, 35000, 1, false, 40000, 1, false }, d:state(store, "a", "w"))
+    assert.same({ 40000, 2, 0, 35000, 45000, 1, 1, 0, 0, 40000, 50000, 1, 1, 0, 0 }, d:state(store, "a", "w"))
     assert.same(2, #outs(d))
   end)
 
@@ -313,9 +314,10 @@ describe("load errors", function()
       "tumbling_window: unknown option 'grase' (did you mean 'grace'?)" },
     { "sdf:tumbling_window(1000, { closing = \"partition\" }):count():final():to_topic(out)",
       "tumbling_window: closing = \"partition\" is not supported yet; use closing = \"key\" " ..
-      "(the default, see docs/api.md, Windows)" },
+      "(the default, see docs/windows.md)" },
     { "sdf:tumbling_window(1000):agg{ m = ls.agg.median(\"v\") }:final():to_topic(out)",
-      "ls.agg.median: unknown aggregation (did you mean 'mean'?) (known: count, first, last, max, mean, min, sum)" },
+      "ls.agg.median: unknown aggregation (did you mean 'mean'?) (known: count, sum, mean, min, max, first, " ..
+      "last, collect, std, var, reduce)" },
     { "sdf:tumbling_window(1000):final():to_topic(out)",
       "final(): the window has no aggregations to emit; call w:agg{ n = ls.agg.count(), ... } or a " ..
       "shortcut like w:sum(\"v\") first: sdf:tumbling_window(...):sum(\"v\"):final()" },
@@ -343,11 +345,4 @@ w:current():to_topic(out)]])
       ":7; declare the window again for a second output", err)
   end)
 
-  it("refuses the window types that are not there yet", function()
-    local err, path = load_error("sdf:session_window(1000)")
-    assert.same(path .. ":6: sdf:session_window() is not supported yet " ..
-      "(see docs/api.md, Windows)", err)
-    err = load_error("sdf:tumbling_window(1000):agg{ v = ls.agg.std(\"v\") }")
-    assert.matches(":6: ls.agg.std is not supported yet", err, 1, true)
-  end)
 end)
