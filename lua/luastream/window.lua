@@ -721,7 +721,7 @@ local function process_session(R, W, v, t, nout)
 end
 
 -- The key's recent rows (sliding windows): entry "r", in order of time.
-local function records(R, st)
+local function records(st)
   local rec = st:get("r")
   if rec == nil then
     rec = { 0 }
@@ -745,7 +745,7 @@ end
 local function process_sliding(R, W, v, t, nout, st)
   local D, G = R.D, R.G
   local wm = W[1]
-  local rec = records(R, st)
+  local rec = records(st)
   local rs = R.rstride
   local touched, nt = R.tmp, 0
   -- the latest recorded row before t, and whether one is in (t, t + 1 + D]
@@ -886,6 +886,8 @@ local function process_count(R, W, v, t, nout)
   return nout
 end
 
+local close_key -- closing on idleness, below
+
 -- The key's window entry as stored, expired (idle) or not; nil when none.
 local function window_entry(st)
   local W = st.kt.w
@@ -946,7 +948,7 @@ end
 -- Closes every open window of the key st points at (all idle), raising its
 -- watermark to the largest end + grace closed. A key found idle with no open
 -- window is forgotten. Returns the output count.
-local function close_key(R, st, now, nout)
+close_key = function(R, st, now, nout)
   local kt = st.kt
   local W = window_entry(st)
   if W == nil then return nout end

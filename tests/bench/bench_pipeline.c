@@ -10,7 +10,7 @@
  *                                             callback only counts bytes)
  * What Kafka costs (librdkafka, the broker) is not in these numbers.
  *
- *   build/bench_pipeline [--rows N] [--batch N] [--repeat N] [--script FILE]
+ *   build/bench_pipeline [--rows N] [--batch N] [--repeat N] [--script FILE] [--fresh-state]
  *                        [--stage all|decode|pipeline|full] [--input FILE]
  *
  * A warm-up pass over the distinct rows checks every output (a gTotal, the
@@ -19,7 +19,10 @@
  * scripts. --stage full runs only the full path (for profiling).
  * --input FILE feeds the records of FILE instead (one per line, key TAB
  * value, as `kcat -K '\t'` reads them), for any one-input script; the
- * warm-up then only checks that nothing failed. */
+ * warm-up then only checks that nothing failed. --fresh-state forgets the
+ * pipeline's state (kept in memory here: no LMDB) before every run, so a
+ * stateful script (a window) meets the same rows as new each time rather
+ * than as late ones. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -263,7 +266,7 @@ static int report_warmup(const char *script, const char *input, const counts *c,
 
 int main(int argc, char **argv) {
   long nrows = 2000000;
-  int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL;
+  int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL, fresh_state = 0;
   const char *script = NULL, *input = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -272,6 +275,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--repeat") == 0 && v) repeat = atoi(argv[++i]);
     else if (strcmp(argv[i], "--script") == 0 && v) script = argv[++i];
     else if (strcmp(argv[i], "--input") == 0 && v) input = argv[++i];
+    else if (strcmp(argv[i], "--fresh-state") == 0) fresh_state = 1;
     else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "all") == 0) i++;
     else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "decode") == 0)
       first_stage = last_stage = STAGE_DECODE, i++;
@@ -282,7 +286,7 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: %s [--rows N] [--batch N] [--repeat N] [--script FILE] "
-              "[--stage all|decode|pipeline|full] [--input FILE]\n",
+              "[--stage all|decode|pipeline|full] [--input FILE] [--fresh-state]\n",
               argv[0]);
       return 2;
     }
@@ -339,6 +343,10 @@ int main(int argc, char **argv) {
   double best[3] = {0, 0, 0};
   for (int r = 0; r < repeat; r++)
     for (int s = first_stage; s <= last_stage; s++) {
+      if (fresh_state && luaL_dostring(L, "require('luastream.state').forget_all()")) {
+        fprintf(stderr, "bench_pipeline: %s\n", lua_tostring(L, -1));
+        return 1;
+      }
       double t = run_stage(&b, s, rows, ndistinct, nrows, batch, &c);
       if (t < 0) return 1;
       if (best[s] == 0 || t < best[s]) best[s] = t;

@@ -258,6 +258,32 @@ sdf:hopping_window(10000, 5000, { close_on_idle = 1000 }):count():current():to_t
   end)
 end)
 
+describe("close_on_idle failures", function()
+  it("keep the key's windows when the steps after the window fail, for the next try", function()
+    local d = driver([[
+local w = sdf:tumbling_window(10000, { close_on_idle = 1000 }):count():final()
+w = w:update(function(row) if row.value == 1 then error("one row only") end end)
+w:to_topic(out)]])
+    local store = d.spec.stores[1].name
+    send(d, "a", 1000)
+    d:advance(1000)
+    local errs = d:errors()
+    assert.same(1, #errs)
+    assert.same({ "process", "kept" }, { errs[1].stage, errs[1].policy })
+    assert.matches("wk%d+%.lua:7: tumbling window 10000 ms final%(%): closing the idle windows of key a " ..
+      "%(partition 0%) failed, kept for the next try: .*one row only", errs[1].error)
+    assert.same(1, d:state(store, "a", "w")[2]) -- still open
+    -- a row of an idle key closes its windows first: the same failure, now a row error
+    send(d, "a", 2000)
+    errs = d:errors()
+    assert.same(1, #errs)
+    assert.same("skip", errs[1].policy)
+    assert.matches("one row only", errs[1].error)
+    assert.same({}, wins(d))
+    assert.same(1, d:state(store, "a", "w")[2])
+  end)
+end)
+
 describe("aggregations", function()
   it("std and var are sample statistics, null below two values; collect keeps order", function()
     local d = driver([[
