@@ -455,12 +455,21 @@ static int load_script(ls_app *a) {
   a->pl.batch.push_headers = push_headers;
   return rc;
 }
+/* Whether topic `name` is a group_by's own (created by create_repartitions). */
+static int is_repartition(const ls_spec *s, const char *name) {
+  for (int i = 0; i < s->nreparts; i++)
+    if (strcmp(s->inputs[s->reparts[i].topic].name, name) == 0) return 1;
+  return 0;
+}
+
 static void create_dev_topics(ls_app *a) {
   char err[512];
   for (int i = 0; i < a->pl.spec.ninputs; i++)
-    ls_devbroker_create_topic(a->devbroker, a->pl.spec.inputs[i].name, 4, err, sizeof err);
+    if (!is_repartition(&a->pl.spec, a->pl.spec.inputs[i].name))
+      ls_devbroker_create_topic(a->devbroker, a->pl.spec.inputs[i].name, 4, err, sizeof err);
   for (int i = 0; i < a->pl.spec.noutputs; i++)
-    ls_devbroker_create_topic(a->devbroker, a->pl.spec.outputs[i].name, 4, err, sizeof err);
+    if (!is_repartition(&a->pl.spec, a->pl.spec.outputs[i].name))
+      ls_devbroker_create_topic(a->devbroker, a->pl.spec.outputs[i].name, 4, err, sizeof err);
   if (a->pl.spec.dead_letter) ls_devbroker_create_topic(a->devbroker, a->pl.spec.dead_letter, 4, err, sizeof err);
   for (int i = 0; i < a->pl.spec.nstores; i++)
     ls_devbroker_create_topic(a->devbroker, a->pl.spec.stores[i].changelog, 4, err, sizeof err);
@@ -521,6 +530,34 @@ static int check_inputs(ls_app *a, const char *brokers) {
     said = i;
     for (int t = 0; t < 10 && !stop_signal; t++) usleep(100 * 1000);
     if (stop_signal) return 0; /* the loop stops at once */
+  }
+  return 0;
+}
+
+/* The topics of group_by: created with the partition count of the topic the
+ * rows come from (or the group_by's `partitions`) before the inputs are
+ * checked, since they are inputs too. An existing one is used as it is. */
+static int create_repartitions(ls_app *a) {
+  for (int i = 0; i < a->pl.spec.nreparts && !stop_signal; i++) {
+    const ls_repart_spec *rp = &a->pl.spec.reparts[i];
+    const char *name = a->pl.spec.inputs[rp->topic].name, *like = a->pl.spec.inputs[rp->like].name;
+    int want = rp->partitions, have = ls_kafka_partition_count(a->kafka, name);
+    if (want == 0) want = ls_kafka_partition_count(a->kafka, like);
+    if (want < 1) continue; /* its input is missing: check_inputs says so */
+    char err[1024];
+    if (have > 0) {
+      if (have != want)
+        ls_info("group_by topic '%s' exists with %d partitions (%d asked): used as it is", name, have, want);
+      continue;
+    }
+    int rc = a->devbroker ? ls_devbroker_create_topic(a->devbroker, name, want, err, sizeof err)
+                          : ls_kafka_ensure_topic(a->kafka, name, want, NULL, err, sizeof err);
+    if (rc) {
+      fprintf(stderr, "luastream: cannot create the group_by topic '%s' with %d partitions: %s; create it "
+              "(kafka-topics --create --topic %s --partitions %d)\n", name, want, err, name, want);
+      return 2;
+    }
+    ls_info("created the group_by topic '%s' with %d partitions", name, want);
   }
   return 0;
 }
@@ -647,7 +684,8 @@ static int connect_kafka(ls_app *a) {
   }
   a->input_names = ls_xcalloc((size_t)a->pl.spec.ninputs + 1, sizeof *a->input_names);
   for (int i = 0; i < a->pl.spec.ninputs; i++) a->input_names[i] = a->pl.spec.inputs[i].name;
-  if ((rc = check_inputs(a, brokers)) || (rc = check_copartitioned(a)) || (rc = check_changelogs(a)) ||
+  if ((rc = create_repartitions(a)) || (rc = check_inputs(a, brokers)) || (rc = check_copartitioned(a)) ||
+      (rc = check_changelogs(a)) ||
       (rc = check_cluster(a)))
     return rc;
   a->ckpt = ls_ckpt_open(a->pl.L, a->pl.batch.rt_ref, &a->pl.spec, a->kafka, a->opts->from_beginning, err,

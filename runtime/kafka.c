@@ -489,10 +489,16 @@ int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
   int want = ls_kafka_partition_count(k, like);
   if (want < 1) return snprintf(err, errlen, "cannot read the partitions of %s", like), -1;
   int have = ls_kafka_partition_count(k, name);
-  if (have >= want) return 0;
-  if (have > 0)
+  if (have > 0 && have < want)
     return snprintf(err, errlen, "%s has %d partitions, fewer than the %d of %s", name, have,
                     want, like), -1;
+  return ls_kafka_ensure_topic(k, name, want, configs, err, errlen);
+}
+
+int ls_kafka_ensure_topic(ls_kafka *k, const char *name, int want, const char *const *configs, char *err,
+                          size_t errlen) {
+  int have = ls_kafka_partition_count(k, name);
+  if (have > 0) return 0;
   if (ls_kafka_has_admin(k)) return create_topic(k, name, want, configs, err, errlen);
   /* The dev broker (no CreateTopics): through its side channel, when it has one. */
   char reply[512];

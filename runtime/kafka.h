@@ -74,6 +74,11 @@ int ls_kafka_has_admin(ls_kafka *k);
  * topic. 0, or -1 with err. */
 int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
                                const char *const *configs, char *err, size_t errlen);
+/* Makes sure topic `name` exists, creating it with `want` partitions when it
+ * does not (as above: CreateTopics, or the dev broker's side channel). An
+ * existing topic is fine whatever its partition count. 0, or -1 with err. */
+int ls_kafka_ensure_topic(ls_kafka *k, const char *name, int want, const char *const *configs, char *err,
+                          size_t errlen);
 
 /* One config of an existing topic (DescribeConfigs), copied into out.
  * 1 found, 0 unknown, -1 error (err), e.g. "cleanup.policy" -> "delete". */

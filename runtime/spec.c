@@ -251,6 +251,38 @@ static int read_stores(const rd *r, int t, ls_spec *s) {
   return 0;
 }
 
+/* spec.repartitions: { topic =, like =, partitions = } per group_by. */
+static int read_reparts(const rd *r, int t, ls_spec *s) {
+  int count;
+  if (list_field(r, t, "repartitions", &count)) return -1;
+  s->reparts = ls_xcalloc((size_t)count + 1, sizeof *s->reparts);
+  s->nreparts = count;
+  for (int i = 0; i < count; i++) {
+    rd er;
+    char path[64];
+    if (list_entry(r, "repartitions", i, &er, path, sizeof path)) return lua_pop(r->L, 1), -1;
+    int e = lua_gettop(r->L);
+    ls_repart_spec *rp = &s->reparts[i];
+    char *topic = NULL, *like = NULL;
+    double parts = 0;
+    int rc = string_field(&er, e, "topic", 0, &topic) || string_field(&er, e, "like", 0, &like) ||
+             number_field(&er, e, "partitions", 0, 100000, 1, &parts);
+    if (rc == 0) {
+      rp->topic = input_index(s, topic);
+      rp->like = input_index(s, like);
+      rp->partitions = (int)parts;
+      if (rp->topic < 0) rc = fail(&er, "topic", "'%s' is not in spec.inputs", topic);
+      else if (rp->like < 0) rc = fail(&er, "like", "'%s' is not in spec.inputs", like);
+    }
+    free(topic);
+    free(like);
+    lua_pop(r->L, 1);
+    if (rc) return lua_pop(r->L, 1), -1;
+  }
+  lua_pop(r->L, 1);
+  return 0;
+}
+
 /* spec.kafka: property name -> value, both strings (Lua wrote them). */
 static int read_kafka(const rd *r, int t, ls_spec *s) {
   lua_State *L = r->L;
@@ -307,7 +339,7 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
     return fail(r, "dead_letter", "missing, and on_error is '%s'", ls_on_error_name(s->on_error));
   if (read_kafka(r, t, s) || read_topics(r, t, "inputs", 1, &s->inputs, &s->ninputs) ||
       read_topics(r, t, "outputs", 0, &s->outputs, &s->noutputs) || read_sources(r, t, s) ||
-      read_stores(r, t, s))
+      read_stores(r, t, s) || read_reparts(r, t, s))
     return -1;
   return 0;
 }
@@ -346,6 +378,7 @@ void ls_spec_free(ls_spec *s) {
     free(s->stores[i].topics);
   }
   free(s->stores);
+  free(s->reparts);
   for (int i = 0; s->kafka && i < s->nkafka; i++) free(s->kafka[i]);
   free(s->kafka);
   memset(s, 0, sizeof *s);
@@ -437,6 +470,8 @@ void ls_spec_keep_fixed(ls_spec *c, ls_spec *n) {
   SWAP(int, c->ninputs, n->ninputs);
   SWAP(ls_store_spec *, c->stores, n->stores);
   SWAP(int, c->nstores, n->nstores);
+  SWAP(ls_repart_spec *, c->reparts, n->reparts);
+  SWAP(int, c->nreparts, n->nreparts);
   SWAP(char **, c->kafka, n->kafka);
   SWAP(int, c->nkafka, n->nkafka);
 }

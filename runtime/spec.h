@@ -35,6 +35,14 @@ typedef struct ls_store_spec {
                           Lua side acts on them (windows closed on idleness) */
 } ls_store_spec;
 
+/* A group_by's internal topic: an output the pipeline writes and an input it
+ * reads, created at start with `partitions` partitions (0: as many as `like`). */
+typedef struct ls_repart_spec {
+  int topic;      /* 0-based index into inputs (and the same name is an output) */
+  int like;       /* 0-based index into inputs: the topic the rows came from */
+  int partitions; /* >= 0 */
+} ls_repart_spec;
+
 typedef enum { LS_ON_ERROR_STOP, LS_ON_ERROR_SKIP, LS_ON_ERROR_DEAD_LETTER, LS_ON_ERROR_FUNCTION } ls_on_error;
 
 /* The policy's name as the Lua side writes it ("stop", "skip",
@@ -66,6 +74,8 @@ typedef struct ls_spec {
   double idle_check_ms; /* how often windows closing on idleness are checked; 0: none */
   ls_store_spec *stores;
   int nstores;
+  ls_repart_spec *reparts;
+  int nreparts;
   char **kafka;        /* key, value, key, value, ... */
   int nkafka;
 } ls_spec;

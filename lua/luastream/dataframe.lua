@@ -76,7 +76,6 @@ local function add(sdf, step, inplace)
   return new_sdf(st.app, st.topic, step)
 end
 
-local NOT_YET = " is not supported yet (see docs/api.md, Windows)"
 
 local function check_fn(fn, what, where)
   if not util.is_callable(fn) then
@@ -458,8 +457,67 @@ function methods.sliding_count_window(self, n, extra)
   return window.define(window_env(self), "count", n, nil, extra, where, true)
 end
 
-methods.group_by = function()
-  util.fail("sdf:group_by()" .. NOT_YET)
+-- group_by (docs/windows.md, "group_by"): the rows go to the internal topic
+-- <app>__repartition__<name> keyed by the new key, with their event time as
+-- the record timestamp, and the pipeline goes on from that topic, so state
+-- after it is scoped to the new key. The topic is created at start with the
+-- input's partition count (or `partitions`).
+local GROUP_BY_OPTS = { name = true, partitions = true }
+local function group_key(col, where)
+  return function(row)
+    local k = row[col]
+    if k == nil or k == util.null then
+      error("group_by: the row has no '" .. tostring(col) .. "' to group by", 0)
+    end
+    local t = type(k)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" and t ~= "cdata" then
+      error("group_by: '" .. tostring(col) .. "' is a " .. t .. ", expected a string or a number", 0)
+    end
+    return k
+  end, where
+end
+
+local function fn_key(fn)
+  return function(row, msg)
+    local k = fn(row, msg)
+    if k == nil or k == util.null then error("group_by: the key function returned no key", 0) end
+    return k
+  end
+end
+
+function methods.group_by(self, by, opts, extra)
+  local st = check_self(self, "group_by")
+  local where = util.callsite()
+  if extra ~= nil then util.fail("group_by: expected (column or function, { name =, partitions = })", where) end
+  opts = util.check_options("group_by", opts, GROUP_BY_OPTS, where)
+  local name, key = opts.name, nil
+  if type(by) == "string" then
+    key = group_key(by)
+    if name == nil then name = by end
+  elseif util.is_callable(by) then
+    key = fn_key(by)
+    if name == nil then
+      util.fail("group_by: grouping by a function needs a name for its topic: group_by(fn, { name = \"...\" })", where)
+    end
+  else
+    util.fail("group_by: expected a column name or a function(row, msg) -> key, got " .. type(by), where)
+  end
+  if type(name) ~= "string" or not util.valid_name(name) then
+    util.fail("group_by: option 'name' must be 1-249 characters of A-Z a-z 0-9 . _ -, got " ..
+      (type(name) == "string" and ("'" .. name .. "'") or type(name)), where)
+  end
+  local parts = opts.partitions
+  if parts ~= nil and (type(parts) ~= "number" or parts % 1 ~= 0 or parts < 1 or parts > 100000) then
+    util.fail("group_by: option 'partitions' must be a whole number >= 1, got " ..
+      (type(parts) == "number" and tostring(parts) or type(parts)), where)
+  end
+  local app = st.app
+  local topic = app:_repartition(name, st.topic, parts or 0, where)
+  local step = { kind = "to_topic", topic_out = topic, loc = where, desc = "group_by '" .. name .. "'",
+    keyk = "fn", key = key }
+  app:_use_output(topic)
+  add(self, step, true)
+  return app:dataframe(topic)
 end
 
 return M

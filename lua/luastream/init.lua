@@ -115,6 +115,10 @@ function ls._changelog_topic(app_name, store)
   return app_name .. "__" .. store .. "__changelog"
 end
 
+function ls._repartition_topic(app_name, name)
+  return app_name .. "__repartition__" .. name
+end
+
 ---------------------------------------------------------------------------
 -- Options
 ---------------------------------------------------------------------------
@@ -373,6 +377,7 @@ function ls.app(opts)
     stores = {},        -- store names, in first-use order
     store_topics = {},  -- store name -> the input topics it serves, in order of first use
     store_keep_expired = {}, -- store name -> true: expiries mark idle windows (App:_use_store)
+    repartitions = {},  -- group_by: { topic =, like = input topic name, partitions = n or 0, loc = }
     frozen = false,
   }, App)
   loading.app = app
@@ -466,6 +471,30 @@ function App:_use_store(name, topic, where, keep_expired)
     if t == topic.name then return end
   end
   topics[#topics + 1] = topic.name
+end
+
+-- The internal topic of a group_by named `name` on input `like`: JSON keys
+-- (the new key keeps its type), MessagePack values, created at start with
+-- `partitions` partitions (0: as many as `like`).
+function App:_repartition(name, like, partitions, where)
+  local tname = ls._repartition_topic(self.name, name)
+  for _, r in ipairs(self.repartitions) do
+    if r.topic == tname then
+      util.fail("group_by: the name '" .. name .. "' is taken by the group_by at " .. r.loc ..
+        "; give this one another: group_by(..., { name = \"...\" })", where)
+    end
+  end
+  if #tname > MAX_TOPIC_NAME then
+    util.fail("group_by: its topic '" .. tname .. "' would be longer than " .. MAX_TOPIC_NAME ..
+      " characters: use a shorter name", where)
+  end
+  if self.topics[tname] then
+    util.fail("group_by: topic '" .. tname .. "' is declared by the script, but it is the group_by's own", where)
+  end
+  local topic = self:topic(tname, { key = "json", value = "msgpack" })
+  self.repartitions[#self.repartitions + 1] = { topic = tname, like = like.name, partitions = partitions,
+    loc = where }
+  return topic
 end
 
 function App:_use_output(topic)

@@ -177,6 +177,10 @@ local function build(app, script_name)
   for id, topic in ipairs(app.outputs) do
     spec.outputs[id] = { name = topic.name, key = topic.key, value = topic.value }
   end
+  spec.repartitions = {}
+  for k, r in ipairs(app.repartitions) do
+    spec.repartitions[k] = { topic = r.topic, like = r.like, partitions = r.partitions }
+  end
   local sources = {}
   for k, s in ipairs(app.sources) do
     local id = app.output_id[s.topic.name]

@@ -498,14 +498,6 @@ app:dataframe(t):to_topic(app:topic("out"))]])
   end)
 end)
 
-describe("not supported yet", function()
-  it("names the place of group_by, still to come", function()
-    local err = H.error_of(pipeline, "\nlocal w = sdf:group_by('device')")
-    assert.same(H.tmpdir() .. "/app.lua:8: sdf:group_by() is not supported yet " ..
-      "(see docs/api.md, Windows)", err)
-  end)
-end)
-
 describe("declaration checks", function()
   it("warns about a step whose result is never used", function()
     local logged = H.capture_log(function()
