@@ -90,6 +90,7 @@ typedef struct expired_scan {
   size_t max;
   expired_ctx *x;
   int rc;
+  int32_t only; /* one partition, or -1 for all */
 } expired_scan;
 
 static int expired_part(expired_scan *e, int32_t p) {
@@ -102,30 +103,32 @@ static int expired_listed(void *ud, const char *store, int32_t partition, size_t
                           int64_t changelog_offset, int64_t input_offset) {
   (void)keys, (void)bytes, (void)changelog_offset, (void)input_offset;
   expired_scan *e = ud;
+  if (e->only >= 0 && partition != e->only) return 0;
   return strcmp(store, e->store) == 0 ? expired_part(e, partition) : 0;
 }
 
-/* core.state_expired(store, now_ms, max) -> { p1, key1, p2, key2, ... }: the
- * message keys with an entry whose expiry is <= now_ms in LMDB, in the
- * partitions this instance owns (every partition when ephemeral), at most
- * max per partition. */
+/* core.state_expired(store, now_ms, max[, partition]) -> { p1, key1, p2, key2,
+ * ... }: the message keys with an entry whose expiry is <= now_ms in LMDB, in
+ * the partitions this instance owns (every partition when ephemeral), or in
+ * `partition` only, at most max per partition. */
 static int state_expired(lua_State *L) {
   ls_ckpt *c = lua_touserdata(L, lua_upvalueindex(1));
   const char *store = luaL_checkstring(L, 1);
   int64_t now = (int64_t)luaL_checknumber(L, 2);
   size_t max = (size_t)luaL_optinteger(L, 3, 10000);
+  int32_t only = (int32_t)luaL_optinteger(L, 4, -1);
   int s = -1;
   for (int i = 0; i < c->spec->nstores; i++)
     if (strcmp(c->spec->stores[i].name, store) == 0) s = i;
   if (s < 0) return luaL_error(L, "unknown state store %s", store);
   expired_ctx x = {{0}, 0, 0};
   ls_buf_init(&x.out);
-  expired_scan e = {c, store, now, max, &x, 0};
+  expired_scan e = {c, store, now, max, &x, 0, only};
   if (c->ephemeral) {
     if (ls_state_list(c->state, expired_listed, &e)) e.rc = -1;
   } else {
     for (int32_t p = 0; p < LS_CHANGELOG_MAX_PARTITIONS && e.rc == 0; p++)
-      if (c->owned[s][p]) expired_part(&e, p);
+      if (c->owned[s][p] && (only < 0 || p == only)) expired_part(&e, p);
   }
   if (e.rc) {
     ls_buf_free(&x.out);

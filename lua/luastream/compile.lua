@@ -455,8 +455,25 @@ step.window = function(g, node, id)
     retain(id)
   end
   local cont = g:continuation(node, R)
-  g:emit("for " .. j .. " = 1, " .. n .. " do nout = " .. cont .. "(" .. g:const(R.ov) .. "[" .. j .. "], " ..
-    g:const(R.ots) .. "[" .. j .. "], hdr, key, i, m, nout) end")
+  local ov, ots = g:const(R.ov) .. "[" .. j .. "]", g:const(R.ots) .. "[" .. j .. "]"
+  if def.closing ~= "partition" then
+    g:emit("for " .. j .. " = 1, " .. n .. " do nout = " .. cont .. "(" .. ov .. ", " .. ots ..
+      ", hdr, key, i, m, nout) end")
+  else
+    -- a partition's watermark closes other keys' windows too: each row with its key
+    -- (the headers are the row's for its own key's windows only)
+    local k2 = g:tmp()
+    g.uses_msg = true
+    g:emit("for " .. j .. " = 1, " .. n .. " do")
+    g:push()
+    g:emit("local " .. k2 .. " = " .. g:const(R.okeys) .. "[" .. j .. "]")
+    g:emit("msg.key = " .. k2)
+    g:emit("nout = " .. cont .. "(" .. ov .. ", " .. ots .. ", " .. k2 .. " == key and hdr or nil, " .. k2 ..
+      ", i, m, nout)")
+    g:pop()
+    g:emit("end")
+    g:emit("msg.key = key")
+  end
   return 0, id
 end
 

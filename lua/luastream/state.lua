@@ -184,9 +184,30 @@ local function journal(kt, k)
   J.n = n + 3
 end
 
+-- Functions told of roll-backs, for state kept beside the store
+-- (luastream.window's heaps): fn("row", i), fn("batch"), fn("begin").
+local undo_hooks = {}
+function M.on_undo(fn) undo_hooks[#undo_hooks + 1] = fn end
+local function tell(what, i)
+  for j = 1, #undo_hooks do undo_hooks[j](what, i) end
+end
+
 function M.begin_batch()
   for j = 1, J.n do J[j] = nil end -- no references kept to values of earlier batches
   J.n, J.mark, J.row = 0, 0, nil
+  tell("begin")
+end
+
+-- Where the journal is now, and undoing every write since (the windows a
+-- timer closes, luastream.window, roll back without a row number).
+function M.journal_mark() return J.n end
+function M.undo_to(mark)
+  for j = J.n, mark + 3, -3 do
+    local kt, k, old = J[j - 2], J[j - 1], J[j]
+    if old == NONE then kt[k] = nil else kt[k] = old end
+  end
+  J.n = mark
+  if J.mark > mark then J.mark = mark end
 end
 
 -- Undoes the writes of row i, if it is the row that wrote last.
@@ -197,6 +218,7 @@ function M.undo_row(i)
     if old == NONE then kt[k] = nil else kt[k] = old end
   end
   J.n = J.mark
+  tell("row", i)
 end
 
 -- Undoes every write of the last batch call (all its rows): a live reload that
@@ -207,6 +229,7 @@ function M.undo_batch()
     local kt, k, old = J[j - 2], J[j - 1], J[j]
     if old == NONE then kt[k] = nil else kt[k] = old end
   end
+  tell("batch")
   M.begin_batch()
 end
 
@@ -317,6 +340,29 @@ function State:set(k, v, opts)
   self.dirty[self.key] = kt
 end
 
+-- Entry k of the key st points at, set to v with the absolute expiry e (ms
+-- since the epoch, >= 1; 0: none), through the journal. For the stores whose
+-- expiries are not wall-clock deadlines (windows closing by a partition's
+-- watermark, luastream.window; such stores keep expired entries).
+function M.set_expiry(st, k, v, e)
+  local kt = st.kt
+  journal(kt, k)
+  kt[k] = v
+  local ex = kt[EXP]
+  if e ~= 0 then
+    if ex == nil then
+      ex = {}
+      kt[EXP] = ex
+    end
+    journal(ex, k)
+    ex[k] = e
+  elseif ex ~= nil and ex[k] ~= nil then
+    journal(ex, k)
+    ex[k] = nil
+  end
+  st.dirty[st.key] = kt
+end
+
 function State:delete(k)
   check_name(k)
   local kt = self.kt
@@ -368,6 +414,7 @@ function M.stores() return store_list end
 
 -- Forgets everything (a new script load).
 function M.reset()
+  M.gen = M.gen + 1
   for k in pairs(stores) do stores[k] = nil end
   for j = #store_list, 1, -1 do store_list[j] = nil end
   reset_cache()
@@ -451,7 +498,12 @@ end
 
 -- Drops the cached entries of partition p (revoked, or restored from the
 -- changelog): the next access reads LMDB again.
+-- Generations of the cache, for those who index its keys (luastream.window):
+-- M.gen changes when everything is forgotten, M.pgen[p] when partition p is.
+M.gen, M.pgen = 0, {}
+
 function M.forget_partition(p)
+  M.pgen[p] = (M.pgen[p] or 0) + 1
   for _, st in ipairs(store_list) do
     local part = st.parts[p]
     if part then
@@ -463,6 +515,7 @@ end
 
 -- Drops every cached entry and every pending change (an aborted transaction).
 function M.forget_all()
+  M.gen = M.gen + 1
   for _, st in ipairs(store_list) do st.parts = {} end
   reset_cache()
 end

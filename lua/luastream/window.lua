@@ -224,10 +224,7 @@ function M.define(env, kind, a, b, opts, where, sliding_count)
   check_ms(what, "option 'grace'", grace, where, true)
   local closing = opts.closing
   if closing == nil then closing = "key" end
-  if closing == "partition" then
-    util.fail(what .. ": closing = \"partition\" is not supported yet; use closing = \"key\" " ..
-      "(the default, see docs/windows.md)", where)
-  elseif closing ~= "key" then
+  if closing ~= "key" and closing ~= "partition" then
     util.fail(what .. ": option 'closing' must be \"key\" or \"partition\", got " ..
       (type(closing) == "string" and ("'" .. closing .. "'") or type(closing)), where)
   end
@@ -360,10 +357,11 @@ local function emit(self, mode)
   local n = (used[name] or 0) + 1
   used[name] = n
   if n > 1 then name = name .. "_" .. n end
-  app:_use_store(name, env.topic, where, self.idle ~= nil)
+  app:_use_store(name, env.topic, where, self.idle ~= nil or self.closing == "partition")
   if self.late_topic then app:_use_output(self.late_topic) end
   local def = { kind = self.kind, size = self.size, step = self.step, grace = self.grace,
     sliding = self.sliding, idle = self.idle, on_late = self.on_late, late_topic = self.late_topic,
+    closing = self.closing,
     aggs = self.aggs, final = mode == "final", desc = self.desc }
   return env.add({ kind = "window", def = def, store = name, loc = where,
     desc = self.desc .. " " .. mode .. "()" })
@@ -399,6 +397,10 @@ function M.runtime(def, st, node)
     codes = codes, names = names, fns = fns, inits = inits, merges = merges,
     vals = {},            -- the aggregations' column values of the current row (set by the pipeline)
     ov = {}, ots = {},    -- output rows and their timestamps
+    okeys = {},           -- and their message keys
+    pmode = def.closing == "partition",
+    heaps = {}, plast = {}, -- closing = "partition": per partition, the heap of keys and the last row's time
+    taken = { n = 0, p = {}, row = {} }, -- heap entries taken by the rows of this batch
     tmp = {},             -- scratch: windows a row touched (sliding, session)
     late = 0,             -- rows dropped as late
     logged = false,
@@ -636,17 +638,18 @@ local function remove_at(R, W, base)
   jset(W, 2, nopen - 1)
 end
 
-local function out_row(R, W, base, nout)
+-- Output nout + 1: the window at base, for message key `key`.
+local function out_row(R, W, base, nout, key)
   nout = nout + 1
-  R.ov[nout], R.ots[nout] = result_row(R, W, base), W[base]
+  R.ov[nout], R.ots[nout], R.okeys[nout] = result_row(R, W, base), W[base], key
   return nout
 end
 
 -- Closes (and for final() emits) the open windows whose end + grace <= watermark.
-local function close_due(R, W, nout)
-  local wm, G, E1 = W[1], R.G, R.END1
+local function close_due(R, W, wm, nout, key)
+  local G, E1 = R.G, R.END1
   while W[2] > 0 and W[FIRST_BASE + 1] + E1 + G <= wm do
-    if R.final then nout = out_row(R, W, FIRST_BASE, nout) end
+    if R.final then nout = out_row(R, W, FIRST_BASE, nout, key) end
     remove_at(R, W, FIRST_BASE)
   end
   return nout
@@ -671,9 +674,8 @@ end
 ---------------------------------------------------------------------------
 
 -- Tumbling and hopping: the windows [s, s + D) with s a multiple of S.
-local function process_aligned(R, W, v, t, nout)
+local function process_aligned(R, W, v, t, nout, wm, key)
   local D, S, G = R.D, R.S, R.G
-  local wm = W[1]
   local s_hi = t - t % S
   local s = s_hi
   while s - S > t - D do s = s - S end
@@ -682,7 +684,7 @@ local function process_aligned(R, W, v, t, nout)
     if s + D + G > wm then
       local base = find_or_insert(R, W, s, s + D)
       add_row(R, W, base, v, t)
-      if not final then nout = out_row(R, W, base, nout) end
+      if not final then nout = out_row(R, W, base, nout, key) end
     end
     s = s + S
   end
@@ -690,7 +692,7 @@ local function process_aligned(R, W, v, t, nout)
 end
 
 -- Sessions: rows less than gap apart; a row bridging sessions merges them.
-local function process_session(R, W, v, t, nout)
+local function process_session(R, W, v, t, nout, key)
   local gap = R.D
   local stride = R.stride
   local first, count = 0, 0
@@ -716,7 +718,7 @@ local function process_session(R, W, v, t, nout)
     if t + gap > W[first + 1] then jset(W, first + 1, t + gap) end
   end
   add_row(R, W, first, v, t)
-  if not R.final then nout = out_row(R, W, first, nout) end
+  if not R.final then nout = out_row(R, W, first, nout, key) end
   return nout
 end
 
@@ -742,9 +744,8 @@ end
 
 -- Sliding: each row's window [t - D, t]; the window [r + 1, r + 1 + D] after
 -- a row r once a later row falls in it; every open window holding t.
-local function process_sliding(R, W, v, t, nout, st)
+local function process_sliding(R, W, v, t, nout, st, wm, key)
   local D, G = R.D, R.G
-  local wm = W[1]
   local rec = records(st)
   local rs = R.rstride
   local touched, nt = R.tmp, 0
@@ -825,7 +826,7 @@ local function process_sliding(R, W, v, t, nout, st)
       local s = touched[j]
       touched[j] = nil
       if s ~= last then
-        nout = out_row(R, W, (find(R, W, s)), nout)
+        nout = out_row(R, W, (find(R, W, s)), nout, key)
         last = s
       end
     end
@@ -853,7 +854,7 @@ local function prune_records(R, st, wm)
 end
 
 -- Count windows: window k holds each key's rows k*step .. k*step + n - 1.
-local function process_count(R, W, v, t, nout)
+local function process_count(R, W, v, t, nout, key)
   local n, S = R.D, R.S
   local i = W[3] -- this row's index
   jset(W, 3, i + 1)
@@ -869,18 +870,18 @@ local function process_count(R, W, v, t, nout)
   local final = R.final
   if not final then
     if R.sliding_count then
-      nout = out_row(R, W, FIRST_BASE, nout) -- the last n rows
+      nout = out_row(R, W, FIRST_BASE, nout, key) -- the last n rows
     else
       base = FIRST_BASE
       for _ = 1, W[2] do
-        nout = out_row(R, W, base, nout)
+        nout = out_row(R, W, base, nout, key)
         base = base + R.stride
       end
     end
   end
   -- the oldest window is full after its n-th row
   if W[2] > 0 and W[FIRST_BASE + 2] == n then
-    if final then nout = out_row(R, W, FIRST_BASE, nout) end
+    if final then nout = out_row(R, W, FIRST_BASE, nout, key) end
     remove_at(R, W, FIRST_BASE)
   end
   return nout
@@ -902,12 +903,192 @@ end
 -- One row: updates the row's windows in the key's state, closes the windows
 -- the watermark passed. Returns the number of output rows, in R.ov / R.ots;
 -- sets R.late_now for a late row the pipeline writes to the on_late topic.
+---------------------------------------------------------------------------
+-- closing = "partition": one watermark per input partition
+---------------------------------------------------------------------------
+-- The partition's watermark is an entry of a reserved key in the window's
+-- store (PKEY, entry "pwm"). Each key's "w" entry carries, as its expiry, the
+-- time its first open window closes (end + grace, an event time, not a
+-- wall-clock deadline: the store keeps such entries); so after a restart the
+-- store's time index lists the keys with open windows. In memory, a min-heap
+-- per partition of (close time, key) finds the keys whose windows a rising
+-- watermark closes; its entries are checked against the state when taken
+-- (stale ones are skipped), and the entries taken by a row that fails are
+-- put back (state.on_undo).
+
+local PKEY = "\0luastream.partition"
+
+local function heap_push(h, c, k)
+  local n = h.n + 1
+  h.n = n
+  local hc, hk = h.c, h.k
+  local i = n
+  while i > 1 do
+    local up = (i - i % 2) / 2
+    if hc[up] <= c then break end
+    hc[i], hk[i] = hc[up], hk[up]
+    i = up
+  end
+  hc[i], hk[i] = c, k
+end
+
+local function heap_pop(h)
+  local hc, hk = h.c, h.k
+  local n = h.n
+  local c, k = hc[1], hk[1]
+  local lc, lk = hc[n], hk[n]
+  hc[n], hk[n] = nil, nil
+  n = n - 1
+  h.n = n
+  if n > 0 then
+    local i = 1
+    while true do
+      local l = 2 * i
+      if l > n then break end
+      local m = l
+      if l + 1 <= n and hc[l + 1] < hc[l] then m = l + 1 end
+      if hc[m] >= lc then break end
+      hc[i], hk[i] = hc[m], hk[m]
+      i = m
+    end
+    hc[i], hk[i] = lc, lk
+  end
+  return c, k
+end
+
+-- The heap of partition p, built from the store's time index the first time
+-- it is needed after a load, a restore or a revocation of p.
+local function heap_of(R, p)
+  local h = R.heaps[p]
+  if h ~= nil and h.gen == state.gen and h.pgen == (state.pgen[p] or 0) then return h end
+  h = { c = {}, k = {}, n = 0, gen = state.gen, pgen = state.pgen[p] or 0 }
+  R.heaps[p] = h
+  local list = core.state_expired and core.state_expired(R.st.name, 2 ^ 62, 2 ^ 31, p)
+  if list then
+    for j = 2, #list, 2 do
+      if list[j] ~= PKEY then heap_push(h, -huge, list[j]) end -- checked when taken
+    end
+  end
+  R.plast[p] = core.now_ms()
+  return h
+end
+
+-- The close time of the key's first open window, or nil.
+local function first_close(R, W)
+  if W == nil or W[2] == 0 then return nil end
+  return W[FIRST_BASE + 1] + R.END1 + R.G
+end
+
+-- Stores W for the key st points at (partition mode): deleted when no window
+-- is open, else with its first close time as the expiry, and in the heap
+-- when that time changed (old: the one before).
+local function store_pmode(R, st, W, h, old)
+  local c = first_close(R, W)
+  if c == nil then
+    if st.kt.w ~= nil and st.kt.w ~= DELETED then st:delete("w") end
+    if st.kt.r ~= nil and st.kt.r ~= DELETED then st:delete("r") end
+    return
+  end
+  local e = c < 1 and 1 or c
+  state.set_expiry(st, "w", W, e)
+  if c ~= old then heap_push(h, c, st.key) end
+end
+
+local function partition_wm(st, p, i)
+  state_at(st, p, PKEY, i)
+  local w = st.kt.pwm
+  if w == nil or w == DELETED then return -huge end
+  return w
+end
+
+-- Closes the windows of every key of partition p that watermark wm passed.
+local function close_partition(R, p, wm, i, nout, h)
+  local st = R.st
+  local taken = R.taken
+  while h.n > 0 and h.c[1] <= wm do
+    local _, key = heap_pop(h)
+    local n = taken.n + 1
+    taken.n, taken[n] = n, key
+    taken.p[n], taken.row[n] = p, i
+    state_at(st, p, key, i)
+    local W = window_entry(st)
+    local old = first_close(R, W)
+    if old ~= nil and old <= wm then
+      nout = close_due(R, W, wm, nout, key)
+      if R.kind == SLIDING then prune_records(R, st, wm) end
+      store_pmode(R, st, W, h, old)
+    end
+  end
+  return nout
+end
+
+-- The entries that rolled-back rows took from the heaps go back: those of
+-- row i (nil: of the whole batch); "begin": a new batch forgets them.
+local function on_undo(what, i)
+  for R in pairs(instances) do
+    local taken = R.taken
+    if R.pmode and taken.n > 0 then
+      local keep = 0
+      for j = 1, taken.n do
+        local key, p, row = taken[j], taken.p[j], taken.row[j]
+        taken[j], taken.p[j], taken.row[j] = nil, nil, nil
+        if what ~= "begin" and (what == "batch" or row == i) then
+          local h = R.heaps[p]
+          if h then heap_push(h, -huge, key) end
+        elseif what ~= "begin" then -- "begin": a new batch forgets them
+          keep = keep + 1
+          taken[keep], taken.p[keep], taken.row[keep] = key, p, row
+        end
+      end
+      taken.n = keep
+    end
+  end
+end
+state.on_undo(on_undo)
+
+local function process_partition(R, v, t, key, p, i, msg)
+  local st = R.st
+  local h = heap_of(R, p)
+  R.plast[p] = core.now_ms()
+  local wm = partition_wm(st, p, i)
+  state_at(st, p, key, i)
+  local W = window_entry(st)
+  local old = first_close(R, W)
+  if W == nil then W = { 0, 0, 0 } end
+  local kind = R.kind
+  local nout
+  if kind == ALIGNED then
+    if t - t % R.S + R.D + R.G <= wm then return late_row(R, v, msg, t, wm, 0) end
+    nout = process_aligned(R, W, v, t, 0, wm, key)
+  elseif kind == SESSION then
+    if t + R.D + R.G <= wm then return late_row(R, v, msg, t, wm, 0) end
+    nout = process_session(R, W, v, t, 0, key)
+  else
+    nout = process_sliding(R, W, v, t, 0, st, wm, key)
+    if nout == nil then return late_row(R, v, msg, t, wm, 0) end
+  end
+  if t > wm then wm = t end
+  nout = close_due(R, W, wm, nout, key)
+  if kind == SLIDING then prune_records(R, st, wm) end
+  store_pmode(R, st, W, h, old)
+  if wm > partition_wm(st, p, i) then
+    st:set("pwm", wm)
+    nout = close_partition(R, p, wm, i, nout, h)
+  end
+  return nout
+end
+
+-- One row: updates the row's windows in the key's state, closes the windows
+-- the watermark passed. Returns the number of output rows, in R.ov / R.ots
+-- (their keys in R.okeys); sets R.late_now for a late row the pipeline
+-- writes to the on_late topic.
 function M.process(R, v, ts, key, p, i, msg)
   local t = ts
   if type(t) ~= "number" then
     t = tonumber(t)
     if type(ts) ~= "cdata" or t == nil then bad_ts(ts) end
   end
+  if R.pmode then return process_partition(R, v, t, key, p, i, msg) end
   local st = R.st
   state_at(st, p, key, i)
   local nout = 0
@@ -923,19 +1104,19 @@ function M.process(R, v, ts, key, p, i, msg)
   if kind == ALIGNED then
     local s_hi = t - t % R.S
     if s_hi + R.D + R.G <= wm then return late_row(R, v, msg, t, wm, nout) end -- the latest window ends last
-    nout = process_aligned(R, W, v, t, nout)
+    nout = process_aligned(R, W, v, t, nout, wm, key)
   elseif kind == SESSION then
     if t + R.D + R.G <= wm then return late_row(R, v, msg, t, wm, nout) end
-    nout = process_session(R, W, v, t, nout)
+    nout = process_session(R, W, v, t, nout, key)
   elseif kind == SLIDING then
-    local n = process_sliding(R, W, v, t, nout, st)
+    local n = process_sliding(R, W, v, t, nout, st, wm, key)
     if n == nil then return late_row(R, v, msg, t, wm, nout) end
     nout = n
   else
-    nout = process_count(R, W, v, t, nout)
+    nout = process_count(R, W, v, t, nout, key)
   end
   if t > wm then jset(W, 1, t) end
-  if kind ~= COUNTW then nout = close_due(R, W, nout) end
+  if kind ~= COUNTW then nout = close_due(R, W, W[1], nout, key) end
   if kind == SLIDING then prune_records(R, st, W[1]) end
   store_entry(R, st, W)
   return nout
@@ -964,11 +1145,73 @@ close_key = function(R, st, now, nout)
   while W[2] > 0 do
     local closes = W[FIRST_BASE + 1] + E1 + G
     if closes > W[1] then jset(W, 1, closes) end
-    if R.final then nout = out_row(R, W, FIRST_BASE, nout) end
+    if R.final then nout = out_row(R, W, FIRST_BASE, nout, st.key) end
     remove_at(R, W, FIRST_BASE)
   end
   if kt.r ~= nil then st:delete("r") end
   store_entry(R, st, W)
+  return nout
+end
+
+-- Closes every open window of the key st points at (an idle partition).
+-- Returns the output count and the largest end + grace closed.
+local function close_all(R, st, nout)
+  local W = window_entry(st)
+  local hi = -huge
+  if W == nil then return nout, hi end
+  while W[2] > 0 do
+    local c = W[FIRST_BASE + 1] + R.END1 + R.G
+    if c > hi then hi = c end
+    if R.final then nout = out_row(R, W, FIRST_BASE, nout, st.key) end
+    remove_at(R, W, FIRST_BASE)
+  end
+  st:delete("w")
+  if st.kt.r ~= nil and st.kt.r ~= DELETED then st:delete("r") end
+  return nout, hi
+end
+
+local function close_partition_idle(R, p, h, nout)
+  local st, m, msg = R.st, R.m, R.msg
+  local wm = partition_wm(st, p, 0)
+  while h.n > 0 do
+    local _, key = heap_pop(h)
+    state_at(st, p, key, 0)
+    local k, hi = close_all(R, st, 0)
+    if hi > wm then wm = hi end
+    m.partition, m.offset = p, -1
+    msg.key, msg.partition, msg.offset = key, p, -1
+    for o = 1, k do
+      local row, ts = R.ov[o], R.ots[o]
+      R.ov[o], R.ots[o], R.okeys[o] = nil, nil, nil
+      m.timestamp = ts
+      nout = R.cont(row, ts, nil, key, 0, m, nout)
+    end
+  end
+  if wm > partition_wm(st, p, 0) then st:set("pwm", wm) end
+  return nout
+end
+
+-- Closes the windows of the partitions without a row for R.idle ms
+-- (closing = "partition"); a partition whose close fails keeps its windows.
+local function close_idle_partitions(R, now, nout, on_error)
+  local list = core.state_expired and core.state_expired(R.st.name, 2 ^ 62, 2 ^ 31)
+  if list then
+    for j = 1, #list, 2 do heap_of(R, list[j]) end -- after a restart: the partitions with windows
+  end
+  for p, h in pairs(R.heaps) do
+    if h.n > 0 and now - (R.plast[p] or now) >= R.idle and h == heap_of(R, p) then
+      local mark = state.journal_mark()
+      local ok, res = pcall(close_partition_idle, R, p, h, nout)
+      if ok then
+        nout = res
+      else
+        state.undo_to(mark)
+        R.heaps[p] = nil -- rebuilt from the store's index next time
+        for o = 1, #R.ov do R.ov[o], R.ots[o], R.okeys[o] = nil, nil, nil end
+        on_error(R, "(all keys)", p, res)
+      end
+    end
+  end
   return nout
 end
 
@@ -1031,6 +1274,7 @@ end
 -- its windows and adds no output: on_error(R, key, partition, message) is
 -- called, and the next pass tries again. Returns the new output count.
 function M.close_idle(R, now, nout, max, on_error)
+  if R.pmode then return close_idle_partitions(R, now, nout, on_error) end
   local x = idle_ctx
   x.n = 0
   each_idle_key(R, now, max, collect_idle, x)

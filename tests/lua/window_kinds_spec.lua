@@ -258,6 +258,88 @@ sdf:hopping_window(10000, 5000, { close_on_idle = 1000 }):count():current():to_t
   end)
 end)
 
+describe("closing = \"partition\"", function()
+  local function keyed(d)
+    local res = {}
+    for j, r in ipairs(d:read("out")) do res[j] = { r.key, r.value.start, r.value["end"], r.value.value } end
+    return res
+  end
+
+  it("closes every key's windows when the partition's watermark passes them", function()
+    local d = driver([[
+sdf:tumbling_window(10000, { closing = "partition", on_late = late }):count():final():to_topic(out)]])
+    send(d, "a", 1000)
+    send(d, "b", 2000)
+    send(d, "c", 9000)
+    assert.same({}, keyed(d))
+    send(d, "a", 12000) -- the partition's watermark: a's, b's and c's [0, 10000) close
+    assert.same({ { "a", 0, 10000, 1 }, { "b", 0, 10000, 1 }, { "c", 0, 10000, 1 } }, keyed(d))
+    send(d, "b", 5000) -- late by the partition's watermark, though b saw nothing after 2000
+    assert.same({ { "b", 5000, { ts = 5000 } } }, outs(d, "late"))
+    send(d, "b", 25000)
+    assert.same({ { "a", 10000, 20000, 1 } }, keyed(d))
+  end)
+
+  it("keeps a watermark per partition", function()
+    local d = driver([[
+sdf:tumbling_window(10000, { closing = "partition" }):count():final():to_topic(out)]], { partitions = 2 })
+    d:send("in", { key = "a", value = { ts = 1000 }, partition = 0 })
+    d:send("in", { key = "b", value = { ts = 2000 }, partition = 1 })
+    d:send("in", { key = "c", value = { ts = 15000 }, partition = 0 }) -- closes partition 0's only
+    assert.same({ { "a", 0, 10000, 1 } }, keyed(d))
+    d:send("in", { key = "d", value = { ts = 11000 }, partition = 1 })
+    assert.same({ { "b", 0, 10000, 1 } }, keyed(d))
+  end)
+
+  it("finds the keys with open windows after a restart, from the store's index", function()
+    local d = driver([[
+sdf:session_window(3000, { closing = "partition" }):sum("v"):final():to_topic(out)]])
+    send(d, "a", 1000, 1)
+    send(d, "b", 2000, 2)
+    send(d, "b", 4000, 4)
+    d:restart()
+    send(d, "c", 7500, 8) -- 1000 + 3000 and 4000 + 3000 <= 7500: a's and b's sessions close
+    assert.same({ { "a", 1000, 4000, 1 }, { "b", 2000, 7000, 6 } }, keyed(d))
+    assert.is_nil(d:state(d.spec.stores[1].name, "a", "w")) -- closed: no state left for the key
+  end)
+
+  it("closes an idle partition's windows and raises its watermark", function()
+    local d = driver([[
+sdf:tumbling_window(10000, { closing = "partition", close_on_idle = 1000, on_late = late })
+  :count():final():to_topic(out)]])
+    send(d, "a", 1000)
+    send(d, "b", 2000)
+    d:advance(999)
+    assert.same({}, keyed(d))
+    d:advance(1)
+    local got = keyed(d)
+    table.sort(got, function(x, y) return x[1] < y[1] end)
+    assert.same({ { "a", 0, 10000, 1 }, { "b", 0, 10000, 1 } }, got)
+    send(d, "c", 3000)
+    assert.same({ { "c", 3000, { ts = 3000 } } }, outs(d, "late"))
+  end)
+
+  it("puts back what a failed row closed: the next row closes it again", function()
+    local d = driver([[
+local trigger
+sdf:update(function(row) trigger = row.ts end)
+  :tumbling_window(10000, { closing = "partition" }):count():final()
+  :update(function(row, msg)
+    if msg.key == "b" and trigger == 12000 then error("boom") end
+  end)
+  :to_topic(out)]])
+    send(d, "a", 1000)
+    send(d, "b", 2000)
+    send(d, "a", 12000) -- closes a's window, then b's fails: the row is undone (on_error skip)
+    assert.same(1, #d:errors())
+    assert.same({}, keyed(d))
+    send(d, "a", 13000)
+    assert.same({ { "a", 0, 10000, 1 }, { "b", 0, 10000, 1 } }, keyed(d))
+    send(d, "a", 30000)
+    assert.same({ { "a", 10000, 20000, 1 } }, keyed(d))
+  end)
+end)
+
 describe("close_on_idle failures", function()
   it("keep the key's windows when the steps after the window fail, for the next try", function()
     local d = driver([[

@@ -312,9 +312,6 @@ describe("load errors", function()
       "tumbling_window: option 'grace' must be >= 0 ms, got -1" },
     { "sdf:tumbling_window(1000, { grase = 1 }):count():final():to_topic(out)",
       "tumbling_window: unknown option 'grase' (did you mean 'grace'?)" },
-    { "sdf:tumbling_window(1000, { closing = \"partition\" }):count():final():to_topic(out)",
-      "tumbling_window: closing = \"partition\" is not supported yet; use closing = \"key\" " ..
-      "(the default, see docs/windows.md)" },
     { "sdf:tumbling_window(1000):agg{ m = ls.agg.median(\"v\") }:final():to_topic(out)",
       "ls.agg.median: unknown aggregation (did you mean 'mean'?) (known: count, sum, mean, min, max, first, " ..
       "last, collect, std, var, reduce)" },
