@@ -12,18 +12,19 @@
 -- pipeline) called once per output row; M.close_idle calls the same
 -- continuation for windows closed on the loop's timer (close_on_idle).
 --
--- State: per message key, one entry "w" in the window's own store, a flat
--- array of numbers and values (msgpack in LMDB and the changelog):
+-- State: per message key, one entry "w<hash>" (the definition's hash,
+-- def_hash) in the window's own store, a flat array of numbers and values
+-- (msgpack in LMDB and the changelog):
 --   W[1] = the key's watermark (largest timestamp seen), W[2] = open
 --   windows, W[3] = rows seen (count windows) or unused (0), then per open
 --   window, in order of start: start, end, rows, and three slots per
 --   aggregation (see the aggregation codes below).
--- Sliding windows keep the key's recent rows in a second entry "r": per row
+-- Sliding windows keep the key's recent rows in a second entry "r<hash>": per row
 -- its timestamp and the aggregations' inputs, in order of time.
 -- Open windows are updated in place; every slot write goes through the
 -- state journal (luastream.state.jset), so a row that fails later in the
 -- pipeline leaves the windows as it found them, like any state write. With
--- close_on_idle, "w" carries an expiry of now + close_on_idle, renewed by
+-- close_on_idle, "w<hash>" carries an expiry of now + close_on_idle, renewed by
 -- every row: the store's time index finds the idle keys, including after a
 -- restart (the store does not delete these entries, see runtime/spec.c).
 local util = require("luastream.util")
@@ -314,24 +315,21 @@ local function hash8(s)
   return format("%08x", h)
 end
 
--- The store's name derives from the definition (type, size, step, grace,
--- closing, idle closing and the aggregations), so a reload that changes the
--- window starts it afresh and one that does not keeps its state.
-local function store_name(self)
-  local parts = { self.closing }
-  if self.idle then parts[1] = self.closing .. ",idle" .. fmt_ms(self.idle) end
+-- The definition's hash names the window's entries in its store (entry "w"
+-- .. hash per key, "r" .. hash for a sliding window's rows, "pwm" .. hash for
+-- a partition's watermark): a reload that changes the window (type, size,
+-- step, grace, closing, idle closing, aggregations) finds no state under the
+-- new names and starts afresh, one that does not keeps its state; entries of
+-- other definitions are deleted when their key is next met.
+local function def_hash(self)
+  local parts = { self.kind, self.sliding and "sliding" or "", fmt_ms(self.size), fmt_ms(self.step),
+    fmt_ms(self.grace), self.closing, self.idle and fmt_ms(self.idle) or "" }
   for _, a in ipairs(self.aggs) do
     parts[#parts + 1] = a.name .. "=" .. a.agg.kind .. "(" .. (a.agg.col_desc or "") .. ")"
   end
-  local kind = self.kind
-  if kind == "count" then kind = self.sliding and "slidingcount" or "count" end
-  local name = "__window__" .. kind .. "_" .. fmt_ms(self.size) ..
-    ((self.kind == "hopping" or (self.kind == "count" and self.step ~= self.size and not self.sliding))
-      and ("_" .. fmt_ms(self.step)) or "") ..
-    (self.kind ~= "count" and ("_g" .. fmt_ms(self.grace)) or "") .. "_" .. hash8(table.concat(parts, ";"))
-  return name
+  return hash8(table.concat(parts, ";"))
 end
-M.store_name = store_name
+M.def_hash = def_hash
 
 local function emit(self, mode)
   check_win(self, mode)
@@ -347,21 +345,16 @@ local function emit(self, mode)
   self.emitted = { mode = mode, loc = where }
   local env = self.env
   local app = env.app
-  local name = store_name(self)
-  -- two identical windows on one app get stores of their own
-  local used = rawget(app, "_window_stores")
-  if used == nil then
-    used = {}
-    rawset(app, "_window_stores", used)
-  end
-  local n = (used[name] or 0) + 1
-  used[name] = n
-  if n > 1 then name = name .. "_" .. n end
+  -- the store is the app's n-th window's: a reload that changes a window keeps
+  -- its store (its state is named after the definition, def_hash)
+  local n = (rawget(app, "_nwindows") or 0) + 1
+  rawset(app, "_nwindows", n)
+  local name = "__window__" .. n
   app:_use_store(name, env.topic, where, self.idle ~= nil or self.closing == "partition")
   if self.late_topic then app:_use_output(self.late_topic) end
   local def = { kind = self.kind, size = self.size, step = self.step, grace = self.grace,
     sliding = self.sliding, idle = self.idle, on_late = self.on_late, late_topic = self.late_topic,
-    closing = self.closing,
+    closing = self.closing, hash = def_hash(self),
     aggs = self.aggs, final = mode == "final", desc = self.desc }
   return env.add({ kind = "window", def = def, store = name, loc = where,
     desc = self.desc .. " " .. mode .. "()" })
@@ -394,6 +387,7 @@ function M.runtime(def, st, node)
     idle_opts = def.idle and { ttl = def.idle } or false,
     on_late = def.on_late or false, late_topic = def.late_topic and true or false, late_now = false,
     nagg = nagg, stride = 3 + 3 * nagg, rstride = 1 + nagg,
+    wkey = "w" .. def.hash, rkey = "r" .. def.hash, pkey = "pwm" .. def.hash, -- its entries
     codes = codes, names = names, fns = fns, inits = inits, merges = merges,
     vals = {},            -- the aggregations' column values of the current row (set by the pipeline)
     ov = {}, ots = {},    -- output rows and their timestamps
@@ -723,11 +717,11 @@ local function process_session(R, W, v, t, nout, key)
 end
 
 -- The key's recent rows (sliding windows): entry "r", in order of time.
-local function records(st)
-  local rec = st:get("r")
+local function records(R, st)
+  local rec = st:get(R.rkey)
   if rec == nil then
     rec = { 0 }
-    st:set("r", rec)
+    st:set(R.rkey, rec)
   end
   return rec
 end
@@ -746,7 +740,7 @@ end
 -- a row r once a later row falls in it; every open window holding t.
 local function process_sliding(R, W, v, t, nout, st, wm, key)
   local D, G = R.D, R.G
-  local rec = records(st)
+  local rec = records(R, st)
   local rs = R.rstride
   local touched, nt = R.tmp, 0
   -- the latest recorded row before t, and whether one is in (t, t + 1 + D]
@@ -838,7 +832,7 @@ end
 
 -- Drops recorded rows no later row can need (sliding windows).
 local function prune_records(R, st, wm)
-  local rec = st:get("r")
+  local rec = st:get(R.rkey)
   if rec == nil then return end
   local keep_from = wm - 2 * R.D - 1 - R.G
   local rs = R.rstride
@@ -850,7 +844,7 @@ local function prune_records(R, st, wm)
   for x = 2, last - drop * rs do jset(rec, x, rec[x + drop * rs]) end
   for x = last - drop * rs + 1, last do jset(rec, x, nil) end
   jset(rec, 1, n - drop)
-  st:set("r", rec)
+  st:set(R.rkey, rec)
 end
 
 -- Count windows: window k holds each key's rows k*step .. k*step + n - 1.
@@ -890,14 +884,24 @@ end
 local close_key -- closing on idleness, below
 
 -- The key's window entry as stored, expired (idle) or not; nil when none.
-local function window_entry(st)
-  local W = st.kt.w
+local function window_entry(R, st)
+  local W = st.kt[R.wkey]
   if W == nil or W == DELETED then return nil end
   return W
 end
 
+-- Deletes the key's entries of other definitions of this window (a reload
+-- changed it): the key st points at has none of its own.
+local function drop_stale(R, st)
+  for k, v in pairs(st.kt) do
+    if type(k) == "string" and v ~= DELETED and k ~= R.wkey and k ~= R.rkey and k ~= R.pkey then
+      st:delete(k)
+    end
+  end
+end
+
 local function store_entry(R, st, W)
-  if R.idle_opts then st:set("w", W, R.idle_opts) else st:set("w", W) end
+  if R.idle_opts then st:set(R.wkey, W, R.idle_opts) else st:set(R.wkey, W) end
 end
 
 -- One row: updates the row's windows in the key's state, closes the windows
@@ -985,18 +989,19 @@ end
 local function store_pmode(R, st, W, h, old)
   local c = first_close(R, W)
   if c == nil then
-    if st.kt.w ~= nil and st.kt.w ~= DELETED then st:delete("w") end
-    if st.kt.r ~= nil and st.kt.r ~= DELETED then st:delete("r") end
+    local kt = st.kt
+    if kt[R.wkey] ~= nil and kt[R.wkey] ~= DELETED then st:delete(R.wkey) end
+    if kt[R.rkey] ~= nil and kt[R.rkey] ~= DELETED then st:delete(R.rkey) end
     return
   end
   local e = c < 1 and 1 or c
-  state.set_expiry(st, "w", W, e)
+  state.set_expiry(st, R.wkey, W, e)
   if c ~= old then heap_push(h, c, st.key) end
 end
 
-local function partition_wm(st, p, i)
+local function partition_wm(R, st, p, i)
   state_at(st, p, PKEY, i)
-  local w = st.kt.pwm
+  local w = st.kt[R.pkey]
   if w == nil or w == DELETED then return -huge end
   return w
 end
@@ -1011,8 +1016,9 @@ local function close_partition(R, p, wm, i, nout, h)
     taken.n, taken[n] = n, key
     taken.p[n], taken.row[n] = p, i
     state_at(st, p, key, i)
-    local W = window_entry(st)
+    local W = window_entry(R, st)
     local old = first_close(R, W)
+    if W == nil then drop_stale(R, st) end
     if old ~= nil and old <= wm then
       nout = close_due(R, W, wm, nout, key)
       if R.kind == SLIDING then prune_records(R, st, wm) end
@@ -1050,11 +1056,14 @@ local function process_partition(R, v, t, key, p, i, msg)
   local st = R.st
   local h = heap_of(R, p)
   R.plast[p] = core.now_ms()
-  local wm = partition_wm(st, p, i)
+  local wm = partition_wm(R, st, p, i)
   state_at(st, p, key, i)
-  local W = window_entry(st)
+  local W = window_entry(R, st)
   local old = first_close(R, W)
-  if W == nil then W = { 0, 0, 0 } end
+  if W == nil then
+    drop_stale(R, st)
+    W = { 0, 0, 0 }
+  end
   local kind = R.kind
   local nout
   if kind == ALIGNED then
@@ -1071,8 +1080,8 @@ local function process_partition(R, v, t, key, p, i, msg)
   nout = close_due(R, W, wm, nout, key)
   if kind == SLIDING then prune_records(R, st, wm) end
   store_pmode(R, st, W, h, old)
-  if wm > partition_wm(st, p, i) then
-    st:set("pwm", wm)
+  if wm > partition_wm(R, st, p, i) then
+    st:set(R.pkey, wm)
     nout = close_partition(R, p, wm, i, nout, h)
   end
   return nout
@@ -1095,11 +1104,15 @@ function M.process(R, v, ts, key, p, i, msg)
   if R.idle then
     -- idle since before this row, and the timer has not closed them yet
     local ex = st.kt[EXP]
-    if ex ~= nil and ex.w ~= nil and ex.w <= core.now_ms() then nout = close_key(R, st, core.now_ms(), 0) end
+    local e = ex ~= nil and ex[R.wkey]
+    if e and e <= core.now_ms() then nout = close_key(R, st, core.now_ms(), 0) end
   end
-  local W = window_entry(st)
+  local W = window_entry(R, st)
   local kind = R.kind
-  if W == nil then W = { t, 0, 0 } end
+  if W == nil then
+    drop_stale(R, st)
+    W = { t, 0, 0 }
+  end
   local wm = W[1]
   if kind == ALIGNED then
     local s_hi = t - t % R.S
@@ -1131,14 +1144,17 @@ end
 -- window is forgotten. Returns the output count.
 close_key = function(R, st, now, nout)
   local kt = st.kt
-  local W = window_entry(st)
-  if W == nil then return nout end
+  local W = window_entry(R, st)
+  if W == nil then
+    drop_stale(R, st) -- found through another definition's expiry
+    return nout
+  end
   local ex = kt[EXP]
-  local e = ex and ex.w
+  local e = ex and ex[R.wkey]
   if e == nil or e > now then return nout end -- a row came since
   if W[2] == 0 then
-    st:delete("w")
-    if kt.r ~= nil then st:delete("r") end
+    st:delete(R.wkey)
+    if kt[R.rkey] ~= nil then st:delete(R.rkey) end
     return nout
   end
   local G, E1 = R.G, R.END1
@@ -1148,7 +1164,7 @@ close_key = function(R, st, now, nout)
     if R.final then nout = out_row(R, W, FIRST_BASE, nout, st.key) end
     remove_at(R, W, FIRST_BASE)
   end
-  if kt.r ~= nil then st:delete("r") end
+  if kt[R.rkey] ~= nil then st:delete(R.rkey) end
   store_entry(R, st, W)
   return nout
 end
@@ -1156,7 +1172,7 @@ end
 -- Closes every open window of the key st points at (an idle partition).
 -- Returns the output count and the largest end + grace closed.
 local function close_all(R, st, nout)
-  local W = window_entry(st)
+  local W = window_entry(R, st)
   local hi = -huge
   if W == nil then return nout, hi end
   while W[2] > 0 do
@@ -1165,14 +1181,14 @@ local function close_all(R, st, nout)
     if R.final then nout = out_row(R, W, FIRST_BASE, nout, st.key) end
     remove_at(R, W, FIRST_BASE)
   end
-  st:delete("w")
-  if st.kt.r ~= nil and st.kt.r ~= DELETED then st:delete("r") end
+  st:delete(R.wkey)
+  if st.kt[R.rkey] ~= nil and st.kt[R.rkey] ~= DELETED then st:delete(R.rkey) end
   return nout, hi
 end
 
 local function close_partition_idle(R, p, h, nout)
   local st, m, msg = R.st, R.m, R.msg
-  local wm = partition_wm(st, p, 0)
+  local wm = partition_wm(R, st, p, 0)
   while h.n > 0 do
     local _, key = heap_pop(h)
     state_at(st, p, key, 0)
@@ -1187,7 +1203,7 @@ local function close_partition_idle(R, p, h, nout)
       nout = R.cont(row, ts, nil, key, 0, m, nout)
     end
   end
-  if wm > partition_wm(st, p, 0) then st:set("pwm", wm) end
+  if wm > partition_wm(R, st, p, 0) then st:set(R.pkey, wm) end
   return nout
 end
 
@@ -1237,7 +1253,7 @@ local function each_idle_key(R, now, max, fn, ud)
   for p, part in pairs(st.parts) do
     for key, kt in pairs(part.dirty) do
       local ex = kt[EXP]
-      local e = ex and ex.w
+      local e = ex and ex[R.wkey]
       if e ~= nil and e <= now then fn(ud, p, key) end
     end
   end

@@ -255,17 +255,42 @@ describe("keys and state", function()
     assert.same({ { "b", 0, { start = 0, ["end"] = 10000, value = 2 } } }, outs(d))
   end)
 
-  it("lives in a store named after the window and deletes closed windows", function()
+  it("lives in the app's n-th window store, named after its definition, and deletes closed windows", function()
     local d = driver([[sdf:hopping_window(10000, 5000, { grace = 3000 }):count():final():to_topic(out)]])
     local store = d.spec.stores[1].name
-    assert.matches("^__window__hopping_10000_5000_g3000_%x%x%x%x%x%x%x%x$", store)
+    assert.same("__window__1", store)
     send(d, "a", 7000)
+    local entries = d:state(store, "a")
+    local name = next(entries)
+    assert.matches("^w%x%x%x%x%x%x%x%x$", name)
+    assert.is_nil(next(entries, name))
     -- watermark, open windows, an unused slot, then per window start, end, rows and
     -- three slots per aggregation (count: rows, two unused)
-    assert.same({ 7000, 2, 0, 0, 10000, 1, 1, 0, 0, 5000, 15000, 1, 1, 0, 0 }, d:state(store, "a", "w"))
+    assert.same({ 7000, 2, 0, 0, 10000, 1, 1, 0, 0, 5000, 15000, 1, 1, 0, 0 }, d:state(store, "a", name))
     send(d, "a", 40000)
-    assert.same({ 40000, 2, 0, 35000, 45000, 1, 1, 0, 0, 40000, 50000, 1, 1, 0, 0 }, d:state(store, "a", "w"))
+    assert.same({ 40000, 2, 0, 35000, 45000, 1, 1, 0, 0, 40000, 50000, 1, 1, 0, 0 }, d:state(store, "a", name))
     assert.same(2, #outs(d))
+  end)
+
+  it("starts afresh when the script changes the window, keeps its state when it does not", function()
+    local path = script([[sdf:tumbling_window(10000):sum("v"):final():to_topic(out)]])
+    local d = testing.driver(path)
+    send(d, "a", 1000, 1)
+    send(d, "a", 2000, 2)
+    d:restart() -- the same definition: the windows go on
+    send(d, "a", 3000, 4)
+    local f = assert(io.open(path, "w"))
+    f:write(HEAD, [[sdf:tumbling_window(10000):agg{ value = ls.agg.sum("v"), n = ls.agg.count() }:final():to_topic(out)]])
+    f:close()
+    d:restart() -- another definition, the same store: its state starts afresh
+    assert.same("__window__1", d.spec.stores[1].name)
+    send(d, "a", 5000, 8)
+    send(d, "a", 20000, 0)
+    assert.same({ { "a", 0, { start = 0, ["end"] = 10000, value = 8, n = 1 } } }, outs(d))
+    local entries = d:state("__window__1", "a")
+    local n = 0
+    for _ in pairs(entries) do n = n + 1 end
+    assert.same(1, n) -- the old definition's entry went when the key was next met
   end)
 
   it("survives a restart", function()
