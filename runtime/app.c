@@ -68,6 +68,7 @@ typedef struct ls_app {
   long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
+  double purge_next; /* when group_by topics' consumed records are next deleted */
   ls_status *status;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
@@ -248,10 +249,39 @@ static int checkpoint_txn(ls_app *a) {
  * committed. */
 static int checkpoint_timed(ls_app *a);
 
+/* How often the records of group_by topics before the committed offsets are
+ * deleted (on a cluster that takes admin requests). */
+#define PURGE_EVERY_MS 30000.0
+
+/* group_by topics are read by this app alone: once their offsets are
+ * committed, the records before them are deleted (DeleteRecords), as Kafka
+ * Streams does, so the topics do not grow without bound. Not on the dev
+ * broker, which takes no admin requests. */
+static void purge_repartitions(ls_app *a) {
+  double now = ls_mono_ms();
+  if (a->pl.spec.nreparts == 0 || now < a->purge_next || !ls_kafka_has_admin(a->kafka)) return;
+  a->purge_next = now + PURGE_EVERY_MS;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+  if (!l) ls_out_of_memory(sizeof *l);
+  for (int i = 0; i < a->pl.spec.nreparts; i++) {
+    int ti = a->pl.spec.reparts[i].topic;
+    for (int32_t p = 0; p < a->offsets.t[ti].cap; p++) {
+      int64_t next = ls_offsets_get(&a->offsets, ti, p);
+      if (next > 0) rd_kafka_topic_partition_list_add(l, a->pl.spec.inputs[ti].name, p)->offset = next;
+    }
+  }
+  char err[512];
+  if (l->cnt > 0 && ls_kafka_purge_before(a->kafka, l, err, sizeof err))
+    ls_warn("group_by topics: deleting the consumed records failed (tried again in %.0f s): %s",
+            PURGE_EVERY_MS / 1000, err);
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* A checkpoint, timed for luastream_checkpoint_seconds. */
 static int checkpoint(ls_app *a) {
   double t0 = ls_mono_ms();
   int rc = checkpoint_timed(a);
+  if (rc == 0) purge_repartitions(a);
   a->last_ckpt_ok = rc == 0 && ls_ckpt_pending(a->ckpt) == 0;
   ls_metrics_observe(a->metrics, LS_HIST_CHECKPOINT, (ls_mono_ms() - t0) / 1000);
   return rc;

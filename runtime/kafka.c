@@ -916,3 +916,43 @@ int ls_kafka_rewind(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_topic_partition_list_destroy(a);
   return rc;
 }
+
+/* ---- purging consumed records (group_by topics) ---------------------------- */
+
+int ls_kafka_purge_before(ls_kafka *k, const rd_kafka_topic_partition_list_t *before, char *err,
+                          size_t errlen) {
+  rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(before);
+  rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(k->producer, RD_KAFKA_ADMIN_OP_DELETERECORDS);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+  if (!dr || !o || !q) {
+    if (dr) rd_kafka_DeleteRecords_destroy(dr);
+    if (o) rd_kafka_AdminOptions_destroy(o);
+    if (q) rd_kafka_queue_destroy(q);
+    return snprintf(err, errlen, "out of memory"), -1;
+  }
+  rd_kafka_AdminOptions_set_request_timeout(o, 2000, NULL, 0);
+  rd_kafka_DeleteRecords(k->producer, &dr, 1, o, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 3000);
+  int rc = 0;
+  if (!ev) {
+    rc = -1;
+    snprintf(err, errlen, "no answer in 3 s");
+  } else if (rd_kafka_event_error(ev)) {
+    rc = -1;
+    snprintf(err, errlen, "%s", rd_kafka_event_error_string(ev));
+  } else {
+    const rd_kafka_topic_partition_list_t *res =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+    for (int i = 0; res && i < res->cnt && rc == 0; i++)
+      if (res->elems[i].err) {
+        rc = -1;
+        snprintf(err, errlen, "%s[%d]: %s", res->elems[i].topic, (int)res->elems[i].partition,
+                 rd_kafka_err2str(res->elems[i].err));
+      }
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_DeleteRecords_destroy(dr);
+  return rc;
+}

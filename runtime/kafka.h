@@ -80,6 +80,14 @@ int ls_kafka_ensure_topic_like(ls_kafka *k, const char *name, const char *like,
 int ls_kafka_ensure_topic(ls_kafka *k, const char *name, int want, const char *const *configs, char *err,
                           size_t errlen);
 
+/* DeleteRecords: deletes the records of each partition of `before` that come
+ * before its offset (a group_by topic's records once their offsets are
+ * committed, as Kafka Streams purges its repartition topics). Admin only (not
+ * the dev broker: check ls_kafka_has_admin); waits up to 3 s. 0, or -1 with
+ * err. */
+int ls_kafka_purge_before(ls_kafka *k, const rd_kafka_topic_partition_list_t *before, char *err,
+                          size_t errlen);
+
 /* One config of an existing topic (DescribeConfigs), copied into out.
  * 1 found, 0 unknown, -1 error (err), e.g. "cleanup.policy" -> "delete". */
 int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char *out, size_t len,
