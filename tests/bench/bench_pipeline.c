@@ -22,7 +22,9 @@
  * warm-up then only checks that nothing failed. --fresh-state forgets the
  * pipeline's state (kept in memory here: no LMDB) before every run, so a
  * stateful script (a window) meets the same rows as new each time rather
- * than as late ones. */
+ * than as late ones. --alloc also prints the Lua heap's growth per row in each
+ * stage of the first run (the collector stopped meanwhile): what the stage
+ * allocates per row. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -266,7 +268,9 @@ static int report_warmup(const char *script, const char *input, const counts *c,
 
 int main(int argc, char **argv) {
   long nrows = 2000000;
-  int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL, fresh_state = 0;
+  int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL, fresh_state = 0,
+      alloc = 0;
+  double alloc_b[3] = {0, 0, 0};
   const char *script = NULL, *input = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -276,6 +280,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--script") == 0 && v) script = argv[++i];
     else if (strcmp(argv[i], "--input") == 0 && v) input = argv[++i];
     else if (strcmp(argv[i], "--fresh-state") == 0) fresh_state = 1;
+    else if (strcmp(argv[i], "--alloc") == 0) alloc = 1;
     else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "all") == 0) i++;
     else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "decode") == 0)
       first_stage = last_stage = STAGE_DECODE, i++;
@@ -286,7 +291,7 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: %s [--rows N] [--batch N] [--repeat N] [--script FILE] "
-              "[--stage all|decode|pipeline|full] [--input FILE] [--fresh-state]\n",
+              "[--stage all|decode|pipeline|full] [--input FILE] [--fresh-state] [--alloc]\n",
               argv[0]);
       return 2;
     }
@@ -347,7 +352,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_pipeline: %s\n", lua_tostring(L, -1));
         return 1;
       }
+      double kb0 = 0;
+      if (alloc) { /* the Lua heap's growth over the run, with the collector stopped */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_gc(L, LUA_GCSTOP, 0);
+        kb0 = lua_gc(L, LUA_GCCOUNT, 0) + lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0;
+      }
       double t = run_stage(&b, s, rows, ndistinct, nrows, batch, &c);
+      if (alloc) {
+        double kb1 = lua_gc(L, LUA_GCCOUNT, 0) + lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0;
+        lua_gc(L, LUA_GCRESTART, 0);
+        if (r == 0) alloc_b[s] = (kb1 - kb0) * 1024 / nrows;
+      }
       if (t < 0) return 1;
       if (best[s] == 0 || t < best[s]) best[s] = t;
       if (s == STAGE_FULL && !input && c.outputs != nrows) {
@@ -362,6 +378,9 @@ int main(int argc, char **argv) {
     printf("  per stage: decode %.0f ns, pipeline %.0f ns, encode+emit %.0f ns per row\n",
            best[0] / nrows * 1e9, (best[1] - best[0]) / nrows * 1e9,
            (best[2] - best[1]) / nrows * 1e9);
+  if (alloc && first_stage == STAGE_DECODE && last_stage == STAGE_FULL)
+    printf("  Lua heap allocated per row: decode %.1f B, pipeline %.1f B, encode+emit %.1f B\n", alloc_b[0],
+           alloc_b[1] - alloc_b[0], alloc_b[2] - alloc_b[1]);
   if (best[STAGE_FULL] > 0) printf("full_rows_per_s %.0f\n", nrows / best[STAGE_FULL]);
 
   for (int i = 0; i < ndistinct; i++) free(rows[i].value);
