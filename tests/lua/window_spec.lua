@@ -280,7 +280,8 @@ describe("keys and state", function()
     d:restart() -- the same definition: the windows go on
     send(d, "a", 3000, 4)
     local f = assert(io.open(path, "w"))
-    f:write(HEAD, [[sdf:tumbling_window(10000):agg{ value = ls.agg.sum("v"), n = ls.agg.count() }:final():to_topic(out)]])
+    f:write(HEAD, [[sdf:tumbling_window(10000):agg{ value = ls.agg.sum("v"), n = ls.agg.count() }
+  :final():to_topic(out)]])
     f:close()
     d:restart() -- another definition, the same store: its state starts afresh
     assert.same("__window__1", d.spec.stores[1].name)
