@@ -787,6 +787,9 @@ local function process_sliding(R, W, v, t, nout, st, wm, key)
       touched[nt] = prev + 1
     end
   end
+  -- a row that no open window holds and whose own window is closed is late:
+  -- it is dropped, so no window after it is made either
+  if nt == 0 then return nil end
   -- 4. the window after t, when rows already there fall in it
   if later and t + 1 + D + 1 + G > wm then
     local b, found = find(R, W, t + 1)
@@ -797,7 +800,6 @@ local function process_sliding(R, W, v, t, nout, st, wm, key)
       touched[nt] = t + 1
     end
   end
-  if nt == 0 then return nil end -- late for every window
   -- record the row (in order of time, after rows with the same timestamp)
   local n = rec[1]
   local at = 2 + n * rs

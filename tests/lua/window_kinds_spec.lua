@@ -93,6 +93,21 @@ sdf:sliding_window(1000, { on_late = function(row) io.write("late ", row.ts, "\n
   end)
 end)
 
+describe("sliding windows' late rows", function()
+  it("drop a row whose own window is closed and that no open window holds: no window after it either", function()
+    local d = driver([[
+sdf:sliding_window(600, { grace = 200, on_late = function(row) io.write("late ", row.ts, "\n") end })
+  :count():current():to_topic(out)]])
+    for _, t in ipairs({ 3607, 3654, 3815, 4026 }) do send(d, "a", t) end
+    d:read("out")
+    send(d, "a", 3399) -- own [2799, 3399]: 3399 + 1 + 200 <= 4026; [3007, 3607] is closed too
+    assert.same({}, wins(d))
+    assert.same("late 3399\n", d:printed())
+    send(d, "a", 4085) -- the window after 3399 ([3400, 4000]) was never made
+    for _, w in ipairs(wins(d)) do assert.are_not.same(3400, w[1]) end
+  end)
+end)
+
 describe("session windows", function()
   it("group rows less than gap apart; rows exactly gap apart start a new session", function()
     local d = driver([[sdf:session_window(4000):agg{ n = ls.agg.count(), s = ls.agg.sum("v") }:final():to_topic(out)]])
