@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "lua_vm.h"
+#include "luavalue.h"
 #include "mem.h"
 
 /* ---- set-up --------------------------------------------------------------- */
@@ -85,7 +86,9 @@ static int decode_one(ls_batch *b, int i, const ls_inmsg *m) {
   lua_State *L = b->L;
   const ls_topic_spec *t = &b->spec->inputs[m->topic];
   char err[512];
-  if (ls_decode_opts(L, t->value, t->value_flags, m->payload, m->len, err, sizeof err)) {
+  if (!m->payload) {
+    ls_push_null(L); /* a tombstone, for a table */
+  } else if (ls_decode_opts(L, t->value, t->value_flags, m->payload, m->len, err, sizeof err)) {
     set_decode_error(b, i, "value", err);
     return 0;
   }
@@ -127,7 +130,8 @@ static int decode_cb(lua_State *L) {
   b->nrows = 0;
   for (int i = 0; i < b->nmsgs; i++) {
     const ls_inmsg *m = &c->msgs[i];
-    if (m->topic < 0 || !m->payload) continue; /* events and tombstones are not rows */
+    /* events are not rows, nor are tombstones, except for tables */
+    if (m->topic < 0 || (!m->payload && !b->spec->inputs[m->topic].tombstones)) continue;
     if (decode_one(b, i, m)) add_row(b, i, m, rows);
   }
   /* Let the previous batch's leftovers be collected. */

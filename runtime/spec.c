@@ -167,7 +167,8 @@ static int read_topics(const rd *r, int t, const char *key, int inputs, ls_topic
     ls_topic_spec *ts = &(*out)[i];
     if (string_field(&er, tt, "name", 0, &ts->name) || format_field(&er, tt, "key", &ts->key) ||
         format_field(&er, tt, "value", &ts->value) ||
-        (inputs && choice_field(&er, tt, "arrays", ARRAYS_NAMES, COUNT(ARRAYS_NAMES), &arrays, NULL)))
+        (inputs && choice_field(&er, tt, "arrays", ARRAYS_NAMES, COUNT(ARRAYS_NAMES), &arrays, NULL)) ||
+        (inputs && bool_field(&er, tt, "tombstones", &ts->tombstones)))
       return lua_pop(r->L, 2), -1;
     if (arrays == 1) ts->value_flags |= LS_ARRAYS_VEC;
     lua_pop(r->L, 1);

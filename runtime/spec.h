@@ -23,6 +23,7 @@ typedef struct ls_topic_spec {
   ls_format key;
   ls_format value;
   int value_flags;     /* inputs: codec flags for values, LS_ARRAYS_VEC for arrays = "vec" */
+  int tombstones;      /* inputs: a record with a null value is a row (ls.null), for tables */
 } ls_topic_spec;
 
 typedef struct ls_store_spec {

@@ -183,7 +183,7 @@ local FN_KINDS = { filter = true, apply = true, update = true, set_ts = true, se
 local function live(node)
   if node.live ~= nil then return node.live end
   local l = false
-  if node.kind == "to_topic" or node.kind == "print" then l = true
+  if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
   elseif node.kind == "window" and (node.def.on_late or node.def.late_topic) then
@@ -474,6 +474,35 @@ step.window = function(g, node, id)
     g:emit("end")
     g:emit("msg.key = key")
   end
+  return 0, id
+end
+
+-- app:table's topic (docs/joins.md): each record sets its key's value in
+-- the table's store; a tombstone (ls.null) deletes it.
+step.table_put = function(g, node, id)
+  local st = g:const(state.store(node.store))
+  g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
+  g:emit(g:lib("state", "table_put") .. "(" .. st .. ", v)")
+  return 0, id
+end
+
+-- sdf:join_table: the table's value for the row's key (from the same store,
+-- co-partitioned); an inner join skips a row without one; the default merger
+-- adds the table value's columns the row lacks (copies of nested tables).
+step.join_table = function(g, node, id)
+  local st = g:const(state.store(node.store))
+  g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
+  local r = g:tmp()
+  g:emit("local " .. r .. " = " .. g:lib("state", "table_get") .. "(" .. st .. ")")
+  if node.how == "inner" then
+    g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
+  end
+  if node.merger then
+    g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
+    return 0, { alias = id }
+  end
+  id = g:mutate(id, false)
+  g:emit("if " .. r .. " ~= nil then " .. g:lib("util", "merge_missing") .. "(v, " .. r .. ") end")
   return 0, id
 end
 

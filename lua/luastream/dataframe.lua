@@ -457,6 +457,39 @@ function methods.sliding_count_window(self, n, extra)
   return window.define(window_env(self), "count", n, nil, extra, where, true)
 end
 
+-- sdf:join_table(tbl, { how = "inner" | "left", merger = fn(left, right) })
+-- (docs/joins.md): each row gets the table's current value for the row's
+-- key. The table's store serves this dataframe's topic too, so the two
+-- topics must be co-partitioned (checked at start, as for any shared store).
+local JOIN_TABLE_OPTS = { how = true, merger = true, on = true }
+local HOWS = { inner = true, left = true }
+function methods.join_table(self, tbl, opts, extra)
+  local st = check_self(self, "join_table")
+  local where = util.callsite()
+  if extra ~= nil then util.fail("join_table: expected (table, { how =, merger = })", where) end
+  if not st.app._is_table(tbl) then
+    util.fail("join_table: expected a table from app:table(topic), got " ..
+      (st.app:_is_topic(tbl) and "a topic (make it a table: app:table(topic))" or type(tbl)), where)
+  end
+  if tbl.app ~= st.app then util.fail("join_table: the table belongs to another app", where) end
+  opts = util.check_options("join_table", opts, JOIN_TABLE_OPTS, where)
+  local how = opts.how == nil and "inner" or opts.how
+  if not HOWS[how] then
+    util.fail("join_table: option 'how' must be \"inner\" or \"left\", got " ..
+      (type(how) == "string" and ("'" .. how .. "'") or type(how)), where)
+  end
+  if opts.on ~= nil then
+    util.fail("join_table: option 'on' is not supported yet: the row's key is the table's key; re-key the " ..
+      "rows with group_by first", where)
+  end
+  if opts.merger ~= nil and not util.is_callable(opts.merger) then
+    util.fail("join_table: option 'merger' must be a function(left, right) -> row, got " .. type(opts.merger), where)
+  end
+  st.app:_use_store(tbl.store, st.topic, where)
+  return add(self, { kind = "join_table", store = tbl.store, how = how, merger = opts.merger, loc = where,
+    desc = "join_table '" .. tbl.topic.name .. "'" }, false)
+end
+
 -- group_by (docs/windows.md, "group_by"): the rows go to the internal topic
 -- <app>__repartition__<name> keyed by the new key, with their event time as
 -- the record timestamp, and the pipeline goes on from that topic, so state

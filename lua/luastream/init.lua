@@ -378,6 +378,7 @@ function ls.app(opts)
     store_topics = {},  -- store name -> the input topics it serves, in order of first use
     store_keep_expired = {}, -- store name -> true: expiries mark idle windows (App:_use_store)
     repartitions = {},  -- group_by: { topic =, like = input topic name, partitions = n or 0, loc = }
+    tables = {},        -- topic name -> Table (app:table)
     frozen = false,
   }, App)
   loading.app = app
@@ -438,6 +439,9 @@ function App:topic(name, opts)
   self.topics[name] = t
   return t
 end
+
+function App._is_table(x) return ls._is_table(x) end
+function App:_is_topic(x) return getmetatable(x) == Topic and x.app == self end
 
 function App:_check_topic(topic, what, where)
   if getmetatable(topic) ~= Topic then
@@ -509,6 +513,10 @@ function App:dataframe(topic)
   check_app(self, "dataframe")
   local where = util.callsite()
   self:_check_topic(topic, "app:dataframe", where)
+  if self.tables[topic.name] then
+    util.fail("app:dataframe: topic '" .. topic.name .. "' is a table (app:table at " ..
+      self.tables[topic.name].loc .. "); join it with sdf:join_table", where)
+  end
   local sdf, root = dataframe.new(self, topic, where)
   local list = self.roots[topic.name]
   if not list then
@@ -518,6 +526,41 @@ function App:dataframe(topic)
   end
   list[#list + 1] = root
   return sdf
+end
+
+-- app:table(topic): the latest value per key of `topic`, kept in the state
+-- store "__table__<topic>" (docs/joins.md): every record of the topic sets
+-- its key's value, a null value (a tombstone) deletes the key. Dataframes join
+-- it with sdf:join_table.
+local Table = {}
+Table.__index = Table
+Table.__tostring = function(t) return "Table<" .. t.topic.name .. ">" end
+function ls._is_table(x) return type(x) == "table" and getmetatable(x) == Table end
+
+function App:table(topic, extra)
+  check_app(self, "table")
+  local where = util.callsite()
+  self:_check_topic(topic, "app:table", where)
+  if extra ~= nil then util.fail("app:table: expected (topic)", where) end
+  local name = topic.name
+  if self.tables[name] then
+    util.fail("app:table: topic '" .. name .. "' is already a table (app:table at " .. self.tables[name].loc ..
+      "); use that one", where)
+  end
+  if self.roots[name] then
+    util.fail("app:table: topic '" .. name .. "' is already read by app:dataframe; a topic is a stream " ..
+      "or a table, not both", where)
+  end
+  local store = "__table__" .. name
+  self:_use_store(store, topic, where)
+  local t = setmetatable({ app = self, topic = topic, store = store, loc = where }, Table)
+  self.tables[name] = t
+  local _, root = dataframe.new(self, topic, where)
+  root.children[1] = { kind = "table_put", store = store, loc = where, desc = "app:table '" .. name .. "'",
+    parent = root, children = {}, topic = topic }
+  self.roots[name] = { root }
+  self.inputs[#self.inputs + 1] = topic
+  return t
 end
 
 local SOURCE_OPTS = { every = true }

@@ -169,7 +169,8 @@ local function build(app, script_name)
   }
   local pipelines = {}
   for id, topic in ipairs(app.inputs) do
-    spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value, arrays = topic.arrays }
+    spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value, arrays = topic.arrays,
+      tombstones = app.tables[topic.name] ~= nil }
     local p = compile.compile_topic(topic, app.roots[topic.name], env)
     p.topic = topic.name
     pipelines[id] = p

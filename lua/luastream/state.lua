@@ -363,6 +363,18 @@ function M.set_expiry(st, k, v, e)
   st.dirty[st.key] = kt
 end
 
+-- Tables (app:table, docs/joins.md): the value of the key st points at is
+-- its entry "v"; a null value (a tombstone) deletes it.
+function M.table_put(st, v)
+  if v == nil or v == util.null then st:delete("v") else st:set("v", v) end
+end
+
+function M.table_get(st)
+  local v = st.kt.v
+  if v == DELETED then return nil end
+  return v
+end
+
 function State:delete(k)
   check_name(k)
   local kt = self.kt

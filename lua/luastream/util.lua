@@ -223,6 +223,18 @@ end
 
 -- a:contains(b): substring for strings, element for arrays, key for other
 -- tables; false for nil / ls.null.
+-- Adds to row v the fields of t that v lacks (sdf:join_table's default
+-- merger); nested tables are copied, so later steps cannot change t.
+function M.merge_missing(v, t)
+  if type(t) ~= "table" then return end
+  for k, x in pairs(t) do
+    if v[k] == nil then
+      if type(x) == "table" and x ~= M.null then x = M.deepcopy(x) end
+      v[k] = x
+    end
+  end
+end
+
 function M.contains(a, b)
   local ta = type(a)
   if ta == "string" then

@@ -90,7 +90,7 @@ describe("the spec handed to C", function()
       "stores", "idle_check_ms" }) do
       assert.is_not_nil(spec[k], k)
     end
-    assert.same({ name = "t", key = "bytes", value = "json", arrays = "table" }, spec.inputs[1])
+    assert.same({ name = "t", key = "bytes", value = "json", arrays = "table", tombstones = false }, spec.inputs[1])
     assert.is_false(spec.wait_for_topics)
   end)
 

@@ -1,0 +1,121 @@
+-- app:table and sdf:join_table (docs/joins.md), through the test driver.
+local H = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "helpers.lua")
+local testing = require("luastream.testing")
+
+-- Scripts: the body starts at line 7.
+local HEAD = [[
+local ls = require("luastream")
+local app = ls.app{ name = "jt", on_error = "skip" }
+local owners = app:table(app:topic("owners", { key = "string" }))
+local input = app:topic("in", { key = "string" })
+local out = app:topic("out", { key = "string" })
+local sdf = app:dataframe(input)
+]]
+
+local nscript = 0
+local function script(body)
+  nscript = nscript + 1
+  return H.write_script(HEAD .. body, "jt" .. nscript .. ".lua")
+end
+
+local function driver(body, opts) return testing.driver(script(body), opts) end
+
+local function outs(d)
+  local res = {}
+  for j, r in ipairs(d:read("out")) do res[j] = { r.key, r.value } end
+  return res
+end
+
+describe("app:table", function()
+  it("keeps the latest value per key; a tombstone deletes it; it survives a restart", function()
+    local d = driver("sdf:join_table(owners, { how = \"left\" }):to_topic(out)")
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("owners", "p1", { owner = "bea" })
+    d:send("owners", "p2", { owner = "cid" })
+    assert.same({ owner = "bea" }, d:state("__table__owners", "p1", "v"))
+    d:send("owners", { key = "p2" }) -- a null value
+    assert.is_nil(d:state("__table__owners", "p2"))
+    d:restart()
+    assert.same({ owner = "bea" }, d:state("__table__owners", "p1", "v"))
+    assert.same({}, d:errors())
+  end)
+
+  it("refuses a topic read as a stream too, and a second table of one topic", function()
+    local path = script([[local again = app:table(app:topic("owners", { key = "string" }))]])
+    local ok, err = pcall(testing.driver, path)
+    assert.is_false(ok)
+    assert.matches(":7: app:table: topic 'owners' is already a table %(app:table at .*:3%); use that one", err)
+    path = script([[local s2 = app:dataframe(app:topic("owners", { key = "string" }))]])
+    ok, err = pcall(testing.driver, path)
+    assert.is_false(ok)
+    assert.matches(":7: app:dataframe: topic 'owners' is a table %(app:table at .*:3%); join it with " ..
+      "sdf:join_table", err)
+  end)
+end)
+
+describe("sdf:join_table", function()
+  it("inner (the default) drops rows without a value; the row's own columns win", function()
+    local d = driver("sdf:join_table(owners):to_topic(out)")
+    d:send("in", "p1", { x = 1, owner = "mine" })
+    d:send("owners", "p1", { owner = "ann", contact = { phone = "123" } })
+    d:send("in", "p1", { x = 2 })
+    d:send("in", "p1", { x = 3, owner = "mine" })
+    d:send("in", "p9", { x = 4 })
+    assert.same({
+      { "p1", { x = 2, owner = "ann", contact = { phone = "123" } } },
+      { "p1", { x = 3, owner = "mine", contact = { phone = "123" } } },
+    }, outs(d))
+  end)
+
+  it("left keeps rows without a value as they are", function()
+    local d = driver("sdf:join_table(owners, { how = \"left\" }):to_topic(out)")
+    d:send("in", "p1", { x = 1 })
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("in", "p1", { x = 2 })
+    d:send("owners", { key = "p1" })
+    d:send("in", "p1", { x = 3 })
+    assert.same({ { "p1", { x = 1 } }, { "p1", { x = 2, owner = "ann" } }, { "p1", { x = 3 } } }, outs(d))
+  end)
+
+  it("a merger builds the output row from (left, right); changing right does not change the table", function()
+    local d = driver([[
+sdf:join_table(owners, { how = "left", merger = function(left, right)
+  local r = right or { owner = "nobody" }
+  r.x = left.x
+  return r
+end }):to_topic(out)]])
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("in", "p1", { x = 1 })
+    d:send("in", "p2", { x = 2 })
+    assert.same({ { "p1", { owner = "ann", x = 1 } }, { "p2", { owner = "nobody", x = 2 } } }, outs(d))
+    assert.same({ owner = "ann" }, d:state("__table__owners", "p1", "v"))
+  end)
+
+  it("later steps changing a joined nested value leave the table as it was", function()
+    local d = driver([[
+sdf:join_table(owners):update(function(row) row.contact.phone = "changed" end):to_topic(out)]])
+    d:send("owners", "p1", { contact = { phone = "123" } })
+    d:send("in", "p1", { x = 1 })
+    assert.same({ { "p1", { x = 1, contact = { phone = "changed" } } } }, outs(d))
+    assert.same({ contact = { phone = "123" } }, d:state("__table__owners", "p1", "v"))
+  end)
+
+  local cases = {
+    { "sdf:join_table(input)", "join_table: expected a table from app:table(topic), got a topic " ..
+      "(make it a table: app:table(topic))" },
+    { "sdf:join_table(owners, { how = \"outer\" })", "join_table: option 'how' must be \"inner\" or \"left\", " ..
+      "got 'outer'" },
+    { "sdf:join_table(owners, { on = \"device\" })", "join_table: option 'on' is not supported yet: the row's " ..
+      "key is the table's key; re-key the rows with group_by first" },
+    { "sdf:join_table(owners, { merger = 5 })", "join_table: option 'merger' must be a function(left, right) -> " ..
+      "row, got number" },
+  }
+  for _, case in ipairs(cases) do
+    it("refuses " .. case[1], function()
+      local path = script(case[1])
+      local ok, err = pcall(testing.driver, path)
+      assert.is_false(ok)
+      assert.same(path .. ":7: " .. case[2], err)
+    end)
+  end
+end)
