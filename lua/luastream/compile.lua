@@ -183,7 +183,8 @@ local FN_KINDS = { filter = true, apply = true, update = true, set_ts = true, se
 local function live(node)
   if node.live ~= nil then return node.live end
   local l = false
-  if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" then l = true
+  if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" or
+    node.kind == "asof_record" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
   elseif node.kind == "window" and (node.def.on_late or node.def.late_topic) then
@@ -494,6 +495,33 @@ step.join_table = function(g, node, id)
   g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
   local r = g:tmp()
   g:emit("local " .. r .. " = " .. g:lib("state", "table_get") .. "(" .. st .. ")")
+  if node.how == "inner" then
+    g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
+  end
+  if node.merger then
+    g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
+    return 0, { alias = id }
+  end
+  id = g:mutate(id, false)
+  g:emit("if " .. r .. " ~= nil then " .. g:lib("util", "merge_missing") .. "(v, " .. r .. ") end")
+  return 0, id
+end
+
+-- sdf:join_asof: the other side records its rows (asof_record), this side
+-- looks up the latest one at or before its timestamp (join_asof).
+step.asof_record = function(g, node, id)
+  local st = g:const(state.store(node.store))
+  g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
+  g:emit(g:lib("state", "asof_record") .. "(" .. st .. ", v, ts, " .. g:const(node.grace) .. ")")
+  return 0, id
+end
+
+step.join_asof = function(g, node, id)
+  local st = g:const(state.store(node.store))
+  g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
+  local r = g:tmp()
+  g:emit("local " .. r .. " = " .. g:lib("state", "asof_get") .. "(" .. st .. ", ts, " ..
+    g:const(node.tolerance) .. ")")
   if node.how == "inner" then
     g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
   end

@@ -490,6 +490,57 @@ function methods.join_table(self, tbl, opts, extra)
     desc = "join_table '" .. tbl.topic.name .. "'" }, false)
 end
 
+-- sdf:join_asof(other, { how, tolerance, grace, merger }) (docs/joins.md):
+-- the other dataframe's rows are recorded per key in the store
+-- "__asof__<n>" (a step added to its pipeline); each row of this one joins,
+-- at once, the other side's latest row at or before its timestamp (and
+-- within `tolerance`). Both topics must be co-partitioned.
+local JOIN_ASOF_OPTS = { how = true, tolerance = true, grace = true, merger = true }
+local function check_ms_opt(what, name, x, where)
+  if x ~= nil and (type(x) ~= "number" or x ~= x or x < 0 or x == math.huge) then
+    util.fail(what .. ": option '" .. name .. "' must be a number of milliseconds >= 0, got " ..
+      (type(x) == "number" and tostring(x) or type(x)), where)
+  end
+end
+
+function methods.join_asof(self, other, opts, extra)
+  local st = check_self(self, "join_asof")
+  local where = util.callsite()
+  if extra ~= nil then
+    util.fail("join_asof: expected (other_sdf, { how =, tolerance =, grace =, merger = })", where)
+  end
+  if not is_sdf(other) then
+    util.fail("join_asof: expected the other side's dataframe (app:dataframe(topic)), got " ..
+      (st.app._is_table(other) and "a table (use join_table)" or type(other)), where)
+  end
+  local ost = st_of(other)
+  if ost.app ~= st.app then util.fail("join_asof: the other dataframe belongs to another app", where) end
+  opts = util.check_options("join_asof", opts, JOIN_ASOF_OPTS, where)
+  local how = opts.how == nil and "inner" or opts.how
+  if not HOWS[how] then
+    util.fail("join_asof: option 'how' must be \"inner\" or \"left\", got " ..
+      (type(how) == "string" and ("'" .. how .. "'") or type(how)), where)
+  end
+  check_ms_opt("join_asof", "tolerance", opts.tolerance, where)
+  check_ms_opt("join_asof", "grace", opts.grace, where)
+  if opts.merger ~= nil and not util.is_callable(opts.merger) then
+    util.fail("join_asof: option 'merger' must be a function(left, right) -> row, got " .. type(opts.merger), where)
+  end
+  local app = st.app
+  local n = (rawget(app, "_nasof") or 0) + 1
+  rawset(app, "_nasof", n)
+  local store = "__asof__" .. n
+  -- history kept: `grace` ms behind the other side's newest row of the key
+  -- (default: the tolerance, else 1 hour); the newest row is always kept
+  local grace = opts.grace or opts.tolerance or 3600000
+  app:_use_store(store, ost.topic, where)
+  app:_use_store(store, st.topic, where)
+  add(other, { kind = "asof_record", store = store, grace = grace, loc = where,
+    desc = "join_asof (the other side)" }, false)
+  return add(self, { kind = "join_asof", store = store, how = how, tolerance = opts.tolerance or math.huge,
+    merger = opts.merger, loc = where, desc = "join_asof" }, false)
+end
+
 -- group_by (docs/windows.md, "group_by"): the rows go to the internal topic
 -- <app>__repartition__<name> keyed by the new key, with their event time as
 -- the record timestamp, and the pipeline goes on from that topic, so state

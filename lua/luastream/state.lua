@@ -375,6 +375,51 @@ function M.table_get(st)
   return v
 end
 
+-- join_asof (docs/joins.md): the other side's rows of the key st points at,
+-- entry "h" = { n, t1, row1, t2, row2, ... } in order of time (a copy of each
+-- row); rows more than `grace` ms behind the newest go, the newest stays.
+function M.asof_record(st, v, ts, grace)
+  if type(ts) ~= "number" then
+    error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
+  end
+  local h = st.kt.h
+  if h == nil or h == DELETED then h = { 0 } end
+  local n = h[1]
+  local at = 2 + 2 * n
+  while at > 2 and h[at - 2] > ts do at = at - 2 end
+  for x = 1 + 2 * n, at, -1 do M.jset(h, x + 2, h[x]) end
+  M.jset(h, at, ts)
+  M.jset(h, at + 1, util.deepcopy(v))
+  n = n + 1
+  -- trim what is more than grace behind the newest
+  local newest = h[2 * n]
+  local drop = 0
+  while drop < n - 1 and h[2 + 2 * drop] < newest - grace do drop = drop + 1 end
+  if drop > 0 then
+    local last = 1 + 2 * n
+    for x = 2, last - 2 * drop do M.jset(h, x, h[x + 2 * drop]) end
+    for x = last - 2 * drop + 1, last do M.jset(h, x, nil) end
+    n = n - drop
+  end
+  M.jset(h, 1, n)
+  st:set("h", h)
+end
+
+-- The other side's latest row at or before ts (and at most tolerance ms
+-- before it), or nil.
+function M.asof_get(st, ts, tolerance)
+  local h = st.kt.h
+  if h == nil or h == DELETED or type(ts) ~= "number" then return nil end
+  for at = 2 * h[1], 2, -2 do
+    local t = h[at]
+    if t <= ts then
+      if ts - t > tolerance then return nil end
+      return h[at + 1]
+    end
+  end
+  return nil
+end
+
 function State:delete(k)
   check_name(k)
   local kt = self.kt
