@@ -21,6 +21,7 @@ local expr = require("luastream.expr")
 local core = require("luastream.core")
 local state = require("luastream.state")
 local window = require("luastream.window")
+local join = require("luastream.join")
 
 local M = {}
 
@@ -64,12 +65,13 @@ function Gen:tmp()
 end
 
 -- Source naming a Lua library function, as a local of the generated chunk.
-local LIBS = { math = math, util = util, base = { type = type }, state = state, window = window }
+local LIBS = { math = math, util = util, base = { type = type }, state = state, window = window, join = join }
 function Gen:lib(lib, name)
   local id = lib .. "." .. name
   local local_name = self.libs[id]
   if not local_name then
-    local_name = (lib == "util" or lib == "state" or lib == "window") and (lib:sub(1, 1) .. "_" .. name) or name
+    local_name = (lib == "util" or lib == "state" or lib == "window" or lib == "join") and
+      (lib:sub(1, 1) .. "_" .. name) or name
     self.libs[id] = local_name
     self.lib_list[#self.lib_list + 1] = { local_name, lib, name }
     assert(LIBS[lib][name] ~= nil, id)
@@ -184,7 +186,7 @@ local function live(node)
   if node.live ~= nil then return node.live end
   local l = false
   if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" or
-    node.kind == "asof_record" then l = true
+    node.kind == "asof_record" or node.kind == "interval_right" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
   elseif node.kind == "window" and (node.def.on_late or node.def.late_topic) then
@@ -534,6 +536,27 @@ step.join_asof = function(g, node, id)
   return 0, id
 end
 
+-- sdf:join_interval (luastream.join): this side's rows pair with the other
+-- side's as they come; the pairs run through the continuation, which the
+-- other side's pipeline calls too for the pairs its rows find.
+step.interval_left = function(g, node, id)
+  local J = join.runtime(node.def, state.store(node.store), node)
+  local n, j = g:tmp(), g:tmp()
+  g:emit("local " .. n .. " = " .. g:lib("join", "left") .. "(" .. g:const(J) .. ", v, ts, key, m.partition, i)")
+  local cont = g:continuation(node, J)
+  g:emit("for " .. j .. " = 1, " .. n .. " do nout = " .. cont .. "(" .. g:const(J.ov) .. "[" .. j .. "], " ..
+    g:const(J.ots) .. "[" .. j .. "], hdr, key, i, m, nout) end")
+  return 0, id
+end
+
+step.interval_right = function(g, node, id)
+  local J = join.runtime(node.def, state.store(node.store), node)
+  local n = g:tmp()
+  g:emit("local " .. n .. " = " .. g:lib("join", "right") .. "(" .. g:const(J) .. ", v, ts, key, m.partition, i)")
+  g:emit("nout = " .. g:lib("join", "right_emit") .. "(" .. g:const(J) .. ", " .. n .. ", key, m.partition, i, nout)")
+  return 0, id
+end
+
 step.print = function(g, node, id)
   g:emit(g:lib("util", "print_row") .. "(" .. g:const(g.topic.name) ..
     ", key, m.partition, m.offset, v, " .. tostring(node.metadata) .. ")")
@@ -584,7 +607,8 @@ end
 gen = function(g, node, id)
   g.cur = node
   local close, nid = step[node.kind](g, node, id)
-  if node.kind ~= "window" then gen_children(g, node, nid) end -- a window's are its continuation
+  -- the steps after a window or an interval join are a continuation
+  if node.kind ~= "window" and node.kind ~= "interval_left" then gen_children(g, node, nid) end
   g.cur = nil
   if close > 0 then g:close_block() end -- the expand loop body
   for _ = 1, close do

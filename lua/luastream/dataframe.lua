@@ -541,6 +541,54 @@ function methods.join_asof(self, other, opts, extra)
     merger = opts.merger, loc = where, desc = "join_asof" }, false)
 end
 
+-- sdf:join_interval(other, { before, after, grace, how, merger })
+-- (luastream.join, docs/joins.md): rows of the two dataframes whose
+-- timestamps are within [t - before, t + after] of each other are paired as
+-- soon as both are there; a left join also emits a row of this side that met
+-- none when its interval closes. Both topics must be co-partitioned.
+local JOIN_INTERVAL_OPTS = { before = true, after = true, grace = true, how = true, merger = true }
+function methods.join_interval(self, other, opts, extra)
+  local st = check_self(self, "join_interval")
+  local where = util.callsite()
+  if extra ~= nil then
+    util.fail("join_interval: expected (other_sdf, { before =, after =, grace =, how =, merger = })", where)
+  end
+  if not is_sdf(other) then
+    util.fail("join_interval: expected the other side's dataframe (app:dataframe(topic)), got " .. type(other), where)
+  end
+  local ost = st_of(other)
+  if ost.app ~= st.app then util.fail("join_interval: the other dataframe belongs to another app", where) end
+  if ost.topic == st.topic then
+    util.fail("join_interval: both sides read topic '" .. st.topic.name .. "'; join two topics", where)
+  end
+  opts = util.check_options("join_interval", opts, JOIN_INTERVAL_OPTS, where)
+  for _, k in ipairs({ "before", "after", "grace" }) do check_ms_opt("join_interval", k, opts[k], where) end
+  if opts.before == nil and opts.after == nil then
+    util.fail("join_interval: give the interval: { before = ms, after = ms } (rows of the other side " ..
+      "from t - before to t + after)", where)
+  end
+  local how = opts.how == nil and "inner" or opts.how
+  if not HOWS[how] then
+    util.fail("join_interval: option 'how' must be \"inner\" or \"left\", got " ..
+      (type(how) == "string" and ("'" .. how .. "'") or type(how)), where)
+  end
+  if opts.merger ~= nil and not util.is_callable(opts.merger) then
+    util.fail("join_interval: option 'merger' must be a function(left, right) -> row, got " ..
+      type(opts.merger), where)
+  end
+  local app = st.app
+  local n = (rawget(app, "_ninterval") or 0) + 1
+  rawset(app, "_ninterval", n)
+  local store = "__interval__" .. n
+  app:_use_store(store, st.topic, where)
+  app:_use_store(store, ost.topic, where)
+  local def = { before = opts.before or 0, after = opts.after or 0, grace = opts.grace or 0, how = how,
+    merger = opts.merger }
+  add(other, { kind = "interval_right", def = def, store = store, loc = where,
+    desc = "join_interval (the other side)" }, false)
+  return add(self, { kind = "interval_left", def = def, store = store, loc = where, desc = "join_interval" }, false)
+end
+
 -- group_by (docs/windows.md, "group_by"): the rows go to the internal topic
 -- <app>__repartition__<name> keyed by the new key, with their event time as
 -- the record timestamp, and the pipeline goes on from that topic, so state

@@ -1,0 +1,230 @@
+-- luastream.join: interval joins (docs/joins.md, "Interval joins").
+--
+-- sdf:join_interval(other, { before, after, grace, how, merger }) adds two
+-- steps: "interval_left" to this dataframe's pipeline and "interval_right" to
+-- the other's. Both point at one runtime object J (M.runtime, shared through
+-- the step definition) and the same store; each side records its rows per
+-- key and, as a row comes, pairs it with the other side's rows within the
+-- interval; the pairs run through the rest of this dataframe's pipeline,
+-- the continuation J.cont that luastream.compile makes, whichever side's
+-- pipeline found them.
+--
+-- State per key (journaled like all state, so a failed row leaves it as it
+-- was): "L" = { n, t1, row1, matched1, ... } (this side's rows), "R" = { n,
+-- t1, row1, ... } (the other side's), "wm" = the largest timestamp of the
+-- key on either side. A left row's interval [t - before, t + after] closes
+-- when t + after + grace <= wm: it goes (with how = "left", emitted
+-- unmatched first if no pair had it); the other side's rows go once no open
+-- or future left row can reach them.
+local util = require("luastream.util")
+local state = require("luastream.state")
+local core = require("luastream.core")
+
+local M = {}
+
+local jset, state_at = state.jset, state.at
+local DELETED = state.DELETED
+local deepcopy, copy, merge_missing = util.deepcopy, util.copy, util.merge_missing
+local huge = math.huge
+local type = type
+
+function M.runtime(def, st, node)
+  local J = def.J
+  if J ~= nil then return J end
+  J = {
+    st = st, before = def.before, after = def.after, grace = def.grace, left = def.how == "left",
+    merger = def.merger or false,
+    ov = {}, ots = {}, late = 0, logged = false,
+    cont = false, msg = false, m = { partition = 0, offset = -1, timestamp = 0 },
+    loc = node.loc, desc = node.desc,
+  }
+  def.J = J
+  return J
+end
+
+local function num_ts(ts)
+  if type(ts) ~= "number" then
+    local t = tonumber(ts)
+    if type(ts) ~= "cdata" or t == nil then
+      error("join_interval: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
+    end
+    return t
+  end
+  return ts
+end
+
+local function entry(st, k, stride)
+  local e = st.kt[k]
+  if e == nil or e == DELETED then
+    e = { 0 }
+    st:set(k, e)
+  end
+  return e, stride
+end
+
+-- The output row of a pair (right nil: an unmatched left row).
+local function pair(J, l, r)
+  if J.merger then return J.merger(deepcopy(l), r ~= nil and deepcopy(r) or nil) end
+  local out = copy(l)
+  if r ~= nil then merge_missing(out, r) end
+  return out
+end
+
+local function emit(J, nout, row, ts)
+  nout = nout + 1
+  J.ov[nout], J.ots[nout] = row, ts
+  return nout
+end
+
+-- Inserts (t, row[, matched]) into entry e (stride 2 or 3) in order of time.
+local function insert(e, stride, t, row, matched)
+  local n = e[1]
+  local at = 2 + stride * n
+  while at > 2 and e[at - stride] > t do at = at - stride end
+  for x = 1 + stride * n, at, -1 do jset(e, x + stride, e[x]) end
+  jset(e, at, t)
+  jset(e, at + 1, row)
+  if stride == 3 then jset(e, at + 2, matched) end
+  jset(e, 1, n + 1)
+end
+
+-- Removes the items of e (stride) for which gone(t) is true.
+local function remove_if(e, stride, limit)
+  local n, keep = e[1], 0
+  for j = 0, n - 1 do
+    local base = 2 + stride * j
+    if e[base] > limit then
+      local to = 2 + stride * keep
+      if to ~= base then
+        for x = 0, stride - 1 do jset(e, to + x, e[base + x]) end
+      end
+      keep = keep + 1
+    end
+  end
+  for x = 2 + stride * keep, 1 + stride * n do jset(e, x, nil) end
+  jset(e, 1, keep)
+end
+
+-- Closes the intervals the key's watermark passed.
+local function expire(J, st, wm, nout)
+  local L = st.kt.L
+  if L ~= nil and L ~= DELETED then
+    local close = wm - J.after - J.grace -- left rows with t <= close are done
+    local n = L[1]
+    if n > 0 and L[2] <= close then
+      if J.left then
+        for j = 0, n - 1 do
+          local base = 2 + 3 * j
+          if L[base] > close then break end
+          if not L[base + 2] then nout = emit(J, nout, pair(J, L[base + 1], nil), L[base]) end
+        end
+      end
+      remove_if(L, 3, close)
+      st:set("L", L)
+    end
+  end
+  local R = st.kt.R
+  if R ~= nil and R ~= DELETED and R[1] > 0 then
+    local limit = wm - J.after - J.grace - J.before -- no open or future left row reaches these
+    if R[2] <= limit then
+      remove_if(R, 2, limit)
+      st:set("R", R)
+    end
+  end
+  return nout
+end
+
+local function raise_wm(st, t)
+  local wm = st.kt.wm
+  if wm == nil or wm == DELETED then wm = -huge end
+  if t > wm then
+    st:set("wm", t)
+    return t
+  end
+  return wm
+end
+
+local function late(J, t, wm)
+  J.late = J.late + 1
+  if not J.logged then
+    J.logged = true
+    core.log("warn", J.loc .. ": join_interval: dropped a late row (timestamp " .. tostring(t) ..
+      ", the key's watermark " .. tostring(wm) .. " had closed its interval); later late rows are counted " ..
+      "without a log line")
+  end
+  return 0
+end
+
+-- A row of this side: pairs with the other side's rows in [t - before, t + after].
+function M.left(J, v, ts, key, p, i)
+  local t = num_ts(ts)
+  local st = J.st
+  state_at(st, p, key, i)
+  local wm = st.kt.wm
+  if wm ~= nil and wm ~= DELETED and t + J.after + J.grace <= wm then return late(J, t, wm) end
+  local nout = 0
+  local R = st.kt.R
+  if R ~= nil and R ~= DELETED then
+    local lo, hi = t - J.before, t + J.after
+    for j = 0, R[1] - 1 do
+      local u = R[2 + 2 * j]
+      if u > hi then break end
+      if u >= lo then
+        local out = pair(J, v, R[3 + 2 * j])
+        nout = emit(J, nout, out, u > t and u or t)
+      end
+    end
+  end
+  local L = entry(st, "L")
+  insert(L, 3, t, deepcopy(v), nout > 0)
+  st:set("L", L)
+  return expire(J, st, raise_wm(st, t), nout)
+end
+
+-- A row of the other side: pairs with this side's rows t with u in [t - before, t + after].
+function M.right(J, v, ts, key, p, i)
+  local u = num_ts(ts)
+  local st = J.st
+  state_at(st, p, key, i)
+  local nout = 0
+  local L = st.kt.L
+  if L ~= nil and L ~= DELETED then
+    local lo, hi = u - J.after, u + J.before
+    for j = 0, L[1] - 1 do
+      local base = 2 + 3 * j
+      local t = L[base]
+      if t > hi then break end
+      if t >= lo then
+        nout = emit(J, nout, pair(J, L[base + 1], v), u > t and u or t)
+        if not L[base + 2] then
+          jset(L, base + 2, true)
+          st:set("L", L)
+        end
+      end
+    end
+  end
+  local wm = st.kt.wm
+  if wm == nil or wm == DELETED or u + J.before + J.after + J.grace > wm then
+    local R = entry(st, "R")
+    insert(R, 2, u, deepcopy(v))
+    st:set("R", R)
+  end
+  return expire(J, st, raise_wm(st, u), nout)
+end
+
+-- The other side's pipeline runs this side's continuation on its pairs.
+function M.right_emit(J, n, key, p, i, nout)
+  local m, msg = J.m, J.msg
+  m.partition = p
+  msg.key, msg.partition, msg.offset = key, p, -1
+  for o = 1, n do
+    local row, ts = J.ov[o], J.ots[o]
+    J.ov[o], J.ots[o] = nil, nil
+    m.timestamp = ts
+    msg.timestamp = ts
+    nout = J.cont(row, ts, nil, key, i, m, nout)
+  end
+  return nout
+end
+
+return M

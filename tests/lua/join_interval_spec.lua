@@ -1,0 +1,94 @@
+-- sdf:join_interval (docs/joins.md): rows of two streams within an interval of
+-- each other, paired as soon as both are there, through the test driver.
+local H = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "helpers.lua")
+local testing = require("luastream.testing")
+
+-- Scripts: the body starts at line 8.
+local HEAD = [[
+local ls = require("luastream")
+local app = ls.app{ name = "ij", on_error = "skip" }
+local clicks = app:topic("clicks", { key = "string", timestamp = "ts" })
+local views = app:topic("views", { key = "string", timestamp = "ts" })
+local out = app:topic("out", { key = "string" })
+local v = app:dataframe(views)
+local sdf = app:dataframe(clicks)
+]]
+
+local nscript = 0
+local function script(body)
+  nscript = nscript + 1
+  return H.write_script(HEAD .. body, "ij" .. nscript .. ".lua")
+end
+
+local function outs(d)
+  local res = {}
+  for j, r in ipairs(d:read("out")) do res[j] = { r.key, r.timestamp, r.value } end
+  return res
+end
+
+describe("sdf:join_interval", function()
+  it("pairs rows within [t - before, t + after] as soon as both are there, whichever comes first", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 500, grace = 10000 }):to_topic(out)]]))
+    d:send("views", "u1", { ts = 1000, page = "a" })
+    d:send("clicks", "u1", { ts = 1500, c = 1 })  -- the view at 1000 is 500 before: a pair
+    d:send("clicks", "u1", { ts = 2100, c = 2 })  -- 1100 after the view: none yet
+    d:send("views", "u1", { ts = 2400, page = "b" }) -- 300 after click 2 (paired), 900 after click 1 (not)
+    d:send("views", "u2", { ts = 2400, page = "z" }) -- another key
+    d:send("clicks", "u1", { ts = 2900, c = 3 })      -- the view at 2400 is 500 before: a pair
+    assert.same({
+      { "u1", 1500, { ts = 1500, c = 1, page = "a" } },
+      { "u1", 2400, { ts = 2100, c = 2, page = "b" } },
+      { "u1", 2900, { ts = 2900, c = 3, page = "b" } },
+    }, outs(d))
+  end)
+
+  it("a left join emits a row that met nothing when its interval closes", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 0, after = 1000, how = "left" }):to_topic(out)]]))
+    d:send("clicks", "u1", { ts = 1000, c = 1 })
+    d:send("clicks", "u1", { ts = 1200, c = 2 })
+    d:send("views", "u1", { ts = 1900, page = "a" }) -- pairs with both
+    d:send("clicks", "u1", { ts = 3000, c = 3 })
+    assert.same(2, #outs(d))
+    d:send("views", "u1", { ts = 4100, page = "late for 3" }) -- closes click 3's [3000, 4000]: unmatched
+    assert.same({ { "u1", 3000, { ts = 3000, c = 3 } } }, outs(d))
+    assert.same({ 0 }, d:state("__interval__1", "u1", "L")) -- closed rows leave the state
+  end)
+
+  it("drops a row of this side whose interval is already closed; survives a restart", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 100, after = 100, grace = 0 }):to_topic(out)]]))
+    d:send("views", "u1", { ts = 5000, page = "a" })
+    d:send("clicks", "u1", { ts = 1000, c = 0 }) -- 1000 + 100 <= 5000: late, dropped
+    d:restart()
+    d:send("clicks", "u1", { ts = 5050, c = 1 })
+    assert.same({ { "u1", 5050, { ts = 5050, c = 1, page = "a" } } }, outs(d))
+  end)
+
+  it("a merger builds the output row from copies", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 1000, merger = function(l, r)
+  return { c = l.c, page = r and r.page or "none" }
+end }):to_topic(out)]]))
+    d:send("views", "u1", { ts = 1000, page = "a" })
+    d:send("clicks", "u1", { ts = 1200, c = 1 })
+    assert.same({ { "u1", 1200, { c = 1, page = "a" } } }, outs(d))
+  end)
+
+  local cases = {
+    { "sdf:join_interval(v)", "join_interval: give the interval: { before = ms, after = ms } (rows of the " ..
+      "other side from t - before to t + after)" },
+    { "sdf:join_interval(v, { before = -5 })",
+      "join_interval: option 'before' must be a number of milliseconds >= 0, got -5" },
+    { "sdf:join_interval(sdf, { after = 5 })", "join_interval: both sides read topic 'clicks'; join two topics" },
+  }
+  for _, case in ipairs(cases) do
+    it("refuses " .. case[1], function()
+      local path = script(case[1])
+      local ok, err = pcall(testing.driver, path)
+      assert.is_false(ok)
+      assert.same(path .. ":8: " .. case[2], err)
+    end)
+  end
+end)
