@@ -1,4 +1,4 @@
-/* http.h - the HTTP endpoint: metrics and probes (--http ADDR).
+/* http.h - the HTTP endpoint: metrics, probes and state queries (--http ADDR).
  *
  * What it owns: a libmicrohttpd daemon on its own thread, serving
  *   GET /metrics  Prometheus text (metrics.c)
@@ -10,9 +10,10 @@
  *                 thread posts the query in a one-slot mailbox, wakes the
  *                 loop and waits (5 s at most)
  * and 404 for anything else (405 for other methods). It reads the metrics
- * under their mutex and touches nothing else of the app, so it costs the
- * loop one lock per batch. ADDR is "PORT", ":PORT" or "HOST:PORT"; without a
- * host it binds to 127.0.0.1. */
+ * under their mutex, and the consumer lag through the source the app gave
+ * metrics.c (librdkafka's thread-safe calls), and touches nothing else of the
+ * app, so it costs the loop one lock per batch. ADDR is "PORT", ":PORT" or
+ * "HOST:PORT"; without a host it binds to 127.0.0.1. */
 #ifndef LS_HTTP_H
 #define LS_HTTP_H
 

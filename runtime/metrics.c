@@ -31,7 +31,7 @@ typedef struct histogram {
   double sum;
 } histogram;
 
-enum { F_IN, F_OUT, F_ERRORS, F_RELOADS, F_STATE_KEYS, NFAMILIES };
+enum { F_IN, F_OUT, F_ERRORS, F_RELOADS, F_STATE_KEYS, F_LATE, NFAMILIES };
 
 struct ls_metrics {
   pthread_mutex_t mu;
@@ -39,6 +39,9 @@ struct ls_metrics {
   histogram h[LS_NHIST];
   double heartbeat_ms;
   int ready;
+  int restoring;
+  ls_metrics_lag_source lag_fn; /* set before the HTTP thread starts */
+  void *lag_ud;
 };
 
 ls_metrics *ls_metrics_new(void) {
@@ -114,6 +117,10 @@ void ls_metrics_set_state_keys(ls_metrics *m, const char *store, int64_t n) {
   if (m) update(m, F_STATE_KEYS, 0, (double)n, "store=\"%s\"", store);
 }
 
+void ls_metrics_set_late_rows(ls_metrics *m, const char *store, double n) {
+  if (m) update(m, F_LATE, 0, n, "store=\"%s\"", store);
+}
+
 void ls_metrics_observe(ls_metrics *m, ls_hist which, double seconds) {
   if (!m) return;
   pthread_mutex_lock(&m->mu);
@@ -133,9 +140,16 @@ void ls_metrics_heartbeat(ls_metrics *m, double mono_ms) {
   pthread_mutex_unlock(&m->mu);
 }
 
+void ls_metrics_set_restoring(ls_metrics *m, int restoring) {
+  if (!m) return;
+  pthread_mutex_lock(&m->mu);
+  m->restoring = restoring;
+  pthread_mutex_unlock(&m->mu);
+}
+
 int ls_metrics_healthy(ls_metrics *m, double now_ms, double max_gap_ms) {
   pthread_mutex_lock(&m->mu);
-  int ok = m->heartbeat_ms > 0 && now_ms - m->heartbeat_ms <= max_gap_ms;
+  int ok = m->restoring || (m->heartbeat_ms > 0 && now_ms - m->heartbeat_ms <= max_gap_ms);
   pthread_mutex_unlock(&m->mu);
   return ok;
 }
@@ -152,6 +166,14 @@ int ls_metrics_ready(ls_metrics *m) {
   int r = m->ready;
   pthread_mutex_unlock(&m->mu);
   return r;
+}
+
+void ls_metrics_set_lag_source(ls_metrics *m, ls_metrics_lag_source fn, void *ud) {
+  if (!m) return;
+  pthread_mutex_lock(&m->mu);
+  m->lag_fn = fn;
+  m->lag_ud = ud;
+  pthread_mutex_unlock(&m->mu);
 }
 
 /* ---- rendering --------------------------------------------------------------- */
@@ -175,6 +197,7 @@ static const struct {
     {"luastream_errors_total", "counter", "Records that met on_error, per stage and action."},
     {"luastream_reloads_total", "counter", "Live reloads, per result."},
     {"luastream_state_keys", "gauge", "Entries in the local state store."},
+    {"luastream_window_late_rows_total", "counter", "Rows windows dropped as late, per store."},
 };
 
 static int render_family(const ls_metrics *m, int f, ls_buf *out) {
@@ -220,10 +243,38 @@ static int render_process(ls_buf *out) {
              rss * sysconf(_SC_PAGESIZE), cpu);
 }
 
+typedef struct lag_ctx {
+  ls_buf *out;
+  int rc;
+} lag_ctx;
+
+static void emit_lag(void *ctx, const char *topic, int32_t partition, int64_t lag) {
+  lag_ctx *c = ctx;
+  if (c->rc == 0)
+    c->rc = put(c->out, "luastream_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", topic, (int)partition,
+                (long long)lag);
+}
+
+/* The lag of every assigned partition, asked of the source now. */
+static int render_lag(ls_metrics *m, ls_buf *out) {
+  pthread_mutex_lock(&m->mu);
+  ls_metrics_lag_source fn = m->lag_fn;
+  void *ud = m->lag_ud;
+  pthread_mutex_unlock(&m->mu);
+  lag_ctx c = {out, put(out, "# HELP luastream_consumer_lag Messages not yet consumed per assigned partition "
+                             "(high watermark minus next offset).\n# TYPE luastream_consumer_lag gauge\n")};
+  if (fn && c.rc == 0) fn(ud, emit_lag, &c);
+  return c.rc;
+}
+
 int ls_metrics_render(ls_metrics *m, ls_buf *out) {
+  if (render_lag(m, out)) return -1;
   pthread_mutex_lock(&m->mu);
   int rc = 0;
   for (int f = 0; rc == 0 && f < NFAMILIES; f++) rc = render_family(m, f, out);
+  if (rc == 0)
+    rc = put(out, "# HELP luastream_ready 1 once partitions are assigned and their state restored (/ready).\n"
+                  "# TYPE luastream_ready gauge\nluastream_ready %d\n", m->ready);
   if (rc == 0)
     rc = render_histogram(&m->h[LS_HIST_BATCH], "luastream_batch_seconds",
                           "Time to process one batch (decode, pipeline, encode, produce).", out);

@@ -7,7 +7,9 @@
  * thread writes, the HTTP thread (http.c) reads: every call takes the one
  * mutex, and the loop publishes once per batch, not once per record, so the
  * hot path pays one lock per batch. Process figures (resident memory, CPU)
- * are read from the kernel when rendered. */
+ * are read from the kernel when rendered, and so is the consumer lag, from a
+ * source the app registers (ls_metrics_set_lag_source): the loop does nothing
+ * for it. */
 #ifndef LS_METRICS_H
 #define LS_METRICS_H
 
@@ -35,12 +37,31 @@ void ls_metrics_observe(ls_metrics *m, ls_hist h, double seconds);
 void ls_metrics_add_reload(ls_metrics *m, const char *result);
 /* luastream_state_keys{store} = n (all partitions here). */
 void ls_metrics_set_state_keys(ls_metrics *m, const char *store, int64_t n);
+/* luastream_window_late_rows_total{store} = n: rows the windows of that store
+ * dropped as late since the pipeline was loaded (a reload starts again at 0,
+ * which Prometheus reads as a counter reset). */
+void ls_metrics_set_late_rows(ls_metrics *m, const char *store, double n);
+
+/* One luastream_consumer_lag{topic, partition} sample: the high watermark
+ * minus the next offset to consume. */
+typedef void (*ls_metrics_lag_emit)(void *ctx, const char *topic, int32_t partition, int64_t lag);
+/* Called when /metrics is rendered, on the HTTP thread and without the
+ * metrics mutex: calls emit(ctx, ...) once per assigned partition whose lag
+ * is known. */
+typedef void (*ls_metrics_lag_source)(void *ud, ls_metrics_lag_emit emit, void *ctx);
+void ls_metrics_set_lag_source(ls_metrics *m, ls_metrics_lag_source fn, void *ud);
 
 /* The loop turned at mono_ms (ls_mono_ms). */
 void ls_metrics_heartbeat(ls_metrics *m, double mono_ms);
-/* 1 while the loop turned within max_gap_ms of now (ls_mono_ms). */
+/* State is being restored (1) or not (0): a restore runs inside the loop's
+ * turn and may take longer than any gap, so the loop counts as turning while
+ * it lasts. */
+void ls_metrics_set_restoring(ls_metrics *m, int restoring);
+/* 1 while the loop turned within max_gap_ms of now (ls_mono_ms) or state is
+ * being restored; 0 before its first turn otherwise. */
 int ls_metrics_healthy(ls_metrics *m, double now_ms, double max_gap_ms);
-/* Partitions assigned and their state restored (1), or not (yet) (0). */
+/* Partitions assigned and their state restored (1), or not (yet) (0):
+ * /ready, and the gauge luastream_ready. */
 void ls_metrics_set_ready(ls_metrics *m, int ready);
 int ls_metrics_ready(ls_metrics *m);
 
