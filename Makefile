@@ -48,3 +48,33 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# ---- gateways (docs/edge.md) ------------------------------------------------
+# arm64: a cross build with Debian's aarch64 toolchain and arm64 multiarch
+# libraries; its unit tests and specs run under qemu-user. deb: Debian packages
+# for amd64 and arm64 (CPack), tested by scripts/test-deb.sh in a clean root.
+ARM64_BUILD ?= build-arm64
+DEB_BUILD   ?= build-deb
+
+.PHONY: arm64 test-arm64 deb test-deb
+
+arm64:
+	@scripts/install-deps.sh arm64
+	@cmake -S . -B $(ARM64_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+	  -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake --build $(ARM64_BUILD) -j$(JOBS)
+	@ls -l $(ARM64_BUILD)/luastream
+
+test-arm64: arm64
+	scripts/test-arm64.sh $(ARM64_BUILD)
+
+deb: arm64
+	@scripts/install-deps.sh deb
+	@cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake --build $(DEB_BUILD) -j$(JOBS) --target luastream
+	cd $(DEB_BUILD) && cpack -G DEB
+	cd $(ARM64_BUILD) && cpack -G DEB
+	@ls -l $(DEB_BUILD)/luastream_*_amd64.deb $(ARM64_BUILD)/luastream_*_arm64.deb
+
+test-deb: deb
+	scripts/test-deb.sh $(DEB_BUILD)/luastream_*_amd64.deb $(ARM64_BUILD)/luastream_*_arm64.deb

@@ -567,8 +567,10 @@ static int write_table(lua_State *L, writer *w, int idx) {
   return write_map(L, w, idx);
 }
 
-/* A vec as an array of float64, every element (NaN and infinities too). */
+/* A vec as an array of float64, every element (NaN and infinities too). It
+ * is one level deeper, like any array: refused where a table would be. */
 static int write_vec_array(lua_State *L, writer *w, const ls_vec *v) {
+  if (w->depth >= LS_MPACK_MAX_DEPTH) return wr_fail(L, w, TOO_DEEP);
   if (packed(L, w, msgpack_pack_array(&w->pk, (size_t)v->n))) return -1;
   for (int32_t i = 0; i < v->n; i++) {
     if (ls_buf_reserve(w->out, 9)) return wr_fail(L, w, "out of memory");
