@@ -5,7 +5,9 @@
  * use; `--topic NAME:PARTS` creates them up front with another count.
  * `luastream broker` with a pipe on stdin reads fault-injection commands from
  * it (ls_devbroker_command): the next requests of one Kafka API fail with a
- * chosen error, a testing aid for the runtime's error paths. It serves the
+ * chosen error, or every broker goes down, comes up, or answers late (an
+ * uplink outage or a slow link), testing aids for the runtime's error and
+ * fault paths. It serves the
  * same commands, and `create TOPIC PARTITIONS`, on a Unix domain socket named
  * after its port (the side channel): the mock cluster takes no CreateTopics,
  * so that is where the runtime creates changelogs with the partition count
@@ -221,6 +223,35 @@ static int cmd_clear(ls_devbroker *b, char **w, int nw, char *reply, size_t len)
   return 0;
 }
 
+/* ---- the uplink: every broker down, up, added latency ----------------------
+ * librdkafka's mock brokers: set_down closes every connection and refuses new
+ * ones (clients see their connections fail, as when a gateway's uplink goes),
+ * set_up accepts them again, set_rtt delays every response by that many
+ * milliseconds. -1 is every broker of the cluster. The side channel is a
+ * Unix socket of its own, so it keeps answering while the brokers are down. */
+
+/* down | up */
+static int cmd_updown(ls_devbroker *b, char **w, int nw, char *reply, size_t len) {
+  int down = strcmp(w[0], "down") == 0;
+  if (nw != 1) return snprintf(reply, len, "error: usage: %s", w[0]), -1;
+  rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(b->mc, -1)
+                               : rd_kafka_mock_broker_set_up(b->mc, -1);
+  if (e) return snprintf(reply, len, "error: %s: %s", w[0], rd_kafka_err2str(e)), -1;
+  snprintf(reply, len, down ? "ok down: every broker refuses connections" : "ok up: every broker accepts connections");
+  return 0;
+}
+
+/* rtt MS */
+static int cmd_rtt(ls_devbroker *b, char **w, int nw, char *reply, size_t len) {
+  int ms;
+  if (nw != 2) return snprintf(reply, len, "error: usage: rtt MS"), -1;
+  if (parse_int(w[1], 0, 600000, &ms)) return snprintf(reply, len, "error: bad rtt %s (0 to 600000 ms)", w[1]), -1;
+  rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_rtt(b->mc, -1, ms);
+  if (e) return snprintf(reply, len, "error: rtt: %s", rd_kafka_err2str(e)), -1;
+  snprintf(reply, len, "ok rtt %d ms", ms);
+  return 0;
+}
+
 /* ---- topic creation --------------------------------------------------------- */
 
 /* Partition count of an existing topic as the cluster reports it, -1 when it
@@ -301,8 +332,11 @@ int ls_devbroker_command(ls_devbroker *b, char *line, char *reply, size_t len) {
   if (strcmp(w[0], "fail") == 0) return cmd_fail(b, w, nw, reply, len);
   if (strcmp(w[0], "clear") == 0) return cmd_clear(b, w, nw, reply, len);
   if (strcmp(w[0], "create") == 0) return cmd_create(b, w, nw, reply, len);
+  if (strcmp(w[0], "down") == 0 || strcmp(w[0], "up") == 0) return cmd_updown(b, w, nw, reply, len);
+  if (strcmp(w[0], "rtt") == 0) return cmd_rtt(b, w, nw, reply, len);
   snprintf(reply, len,
-           "error: unknown command %s (fail API ERROR [COUNT] | clear API | create TOPIC PARTITIONS)",
+           "error: unknown command %s (fail API ERROR [COUNT] | clear API | create TOPIC PARTITIONS | "
+           "down | up | rtt MS)",
            w[0]);
   return -1;
 }
@@ -639,7 +673,10 @@ int ls_devbroker_main(int argc, char **argv) {
       "(docs/dev-broker.md):\n"
       "  fail API ERROR [COUNT]   the next COUNT requests of API fail with ERROR\n"
       "  clear API                forget the failures queued for API\n"
-      "  create TOPIC PARTITIONS  create a topic (ok if it exists with that count)\n";
+      "  create TOPIC PARTITIONS  create a topic (ok if it exists with that count)\n"
+      "  down                     every broker drops its connections and refuses new ones\n"
+      "  up                       every broker accepts connections again\n"
+      "  rtt MS                   every broker answers MS milliseconds late (0: no delay)\n";
   int partitions = 4, brokers = 1;
   const char *bootstrap_file = NULL;
   const char *topics[256];

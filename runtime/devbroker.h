@@ -33,6 +33,9 @@ void ls_devbroker_stop(ls_devbroker *b);
  *                            PRODUCER_FENCED
  *   clear API                drops the errors still queued for API
  *   create TOPIC PARTITIONS  creates a topic (see the side channel below)
+ *   down | up                every broker drops its connections and refuses new
+ *                            ones / accepts them again (an uplink outage)
+ *   rtt MS                   every broker answers MS milliseconds late (0: none)
  * Blank lines and lines starting with # do nothing (reply ""). Writes the
  * reply ("ok ..." or "error: ...") to reply; returns 0, or -1 on a bad command. */
 int ls_devbroker_command(ls_devbroker *b, char *line, char *reply, size_t len);

@@ -50,11 +50,12 @@ void ls_status_show(ls_status *s, const ls_status_sample *x, double now) {
   s->last_ms = now;
   s->last_in = x->in_total;
   s->last_out = x->out_total;
-  char lag[48], keys[48], line[256];
+  char lag[48], keys[48], down[64] = "", line[320];
   format_counts(lag, sizeof lag, "lag", x->lag);
   format_counts(keys, sizeof keys, "state", x->state_entries);
-  snprintf(line, sizeof line, "in %.0f/s  out %.0f/s  %s  %s  checkpoint %.1f s ago  (%ld in, %ld out%s)",
-           in_rate, out_rate, lag, keys, x->since_checkpoint_ms / 1000, x->in_total, x->out_total,
+  if (x->outage_ms > 0) snprintf(down, sizeof down, "UPLINK DOWN %.0f s  ", x->outage_ms / 1000);
+  snprintf(line, sizeof line, "%sin %.0f/s  out %.0f/s  %s  %s  checkpoint %.1f s ago  (%ld in, %ld out%s)",
+           down, in_rate, out_rate, lag, keys, x->since_checkpoint_ms / 1000, x->in_total, x->out_total,
            x->reloads ? ", reloaded" : "");
   if (s->tty) {
     fprintf(stderr, "\r\033[K%s", line);

@@ -1,8 +1,9 @@
 /* status.h - what a running app is doing, at a glance.
  *
  * On a terminal, one status line at the bottom of stderr, redrawn every
- * second: messages in and out per second, consumer lag, state entries, time
- * since the last checkpoint, reloads. Log lines erase it before they print
+ * second: an uplink outage and how long it has lasted, messages in and out
+ * per second, consumer lag, state entries, time since the last checkpoint,
+ * reloads. Log lines erase it before they print
  * (log.c), and the next redraw brings it back. When stderr is not a terminal
  * (a container, a service manager, a pipe), the same figures go out as a
  * plain log line every 30 s. app.c gathers the figures; this file only keeps
@@ -18,6 +19,7 @@ typedef struct ls_status_sample {
   int64_t state_entries;  /* -1: no state */
   double since_checkpoint_ms;
   long reloads;
+  double outage_ms;       /* the uplink has been down this long (0: it is up) */
 } ls_status_sample;
 
 typedef struct ls_status ls_status;
