@@ -27,6 +27,7 @@
 #include "driver.h"
 #include "engine.h"
 #include "errlog.h"
+#include "globals.h"
 #include "http.h"
 #include "kafka.h"
 #include "log.h"
@@ -41,7 +42,9 @@
 #include "statedir.h"
 #include "status.h"
 #include "reload.h"
+#include "sdnotify.h"
 #include "watch.h"
+#include "watchdog.h"
 
 enum { DONE_OK, DONE_STOP };
 
@@ -69,6 +72,8 @@ typedef struct ls_app {
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
   double purge_next; /* when group_by topics' consumed records are next deleted */
+  ls_globals *globals; /* the consumer of global tables' topics (globals.c), or NULL */
+  long globals_read;   /* records of theirs read since the last catch-up */
   ls_status *status;
   int exactly_once;
   int stopping;      /* the final checkpoint: no new transaction after it */
@@ -83,6 +88,8 @@ typedef struct ls_app {
   int nout_counts;
   long reloads_seen[3]; /* ok, failed, rolled back: as last published */
   double last_state_keys_ms;
+  ls_sdnotify *sd;   /* NOTIFY_SOCKET: ready, watchdog pings, stopping (sdnotify.c) */
+  ls_watchdog *watchdog; /* batch_time_limit (watchdog.c) */
 } ls_app;
 
 static volatile sig_atomic_t stop_signal, reload_signal;
@@ -299,13 +306,15 @@ static int checkpoint_timed(ls_app *a) {
   }
   if (ls_kafka_flush(a->kafka, 30000, &fatal, err, sizeof err)) {
     if (fatal) fail_uncommitted(a, 1, "%s; stopping without committing", err);
+    else if (ls_kafka_outage_ms(a->kafka, ls_mono_ms()) > 0) ls_debug("checkpoint postponed: %s", err);
     else ls_warn("checkpoint postponed: %s", err);
     return -1;
   }
   rd_kafka_topic_partition_list_t *l = ls_offsets_take_dirty(&a->offsets);
   int rc = l && !a->opts->from_beginning ? ls_kafka_commit(a->kafka, l, err, sizeof err) : 0;
   if (rc) {
-    ls_warn("%s (will retry at the next checkpoint)", err);
+    if (ls_kafka_outage_ms(a->kafka, ls_mono_ms()) > 0) ls_debug("%s (will retry at the next checkpoint)", err);
+    else ls_warn("%s (will retry at the next checkpoint)", err);
     ls_offsets_restore(&a->offsets, l);
   } else if (l && ls_log_get_level() <= LS_LOG_DEBUG) {
     char desc[1024];
@@ -339,7 +348,10 @@ static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *p
 /* Partitions handed over: restored, then ready (/ready). */
 static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   ls_app *a = ud;
+  ls_metrics_set_restoring(a->metrics, 1); /* /health: a long restore is not a stuck loop */
   restore_assigned(a, parts);
+  ls_metrics_set_restoring(a->metrics, 0);
+  ls_metrics_heartbeat(a->metrics, ls_mono_ms());
   if (!a->eng.exit_code) ls_metrics_set_ready(a->metrics, 1);
 }
 
@@ -388,12 +400,48 @@ static void publish_reloads(ls_app *a) {
     for (; a->reloads_seen[i] < now[i]; a->reloads_seen[i]++) ls_metrics_add_reload(a->metrics, results[i]);
 }
 
+/* The rows windows dropped as late, per store: luastream.window's
+ * late_counts() (when the script has windows), summed per store. */
+static void publish_late_rows(ls_app *a) {
+  lua_State *L = a->pl.L;
+  int top = lua_gettop(L);
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "loaded");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "luastream.window");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "late_counts");
+  if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == 0 && lua_istable(L, -1)) {
+    int list = lua_gettop(L), n = (int)lua_objlen(L, list);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, list, i);
+      lua_getfield(L, -1, "store");
+      const char *store = lua_tostring(L, -1);
+      double late = 0;
+      int first = 1;
+      for (int j = 1; store && j <= n; j++) { /* the step's store: summed over its window steps */
+        lua_rawgeti(L, list, j);
+        lua_getfield(L, -1, "store");
+        if (lua_tostring(L, -1) && strcmp(lua_tostring(L, -1), store) == 0) {
+          first &= j >= i;
+          lua_getfield(L, -2, "late");
+          late += lua_tonumber(L, -1);
+          lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+      }
+      if (store && first) ls_metrics_set_late_rows(a->metrics, store, late);
+      lua_pop(L, 2);
+    }
+  }
+  lua_settop(L, top);
+}
+
 /* Every 5 s: the keys of each store (a scan of LMDB's page counts, not of the keys). */
 static void publish_state_keys(ls_app *a, double now) {
   if (!a->ckpt || now - a->last_state_keys_ms < 5000) return;
   a->last_state_keys_ms = now;
   for (int s = 0; s < a->pl.spec.nstores; s++)
     ls_metrics_set_state_keys(a->metrics, a->pl.spec.stores[s].name, ls_ckpt_store_entries(a->ckpt, s));
+  publish_late_rows(a);
 }
 
 /* The engine's hook: each record that met on_error, by stage and action. */
@@ -423,6 +471,49 @@ static void process_batch(ls_app *a) {
     if (!a->msgs[i]->err) a->in_total++;
     rd_kafka_message_destroy(a->msgs[i]);
   }
+}
+
+/* ---- global tables --------------------------------------------------------- */
+
+/* Records of global tables' topics through the pipeline (which puts them in
+ * their tables); no offset of theirs is recorded: every instance reads them
+ * all, from the beginning. */
+static void process_global_batch(ls_app *a, ssize_t n) {
+  a->nmsgs = (int)n;
+  describe_inputs(a);
+  ls_engine_process(&a->eng, a->in, a->nmsgs);
+  publish_outputs(a);
+  for (int i = 0; i < a->nmsgs; i++) {
+    if (!a->msgs[i]->err) a->in_total++;
+    rd_kafka_message_destroy(a->msgs[i]);
+  }
+  a->nmsgs = 0;
+}
+
+/* Reads the global tables up to the ends their topics had at the rewind,
+ * before anything else is processed (at start, after a reload). */
+static void catch_up_globals(ls_app *a) {
+  if (!a->globals) return;
+  double t0 = ls_mono_ms();
+  long n_total = 0;
+  while (!ls_globals_caught_up(a->globals) && !stop_signal && !a->eng.exit_code) {
+    ssize_t n = ls_globals_poll(a->globals, a->msgs, (size_t)a->pl.spec.batch_size, 100);
+    if (n > 0) {
+      n_total += n;
+      process_global_batch(a, n);
+    }
+  }
+  ls_info("global tables: caught up, %ld records in %.1f s", n_total, (ls_mono_ms() - t0) / 1000);
+  a->globals_read = 0;
+}
+
+static void poll_globals(ls_app *a) {
+  if (!a->globals || a->eng.exit_code) return;
+  ssize_t n = ls_globals_poll(a->globals, a->msgs, (size_t)a->pl.spec.batch_size, 0);
+  if (n <= 0) return;
+  process_global_batch(a, n);
+  a->globals_read += n;
+  ls_debug("global tables: %ld records read since the catch-up", a->globals_read);
 }
 
 /* ---- sources -------------------------------------------------------------- */
@@ -456,7 +547,9 @@ static int next_timeout_ms(ls_app *a, double now) {
 
 static int push_cli(lua_State *L, void *ud) {
   const ls_run_opts *o = ud;
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
+  lua_pushboolean(L, 1); /* this process connects: read kafka values from env/files */
+  lua_setfield(L, -2, "secrets");
   if (o->broker) lua_pushstring(L, o->broker), lua_setfield(L, -2, "broker");
   if (o->name) lua_pushstring(L, o->name), lua_setfield(L, -2, "name");
   if (o->state_dir) lua_pushstring(L, o->state_dir), lua_setfield(L, -2, "state_dir");
@@ -483,6 +576,19 @@ static int load_script(ls_app *a) {
                          err, sizeof err);
   if (rc) fprintf(stderr, "luastream: %s\n", err);
   a->pl.batch.push_headers = push_headers;
+  return rc;
+}
+
+/* --watch after the watchdog stopped a run: does the script load now? */
+static int try_load(void *ud, char *err, size_t errlen) {
+  const ls_run_opts *o = ((ls_app *)ud)->opts;
+  ls_pipeline p = {0};
+  if (!(p.L = ls_vm_new())) return snprintf(err, errlen, "cannot create a Lua state"), -1;
+  ls_vm_add_script_dir(p.L, o->script);
+  int rc = ls_batch_load(&p.batch, p.L, &p.spec, o->script, push_cli, (void *)o, err, errlen);
+  ls_batch_free(&p.batch);
+  ls_spec_free(&p.spec);
+  ls_vm_close(p.L);
   return rc;
 }
 /* Whether topic `name` is a group_by's own (created by create_repartitions). */
@@ -718,6 +824,15 @@ static int connect_kafka(ls_app *a) {
       (rc = check_changelogs(a)) ||
       (rc = check_cluster(a)))
     return rc;
+  a->globals = ls_globals_open(&a->pl.spec, brokers, err, sizeof err);
+  if (!a->globals && err[0]) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 1;
+  }
+  if (a->globals && ls_globals_rewind(a->globals, err, sizeof err)) {
+    fprintf(stderr, "luastream: %s\n", err);
+    return 1;
+  }
   a->ckpt = ls_ckpt_open(a->pl.L, a->pl.batch.rt_ref, &a->pl.spec, a->kafka, a->opts->from_beginning, err,
                          sizeof err);
   if (!a->ckpt && err[0]) {
@@ -734,7 +849,14 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: %s\n", a->eng.fatal);
     return 1;
   }
-  if (a->pl.spec.ninputs && ls_kafka_subscribe(a->kafka, a->input_names, a->pl.spec.ninputs, err, sizeof err)) {
+  /* the group reads every input but the global tables' topics (globals.c reads those) */
+  char **group_topics = ls_xcalloc((size_t)a->pl.spec.ninputs + 1, sizeof *group_topics);
+  int ngroup = 0;
+  for (int i = 0; i < a->pl.spec.ninputs; i++)
+    if (!a->pl.spec.inputs[i].global) group_topics[ngroup++] = a->input_names[i];
+  int sub = ngroup ? ls_kafka_subscribe(a->kafka, group_topics, ngroup, err, sizeof err) : 0;
+  free(group_topics);
+  if (sub) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
@@ -819,8 +941,13 @@ static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, dou
   if (ls_ckpt_rebind(a->ckpt, a->pl.L, a->pl.batch.rt_ref, err, sizeof err))
     set_fatal(a, 1, "state: after the reload: %s", err);
   if (rolled_back && a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the other's writes */
+  ls_watchdog_set_limit(a->watchdog, a->pl.spec.batch_time_limit_s);
+  ls_watchdog_set_heap_limit(a->pl.L, a->pl.spec.heap_limit_mb);
   adopt_outputs(a, now);
   size_out_counts(a);
+  /* the new Lua state has empty global tables: read them again */
+  if (a->globals && ls_globals_rewind(a->globals, err, sizeof err) == 0) catch_up_globals(a);
+  else if (a->globals) set_fatal(a, 1, "global tables: after the reload: %s", err);
 }
 
 /* The engine's hook: a failed batch may roll a reload back. */
@@ -865,6 +992,12 @@ static int state_query(void *ud, const char *store, const char *key, size_t klen
   return here ? 404 : 421;
 }
 
+/* luastream_consumer_lag, asked of librdkafka when /metrics is rendered (the
+ * HTTP thread): nothing on the loop's path. */
+static void lag_source(void *ud, ls_metrics_lag_emit emit, void *ctx) {
+  ls_kafka_each_lag(((ls_app *)ud)->kafka, emit, ctx);
+}
+
 /* --http ADDR, else the app's http option, else LUASTREAM_HTTP: the metrics
  * and probes endpoint. The loop
  * counts as stuck after 60 s without a turn (a long state restore included).
@@ -875,13 +1008,17 @@ static int start_http(ls_app *a) {
   if (!addr || !*addr) addr = getenv("LUASTREAM_HTTP");
   if (!addr || !*addr) return 0;
   char err[512];
+  ls_metrics_set_lag_source(a->metrics, lag_source, a);
   a->http = ls_http_start(addr, a->metrics, 60000, wake_consumer, a, err, sizeof err);
   if (!a->http) fprintf(stderr, "luastream: %s\n", err);
   return a->http ? 0 : 2;
 }
 
 static void free_app(ls_app *a) {
+  ls_globals_close(a->globals);
+  ls_watchdog_stop(a->watchdog);
   ls_http_stop(a->http);
+  ls_sdnotify_close(a->sd);
   ls_reload_free(&a->reload);
   ls_engine_free(&a->eng);
   ls_status_free(a->status);
@@ -907,7 +1044,8 @@ static void free_app(ls_app *a) {
 
 static void show_status(ls_app *a, double now) {
   ls_status_sample x = {a->in_total, a->eng.out_total, a->pl.spec.ninputs ? ls_kafka_lag(a->kafka) : -1,
-                        ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reload.reloads};
+                        ls_ckpt_entries(a->ckpt), now > a->last_commit_ms ? now - a->last_commit_ms : 0, a->reload.reloads,
+                        ls_kafka_outage_ms(a->kafka, now)};
   ls_status_show(a->status, &x, now);
 }
 
@@ -924,6 +1062,7 @@ static int checkpoint_due(ls_app *a, double now) {
 }
 
 static void loop(ls_app *a) {
+  catch_up_globals(a);
   double now = ls_mono_ms();
   while (!should_stop(a, now)) {
     int timeout = next_timeout_ms(a, now);
@@ -944,8 +1083,10 @@ static void loop(ls_app *a) {
     }
     run_sources(a, now);
     run_idle(a, now);
+    poll_globals(a);
     ls_kafka_poll(a->kafka);
-    if (!a->eng.exit_code && checkpoint_due(a, now)) checkpoint(a);
+    /* With the uplink down a checkpoint could only wait for it: later. */
+    if (!a->eng.exit_code && checkpoint_due(a, now) && !ls_kafka_outage_ms(a->kafka, now)) checkpoint(a);
     if (!a->eng.exit_code && !stop_signal) {
       int hup = reload_signal;
       reload_signal = 0;
@@ -957,6 +1098,7 @@ static void loop(ls_app *a) {
     ls_http_serve(a->http, state_query, a);
     ls_errlog_flush(a->eng.errlog, 0);
     if (ls_status_due(a->status, now)) show_status(a, now);
+    ls_sdnotify_tick(a->sd, now, a->in_total, a->eng.out_total); /* a stuck loop stops the pings */
   }
 }
 
@@ -980,6 +1122,11 @@ int ls_app_run(const ls_run_opts *opts) {
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN); /* a closed stdout (| head) must not kill us mid-checkpoint */
   signal(SIGHUP, on_hup);
+  /* --watch, restarted by the watchdog: only once the script is fixed */
+  if (opts->watch && ls_watchdog_wait_for_fix(opts->script, try_load, a, &stop_signal) < 0) {
+    free_app(a);
+    return 0;
+  }
   int rc = load_script(a);
   if (rc == 0) {
     alloc_batch(a);
@@ -1005,8 +1152,13 @@ int ls_app_run(const ls_run_opts *opts) {
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,
           a->pl.spec.ninputs, a->pl.spec.ninputs == 1 ? "" : "s",
           ls_on_error_name(a->pl.spec.on_error));
+  a->sd = ls_sdnotify_open(a->pl.spec.name);
+  ls_sdnotify_ready(a->sd);
+  ls_watchdog_set_heap_limit(a->pl.L, a->pl.spec.heap_limit_mb);
+  a->watchdog = ls_watchdog_start(a->pl.spec.batch_time_limit_s, opts->watch, opts->script);
   loop(a);
   announce_stop();
+  ls_sdnotify_stopping(a->sd);
   /* Whatever stopped us, commit what is done; a stop-policy error commits up to the bad offset. */
   a->stopping = 1;
   if (!a->eng.keep_uncommitted) checkpoint(a);
@@ -1017,6 +1169,12 @@ int ls_app_run(const ls_run_opts *opts) {
   ls_info("%s: stopped: %ld messages in, %ld records out, %ld skipped, %ld dead-lettered",
           a->pl.spec.name, a->in_total, a->eng.out_total, a->eng.skipped, a->eng.dead_lettered);
   rc = a->eng.exit_code;
+  int restart = opts->watch && ls_watchdog_heap_tripped(NULL, 0);
   free_app(a);
+  if (restart) { /* --watch: wait for a fixed script rather than exit (watchdog.h) */
+    ls_info("watchdog: --watch: restarting in place to wait for a fixed script");
+    ls_watchdog_restart_waiting(opts->script);
+    ls_error("watchdog: cannot restart (exec failed)");
+  }
   return rc;
 }

@@ -11,6 +11,7 @@
 #include "lua_vm.h"
 #include "luavalue.h"
 #include "mem.h"
+#include "watchdog.h"
 
 /* ---- set-up --------------------------------------------------------------- */
 
@@ -41,6 +42,7 @@ int ls_batch_load(ls_batch *b, lua_State *L, ls_spec *spec, const char *script,
   }
   int rc = ls_spec_read(L, spec, err, errlen) ? 2 : 0;
   lua_settop(L, 0);
+  if (rc == 0) b->steps = ls_watchdog_read_steps(L, b->rt_ref, &b->nsteps);
   return rc;
 }
 
@@ -66,6 +68,9 @@ void ls_batch_free(ls_batch *b) {
   b->meta = NULL;
   b->row_msg = NULL;
   b->msg_err = NULL;
+  ls_watchdog_free_steps(b->steps, b->nsteps);
+  b->steps = NULL;
+  b->nsteps = 0;
 }
 
 /* ---- decoding ------------------------------------------------------------- */
@@ -170,7 +175,10 @@ void ls_batch_truncate(ls_batch *b, int keep) {
 
 static int finish_call(ls_batch *b, int nargs, char *err, size_t errlen) {
   lua_State *L = b->L;
-  if (lua_pcall(L, nargs, 1, 0) != 0) {
+  ls_watchdog_enter(b); /* the batch time limit runs from here (watchdog.c) */
+  int failed = lua_pcall(L, nargs, 1, 0) != 0;
+  ls_watchdog_leave();
+  if (failed) {
     ls_vm_pop_error(L, err, errlen);
     return -1;
   }

@@ -69,6 +69,8 @@ typedef struct ls_batch {
   char **msg_err;      /* message index -> decode error, or NULL */
   int nmsgs, nrows, prev_nrows;
   ls_buf kbuf, vbuf;
+  char **steps;        /* rt.steps: "file:line: what" of each user function's step (watchdog.c) */
+  int nsteps;
 } ls_batch;
 
 /* Loads luastream.runtime into L and runs the script through rt.load, then

@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "log.h"
 #include "print.h"
+#include "watchdog.h"
 
 int ls_engine_init(ls_engine *e, ls_batch *b, const ls_engine_io *io, int print) {
   memset(e, 0, sizeof *e);
@@ -143,11 +144,24 @@ static void handle_decode_errors(ls_engine *e) {
   }
 }
 
+/* A call failed because the Lua heap reached its cap (watchdog.c): no
+ * replay, no on_error; the app stops, committing nothing of the batch. 1 then. */
+static int heap_stop(ls_engine *e) {
+  char why[1536];
+  if (!ls_watchdog_heap_tripped(why, sizeof why)) return 0;
+  if (!e->exit_code) e->keep_uncommitted = 1;
+  ls_engine_fail(e, 1, "watchdog: %s; stopping: nothing of the batch is committed, a restart "
+                 "processes it again", why);
+  e->stop_at = 0;
+  return 1;
+}
+
 /* A failed batch again, one row at a time, so only the bad row meets on_error. */
 static void replay_rows(ls_engine *e) {
   char err[2048];
   for (int r = 1; r <= e->batch->nrows; r++) {
     int nout = ls_batch_call(e->batch, r, r, err, sizeof err);
+    if (nout < 0 && heap_stop(e)) return;
     int rc = nout >= 0 ? ls_engine_emit(e, nout)
                        : ls_errors_handle(e, e->batch->row_msg[r - 1], r, "process", err);
     if (rc == LS_DONE_STOP) return;
@@ -162,6 +176,7 @@ static void run_pipeline(ls_engine *e) {
     ls_engine_emit(e, nout);
     return;
   }
+  if (heap_stop(e)) return;
   if (e->io.batch_failed && e->io.batch_failed(e->io.ud, err)) return;
   ls_debug("batch of %d rows failed (%s); replaying row by row", e->batch->nrows, err);
   replay_rows(e);
@@ -186,6 +201,7 @@ int ls_engine_process(ls_engine *e, const ls_inmsg *in, int n) {
 void ls_engine_run_source(ls_engine *e, int k, double now_ms) {
   char err[2048];
   int nout = ls_batch_call_source(e->batch, k + 1, now_ms, err, sizeof err);
+  if (nout < 0 && heap_stop(e)) return;
   if (nout < 0) {
     if (e->io.on_error) {
       ls_error_event ev = {-1, "source", err, "logged", NULL};

@@ -1,6 +1,8 @@
 /* kafka.c - consumer and producer handles (see kafka.h). */
 #include "kafka.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,15 @@ struct ls_kafka {
   int nudge_next;          /* round-robin position in the assignment */
   int has_admin;           /* -1 unknown, else ls_kafka_has_admin's answer */
   int cooperative;         /* the configured assignor is cooperative-sticky */
+  /* the uplink: an outage is said once, when it starts and when it ends */
+  double down_seen_ms;     /* a handle said every broker is down (0: not since the last answer) */
+  double outage_since_ms;  /* an outage: since when (0: none) */
+  long outage_errors;      /* connection errors while it lasts, not logged one by one */
+  pthread_t probe;         /* asks the cluster for metadata until a broker answers */
+  int probing;             /* the probe thread was started and not yet joined */
+  atomic_int probe_done;   /* it ended: 1 a broker answered, 2 told to stop */
+  atomic_int probe_stop;
+  int running;             /* subscribed or produced: start-up is over (before it, no outage) */
   /* exactly-once */
   int transactional;
   long txn_refused;        /* records the failed open transaction refused */
@@ -40,14 +51,26 @@ struct ls_kafka {
 
 /* ---- configuration ------------------------------------------------------- */
 
+/* A property whose value is a secret (passwords, keys, tokens): its value is
+ * never written anywhere (docs/deploy.md, "Secrets"). */
+int ls_kafka_is_secret(const char *key) {
+  static const char *const WORDS[] = {"password", "secret", "oauthbearer", "ssl.key.pem", "ssl_key", "token"};
+  for (size_t i = 0; i < sizeof WORDS / sizeof WORDS[0]; i++)
+    if (strstr(key, WORDS[i])) return 1;
+  return 0;
+}
+
+/* An error names the property; it shows the value only for a known property
+ * that is not a secret (librdkafka's own reason may quote the value). */
 static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
                     size_t errlen) {
   char why[512];
-  if (rd_kafka_conf_set(conf, key, val, why, sizeof why) != RD_KAFKA_CONF_OK) {
-    snprintf(err, errlen, "kafka option '%s' = '%s': %s", key, val, why);
-    return -1;
-  }
-  return 0;
+  rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, key, val, why, sizeof why);
+  if (r == RD_KAFKA_CONF_OK) return 0;
+  if (r == RD_KAFKA_CONF_UNKNOWN) snprintf(err, errlen, "kafka option '%s': no such librdkafka property", key);
+  else if (ls_kafka_is_secret(key)) snprintf(err, errlen, "kafka option '%s': invalid value (a secret: not shown)", key);
+  else snprintf(err, errlen, "kafka option '%s' = '%s': %s", key, val, why);
+  return -1;
 }
 
 /* Applies user properties; prefix "consumer." or "producer." targets one handle. */
@@ -67,13 +90,96 @@ static int set_user_props(rd_kafka_conf_t *conf, const ls_kafka_conf *c, const c
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   (void)rk;
+  /* A failed connection is also an error event (on_error), said there once
+     per outage; librdkafka's own line repeats at every reconnect. */
+  if (strcmp(fac, "FAIL") == 0) level = 7;
   ls_log(level <= 3 ? LS_LOG_ERROR : level <= 4 ? LS_LOG_WARN : LS_LOG_DEBUG, "kafka %s: %s",
          fac, buf);
+}
+
+/* ---- the uplink ------------------------------------------------------------
+ * When a handle says that every broker is down, a probe thread asks the
+ * cluster for metadata (a round trip over a live connection) until a broker
+ * answers. A connection error while it has not is an outage of the uplink:
+ * one warning, the errors that follow are counted, not logged, and its end
+ * is one line when the probe gets its answer. A handle whose idle
+ * connections were closed says "all brokers down" too: its probe simply
+ * connects and answers, and nothing is said. Signs of life seen by the main
+ * thread prove nothing (deliveries and fetched messages may predate the
+ * outage), so only the probe ends one. */
+
+static void *probe_main(void *arg) {
+  ls_kafka *k = arg;
+  while (!atomic_load(&k->probe_stop)) {
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(k->producer, 0, NULL, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+      atomic_store(&k->probe_done, 1);
+      return NULL;
+    }
+    if (!atomic_load(&k->probe_stop)) usleep(200 * 1000);
+  }
+  atomic_store(&k->probe_done, 2);
+  return NULL;
+}
+
+static void start_probe(ls_kafka *k) {
+  if (k->probing) return;
+  atomic_store(&k->probe_done, 0);
+  atomic_store(&k->probe_stop, 0);
+  k->probing = pthread_create(&k->probe, NULL, probe_main, k) == 0;
+  if (!k->probing) ls_debug("uplink: cannot start the probe thread");
+}
+
+/* Joins a probe that ended (or, with stop, tells it to end first). 1 when a
+ * broker answered it. */
+static int join_probe(ls_kafka *k, int stop) {
+  if (!k->probing) return 0;
+  if (stop) atomic_store(&k->probe_stop, 1);
+  else if (!atomic_load(&k->probe_done)) return 0;
+  pthread_join(k->probe, NULL);
+  k->probing = 0;
+  return atomic_load(&k->probe_done) == 1;
+}
+
+/* Connection errors: returns 1 when err belongs to an outage (said once). */
+static int uplink_error(ls_kafka *k, int err, const char *reason) {
+  if (!k->running) return 0; /* start-up says itself when it cannot reach the cluster */
+  if (k->outage_since_ms > 0) return k->outage_errors++, 1;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    if (!k->down_seen_ms) k->down_seen_ms = ls_mono_ms();
+    start_probe(k);
+    return 1;
+  }
+  if (!k->down_seen_ms || !k->probing) return 0;
+  k->outage_since_ms = k->down_seen_ms;
+  ls_warn("uplink: no broker of %s answers (%s); outputs wait in the producer queue (bounded), "
+          "checkpoints wait, the consumer group is joined again if the session expires; "
+          "reconnecting by itself", k->brokers, reason);
+  return 1;
+}
+
+/* The probe got its answer: an outage ended (said once), or there was none. */
+static void uplink_check(ls_kafka *k) {
+  if (!k->probing || !join_probe(k, 0)) return;
+  k->down_seen_ms = 0;
+  if (k->outage_since_ms <= 0) return;
+  ls_info("uplink: back after %.1f s (%ld connection errors meanwhile)",
+          (ls_mono_ms() - k->outage_since_ms) / 1000, k->outage_errors);
+  k->outage_since_ms = 0;
+  k->outage_errors = 0;
+}
+
+double ls_kafka_outage_ms(const ls_kafka *k, double now) {
+  return k && k->outage_since_ms > 0 ? now - k->outage_since_ms : 0;
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   ls_kafka *k = opaque;
   snprintf(k->last_error, sizeof k->last_error, "%s", reason);
+  if ((err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) &&
+      uplink_error(k, err, reason))
+    return;
   /* Transport errors repeat every retry; librdkafka keeps reconnecting. */
   static time_t last;
   time_t now = time(NULL);
@@ -163,6 +269,9 @@ static const char *const CONSUMER_DEFAULTS[] = {
     "queued.max.messages.kbytes", "8192",
     "queued.min.messages", "20000",
     "fetch.wait.max.ms", "50",
+    /* After an uplink outage, reconnect within 2 s of its end (librdkafka's
+       default backs off to 10 s between tries). */
+    "reconnect.backoff.max.ms", "2000",
     NULL};
 
 static const char *const PRODUCER_DEFAULTS[] = {
@@ -171,6 +280,7 @@ static const char *const PRODUCER_DEFAULTS[] = {
     "enable.idempotence", "true",
     "queue.buffering.max.kbytes", "16384",
     "queue.buffering.max.messages", "50000",
+    "reconnect.backoff.max.ms", "2000",
     NULL};
 
 static int set_defaults(rd_kafka_conf_t *conf, const char *const *kv, char *err, size_t errlen) {
@@ -258,12 +368,14 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   }
   k->producer = new_producer(k, c, err, errlen);
   if (!k->producer) {
+    free(k->brokers);
     free(k);
     return NULL;
   }
   k->consumer = new_consumer(k, c, err, errlen);
   if (!k->consumer) {
     rd_kafka_destroy(k->producer);
+    free(k->brokers);
     free(k);
     return NULL;
   }
@@ -283,6 +395,7 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
 
 void ls_kafka_close(ls_kafka *k) {
   if (!k) return;
+  join_probe(k, 1);
   /* librdkafka before 2.2.1 asserts when a cooperative-sticky consumer is
    * closed before its first assignment (its assignor state is still NULL).
    * Such a consumer holds nothing: leave it to the process exit, and the
@@ -328,6 +441,7 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
     rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t e = rd_kafka_subscribe(k->consumer, l);
   rd_kafka_topic_partition_list_destroy(l);
+  k->running = 1;
   if (e) snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
   return e ? -1 : 0;
 }
@@ -584,6 +698,44 @@ int64_t ls_kafka_lag(ls_kafka *k) {
   return known || cnt == 0 ? lag : -1;
 }
 
+/* Where consumption of a partition starts when its group committed nothing:
+ * auto.offset.reset's end (1) or beginning (0). */
+static int resets_to_end(ls_kafka *k) {
+  char v[32];
+  size_t len = sizeof v;
+  if (rd_kafka_conf_get(rd_kafka_conf(k->consumer), "auto.offset.reset", v, &len) != RD_KAFKA_CONF_OK) return 0;
+  return strcmp(v, "latest") == 0 || strcmp(v, "largest") == 0 || strcmp(v, "end") == 0;
+}
+
+void ls_kafka_each_lag(ls_kafka *k, void (*fn)(void *ud, const char *topic, int32_t partition, int64_t lag),
+                       void *ud) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (!k || !k->consumer || rd_kafka_assignment(k->consumer, &a) || !a) return;
+  if (a->cnt && rd_kafka_position(k->consumer, a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    /* Nothing consumed since the assignment: the group's committed offset. */
+    rd_kafka_topic_partition_list_t *idle = rd_kafka_topic_partition_list_new(a->cnt);
+    for (int i = 0; i < a->cnt; i++)
+      if (a->elems[i].offset < 0) rd_kafka_topic_partition_list_add(idle, a->elems[i].topic, a->elems[i].partition);
+    int asked = idle->cnt && rd_kafka_committed(k->consumer, idle, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    int to_end = idle->cnt ? resets_to_end(k) : 0;
+    for (int i = 0; i < a->cnt; i++) {
+      const rd_kafka_topic_partition_t *p = &a->elems[i];
+      int64_t lo, hi, pos = p->offset;
+      if (rd_kafka_get_watermark_offsets(k->consumer, p->topic, p->partition, &lo, &hi) || hi < 0) continue;
+      if (pos < 0) {
+        const rd_kafka_topic_partition_t *c = rd_kafka_topic_partition_list_find(idle, p->topic, p->partition);
+        if (!asked || !c || c->err) continue; /* unknown */
+        pos = c->offset >= 0 ? c->offset : to_end ? hi : lo;
+        if (pos < 0 && hi > 0) continue; /* the beginning is not known (lo is cached with statistics only) */
+        if (pos < 0) pos = hi;               /* an empty partition */
+      }
+      fn(ud, p->topic, p->partition, hi > pos ? hi - pos : 0);
+    }
+    rd_kafka_topic_partition_list_destroy(idle);
+  }
+  rd_kafka_topic_partition_list_destroy(a);
+}
+
 void ls_kafka_wake(ls_kafka *k) {
   if (k && k->cq) rd_kafka_queue_yield(k->cq);
 }
@@ -598,6 +750,7 @@ rd_kafka_topic_t *ls_kafka_topic(ls_kafka *k, const char *name) {
 }
 
 int ls_kafka_produce(ls_kafka *k, const ls_record *r, char *err, size_t errlen) {
+  k->running = 1;
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         k->producer, RD_KAFKA_V_RKT(r->rkt), RD_KAFKA_V_PARTITION(r->partition),
@@ -645,6 +798,7 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_opaque(conf, k);
   rd_kafka_conf_set_log_cb(conf, on_log);
+  rd_kafka_conf_set_error_cb(conf, on_error);
   /* assign() needs a group id; this consumer never joins, subscribes or commits. */
   if (set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
       set_prop(conf, "group.id", "luastream-restore", err, errlen) ||
@@ -746,10 +900,22 @@ int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const 
   return ret;
 }
 
-void ls_kafka_poll(ls_kafka *k) { rd_kafka_poll(k->producer, 0); }
+void ls_kafka_poll(ls_kafka *k) {
+  rd_kafka_poll(k->producer, 0);
+  uplink_check(k);
+}
 
 int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t errlen) {
-  rd_kafka_resp_err_t e = rd_kafka_flush(k->producer, timeout_ms);
+  /* In slices, so that an uplink outage noticed meanwhile ends the wait. */
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  for (int waited = 0; waited < timeout_ms && e && !k->delivery_failed; waited += 250) {
+    e = rd_kafka_flush(k->producer, timeout_ms - waited < 250 ? timeout_ms - waited : 250);
+    if (e && k->outage_since_ms > 0) {
+      *fatal = 0;
+      snprintf(err, errlen, "the uplink is down; %d records unacknowledged", rd_kafka_outq_len(k->producer));
+      return -1;
+    }
+  }
   *fatal = k->delivery_failed != 0;
   if (k->delivery_failed) {
     snprintf(err, errlen, "%s", k->delivery_error);

@@ -117,6 +117,19 @@ void ls_kafka_nudge(ls_kafka *k);
  * (as last fetched, no request) minus the position. -1 when unknown. */
 int64_t ls_kafka_lag(ls_kafka *k);
 
+/* 1 when the value of librdkafka property key is a secret, never shown: its
+ * name holds password, secret, oauthbearer, ssl.key.pem, ssl_key or token. */
+int ls_kafka_is_secret(const char *key);
+
+/* Per assigned partition whose high watermark is known: fn(ud, topic,
+ * partition, lag), lag = high watermark (as last fetched) minus the next
+ * offset to consume. That offset is the position; for a partition nothing was
+ * consumed from since its assignment it is the group's committed offset (one
+ * request for all of them, 2 s at most), else where auto.offset.reset starts.
+ * Any thread: it reads the consumer through librdkafka's thread-safe calls. */
+void ls_kafka_each_lag(ls_kafka *k, void (*fn)(void *ud, const char *topic, int32_t partition, int64_t lag),
+                       void *ud);
+
 /* Makes a ls_kafka_consume blocked in another thread return at once. Any thread. */
 void ls_kafka_wake(ls_kafka *k);
 
@@ -160,10 +173,16 @@ typedef int (*ls_replay_fn)(void *ud, const rd_kafka_message_t *m);
 int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const int64_t *from,
                     int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen);
 
-/* Serves delivery reports without blocking. */
+/* Serves delivery reports without blocking; notices the end of an outage. */
 void ls_kafka_poll(ls_kafka *k);
+/* How long the uplink has been down (ms, at now = ls_mono_ms()), 0 when it is
+ * not: a handle said every broker is down and a reconnect failed since, with
+ * no delivery, message or assignment after it. Said once in the log when it
+ * starts and when it ends; connection errors in between are only counted. */
+double ls_kafka_outage_ms(const ls_kafka *k, double now);
 /* Waits until every queued record is acknowledged. 0; -1 with err if a
- * delivery failed (fatal: *fatal = 1) or the wait timed out (*fatal = 0). */
+ * delivery failed (fatal: *fatal = 1), or the wait timed out or an uplink
+ * outage began meanwhile (*fatal = 0). */
 int ls_kafka_flush(ls_kafka *k, int timeout_ms, int *fatal, char *err, size_t errlen);
 /* Synchronous offset commit. */
 int ls_kafka_commit(ls_kafka *k, const rd_kafka_topic_partition_list_t *offsets, char *err,

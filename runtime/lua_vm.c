@@ -18,6 +18,7 @@
 #include "log.h"
 #include "mem.h"
 #include "luavalue.h"
+#include "watchdog.h"
 
 static char lua_dir[PATH_MAX];
 
@@ -99,6 +100,12 @@ static int core_status_line(lua_State *L) {
   return 1;
 }
 
+/* The struct the generated row loop records its row and step in (FFI). */
+static int core_watch_row(lua_State *L) {
+  lua_pushlightuserdata(L, ls_watchdog_row());
+  return 1;
+}
+
 static int core_version(lua_State *L) {
   lua_pushstring(L, LS_VERSION);
   return 1;
@@ -112,6 +119,7 @@ static int luaopen_core(lua_State *L) {
                                  {"log", core_log},
                                  {"version", core_version},
                                  {"status_line", core_status_line},
+                                 {"watch_row", core_watch_row},
                                  {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);
@@ -143,16 +151,24 @@ static int init_state(lua_State *L) {
 lua_State *ls_vm_new(void) {
   lua_State *L = luaL_newstate();
   if (!L) return NULL;
+  /* LuaJIT's allocator, counted, for the heap cap (watchdog.c) */
+  if (ls_watchdog_wrap_alloc(L)) {
+    lua_close(L);
+    return NULL;
+  }
   if (lua_cpcall(L, init_state, NULL) != 0) {
     ls_error("cannot initialise Lua: %s", lua_tostring(L, -1));
-    lua_close(L);
+    ls_vm_close(L);
     return NULL;
   }
   return L;
 }
 
 void ls_vm_close(lua_State *L) {
-  if (L) lua_close(L);
+  if (!L) return;
+  void *heap = ls_watchdog_alloc_of(L);
+  lua_close(L);
+  ls_watchdog_unwrap_alloc(heap);
 }
 
 void ls_vm_add_script_dir(lua_State *L, const char *script) {
@@ -170,7 +186,8 @@ void ls_vm_add_script_dir(lua_State *L, const char *script) {
   lua_pop(L, 2);
 }
 
-/* Lists package.loaded's modules found under the script's directory. */
+/* Lists package.loaded's modules found under the script's directory, then the
+ * model files the script loaded (luastream.model's list), wherever they are. */
 static const char project_files_lua[] =
     "local script, libdir = ...\n"
     "local dir = script:match('^(.*)/[^/]*$') or '.'\n"
@@ -184,6 +201,10 @@ static const char project_files_lua[] =
     "end\n"
     "table.sort(mods)\n"
     "table.insert(mods, 1, script)\n"
+    "local model = package.loaded['luastream.model']\n"
+    "for _, path in ipairs(type(model) == 'table' and model.files() or {}) do\n"
+    "  if not seen[path] then seen[path] = true; mods[#mods + 1] = path end\n"
+    "end\n"
     "return mods\n";
 
 int ls_vm_project_files(lua_State *L, const char *script, char ***files) {

@@ -23,8 +23,9 @@ double ls_vm_now_ms(lua_State *L);
 /* Puts the directory of script on package.path, first. */
 void ls_vm_add_script_dir(lua_State *L, const char *script);
 
-/* The files of the app in L: the script and every module it loaded from
- * the script's directory tree (not luastream's own). Returns the count and
+/* The files of the app in L: the script, every module it loaded from the
+ * script's directory tree (not luastream's own) and every model file it
+ * loaded (ls.model.load). Returns the count and
  * a malloc'd array of malloc'd paths in *files (free with ls_vm_free_files),
  * or -1. */
 int ls_vm_project_files(lua_State *L, const char *script, char ***files);

@@ -168,7 +168,8 @@ static int read_topics(const rd *r, int t, const char *key, int inputs, ls_topic
     if (string_field(&er, tt, "name", 0, &ts->name) || format_field(&er, tt, "key", &ts->key) ||
         format_field(&er, tt, "value", &ts->value) ||
         (inputs && choice_field(&er, tt, "arrays", ARRAYS_NAMES, COUNT(ARRAYS_NAMES), &arrays, NULL)) ||
-        (inputs && bool_field(&er, tt, "tombstones", &ts->tombstones)))
+        (inputs && bool_field(&er, tt, "tombstones", &ts->tombstones)) ||
+        (inputs && bool_field(&er, tt, "global", &ts->global)))
       return lua_pop(r->L, 2), -1;
     if (arrays == 1) ts->value_flags |= LS_ARRAYS_VEC;
     lua_pop(r->L, 1);
@@ -327,6 +328,8 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
       number_field(r, t, "batch_size", 1, 2147483647.0, 1, &batch_size) ||
       number_field(r, t, "batch_ms", 1, 2147483647.0, 1, &batch_ms) ||
       bool_field(r, t, "wait_for_topics", &s->wait_for_topics) ||
+      number_field(r, t, "batch_time_limit", 0, 86400, 0, &s->batch_time_limit_s) ||
+      number_field(r, t, "heap_limit_mb", 0, 1048576, 0, &s->heap_limit_mb) ||
       number_field(r, t, "idle_check_ms", 0, 3600000, 0, &s->idle_check_ms) ||
       string_field(r, t, "http", 1, &s->http))
     return -1;

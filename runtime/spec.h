@@ -24,6 +24,7 @@ typedef struct ls_topic_spec {
   ls_format value;
   int value_flags;     /* inputs: codec flags for values, LS_ARRAYS_VEC for arrays = "vec" */
   int tombstones;      /* inputs: a record with a null value is a row (ls.null), for tables */
+  int global;          /* inputs: a global table's topic, read whole by every instance (globals.c) */
 } ls_topic_spec;
 
 typedef struct ls_store_spec {
@@ -65,6 +66,8 @@ typedef struct ls_spec {
   int batch_size;      /* >= 1 */
   int batch_ms;        /* >= 1 */
   int wait_for_topics; /* missing input topics: wait for them (1) or stop at start (0) */
+  double batch_time_limit_s; /* the watchdog's limit on one call into the pipeline; 0: none */
+  double heap_limit_mb;      /* the Lua heap cap; 0: none */
   char *http;          /* the app's http option, or NULL */
   ls_topic_spec *inputs;
   int ninputs;

@@ -115,6 +115,8 @@ end
 -- `store`, with (v, state, msg) after pointing the state at the row's key.
 function Gen:call_fn(fn, store)
   self.uses_msg = true
+  local sid = self:watch_step()
+  if sid then self:emit("at.step = " .. sid) end
   if self.sync_msg then
     self:emit("msg.timestamp = ts; msg[HDR] = hdr")
   end
@@ -124,6 +126,21 @@ function Gen:call_fn(fn, store)
     return self:const(fn) .. "(v, " .. st .. ", msg)"
   end
   return self:const(fn) .. "(v, msg)"
+end
+
+-- The id of the current step in env.steps ("file:line: what", for the
+-- runtime's watchdog, runtime/watchdog.h): the generated code stores it in
+-- at.step before calling the step's user function.
+function Gen:watch_step()
+  local node, steps = self.cur, self.watch_steps
+  if not node or not steps then return nil end
+  local id = self.watch_ids[node]
+  if not id then
+    id = #steps + 1
+    steps[id] = tostring(node.loc) .. ": " .. tostring(node.desc)
+    self.watch_ids[node] = id
+  end
+  return id
 end
 
 function Gen:key_src(k)
@@ -185,7 +202,7 @@ local FN_KINDS = { filter = true, apply = true, update = true, set_ts = true, se
 local function live(node)
   if node.live ~= nil then return node.live end
   local l = false
-  if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" or
+  if node.kind == "to_topic" or node.kind == "print" or node.kind == "table_put" or node.kind == "global_put" or
     node.kind == "asof_record" or node.kind == "interval_right" then l = true
   elseif FN_KINDS[node.kind] then l = true
   elseif node.kind == "assign" and node.vk == "fn" then l = true
@@ -489,14 +506,37 @@ step.table_put = function(g, node, id)
   return 0, id
 end
 
+-- app:global_table's topic: each record sets its key's value in the table
+-- (in memory, luastream.join); a tombstone deletes it.
+step.global_put = function(g, node, id)
+  g:emit(g:lib("join", "global_put") .. "(" .. g:const(node.table) .. ", key, v)")
+  return 0, id
+end
+
 -- sdf:join_table: the table's value for the row's key (from the same store,
 -- co-partitioned); an inner join skips a row without one; the default merger
 -- adds the table value's columns the row lacks (copies of nested tables).
 step.join_table = function(g, node, id)
-  local st = g:const(state.store(node.store))
-  g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
   local r = g:tmp()
-  g:emit("local " .. r .. " = " .. g:lib("state", "table_get") .. "(" .. st .. ")")
+  if node.global then
+    -- a global table: the key is the row's, or what `on` gives
+    local k = "key"
+    if node.onk == "expr" then
+      k = g:tmp()
+      g:emit("local " .. k)
+      local mark = #g.lines
+      local src = g:expr(node.on)
+      g:finish_scoped(mark, k .. " = " .. src)
+    elseif node.onk == "fn" then
+      k = g:tmp()
+      g:emit("local " .. k .. " = " .. g:call_fn(node.on))
+    end
+    g:emit("local " .. r .. " = " .. g:lib("join", "global_get") .. "(" .. g:const(node.table) .. ", " .. k .. ")")
+  else
+    local st = g:const(state.store(node.store))
+    g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
+    g:emit("local " .. r .. " = " .. g:lib("state", "table_get") .. "(" .. st .. ")")
+  end
   if node.how == "inner" then
     g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
   end
@@ -645,15 +685,17 @@ end
 -- Compiles the pipeline of one input topic.
 --   topic: the Topic; roots: its root nodes (one per app:dataframe call)
 --   env: { output_id = fn(topic) -> index, out = {val=, key=, topic=, ts=, row=, hdr=},
---          at = { i =, nout = } }: the loop sets at.i = i and at.nout = nout
---          at the start of every row, so whoever catches an error knows the
---          failing row and the outputs of the rows before it (no allocation,
---          no debug.getlocal)
+--          at = { i =, nout =, step = }, steps = {} }: the loop sets at.i = i
+--          and at.nout = nout at the start of every row, so whoever catches
+--          an error knows the failing row and the outputs of the rows before
+--          it (no allocation, no debug.getlocal), and at.step to the index in
+--          steps of a user function's step before calling it
 -- Returns { fn = function(first, last, meta, rows, keys, hdrs, nout) -> nout,
 --           source = string, chunkname = string, step_at = {line -> node} }
 function M.compile_topic(topic, roots, env)
   local g = new_gen(topic)
   g.output_id = env.output_id
+  g.watch_steps, g.watch_ids = env.steps, {}
   local root = { kind = "root", children = roots, loc = topic.loc, desc = "topic '" .. topic.name .. "'" }
   g.sync_msg = has_kind(root, { set_ts = true, set_hdr = true, window = true })
 

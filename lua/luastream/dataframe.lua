@@ -478,16 +478,33 @@ function methods.join_table(self, tbl, opts, extra)
     util.fail("join_table: option 'how' must be \"inner\" or \"left\", got " ..
       (type(how) == "string" and ("'" .. how .. "'") or type(how)), where)
   end
-  if opts.on ~= nil then
-    util.fail("join_table: option 'on' is not supported yet: the row's key is the table's key; re-key the " ..
-      "rows with group_by first", where)
-  end
   if opts.merger ~= nil and not util.is_callable(opts.merger) then
     util.fail("join_table: option 'merger' must be a function(left, right) -> row, got " .. type(opts.merger), where)
   end
+  local step = { kind = "join_table", how = how, merger = opts.merger, loc = where,
+    desc = "join_table '" .. tbl.topic.name .. "'" }
+  local on = opts.on
+  if tbl.global then
+    step.global, step.table = true, tbl.topic.name
+    if type(on) == "string" or type(on) == "number" then
+      step.onk, step.on = "expr", rawget(expr.col({ on }), expr.NODE)
+    elseif expr.is_expr(on) then
+      step.onk, step.on = "expr", rawget(on, expr.NODE)
+    elseif util.is_callable(on) then
+      step.onk, step.on = "fn", on
+    elseif on ~= nil then
+      util.fail("join_table: option 'on' must be a column name, an expression or a function(row, msg), got " ..
+        type(on), where)
+    end
+    return add(self, step, false)
+  end
+  if on ~= nil then
+    util.fail("join_table: option 'on' needs a global table (app:global_table): a table's partitions hold the " ..
+      "keys of the stream's same partitions only; re-key the rows with group_by first", where)
+  end
   st.app:_use_store(tbl.store, st.topic, where)
-  return add(self, { kind = "join_table", store = tbl.store, how = how, merger = opts.merger, loc = where,
-    desc = "join_table '" .. tbl.topic.name .. "'" }, false)
+  step.store = tbl.store
+  return add(self, step, false)
 end
 
 -- sdf:join_asof(other, { how, tolerance, grace, merger }) (docs/joins.md):

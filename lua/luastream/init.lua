@@ -46,6 +46,7 @@ ls.is_expr = expr.is_expr
 
 ls.vec = require("luastream.vec")  -- FFI-backed double arrays, docs/vec.md
 ls.agg = require("luastream.window").agg -- docs/api.md, "Windows"
+ls.model = require("luastream.model") -- trained models in the pipeline, docs/models.md
 
 ---------------------------------------------------------------------------
 -- Loading context (set by luastream.runtime around a script run)
@@ -169,7 +170,19 @@ local APP_OPTS = {
     for k, x in pairs(v) do
       if type(k) ~= "string" then return "keys must be librdkafka property names (strings)" end
       local t = type(x)
-      if t ~= "string" and t ~= "number" and t ~= "boolean" then
+      if t == "table" then
+        -- a value read at start: { env = "NAME" } or { file = "PATH" } (docs/deploy.md, "Secrets")
+        local n, from = 0, nil
+        for f, w in pairs(x) do
+          n = n + 1
+          if (f ~= "env" and f ~= "file") or type(w) ~= "string" or w == "" then n = -1 break end
+          from = f
+        end
+        if n ~= 1 or not from then
+          return "property '" .. k .. "' must be a string, number or boolean, got table (a value read at " ..
+            "start is { env = \"NAME\" } or { file = \"PATH\" })"
+        end
+      elseif t ~= "string" and t ~= "number" and t ~= "boolean" then
         return "property '" .. k .. "' must be a string, number or boolean, got " .. t
       end
     end
@@ -195,6 +208,20 @@ local APP_OPTS = {
   state_cache_keys = { type = "number", check = function(v)
     if v < 1 or v % 1 ~= 0 or v == math.huge then return "must be a whole number >= 1" end
   end },
+  -- the watchdog (docs/api.md): the longest one call into the pipeline (a
+  -- batch, a source) may run, in seconds, and the most the Lua heap may hold,
+  -- in MB, before it reports where and stops the process; 0: no limit
+  batch_time_limit = { type = "number", check = function(v)
+    -- not (v >= 0): NaN must fail the check too
+    if not (v >= 0) or v > 86400 then -- luacheck: ignore 581
+      return "must be a number of seconds from 0 (no limit) to 86400"
+    end
+  end },
+  heap_limit_mb = { type = "number", check = function(v)
+    if not (v == 0 or (v >= 4 and v <= 1048576)) then
+      return "must be 0 (no limit) or a number of megabytes from 4 to 1048576"
+    end
+  end },
 }
 ls.APP_OPTIONS = APP_OPTS
 
@@ -209,6 +236,8 @@ local DEFAULTS = {
   batch_ms = 100,
   wait_for_topics = false,
   state_cache_keys = require("luastream.state").DEFAULT_CACHE_LIMIT,
+  batch_time_limit = 10,
+  heap_limit_mb = 256,
 }
 
 local function type_ok(spec, v)
@@ -557,6 +586,34 @@ function App:table(topic, extra)
   self.tables[name] = t
   local _, root = dataframe.new(self, topic, where)
   root.children[1] = { kind = "table_put", store = store, loc = where, desc = "app:table '" .. name .. "'",
+    parent = root, children = {}, topic = topic }
+  self.roots[name] = { root }
+  self.inputs[#self.inputs + 1] = topic
+  return t
+end
+
+-- app:global_table(topic) (docs/joins.md): the latest value per key of
+-- every partition of `topic`, on every instance, in memory (small reference
+-- data); the runtime reads the whole topic before processing anything else,
+-- then keeps up with it. Joined with sdf:join_table(tbl, { on = ... }).
+function App:global_table(topic, extra)
+  check_app(self, "global_table")
+  local where = util.callsite()
+  self:_check_topic(topic, "app:global_table", where)
+  if extra ~= nil then util.fail("app:global_table: expected (topic)", where) end
+  local name = topic.name
+  if self.tables[name] then
+    util.fail("app:global_table: topic '" .. name .. "' is already a table (at " .. self.tables[name].loc ..
+      "); use that one", where)
+  end
+  if self.roots[name] then
+    util.fail("app:global_table: topic '" .. name .. "' is already read by app:dataframe; a topic is a " ..
+      "stream or a table, not both", where)
+  end
+  local t = setmetatable({ app = self, topic = topic, global = true, loc = where }, Table)
+  self.tables[name] = t
+  local _, root = dataframe.new(self, topic, where)
+  root.children[1] = { kind = "global_put", table = name, loc = where, desc = "app:global_table '" .. name .. "'",
     parent = root, children = {}, topic = topic }
   self.roots[name] = { root }
   self.inputs[#self.inputs + 1] = topic

@@ -212,6 +212,26 @@ function M.right(J, v, ts, key, p, i)
   return expire(J, st, raise_wm(st, u), nout)
 end
 
+-- Global tables (app:global_table): name -> { key = value }, in this Lua
+-- state; the runtime reads their topics again into a new state (a reload).
+M.globals = {}
+
+function M.global_put(name, key, v)
+  if key == nil then error("a global table's record needs a key, and this one has none", 0) end
+  local t = M.globals[name]
+  if t == nil then
+    t = {}
+    M.globals[name] = t
+  end
+  if v == nil or v == util.null then t[key] = nil else t[key] = v end
+end
+
+function M.global_get(name, key)
+  local t = M.globals[name]
+  if t == nil or key == nil then return nil end
+  return t[key]
+end
+
 -- The other side's pipeline runs this side's continuation on its pairs.
 function M.right_emit(J, n, key, p, i, nout)
   local m, msg = J.m, J.msg

@@ -69,10 +69,20 @@ local P = nil          -- the loaded program
 local high = 0         -- highest output index written since the last trim
 
 -- Where a pipeline is: the generated row loop sets at.i (the row) and
--- at.nout (the outputs of the rows before it) at the start of every row, two
--- stores into this table and no allocation. When a batch fails, at.i is the
--- failing row and at.nout the outputs of the rows that completed.
-local at = { i = 0, nout = 0 }
+-- at.nout (the outputs of the rows before it) at the start of every row, and
+-- at.step (an index into rt.steps) before calling a user function: stores
+-- into a C struct, no allocation. When a batch fails, at.i is the failing
+-- row and at.nout the outputs of the rows that completed. The runtime's
+-- watchdog (runtime/watchdog.h) reads the struct from its own thread.
+if not pcall(ffi.typeof, "ls_wd_row_t") then
+  ffi.cdef([[
+typedef struct ls_wd_row { int32_t i; int32_t nout; int32_t step; int32_t spare; } ls_wd_row_t;
+]])
+end
+local at = ffi.cast("ls_wd_row_t *", core.watch_row())
+-- "file:line: what" of every user function's step (sources included), in
+-- at.step order; C copies them when the script is loaded.
+rt.steps = {}
 
 local function clear_outputs()
   clear(out.val); clear(out.key); clear(out.topic)
@@ -109,10 +119,36 @@ local function add_script_dir(path)
   end
 end
 
-local function stringify_kafka(k)
+-- A property's value from { env = "NAME" } or { file = "PATH" } (a file's one
+-- trailing newline dropped), or nil and why. The value itself is never part
+-- of a message.
+local function read_secret(ref)
+  if ref.env then
+    local v = os.getenv(ref.env)
+    if v == nil or v == "" then return nil, "environment variable " .. ref.env .. " is not set or empty" end
+    return v
+  end
+  local f, err = io.open(ref.file, "rb")
+  if not f then return nil, "cannot read file " .. tostring(err) end
+  local v = f:read("*a")
+  f:close()
+  if v == nil then return nil, "cannot read file " .. ref.file end
+  return (v:gsub("\r?\n$", ""))
+end
+
+-- Property values as strings. Values from the environment or a file are read
+-- when the process will connect to Kafka (cli.secrets, `luastream run`); the
+-- test driver, which does not, leaves those properties out.
+local function stringify_kafka(k, resolve, loc)
   local t = {}
   for name, v in pairs(k) do
-    if type(v) == "number" and v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then
+    if type(v) == "table" then
+      if resolve then
+        local value, why = read_secret(v)
+        if value == nil then error(loc .. ": ls.app: kafka property '" .. name .. "': " .. why, 0) end
+        t[name] = value
+      end
+    elseif type(v) == "number" and v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then
       t[name] = string.format("%d", v)
     else
       t[name] = tostring(v)
@@ -125,7 +161,7 @@ end
 -- set, every value checked and canonical (luastream's init.lua checked the
 -- options and resolved their defaults and aliases). runtime/spec.c refuses
 -- a missing field; only broker and dead_letter may be nil (none).
-local function build(app, script_name)
+local function build(app, script_name, cli)
   app.frozen = true
   local o = app.options
   if #app.inputs == 0 and #app.sources == 0 then
@@ -144,10 +180,12 @@ local function build(app, script_name)
     -- idle app with batch_ms = 0 does not spin
     batch_ms = math.max(1, math.floor(o.batch_ms)),
     wait_for_topics = o.wait_for_topics,
+    batch_time_limit = o.batch_time_limit, -- s, 0: none (runtime/watchdog.h)
+    heap_limit_mb = o.heap_limit_mb,       -- MB, 0: none
     http = o.http,                    -- nil: --http or LUASTREAM_HTTP, else off
     on_error = type(o.on_error) == "function" and "function" or o.on_error,
     dead_letter = o.dead_letter,      -- nil: none
-    kafka = stringify_kafka(o.kafka),
+    kafka = stringify_kafka(o.kafka, cli.secrets, app.loc),
     inputs = {},
     outputs = {},
     sources = {},
@@ -162,15 +200,19 @@ local function build(app, script_name)
     spec.stores[k] = { name = name, topic = topics[1], topics = topics,
       changelog = ls._changelog_topic(app.name, name), sweep = not keep }
   end
+  local steps = {}
+  rt.steps = steps
   local env = {
     out = out,
     at = at,
+    steps = steps,
     output_id = function(topic) return app.output_id[topic.name] end,
   }
   local pipelines = {}
   for id, topic in ipairs(app.inputs) do
     spec.inputs[id] = { name = topic.name, key = topic.key, value = topic.value, arrays = topic.arrays,
-      tombstones = app.tables[topic.name] ~= nil }
+      tombstones = app.tables[topic.name] ~= nil, global = app.tables[topic.name] ~= nil and
+        app.tables[topic.name].global or false }
     local p = compile.compile_topic(topic, app.roots[topic.name], env)
     p.topic = topic.name
     pipelines[id] = p
@@ -186,7 +228,8 @@ local function build(app, script_name)
   for k, s in ipairs(app.sources) do
     local id = app.output_id[s.topic.name]
     spec.sources[k] = { every = s.every, topic = s.topic.name, output = id }
-    sources[k] = { fn = s.fn, loc = s.loc, topic = s.topic.name, output = id }
+    steps[#steps + 1] = s.loc .. ": source '" .. s.topic.name .. "'"
+    sources[k] = { fn = s.fn, loc = s.loc, topic = s.topic.name, output = id, step = #steps }
   end
   -- how often the loop closes idle windows: a quarter of the shortest
   -- close_on_idle, between 10 ms and 1 s (0: no window closes on idleness)
@@ -247,7 +290,7 @@ function rt.load(script, cli)
   if not app then
     error(script_name .. ": the script declares no app (local app = ls.app{ ... })", 0)
   end
-  return build(app, script_name)
+  return build(app, script_name, cli)
 end
 
 ---------------------------------------------------------------------------
@@ -374,7 +417,7 @@ function rt.run_batch(n, meta, first, last)
         i, t, #pipes), 0)
     end
     current = p
-    at.i = 0
+    at.i = 0; at.step = 0
     local ok, res = xpcall(p.fn, batch_handler, i, j, meta, rows, keys, hdrs, nout)
     if not ok then
       current = nil
@@ -442,6 +485,7 @@ function rt.run_source(k, now_ms)
   src_now = now_ms or core.now_ms()
   src_nout = 0
   active = s
+  at.i = 0; at.step = s.step
   local ok, err = xpcall(s.fn, source_handler, emit, src_now)
   active = nil
   if not ok then

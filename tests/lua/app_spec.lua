@@ -136,7 +136,8 @@ sdf:to_topic(app:topic("o1"))
 sdf:to_topic(app:topic("o2", { key = "int", value = "double" }))
 sdf:to_topic(app:topic("o3", { value = "string" }))
 sdf:to_topic(app:topic("o4", { value = "bytes" }))]])
-    assert.same({ name = "in", key = "string", value = "msgpack", arrays = "table", tombstones = false },
+    assert.same({ name = "in", key = "string", value = "msgpack", arrays = "table", tombstones = false,
+      global = false },
       spec.inputs[1])
     assert.same({ { name = "o1", key = "bytes", value = "json" }, { name = "o2", key = "int", value = "double" },
       { name = "o3", key = "bytes", value = "string" }, { name = "o4", key = "bytes", value = "bytes" } }, spec.outputs)

@@ -87,10 +87,11 @@ describe("the spec handed to C", function()
     local spec = spec_with("{ name = 'c' }")
     for _, k in ipairs({ "name", "guarantee", "commit_interval", "commit_every", "offset_reset", "state_dir",
       "batch_size", "batch_ms", "wait_for_topics", "on_error", "kafka", "inputs", "outputs", "sources",
-      "stores", "idle_check_ms" }) do
+      "stores", "idle_check_ms", "batch_time_limit", "heap_limit_mb" }) do
       assert.is_not_nil(spec[k], k)
     end
-    assert.same({ name = "t", key = "bytes", value = "json", arrays = "table", tombstones = false }, spec.inputs[1])
+    assert.same({ name = "t", key = "bytes", value = "json", arrays = "table", tombstones = false, global = false },
+      spec.inputs[1])
     assert.is_false(spec.wait_for_topics)
   end)
 

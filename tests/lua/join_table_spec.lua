@@ -105,8 +105,9 @@ sdf:join_table(owners):update(function(row) row.contact.phone = "changed" end):t
       "(make it a table: app:table(topic))" },
     { "sdf:join_table(owners, { how = \"outer\" })", "join_table: option 'how' must be \"inner\" or \"left\", " ..
       "got 'outer'" },
-    { "sdf:join_table(owners, { on = \"device\" })", "join_table: option 'on' is not supported yet: the row's " ..
-      "key is the table's key; re-key the rows with group_by first" },
+    { "sdf:join_table(owners, { on = \"device\" })", "join_table: option 'on' needs a global table " ..
+      "(app:global_table): a table's partitions hold the keys of the stream's same partitions only; re-key " ..
+      "the rows with group_by first" },
     { "sdf:join_table(owners, { merger = 5 })", "join_table: option 'merger' must be a function(left, right) -> " ..
       "row, got number" },
   }
@@ -118,4 +119,49 @@ sdf:join_table(owners):update(function(row) row.contact.phone = "changed" end):t
       assert.same(path .. ":7: " .. case[2], err)
     end)
   end
+end)
+
+describe("app:global_table", function()
+  local GHEAD = [[
+local ls = require("luastream")
+local app = ls.app{ name = "gt", on_error = "skip" }
+local people = app:global_table(app:topic("people", { key = "string" }))
+local input = app:topic("in", { key = "string" })
+local out = app:topic("out", { key = "string" })
+local sdf = app:dataframe(input)
+]]
+  local function gdriver(body)
+    nscript = nscript + 1
+    return testing.driver(H.write_script(GHEAD .. body, "gt" .. nscript .. ".lua"), { partitions = 3 })
+  end
+
+  it("joins on a column: every key of every partition is there", function()
+    local d = gdriver([[sdf:join_table(people, { on = "person", how = "left" }):to_topic(out)]])
+    d:send("people", "ann", { name = "Ann", phone = "1" })
+    d:send("people", "bob", { name = "Bob", phone = "2" })
+    d:send("people", "cid", { name = "Cid", phone = "3" })
+    local got = {}
+    for _, dev in ipairs({ "d1", "d2", "d3", "d4" }) do
+      d:send("in", dev, { person = ({ d1 = "ann", d2 = "bob", d3 = "cid", d4 = "nobody" })[dev] })
+    end
+    d:send("people", { key = "bob" }) -- deleted
+    d:send("in", "d2", { person = "bob" })
+    for j, r in ipairs(d:read("out")) do got[j] = r.value end
+    assert.same({
+      { person = "ann", name = "Ann", phone = "1" }, { person = "bob", name = "Bob", phone = "2" },
+      { person = "cid", name = "Cid", phone = "3" }, { person = "nobody" }, { person = "bob" },
+    }, got)
+  end)
+
+  it("joins on the row's key without `on`, and on a function", function()
+    local d = gdriver([[
+sdf:join_table(people):to_topic(out)
+sdf:join_table(people, { on = function(row) return row.alias end }):to_topic(out)]])
+    d:send("people", "ann", { name = "Ann" })
+    d:send("in", "ann", { alias = "ann" })
+    d:send("in", "zed", { alias = "ann" })
+    local got = {}
+    for j, r in ipairs(d:read("out")) do got[j] = { r.key, r.value.name } end
+    assert.same({ { "ann", "Ann" }, { "ann", "Ann" }, { "zed", "Ann" } }, got)
+  end)
 end)

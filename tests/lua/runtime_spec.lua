@@ -39,7 +39,8 @@ describe("rt.load", function()
     assert.same("stop", spec.on_error)
     assert.is_nil(spec.dead_letter)
     assert.same({}, spec.kafka)
-    assert.same({ { name = "phone-data", key = "string", value = "json", arrays = "table", tombstones = false } },
+    assert.same({ { name = "phone-data", key = "string", value = "json", arrays = "table", tombstones = false,
+      global = false } },
       spec.inputs)
     assert.same({ { name = "crash-alerts", key = "bytes", value = "json" } }, spec.outputs)
     assert.same({}, spec.sources)

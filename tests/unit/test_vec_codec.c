@@ -681,7 +681,7 @@ static int read_spec(const char *expr, ls_spec *s, char *err, size_t errlen) {
            "kafka = {}, inputs = {}, outputs = {}, "
            "sources = {}, stores = {}, repartitions = {} } for k, v in pairs(x) do s[k] = v end for _, t in ipairs(s.inputs) do "
            "t.key = t.key or 'bytes'; t.value = t.value or 'json'; t.arrays = t.arrays or 'table'; "
-           "t.tombstones = false end "
+           "t.tombstones = false; t.global = false end "
            "return s end)(%s)", expr);
   push_expr(full);
   int rc = ls_spec_read(L, s, err, errlen);

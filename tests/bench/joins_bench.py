@@ -1,0 +1,454 @@
+#!/usr/bin/python3
+"""The join benchmarks, on one dev broker. Called by tests/bench/joins.sh, which
+starts the broker; see tests/bench/README.md ("Joins").
+
+1. Throughput of a stream-table join (the method and functions of throughput.py):
+   the phone rows on phone-data (keyed by device) and a table of owners on
+   phone-owners (keyed by device, the same 16 partitions, produced first: an owner
+   per device, then new owners for some devices, tombstones and new owners for
+   others). REPEAT runs each, in turn, of
+     stateless  luastream run crash_stateless.lua    (no state)
+     join       luastream run join_table.lua         (app:table + sdf:join_table;
+                                                      LMDB + changelog)
+     py-join    py_join.py                           (a consumer of both topics, the
+                                                      table in a dict)
+   Before each repetition, the join app (the group and state directory of the
+   timed run) runs on an empty stream topic until its committed offsets cover the
+   whole table topic, and is stopped (SIGTERM: a clean stop). Not timed: it fills
+   the table first, because the runtime reads a table and a stream side by side,
+   with no ordering between them, and readings read before their owner would go
+   out without one. The timed join run starts at least GROUP_EMPTY_S after it.
+   py_join.py reads the table again at every start, the stream paused until then
+   (it keeps nothing).
+   Every output topic is read back: one output per input row; for join and
+   py-join, exactly the reading's fields plus its device's owner's fields, with the
+   values of the owner the table holds last (a reference computed here from the
+   table file) and the reading's own values where both have a field (ts).
+2. In process (bench_pipeline, no Kafka, one core): join_table.lua against
+   crash_stateless.lua on the rows of part 1, REPEAT invocations each, if
+   bench_pipeline runs a two-input script; otherwise the reason it gave.
+"""
+import argparse
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen_rows  # noqa: E402
+import throughput as tp  # noqa: E402
+import windows_bench as wb  # noqa: E402
+from throughput import log  # noqa: E402
+from windows_bench import median  # noqa: E402
+
+TABLE = "phone-owners"
+EMPTY = "join-empty"  # the stream topic of the table-filling runs: never written
+READING_FIELDS = {"device", "ts", "gX", "gY", "gZ"}
+PEERS = ["stateless", "join", "py-join"]
+# The dev broker (librdkafka's mock cluster) keeps a group whose last member left
+# rebalancing for the member's session.timeout.ms - 1 s (the runtime's: 6 s); a
+# member that joins meanwhile is held until then, instead of the 3 s a new or empty
+# group waits. The timed join run starts this long after the filling run's exit.
+GROUP_EMPTY_S = 5.5
+
+# ---- the table ---------------------------------------------------------------------
+
+FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jia", "Kofi", "Lena",
+         "Mateo", "Nia", "Omar", "Pia"]
+LAST = ["Moreau", "Okafor", "Silva", "Tanaka", "Novak", "Haddad", "Berg", "Costa", "Singh", "Walsh"]
+PLANS = ["basic", "family", "pro"]
+REGIONS = ["eu-west", "eu-north", "us-east", "ap-south"]
+
+
+class Table:
+    """The records of the owners' topic, written to path as `key<TAB>value` lines
+    (an empty value: a tombstone, produced as a null value): an owner for each of
+    the devices of gen_rows.py, then a new owner for a tenth of them, then a
+    tombstone and a new owner for a twentieth. Each owner has a field of the
+    readings' too (ts, when the owner registered), which the reading's own value
+    must win. self.ref: the reference, device -> the owner it holds last (None:
+    none)."""
+
+    def __init__(self, devices, seed, path):
+        rnd = random.Random(seed + 1)
+        names = gen_rows.device_names(devices, tp.PARTITIONS)
+        n = [0]
+
+        def owner():
+            n[0] += 1
+            return {"owner_id": 1000 + n[0], "owner": rnd.choice(FIRST) + " " + rnd.choice(LAST),
+                    "plan": rnd.choice(PLANS), "region": rnd.choice(REGIONS),
+                    "ts": gen_rows.BASE_TS - 86400000 * rnd.randrange(1, 1000)}
+
+        recs = [(d, owner()) for d in names]
+        recs += [(d, owner()) for d in rnd.sample(names, max(1, devices // 10))]
+        gone = rnd.sample(names, max(1, devices // 20))
+        recs += [(d, None) for d in gone] + [(d, owner()) for d in gone]
+        self.path, self.records = path, len(recs)
+        self.tombstones = len(gone)
+        self.ref = {}
+        self.value_bytes = 0
+        with open(path, "w") as f:
+            for d, v in recs:
+                s = "" if v is None else json.dumps(v, separators=(",", ":"))
+                f.write("%s\t%s\n" % (d, s))
+                self.value_bytes += len(s)
+        # the reference, from the file (a tombstone deletes the key)
+        with open(path) as f:
+            for line in f:
+                k, v = line.rstrip("\n").split("\t", 1)
+                self.ref[k] = json.loads(v) if v else None
+        self.owners = sum(v is not None for v in self.ref.values())
+
+
+def produce_table(broker, t):
+    """kcat, with -Z: an empty value goes as a null value (a tombstone). Checks the
+    topic holds exactly the file's records, tombstones included."""
+    t0 = time.monotonic()
+    subprocess.run(["kcat", "-P", "-q", "-Z", "-b", broker, "-t", TABLE, "-K", "\t",
+                    "-X", "partitioner=murmur2_random", "-l", t.path], check=True)
+    wm = tp.watermarks(broker, TABLE)
+    total = sum(hi - lo for lo, hi in wm)
+    back = {}
+    nulls = 0
+    for k, v in tp.read_topic(broker, TABLE):
+        nulls += v is None
+        back[k.decode()] = json.loads(v) if v is not None else None
+    if total != t.records or any(lo for lo, _ in wm) or nulls != t.tombstones or back != t.ref:
+        raise SystemExit("table topic %s holds %d records (%d null values; watermarks %s), expected %d "
+                         "(%d null values), or its last values differ from the file's"
+                         % (TABLE, total, nulls, wm, t.records, t.tombstones))
+    log("table: %d records (%d owners, %d tombstones, %.0f B JSON per owner) produced to %s in %.1f s; "
+        "read back: the same last value per device"
+        % (t.records, t.owners, t.tombstones, t.value_bytes / (t.records - t.tombstones), TABLE,
+           time.monotonic() - t0))
+
+
+# ---- checking a join's output ------------------------------------------------------
+
+def check_join(broker, r, inp, table):
+    """One output per input row, each the reading with its owner's fields added.
+    Returns the problems (empty: the topic is right)."""
+    problems = []
+    wm = tp.watermarks(broker, r.topic)
+    count = sum(hi - lo for lo, hi in wm)
+    dropped = sum(lo for lo, _ in wm)
+    if dropped:
+        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
+    if count != inp.rows:
+        problems.append("%d records, expected %d" % (count, inp.rows))
+    if r.rc != 0:
+        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    if dropped:
+        return problems
+    ref = table.ref
+    digest = n = bad = unowned = 0
+    for key, value in tp.read_topic(broker, r.topic):
+        n += 1
+        k = key.decode()
+        try:
+            row = json.loads(value)
+            digest += tp.h64(tp.canonical(k, row))  # the reading's own fields, ts included
+        except (ValueError, KeyError, TypeError):
+            row = None
+        owner = ref.get(k) or {}
+        if (row is not None and row.get("device") == k and set(row) == READING_FIELDS | set(owner)
+                and all(row[f] == v for f, v in owner.items() if f not in READING_FIELDS)):
+            continue
+        bad += 1
+        if row is not None and owner and not set(owner) - READING_FIELDS & set(row):
+            unowned += 1
+        if bad <= 3:
+            problems.append("wrong output %d (key %s): %s; the table holds %s"
+                            % (n, k, value.decode(), json.dumps(ref.get(k))))
+    digest &= (1 << 64) - 1
+    if n != inp.rows:
+        problems.append("read %d records back, expected %d" % (n, inp.rows))
+    if digest != inp.canon:
+        problems.append("the outputs do not carry every input row exactly once: "
+                        + tp.compare_rows(broker, r.topic, inp))
+    if bad > 3:
+        problems.append("%d wrong outputs in all (%d of them without their owner's fields)" % (bad, unowned))
+    return problems
+
+
+# ---- 1. throughput -----------------------------------------------------------------
+
+def fill_table(a, work, env, name, statedir, topic):
+    """The join app on the empty stream topic, until its committed offsets cover the
+    table topic; then a clean stop. Returns (seconds, problems)."""
+    logpath = os.path.join(work, topic + ".fill.log")
+    cmd = [a.luastream, "run", os.path.join(HERE, "join_table.lua"), "--broker", a.broker, "--name", name,
+           "--state-dir", statedir, "--quiet", "--set", "commit_interval=0.5"] + shlex.split(a.ls_args)
+    penv = dict(env, LS_BENCH_INPUT=EMPTY, LS_BENCH_TABLE=TABLE, LS_BENCH_OUTPUT=topic)
+    t0 = time.monotonic()
+    with open(logpath, "w") as out:
+        proc = subprocess.Popen(cmd, env=penv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        done = 0
+        try:
+            while proc.poll() is None and time.monotonic() - t0 < a.timeout:
+                done = wb.committed(a.broker, name, TABLE)
+                if done >= a.table.records:
+                    break
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)  # a clean stop: the last checkpoint
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    problems = []
+    if done < a.table.records:
+        problems.append("filling the table: committed %d of %d table records (log: %s)"
+                        % (done, a.table.records, logpath))
+    if proc.returncode != 0:
+        problems.append("filling the table: exit code %s (log: %s)" % (proc.returncode, logpath))
+    return time.monotonic() - t0, problems
+
+
+def peer_cmd(a, peer, rep, env):
+    s = "" if rep == 1 else "-%d" % rep
+    if peer == "stateless":
+        topic = "out-sl" + s
+        cmd = [a.luastream, "run", os.path.join(HERE, "crash_stateless.lua"), "--broker", a.broker,
+               "--count", str(a.rows), "--quiet", "--name", "bench-join-stateless" + s]
+        cmd += shlex.split(a.ls_args)
+        penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_OUTPUT=topic)
+    elif peer == "join":
+        topic = "out-join" + s
+        cmd = [a.luastream, "run", os.path.join(HERE, "join_table.lua"), "--broker", a.broker,
+               "--count", str(a.rows), "--quiet", "--name", "bench-join-table" + s,
+               "--state-dir", os.path.join(a.workdir, "state-join")] + shlex.split(a.ls_args)
+        penv = dict(env, LS_BENCH_INPUT="phone-data", LS_BENCH_TABLE=TABLE, LS_BENCH_OUTPUT=topic)
+    else:
+        topic = "out-pyjoin" + s
+        cmd = ["/usr/bin/python3", os.path.join(HERE, "py_join.py"), "--broker", a.broker,
+               "--count", str(a.rows), "--input", "phone-data", "--table", TABLE, "--output", topic,
+               "--group", "bench-py-join" + s]
+        penv = env
+    return topic, cmd, penv
+
+
+def throughput(a, work, env, inp):
+    results = {p: [] for p in PEERS}
+    failures = []
+    fills = []
+    for rep in range(1, a.repeat + 1):
+        filled = None
+        for peer in ["fill"] + PEERS:
+            topic, cmd, penv = peer_cmd(a, "join" if peer == "fill" else peer, rep, env)
+            if peer == "fill":
+                # before the stateless run, which gives the dev broker the time to
+                # empty the group the filling run left
+                secs, probs = fill_table(a, work, env, cmd[cmd.index("--name") + 1],
+                                         cmd[cmd.index("--state-dir") + 1], topic)
+                filled = time.monotonic()
+                fills.append(secs)
+                log("run %d join      table filled in %.1f s (not timed)" % (rep, secs))
+                for prob in probs:
+                    log("  PROBLEM join (%s): %s" % (topic, prob))
+                    failures.append("join run %d: %s" % (rep, prob))
+                if probs:
+                    filled = False
+                continue
+            if peer == "join":
+                if filled is False:
+                    continue
+                time.sleep(max(0.0, filled + GROUP_EMPTY_S - time.monotonic()))
+            r = tp.run_peer(peer, cmd, penv, a.broker, topic, a.rows, work, a.timeout)
+            if a.no_check:
+                r.problems = [] if r.produced == a.rows else ["%d records, expected %d" % (r.produced, a.rows)]
+            elif peer == "stateless":
+                r.problems = tp.check_output(a.broker, r, inp, "rows")
+            else:
+                r.problems = check_join(a.broker, r, inp, a.table)
+            results[peer].append(r)
+            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
+                "CPU %5.1f s  peak RSS %6.1f MB%s"
+                % (rep, peer, tp.fmt_rate(r.total), tp.fmt_rate(r.steady),
+                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
+                   r.rss_kb / 1024, "" if r.problems or a.no_check else "  output ok"))
+            for prob in r.problems:
+                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
+                failures.append("%s run %d: %s" % (peer, rep, prob))
+    return results, fills, failures
+
+
+def print_throughput(a, inp, results, fills):
+    def med(peer, attr):
+        return median(getattr(r, attr) for r in results[peer])
+
+    t = a.table
+    print("1. through the dev broker: %d rows of ~%.0f B JSON keyed by %d devices, joined with a table of "
+          "%d records (%d owners, ~%.0f B JSON each), 16 partitions each; median of %d run(s) "
+          "(steady: 10%% -> 90%% of the outputs)"
+          % (a.rows, inp.bytes / inp.rows, a.devices, t.records, t.owners,
+             t.value_bytes / (t.records - t.tombstones), a.repeat))
+    print("%-10s %13s %14s %10s %6s %11s %10s" % (
+        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
+    for peer in PEERS:
+        if not results[peer]:
+            print("%-10s failed" % peer)
+            continue
+        rss = max(r.rss_kb for r in results[peer]) / 1024
+        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
+        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
+            peer, tp.fmt_rate(med(peer, "total")).strip(), tp.fmt_rate(med(peer, "steady")).strip(),
+            "%.2f" % su if su is not None else "-", cpu,
+            "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
+    if not all(results[p] for p in PEERS):
+        return
+
+    def ratio(attr, x, y):
+        u, v = med(x, attr), med(y, attr)
+        return "%.2f" % (u / v) if u and v else "-"
+
+    for attr in ("steady", "total"):
+        print("ratios (%s):%s join/stateless = %s (target >= 0.5), join/py-join = %s (target >= 3)"
+              % (attr, " " if attr == "total" else "", ratio(attr, "join", "stateless"),
+                 ratio(attr, "join", "py-join")))
+    print("ratios (msgs/CPU-s): join/stateless = %s, join/py-join = %s"
+          % (ratio("cpu_s", "stateless", "join"), ratio("cpu_s", "py-join", "join")))
+    print("per run (steady msgs/s): " + "; ".join(
+        "%s %s" % (peer, " ".join(tp.fmt_rate(r.steady).strip() for r in results[peer])) for peer in PEERS))
+    if fills:
+        print("join: the table filled before each timed run (not counted) in %s s"
+              % " ".join("%.1f" % s for s in fills))
+
+
+# ---- 2. in process -----------------------------------------------------------------
+
+def bench_pipeline(a, work, script, rows, inp, label, repeat=3):
+    cmd = [a.bench_pipeline, "--script", os.path.join(HERE, script), "--input", inp.path,
+           "--rows", str(rows), "--repeat", str(repeat)]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(os.path.join(work, "inprocess-%s.log" % label), "w") as f:
+        f.write(" ".join(cmd) + "\n" + p.stdout)
+    d = {"rc": p.returncode, "out": p.stdout.strip()}
+    for line in p.stdout.splitlines():
+        m = wb.STAGE.match(line)
+        if m:
+            d[m.group(1).split()[0]] = int(m.group(2))
+        m = wb.OUTPUTS.search(line)
+        if m:
+            d["outputs"] = float(m.group(1))
+    return d
+
+
+def in_process(a, work, inp):
+    """Returns (rows, {script: [per-invocation dict]} or None, skip reason, failures)."""
+    rows = min(a.pipeline_rows, inp.rows)
+    probe = bench_pipeline(a, work, "join_table.lua", min(rows, 1000), inp, "probe", repeat=1)
+    if probe["rc"] != 0 or "full" not in probe:
+        return rows, None, probe["out"].splitlines()[-1] if probe["out"] else "exit %d" % probe["rc"], []
+    scripts = {"join": "join_table.lua", "stateless": "crash_stateless.lua"}
+    res = {s: [] for s in scripts}
+    failures = []
+    for rep in range(1, a.repeat + 1):
+        for name, script in scripts.items():
+            d = bench_pipeline(a, work, script, rows, inp, "%s-%d" % (name, rep))
+            if d["rc"] != 0 or "full" not in d:
+                failures.append("bench_pipeline %s exited %d:\n%s" % (name, d["rc"], d["out"]))
+                continue
+            if d.get("outputs") != 1.0:
+                failures.append("bench_pipeline %s: %s outputs per input row, expected 1" % (name, d.get("outputs")))
+            res[name].append(d)
+            log("in-process %d %-9s full %9s rows/s  (%s outputs per row)"
+                % (rep, name, "{:,}".format(d["full"]), d.get("outputs")))
+    return rows, res, None, failures
+
+
+def print_in_process(a, rows, res, skipped):
+    if skipped:
+        print("2. in process: skipped: bench_pipeline does not run join_table.lua, a script with two "
+              "input topics (it said: %s)" % skipped)
+        return
+    print("2. in process (bench_pipeline --input: the rows above, %d per pass, one core; median of %d "
+          "invocations, each the best of 3 passes)" % (rows, a.repeat))
+    full = {}
+    for name in ("join", "stateless"):
+        full[name] = median(r["full"] for r in res[name])
+        print("%-10s %12s rows/s (full)" % (name, "{:,.0f}".format(full[name]) if full[name] else "failed"))
+    if full["join"] and full["stateless"]:
+        print("ratio (full): join/stateless = %.2f (target >= 0.5)" % (full["join"] / full["stateless"]))
+
+
+# ---- main --------------------------------------------------------------------------
+
+def main():
+    signal.signal(signal.SIGTERM, tp.on_term)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--luastream", required=True)
+    ap.add_argument("--bench-pipeline")
+    ap.add_argument("--rows", type=int, default=300000)
+    ap.add_argument("--pipeline-rows", type=int, default=300000)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ls-args", default="", help="extra arguments for the luastream runs of part 1")
+    ap.add_argument("--parts", default="throughput,inprocess")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--no-check", action="store_true")
+    a = ap.parse_args()
+    parts = set(a.parts.split(","))
+    for p in parts - {"throughput", "inprocess"}:
+        raise SystemExit("unknown part %s" % p)
+    env = dict(os.environ)
+    work = a.workdir
+    failures = []
+    log("load average before the run: %s (2 cores shared: compare the ratios, not the rates)"
+        % " ".join(open("/proc/loadavg").read().split()[:3]))
+
+    inp = tp.Input(a.rows, a.devices, a.seed, os.path.join(work, "rows.tsv"))
+    results = inproc = skipped = None
+    fills = []
+    if "throughput" in parts:
+        a.table = Table(a.devices, a.seed, os.path.join(work, "owners.tsv"))
+        produce_table(a.broker, a.table)  # the table first, then the readings
+        tp.produce_input(a.broker, "phone-data", inp)
+        results, fills, f = throughput(a, work, env, inp)
+        failures += f
+    if "inprocess" in parts:
+        if not a.bench_pipeline or not os.path.exists(a.bench_pipeline):
+            failures.append("in process: %s is not built" % a.bench_pipeline)
+        else:
+            pl_rows, inproc, skipped, f = in_process(a, work, inp)
+            failures += f
+            if skipped:
+                log("in process: skipped (%s)" % skipped)
+    log("load average after the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+
+    sys.stderr.flush()
+    print()
+    if results:
+        print_throughput(a, inp, results, fills)
+    if "inprocess" in parts and (inproc or skipped):
+        print()
+        print_in_process(a, pl_rows, inproc, skipped)
+    sys.stdout.flush()
+    if failures:
+        print("FAILED CHECKS:")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print("checks: %s" % ("every output topic holds one output per input row; the joins' carry the owner "
+                          "the table holds last, the readings' own values where both have a field"
+                          if not a.no_check else "counts only"))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
