@@ -45,6 +45,7 @@ local jset = state.jset
 local state_at = state.at
 local DELETED, EXP = state.DELETED, state.EXP
 local deepcopy = util.deepcopy
+local tnew = require("table.new")
 
 ---------------------------------------------------------------------------
 -- Aggregations: ls.agg.*
@@ -560,7 +561,8 @@ end
 
 -- The output row of the window at base.
 local function result_row(R, W, base)
-  local row = { start = W[base], ["end"] = W[base + 1] }
+  local row = tnew(0, R.nagg + 2) -- sized once: no rehash as the fields go in
+  row.start, row["end"] = W[base], W[base + 1]
   local names, codes = R.names, R.codes
   for a = 1, R.nagg do
     local o = base + 3 * a
@@ -903,7 +905,13 @@ local function drop_stale(R, st)
 end
 
 local function store_entry(R, st, W)
-  if R.idle_opts then st:set(R.wkey, W, R.idle_opts) else st:set(R.wkey, W) end
+  if R.idle_opts then
+    st:set(R.wkey, W, R.idle_opts)
+  elseif st.kt[R.wkey] == W then
+    st.dirty[st.key] = st.kt -- changed in place (journaled): only the key is dirty again
+  else
+    st:set(R.wkey, W)
+  end
 end
 
 -- One row: updates the row's windows in the key's state, closes the windows
