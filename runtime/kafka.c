@@ -20,6 +20,8 @@ struct ls_kafka {
   rd_kafka_t *producer;
   rd_kafka_t *restorer;       /* group-less consumer for replays, made on first use */
   char *brokers;
+  char **props;               /* the user's properties (borrowed, as ls_kafka_conf.props) */
+  int nprops;
   ls_assign_fn on_assign;
   rd_kafka_queue_t *cq;
   int assigned_once;          /* an assignment arrived (see ls_kafka_close) */
@@ -360,6 +362,8 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   k->has_admin = -1;
   const char *strategy = user_prop(c, "consumer", "partition.assignment.strategy");
   k->cooperative = strategy && strstr(strategy, "cooperative") != NULL;
+  k->props = c->props;
+  k->nprops = c->nprops;
   k->brokers = strdup(c->brokers);
   if (!k->brokers) {
     free(k);
@@ -793,6 +797,20 @@ int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, in
   return off;
 }
 
+/* The user's consumer properties for the group-less restorer: security and
+ * network settings apply to it as to the group's consumer; group membership
+ * does not (its own settings, set after these, win). */
+static int set_restorer_props(rd_kafka_conf_t *conf, const ls_kafka *k, char *err, size_t errlen) {
+  for (int i = 0; i + 1 < k->nprops; i += 2) {
+    const char *key = k->props[i];
+    if (strncmp(key, "producer.", 9) == 0) continue;
+    if (strncmp(key, "consumer.", 9) == 0) key += 9;
+    if (strcmp(key, "group.instance.id") == 0 || strcmp(key, "partition.assignment.strategy") == 0) continue;
+    if (set_prop(conf, key, k->props[i + 1], err, errlen)) return -1;
+  }
+  return 0;
+}
+
 static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   if (k->restorer) return k->restorer;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -800,7 +818,7 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_conf_set_log_cb(conf, on_log);
   rd_kafka_conf_set_error_cb(conf, on_error);
   /* assign() needs a group id; this consumer never joins, subscribes or commits. */
-  if (set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
+  if (set_restorer_props(conf, k, err, errlen) || set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
       set_prop(conf, "group.id", "luastream-restore", err, errlen) ||
       set_prop(conf, "fetch.wait.max.ms", "10", err, errlen) ||
       /* Replay is a short burst: a deep prefetch keeps the fetcher from idling
