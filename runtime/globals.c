@@ -26,26 +26,8 @@ struct ls_globals {
 static int set(rd_kafka_conf_t *conf, const char *key, const char *val, char *err, size_t errlen) {
   char why[512];
   if (rd_kafka_conf_set(conf, key, val, why, sizeof why) == RD_KAFKA_CONF_OK) return 0;
-  if (ls_kafka_is_secret(key)) snprintf(err, errlen, "global tables: kafka option '%s': invalid value", key);
-  else snprintf(err, errlen, "global tables: kafka option '%s': %s", key, why);
+  snprintf(err, errlen, "global tables: kafka option '%s': %s", key, why);
   return -1;
-}
-
-/* The user's properties, as the group's consumer has them: "consumer."
- * prefixed ones and common ones; the group's own settings are not for this
- * group-less consumer. */
-static int user_props(rd_kafka_conf_t *conf, const ls_spec *s, char *err, size_t errlen) {
-  static const char *const SKIP[] = {"group.id", "group.instance.id", "partition.assignment.strategy",
-                                     "enable.auto.commit", "isolation.level", "auto.offset.reset"};
-  for (int i = 0; i + 1 < s->nkafka; i += 2) {
-    const char *k = s->kafka[i];
-    if (strncmp(k, "producer.", 9) == 0) continue;
-    if (strncmp(k, "consumer.", 9) == 0) k += 9;
-    int skip = 0;
-    for (size_t j = 0; j < sizeof SKIP / sizeof *SKIP; j++) skip |= strcmp(k, SKIP[j]) == 0;
-    if (!skip && set(conf, k, s->kafka[i + 1], err, errlen)) return -1;
-  }
-  return 0;
 }
 
 ls_globals *ls_globals_open(const ls_spec *spec, const char *brokers, char *err, size_t errlen) {
@@ -55,7 +37,8 @@ ls_globals *ls_globals_open(const ls_spec *spec, const char *brokers, char *err,
   if (!any) return NULL;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   /* assign() needs a group id; this consumer never joins, subscribes or commits */
-  if (set(conf, "bootstrap.servers", brokers, err, errlen) || user_props(conf, spec, err, errlen) ||
+  if (ls_kafka_set_groupless_props(conf, spec->kafka, spec->nkafka, err, errlen) ||
+      set(conf, "bootstrap.servers", brokers, err, errlen) ||
       set(conf, "group.id", "luastream-global-tables", err, errlen) ||
       set(conf, "enable.auto.commit", "false", err, errlen) ||
       set(conf, "enable.partition.eof", "true", err, errlen) ||

@@ -797,16 +797,14 @@ int64_t ls_kafka_committed(ls_kafka *k, const char *topic, int32_t partition, in
   return off;
 }
 
-/* The user's consumer properties for the group-less restorer: security and
- * network settings apply to it as to the group's consumer; group membership
- * does not (its own settings, set after these, win). */
-static int set_restorer_props(rd_kafka_conf_t *conf, const ls_kafka *k, char *err, size_t errlen) {
-  for (int i = 0; i + 1 < k->nprops; i += 2) {
-    const char *key = k->props[i];
+int ls_kafka_set_groupless_props(rd_kafka_conf_t *conf, char *const *props, int nprops, char *err,
+                                 size_t errlen) {
+  for (int i = 0; i + 1 < nprops; i += 2) {
+    const char *key = props[i];
     if (strncmp(key, "producer.", 9) == 0) continue;
     if (strncmp(key, "consumer.", 9) == 0) key += 9;
     if (strcmp(key, "group.instance.id") == 0 || strcmp(key, "partition.assignment.strategy") == 0) continue;
-    if (set_prop(conf, key, k->props[i + 1], err, errlen)) return -1;
+    if (set_prop(conf, key, props[i + 1], err, errlen)) return -1;
   }
   return 0;
 }
@@ -818,7 +816,7 @@ static rd_kafka_t *restorer(ls_kafka *k, char *err, size_t errlen) {
   rd_kafka_conf_set_log_cb(conf, on_log);
   rd_kafka_conf_set_error_cb(conf, on_error);
   /* assign() needs a group id; this consumer never joins, subscribes or commits. */
-  if (set_restorer_props(conf, k, err, errlen) || set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
+  if (ls_kafka_set_groupless_props(conf, k->props, k->nprops, err, errlen) || set_prop(conf, "bootstrap.servers", k->brokers, err, errlen) ||
       set_prop(conf, "group.id", "luastream-restore", err, errlen) ||
       set_prop(conf, "fetch.wait.max.ms", "10", err, errlen) ||
       /* Replay is a short burst: a deep prefetch keeps the fetcher from idling

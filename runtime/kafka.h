@@ -121,6 +121,15 @@ int64_t ls_kafka_lag(ls_kafka *k);
  * name holds password, secret, oauthbearer, ssl.key.pem, ssl_key or token. */
 int ls_kafka_is_secret(const char *key);
 
+/* The user's consumer properties (props[0..nprops): key, value, ...; plain or
+ * "consumer."-prefixed) on conf, for a consumer without a group (replays,
+ * global tables): security and network settings apply as to the group's
+ * consumer; group membership (group.instance.id, the assignor) does not, and
+ * the caller's own settings, set after, win. 0, or -1 with err (never a
+ * secret's value). */
+int ls_kafka_set_groupless_props(rd_kafka_conf_t *conf, char *const *props, int nprops, char *err,
+                                 size_t errlen);
+
 /* Per assigned partition whose high watermark is known: fn(ud, topic,
  * partition, lag), lag = high watermark (as last fetched) minus the next
  * offset to consume. That offset is the position; for a partition nothing was
