@@ -1,7 +1,8 @@
 /* app.c - the loop of `luastream run` (see app.h and docs/internals.md).
  *
  * Read top to bottom, one turn of the loop is:
- *   consume a batch from Kafka → the engine runs it (engine.c: decode, the
+ *   consume a batch from Kafka (joined inputs' records in timestamp order,
+ *   align.c) → the engine runs it (engine.c: decode, the
  *   pipeline call, on_error, encode; outputs come back to kafka_produce) →
  *   record the offsets of the records done → sources that are due →
  *   checkpoint when due → a live reload when asked.
@@ -23,6 +24,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "align.h"
 #include "devbroker.h"
 #include "driver.h"
 #include "engine.h"
@@ -72,6 +74,8 @@ typedef struct ls_app {
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
   double purge_next; /* when group_by topics' consumed records are next deleted */
+  ls_align *align;   /* joined inputs taken in timestamp order (align.c), or NULL */
+  int align_full;    /* the last batch was filled from it: more may be ready */
   ls_globals *globals; /* the consumer of global tables' topics (globals.c), or NULL */
   long globals_read;   /* records of theirs read since the last catch-up */
   ls_status *status;
@@ -80,6 +84,7 @@ typedef struct ls_app {
   int last_ckpt_ok;  /* the last checkpoint committed everything it took */
   int txn_open;
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
+  int replaying;     /* a table is being read from its topic (restore_tables) */
   int batch_cap;     /* capacity of msgs and in */
   ls_reloader reload; /* live reload (reload.c) */
   ls_metrics *metrics; /* what --http serves (metrics.c) */
@@ -160,11 +165,11 @@ static rd_kafka_headers_t *copy_headers(const void *source) {
   return rd_kafka_headers_copy(h);
 }
 
-/* The consumed messages as the batch sees them. */
-static void describe_inputs(ls_app *a) {
-  for (int i = 0; i < a->nmsgs; i++) {
-    const rd_kafka_message_t *m = a->msgs[i];
-    ls_inmsg *in = &a->in[i];
+/* Consumed messages as the batch sees them. */
+static void describe(ls_app *a, rd_kafka_message_t **msgs, ls_inmsg *ins, int n) {
+  for (int i = 0; i < n; i++) {
+    const rd_kafka_message_t *m = msgs[i];
+    ls_inmsg *in = &ins[i];
     in->payload = m->payload;
     in->len = m->len;
     in->key = m->key;
@@ -178,6 +183,8 @@ static void describe_inputs(ls_app *a) {
       ls_warn("consumer: %s", rd_kafka_message_errstr(m));
   }
 }
+
+static void describe_inputs(ls_app *a) { describe(a, a->msgs, a->in, a->nmsgs); }
 
 /* ---- output --------------------------------------------------------------- */
 
@@ -241,6 +248,7 @@ static int checkpoint_txn(ls_app *a) {
       return -1;
     }
     ls_offsets_clear(&a->offsets);
+    ls_align_clear(a->align); /* the consumer reads them again */
     if (a->ckpt) ls_ckpt_discard(a->ckpt);
   } else if (r == LS_TXN_FATAL) {
     set_fatal(a, 1, "exactly-once: %s", err);
@@ -341,6 +349,7 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts, in
     if (ti >= 0) ls_ckpt_revoke(a->ckpt, ti, parts->elems[i].partition, clean);
   }
   ls_offsets_forget(&a->offsets, parts);
+  ls_align_revoke(a->align, parts);
 }
 
 static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *parts);
@@ -350,9 +359,75 @@ static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts) {
   ls_app *a = ud;
   ls_metrics_set_restoring(a->metrics, 1); /* /health: a long restore is not a stuck loop */
   restore_assigned(a, parts);
+  ls_align_assign(a->align, parts);
   ls_metrics_set_restoring(a->metrics, 0);
   ls_metrics_heartbeat(a->metrics, ls_mono_ms());
   if (!a->eng.exit_code) ls_metrics_set_ready(a->metrics, 1);
+}
+
+/* ---- tables read from their own topic ---------------------------------------- */
+
+/* Records of a table's topic read again, run through the pipeline in batches
+ * (a table's topic only sets the table). */
+typedef struct table_replay {
+  ls_app *a;
+  int topic;
+  rd_kafka_message_t **msgs;
+  ls_inmsg *in;
+  int n;
+  long total;
+} table_replay;
+
+static void run_replayed(table_replay *r) {
+  ls_app *a = r->a;
+  describe(a, r->msgs, r->in, r->n);
+  a->replaying = 1;
+  ls_engine_process(&a->eng, r->in, r->n);
+  a->replaying = 0;
+  for (int i = 0; i < r->n; i++) rd_kafka_message_destroy(r->msgs[i]);
+  r->total += r->n;
+  r->n = 0;
+}
+
+static int table_visit(void *ud, rd_kafka_message_t *m) {
+  table_replay *r = ud;
+  if (r->a->eng.exit_code) return -1;
+  r->msgs[r->n++] = m;
+  if (r->n == r->a->batch_cap) run_replayed(r);
+  return LS_REPLAY_KEPT;
+}
+
+/* A table's store s has no changelog: its partitions ps[0..n) are brought up
+ * to the group's committed offsets from the table's topic itself. */
+static void restore_table(ls_app *a, int s, const int32_t *ps, int n) {
+  const ls_store_spec *ss = &a->pl.spec.stores[s];
+  const char *topic = a->pl.spec.inputs[ss->topic].name;
+  char err[1024];
+  int64_t *from = ls_xcalloc((size_t)n, sizeof *from), *to = ls_xcalloc((size_t)n, sizeof *to),
+          *ends = ls_xcalloc((size_t)n, sizeof *ends);
+  table_replay r = {a, ss->topic, ls_xcalloc((size_t)a->batch_cap, sizeof *r.msgs),
+                    ls_xcalloc((size_t)a->batch_cap, sizeof *r.in), 0, 0};
+  double t0 = ls_mono_ms();
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) rc = ls_ckpt_source_range(a->ckpt, s, ps[i], &from[i], &to[i], err, sizeof err);
+  if (rc == 0) rc = ls_kafka_replay(a->kafka, topic, ps, from, to, n, ends, table_visit, &r, err, sizeof err);
+  if (r.n) run_replayed(&r);
+  if (rc && !a->eng.exit_code) set_fatal(a, 1, "state: reading table %s from its topic: %s", topic, err);
+  int nread = 0;
+  for (int i = 0; rc == 0 && i < n; i++)
+    if (to[i] > from[i]) { /* the next checkpoint marks it */
+      ls_offsets_set(&a->offsets, ss->topic, ps[i], to[i]);
+      nread++;
+    }
+  if (r.total)
+    ls_info("state %s: read %ld records of %d partition%s from %s in %.0f ms", ss->name, r.total, nread,
+            nread == 1 ? "" : "s", topic, ls_mono_ms() - t0);
+  a->since_commit += r.total;
+  free(r.msgs);
+  free(r.in);
+  free(from);
+  free(to);
+  free(ends);
 }
 
 /* Brings the state of newly assigned partitions up to date from the changelogs. */
@@ -366,6 +441,8 @@ static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *p
       if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
     if (n && ls_ckpt_restore(a->ckpt, ti, ps, n, err, sizeof err))
       set_fatal(a, 1, "state: restoring %s: %s", a->pl.spec.inputs[ti].name, err);
+    for (int s = 0; n && s < a->pl.spec.nstores && !a->eng.exit_code; s++)
+      if (a->pl.spec.stores[s].source && a->pl.spec.stores[s].topic == ti) restore_table(a, s, ps, n);
   }
   free(ps);
 }
@@ -516,6 +593,33 @@ static void poll_globals(ls_app *a) {
   ls_debug("global tables: %ld records read since the catch-up", a->globals_read);
 }
 
+/* ---- input order ------------------------------------------------------------ */
+
+static int align_topic_of(void *ud, const rd_kafka_message_t *m) { return input_index(ud, m->rkt); }
+
+static void align_pause(void *ud, const char *topic, int32_t partition, int pause) {
+  ls_kafka_pause(((ls_app *)ud)->kafka, topic, partition, pause);
+}
+
+/* The aligner of joined inputs (align.c), when the app joins co-partitioned topics. */
+static void open_align(ls_app *a) {
+  ls_align_opts o = {.wait_ms = a->pl.spec.join_wait_ms, .lag_wait_ms = LS_ALIGN_LAG_WAIT_MS,
+                     .cap = 2 * a->pl.spec.batch_size, .pause = align_pause, .ud = a};
+  a->align = ls_align_new(&a->pl.spec, &o);
+}
+
+/* A batch: what the consumer has (up to batch_size), the joined inputs'
+ * records held back until they may go in timestamp order. */
+static ssize_t consume(ls_app *a, int timeout) {
+  int max = a->pl.spec.batch_size;
+  ssize_t n = ls_kafka_consume(a->kafka, a->msgs, (size_t)max, timeout);
+  if (!a->align) return n;
+  int kept = n > 0 ? ls_align_push(a->align, a->msgs, (int)n, align_topic_of, a) : 0;
+  int got = ls_align_take(a->align, a->msgs + kept, max - kept, ls_mono_ms());
+  a->align_full = kept + got == max && ls_align_held(a->align) > 0;
+  return kept + got;
+}
+
 /* ---- sources -------------------------------------------------------------- */
 
 static void run_sources(ls_app *a, double now) {
@@ -536,7 +640,9 @@ static void run_idle(ls_app *a, double now) {
 }
 
 static int next_timeout_ms(ls_app *a, double now) {
-  double t = a->pl.spec.batch_ms;
+  double t = a->pl.spec.batch_ms, wait = ls_align_deadline(a->align);
+  if (a->align_full) return 0;
+  if (wait >= 0 && wait - now < t) t = wait - now + 1;
   if (a->pl.spec.idle_check_ms > 0 && a->idle_next - now < t) t = a->idle_next - now;
   for (int k = 0; k < a->pl.spec.nsources; k++)
     if (a->source_next[k] - now < t) t = a->source_next[k] - now;
@@ -727,6 +833,7 @@ static int check_copartitioned(ls_app *a) {
 static int check_changelogs(ls_app *a) {
   for (int s = 0; s < a->pl.spec.nstores && !a->opts->from_beginning; s++) {
     const ls_store_spec *ss = &a->pl.spec.stores[s];
+    if (ss->source) continue; /* its changelog is its input */
     const char *input = a->pl.spec.inputs[ss->topic].name;
     int have = ls_kafka_partition_count(a->kafka, ss->changelog);
     int want = have > 0 ? ls_kafka_partition_count(a->kafka, input) : -1;
@@ -806,9 +913,10 @@ static int connect_kafka(ls_app *a) {
     fprintf(stderr, "luastream: %s\n", err);
     return 1;
   }
+  open_align(a);
   ls_kafka_conf kc = {brokers, group, reset, a->pl.spec.kafka,
-                      a->pl.spec.nkafka, a->devbroker != NULL, a->exactly_once, instance, on_revoke,
-                      on_assign, a};
+                      a->pl.spec.nkafka, a->devbroker != NULL, a->exactly_once, a->align != NULL, instance,
+                      on_revoke, on_assign, a};
   a->kafka = ls_kafka_new(&kc, err, sizeof err);
   if (!a->kafka) {
     fprintf(stderr, "luastream: %s\n", err);
@@ -942,6 +1050,7 @@ static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, dou
     set_fatal(a, 1, "state: after the reload: %s", err);
   if (rolled_back && a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the other's writes */
   ls_watchdog_set_limit(a->watchdog, a->pl.spec.batch_time_limit_s);
+  ls_align_set_wait(a->align, a->pl.spec.join_wait_ms);
   ls_watchdog_set_heap_limit(a->pl.L, a->pl.spec.heap_limit_mb);
   adopt_outputs(a, now);
   size_out_counts(a);
@@ -953,6 +1062,7 @@ static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, dou
 /* The engine's hook: a failed batch may roll a reload back. */
 static int try_roll_back(void *ud, const char *err) {
   ls_app *a = ud;
+  if (a->replaying) return 0; /* not a batch of the loop's */
   return ls_reload_roll_back(&a->reload, &a->eng, a->in, a->nmsgs, err);
 }
 
@@ -1022,7 +1132,9 @@ static void free_app(ls_app *a) {
   ls_reload_free(&a->reload);
   ls_engine_free(&a->eng);
   ls_status_free(a->status);
+  ls_align_clear(a->align); /* its records go before the consumer they came from */
   ls_kafka_close(a->kafka);
+  ls_align_free(a->align);
   ls_ckpt_close(a->ckpt);
   remove_temporary_state(a);
   ls_statedir_close(a->statedir);
@@ -1066,7 +1178,7 @@ static void loop(ls_app *a) {
   double now = ls_mono_ms();
   while (!should_stop(a, now)) {
     int timeout = next_timeout_ms(a, now);
-    ssize_t n = a->pl.spec.ninputs ? ls_kafka_consume(a->kafka, a->msgs, (size_t)a->pl.spec.batch_size, timeout) : 0;
+    ssize_t n = a->pl.spec.ninputs ? consume(a, timeout) : 0;
     if (!a->pl.spec.ninputs && timeout > 0) usleep((useconds_t)timeout * 1000);
     if (n > 0) {
       a->nmsgs = (int)n;

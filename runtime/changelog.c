@@ -83,11 +83,12 @@ ls_changelog *ls_changelog_open(ls_kafka *k, const ls_spec *spec, ls_state *stat
   }
   for (int i = 0; i < n; i++) {
     const char *name = spec->stores[i].changelog;
+    int source = spec->stores[i].source; /* its topic is its changelog: nothing to make or produce */
     c->names[i] = strdup(name);
-    if (c->names[i]) prepare(c, name, spec->inputs[spec->stores[i].topic].name);
-    c->rkt[i] = c->names[i] ? ls_kafka_topic(k, name) : NULL;
+    if (c->names[i] && !source) prepare(c, name, spec->inputs[spec->stores[i].topic].name);
+    c->rkt[i] = c->names[i] && !source ? ls_kafka_topic(k, name) : NULL;
     c->acked[i] = malloc(LS_CHANGELOG_MAX_PARTITIONS * sizeof **c->acked);
-    if (!c->names[i] || !c->rkt[i] || !c->acked[i]) {
+    if (!c->names[i] || (!c->rkt[i] && !source) || !c->acked[i]) {
       snprintf(err, errlen, "cannot set up %s", name);
       ls_changelog_close(c);
       return NULL;
@@ -241,7 +242,7 @@ static void log_progress(restore_ctx *r) {
           r->c->spec->stores[r->store].name, r->seen, left, secs > 0 ? r->seen / secs : 0);
 }
 
-static int restore_visit(void *ud, const rd_kafka_message_t *m) {
+static int restore_visit(void *ud, rd_kafka_message_t *m) {
   restore_ctx *r = ud;
   int i = 0;
   while (i < r->n && r->parts[i] != m->partition) i++;
@@ -310,7 +311,7 @@ int ls_changelog_restore(ls_changelog *c, int s, const int32_t *parts, int n, co
   double t0 = ls_mono_ms();
   r.ends = ends;
   r.t0 = r.last_log = t0;
-  if (rc == 0) rc = ls_kafka_replay(c->k, c->names[s], parts, from, n, ends, restore_visit, &r, err, errlen);
+  if (rc == 0) rc = ls_kafka_replay(c->k, c->names[s], parts, from, NULL, n, ends, restore_visit, &r, err, errlen);
   if (rc == 0) {
     for (int i = 0; i < n; i++) r.next[i] = ends[i];
     rc = restore_flush(&r);

@@ -375,6 +375,7 @@ int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t err
   for (size_t i = first; i < c->npend; i++) {
     pending *p = &c->pend[i];
     const ls_store_spec *ss = &c->spec->stores[p->store];
+    if (ss->source) continue; /* its topic already holds the change */
     int64_t in[LS_MAX_STORE_TOPICS];
     for (int t = 0; t < ss->ntopics && t < LS_MAX_STORE_TOPICS; t++)
       in[t] = ls_offsets_get(offsets, ss->topics[t], p->part);
@@ -392,12 +393,16 @@ static void add_mark(ls_ckpt *c, ls_state_mark *marks, size_t *n, int s, int32_t
                      const ls_offsets *offsets) {
   for (size_t i = 0; i < *n; i++)
     if (marks[i].partition == part && strcmp(marks[i].store, c->spec->stores[s].name) == 0) return;
+  int64_t input = ls_offsets_get(offsets, c->spec->stores[s].topic, part); /* the first topic's */
+  /* a source store's changelog is its first topic: the mark is where its next record is */
+  int64_t changelog = c->spec->stores[s].source ? input : ls_changelog_acked(c->cl, s, part);
+  if (changelog < 0) return;
   ls_state_mark *m = &marks[(*n)++];
   memset(m, 0, sizeof *m);
   m->store = c->spec->stores[s].name;
   m->partition = part;
-  m->changelog_offset = ls_changelog_acked(c->cl, s, part);
-  m->input_offset = ls_offsets_get(offsets, c->spec->stores[s].topic, part); /* the first topic's */
+  m->changelog_offset = changelog;
+  m->input_offset = input;
   m->watermark = -1; /* none yet: windows will keep theirs here */
 }
 
@@ -416,8 +421,7 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
     puts[i] = (ls_state_put){c->spec->stores[p->store].name, p->part, p->key, p->klen, p->val, p->vlen,
                              p->val ? p->expire : 0};
     int same = i > 0 && p[-1].store == p->store && p[-1].part == p->part;
-    if (!same && c->cl && ls_changelog_acked(c->cl, p->store, p->part) >= 0)
-      add_mark(c, marks, &nmarks, p->store, p->part, offsets);
+    if (!same && c->cl) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
   }
   int rc = ls_state_commit(c->state, puts, c->npend, marks, nmarks, err, errlen);
   free(puts);
@@ -468,15 +472,45 @@ int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *er
   for (int s = 0; rc == 0 && s < c->spec->nstores; s++) {
     const ls_store_spec *ss = &c->spec->stores[s];
     if (ss->topic != topic) continue;
+    restored = 1;
+    if (ss->source) continue; /* the caller replays its topic (ls_ckpt_source_range) */
     int64_t *committed = ls_xcalloc((size_t)ss->ntopics * (size_t)n + 1, sizeof *committed);
     rc = read_committed(c, ss, parts, n, committed, err, errlen);
     if (rc == 0) rc = ls_changelog_restore(c->cl, s, parts, n, committed, err, errlen);
     free(committed);
-    restored = 1;
   }
   for (int i = 0; rc == 0 && restored && i < n; i++) ls_ckpt_forget(c, parts[i]);
   if (rc == 0) own(c, topic, parts, n); /* not before: an unrestored copy may be stale */
   return rc;
+}
+
+/* Where the local copy of source store s's partition p ends: its mark, or 0
+ * with none. A mark past the topic's end belongs to other data (a new or reset
+ * cluster, a re-created topic): that copy is dropped and rebuilt from 0. */
+static int source_mark(ls_ckpt *c, int s, int32_t p, int64_t *from, char *err, size_t errlen) {
+  const char *store = c->spec->stores[s].name, *topic = c->spec->inputs[c->spec->stores[s].topic].name;
+  int64_t lo, hi;
+  if (ls_state_get_mark_ex(c->state, store, p, from, NULL, NULL) <= 0 || *from <= 0) return *from = 0, 0;
+  if (ls_kafka_watermarks(c->k, topic, p, &lo, &hi, err, errlen)) return -1;
+  if (*from <= hi) return 0;
+  ls_warn("state %s[%d]: the local copy of the table was saved up to offset %lld, but %s[%d] ends at "
+          "%lld: it belongs to other data (a new or reset cluster?); dropping it and reading the topic "
+          "again", store, (int)p, (long long)*from, topic, (int)p, (long long)hi);
+  *from = 0;
+  return ls_state_drop_partition(c->state, store, p, err, errlen);
+}
+
+int ls_ckpt_source_range(ls_ckpt *c, int s, int32_t p, int64_t *from, int64_t *to, char *err,
+                         size_t errlen) {
+  const char *topic = c->spec->inputs[c->spec->stores[s].topic].name;
+  *from = *to = 0;
+  if (c->ephemeral) return 0;
+  *to = ls_kafka_committed(c->k, topic, p, 10000);
+  if (*to == -2) return snprintf(err, errlen, "cannot read the committed offset of %s[%d]", topic, (int)p), -1;
+  if (*to < 0) return *to = 0, 0; /* nothing committed: the consumer reads it from offset_reset's end */
+  if (source_mark(c, s, p, from, err, errlen)) return -1;
+  if (*from > *to) *from = *to; /* the group went back: the consumer reads it again */
+  return 0;
 }
 
 void ls_ckpt_forget(ls_ckpt *c, int32_t p) {

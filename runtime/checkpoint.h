@@ -65,6 +65,15 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
 /* Brings the state of partitions parts[0..n) of input topic `topic` (index)
  * up to date, replaying their changelogs all at once. */
 int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *err, size_t errlen);
+/* For source store s (an app:table's, spec.stores[s].source), partition p:
+ * the records of its topic to replay after ls_ckpt_restore, [*from, *to): from
+ * the local copy's mark (0 without one, or when it is stale) to the group's
+ * committed offset (the consumer takes over from there). from == to: none.
+ * The caller runs them through the pipeline (they only set the table) and
+ * records *to as the topic's offset, so the next checkpoint marks the copy.
+ * 0, or -1 with err. */
+int ls_ckpt_source_range(ls_ckpt *c, int s, int32_t p, int64_t *from, int64_t *to, char *err,
+                         size_t errlen);
 /* An aborted transaction (exactly-once): drops the pending entries and every
  * cached entry, so state is read again from LMDB, which never saw them. */
 void ls_ckpt_discard(ls_ckpt *c);

@@ -300,6 +300,7 @@ static rd_kafka_t *new_consumer(ls_kafka *k, const ls_kafka_conf *c, char *err, 
       set_prop(conf, "auto.offset.reset", c->offset_reset, err, errlen) ||
       (c->dev_broker && set_prop(conf, "allow.auto.create.topics", "true", err, errlen)) ||
       (c->exactly_once && set_prop(conf, "isolation.level", "read_committed", err, errlen)) ||
+      (c->partition_eof && set_prop(conf, "enable.partition.eof", "true", err, errlen)) ||
       set_user_props(conf, c, "consumer", err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
@@ -448,6 +449,19 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
   k->running = 1;
   if (e) snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
   return e ? -1 : 0;
+}
+
+void ls_kafka_pause(ls_kafka *k, const char *topic, int32_t partition, int pause) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  if (!l) ls_out_of_memory(sizeof *l);
+  rd_kafka_topic_partition_list_add(l, topic, partition);
+  rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(k->consumer, l) : rd_kafka_resume_partitions(k->consumer, l);
+  if (e || l->elems[0].err)
+    ls_warn("%s %s[%d]: %s", pause ? "pausing" : "resuming", topic, (int)partition,
+            rd_kafka_err2str(e ? e : l->elems[0].err));
+  else
+    ls_debug("%s %s[%d]", pause ? "paused" : "resumed", topic, (int)partition);
+  rd_kafka_topic_partition_list_destroy(l);
 }
 
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms) {
@@ -854,28 +868,33 @@ static int replay_until(rd_kafka_t *rc, const int32_t *parts, const int64_t *end
       continue;
     }
     idle = 0;
-    int rc2 = 0, i = 0;
+    int rc2 = 0, i = 0, kept = 0;
     while (i < n && parts[i] != m->partition) i++;
-    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    int64_t offset = m->offset;
+    int eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+    if (m->err && !eof) {
       snprintf(err, errlen, "%s", rd_kafka_message_errstr(m));
       rc2 = -1;
-    } else if (!m->err && i < n && fn(ud, m)) {
-      snprintf(err, errlen, "applying record at offset %lld failed", (long long)m->offset);
-      rc2 = -1;
+    } else if (!m->err && i < n && pending[i] && offset < ends[i]) {
+      rc2 = fn(ud, m);
+      kept = rc2 == LS_REPLAY_KEPT;
+      if (kept) rc2 = 0;
+      else if (rc2) snprintf(err, errlen, "applying record at offset %lld failed", (long long)offset);
     }
-    int done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (!m->err && m->offset + 1 >= (i < n ? ends[i] : 0));
+    int done = eof || (!m->err && offset + 1 >= (i < n ? ends[i] : 0));
     if (i < n && done && pending[i]) {
       pending[i] = 0;
       remaining--;
     }
-    rd_kafka_message_destroy(m);
+    if (!kept) rd_kafka_message_destroy(m);
     if (rc2) return rc2;
   }
   return 0;
 }
 
 int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const int64_t *from,
-                    int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen) {
+                    const int64_t *upto, int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err,
+                    size_t errlen) {
   rd_kafka_t *rc = restorer(k, err, errlen);
   if (!rc) return -1;
   uint8_t *pending = ls_xcalloc((size_t)n + 1, 1);
@@ -895,8 +914,8 @@ int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const 
                              (int)parts[i], (long long)start, (long long)lo - 1, (long long)lo);
       start = lo;
     }
-    ends[i] = hi;
-    if (start >= hi) continue;
+    ends[i] = upto && upto[i] < hi ? upto[i] : hi;
+    if (start >= ends[i]) continue;
     rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = start;
     pending[i] = 1;
     remaining++;

@@ -33,6 +33,7 @@ typedef struct ls_kafka_conf {
   int nprops;
   int dev_broker;             /* allow topic auto-creation from the consumer */
   int exactly_once;           /* transactional producer, read_committed consumer */
+  int partition_eof;          /* the consumer reports each partition's end (align.c) */
   const char *instance_id;    /* exactly-once: this instance's id, stable across restarts
                                  (transactional.id = <group>-<group.instance.id>, else
                                  <group>-<instance_id>; a transactional.id property wins) */
@@ -52,6 +53,10 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
  * timeout_ms for the first one (then takes what else is ready). So a busy
  * consumer gets full batches and a quiet one handles each message at once.
  * Serves rebalance callbacks. */
+/* Stops (pause = 1) or resumes fetching topic[partition]; records already
+ * consumed are not affected, and fetching resumes after the last of them. A
+ * failure is logged. */
+void ls_kafka_pause(ls_kafka *k, const char *topic, int32_t partition, int pause);
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
 
 /* The cluster id the brokers report (Metadata v2+), copied into out. 0, or
@@ -175,12 +180,16 @@ int ls_kafka_watermarks(ls_kafka *k, const char *topic, int32_t partition, int64
                         int64_t *hi, char *err, size_t errlen);
 
 /* Reads partitions parts[0..n) of topic, each from from[i] to its current
- * end, all at once, with a separate group-less consumer, calling fn for each
- * record (records of different partitions interleave). Stores each end
- * offset in ends[i]. Returns 0, or -1 with err. */
-typedef int (*ls_replay_fn)(void *ud, const rd_kafka_message_t *m);
+ * end (or to upto[i] when that comes first; upto may be NULL), all at once,
+ * with a separate group-less consumer, calling fn for each record (records of
+ * different partitions interleave). fn returns 0, LS_REPLAY_KEPT when it keeps
+ * the message (it destroys it later, before ls_kafka_close), or -1 to stop.
+ * Stores each end offset in ends[i]. Returns 0, or -1 with err. */
+#define LS_REPLAY_KEPT 1
+typedef int (*ls_replay_fn)(void *ud, rd_kafka_message_t *m);
 int ls_kafka_replay(ls_kafka *k, const char *topic, const int32_t *parts, const int64_t *from,
-                    int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err, size_t errlen);
+                    const int64_t *upto, int n, int64_t *ends, ls_replay_fn fn, void *ud, char *err,
+                    size_t errlen);
 
 /* Serves delivery reports without blocking; notices the end of an outage. */
 void ls_kafka_poll(ls_kafka *k);

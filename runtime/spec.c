@@ -246,6 +246,7 @@ static int read_stores(const rd *r, int t, ls_spec *s) {
     free(topic);
     if (!bad && read_store_topics(&er, st, s, ss)) bad = 1;
     if (!bad && bool_field(&er, st, "sweep", &ss->sweep)) bad = 1;
+    if (!bad && bool_field(&er, st, "source", &ss->source)) bad = 1;
     lua_pop(r->L, 1);
     if (bad) return lua_pop(r->L, 1), -1;
   }
@@ -314,7 +315,7 @@ static int read_kafka(const rd *r, int t, ls_spec *s) {
 }
 
 static int read_spec(const rd *r, int t, ls_spec *s) {
-  double commit_every = 0, batch_size = 0, batch_ms = 0;
+  double commit_every = 0, batch_size = 0, batch_ms = 0, join_wait = 0;
   int guarantee = 0, offset_reset = 0, on_error = 0;
   if (string_field(r, t, "name", 0, &s->name) || string_field(r, t, "broker", 1, &s->broker) ||
       choice_field(r, t, "guarantee", GUARANTEE_NAMES, COUNT(GUARANTEE_NAMES), &guarantee, &s->guarantee) ||
@@ -331,6 +332,7 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
       number_field(r, t, "batch_time_limit", 0, 86400, 0, &s->batch_time_limit_s) ||
       number_field(r, t, "heap_limit_mb", 0, 1048576, 0, &s->heap_limit_mb) ||
       number_field(r, t, "idle_check_ms", 0, 3600000, 0, &s->idle_check_ms) ||
+      number_field(r, t, "join_wait", 0, 3600000, 1, &join_wait) ||
       string_field(r, t, "http", 1, &s->http))
     return -1;
   if (!(s->commit_interval_s > 0 && isfinite(s->commit_interval_s)))
@@ -339,6 +341,7 @@ static int read_spec(const rd *r, int t, ls_spec *s) {
   s->commit_every = (long)commit_every;
   s->batch_size = (int)batch_size;
   s->batch_ms = (int)batch_ms;
+  s->join_wait_ms = (int)join_wait;
   if ((s->on_error == LS_ON_ERROR_DEAD_LETTER || s->on_error == LS_ON_ERROR_FUNCTION) && !s->dead_letter)
     return fail(r, "dead_letter", "missing, and on_error is '%s'", ls_on_error_name(s->on_error));
   if (read_kafka(r, t, s) || read_topics(r, t, "inputs", 1, &s->inputs, &s->ninputs) ||

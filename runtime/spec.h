@@ -32,7 +32,10 @@ typedef struct ls_store_spec {
   int topic;           /* 0-based index into inputs: the first topic it serves */
   int *topics;         /* every input it serves (a join's two sides), topics[0] == topic */
   int ntopics;
-  char *changelog;     /* its changelog topic, "<app>__<store>__changelog" */
+  char *changelog;     /* its changelog topic, "<app>__<store>__changelog"; for a source store,
+                          its first topic */
+  int source;          /* 1: an app:table's store, whose first topic is its changelog: no
+                          changelog topic; restored from that topic up to the committed offset */
   int sweep;           /* 1: entries past their expiry are deleted at checkpoints; 0: the
                           Lua side acts on them (windows closed on idleness) */
 } ls_store_spec;
@@ -68,6 +71,7 @@ typedef struct ls_spec {
   int wait_for_topics; /* missing input topics: wait for them (1) or stop at start (0) */
   double batch_time_limit_s; /* the watchdog's limit on one call into the pipeline; 0: none */
   double heap_limit_mb;      /* the Lua heap cap; 0: none */
+  int join_wait_ms;    /* how long joined inputs wait for a quiet partner at its end (align.h) */
   char *http;          /* the app's http option, or NULL */
   ls_topic_spec *inputs;
   int ninputs;

@@ -217,6 +217,13 @@ local APP_OPTS = {
       return "must be a number of seconds from 0 (no limit) to 86400"
     end
   end },
+  -- joins (docs/joins.md, "Order across inputs"): how long, in ms, records of
+  -- joined topics wait for a partner partition that is at its end
+  join_wait = { type = "number", check = function(v)
+    if not (v >= 0 and v <= 3600000) or v % 1 ~= 0 then -- luacheck: ignore 581
+      return "must be a whole number of milliseconds from 0 to 3600000"
+    end
+  end },
   heap_limit_mb = { type = "number", check = function(v)
     if not (v == 0 or (v >= 4 and v <= 1048576)) then
       return "must be 0 (no limit) or a number of megabytes from 4 to 1048576"
@@ -238,6 +245,7 @@ local DEFAULTS = {
   state_cache_keys = require("luastream.state").DEFAULT_CACHE_LIMIT,
   batch_time_limit = 10,
   heap_limit_mb = 256,
+  join_wait = 0,
 }
 
 local function type_ok(spec, v)
@@ -406,6 +414,7 @@ function ls.app(opts)
     stores = {},        -- store names, in first-use order
     store_topics = {},  -- store name -> the input topics it serves, in order of first use
     store_keep_expired = {}, -- store name -> true: expiries mark idle windows (App:_use_store)
+    store_source = {},  -- store name -> true: an app:table's store, its topic is its changelog
     repartitions = {},  -- group_by: { topic =, like = input topic name, partitions = n or 0, loc = }
     tables = {},        -- topic name -> Table (app:table)
     frozen = false,
@@ -492,7 +501,7 @@ function App:_use_store(name, topic, where, keep_expired)
   local topics = self.store_topics[name]
   if topics == nil then
     local changelog = ls._changelog_topic(self.name, name)
-    if #changelog > MAX_TOPIC_NAME then
+    if #changelog > MAX_TOPIC_NAME and not self.store_source[name] then
       util.fail("state store '" .. name .. "': its changelog topic '" .. changelog .. "' would be longer than " ..
         MAX_TOPIC_NAME .. " characters: use a shorter store or app name", where)
     end
@@ -581,6 +590,7 @@ function App:table(topic, extra)
       "or a table, not both", where)
   end
   local store = "__table__" .. name
+  self.store_source[store] = true -- before _use_store: no changelog topic to name
   self:_use_store(store, topic, where)
   local t = setmetatable({ app = self, topic = topic, store = store, loc = where }, Table)
   self.tables[name] = t

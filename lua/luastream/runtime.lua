@@ -182,6 +182,7 @@ local function build(app, script_name, cli)
     wait_for_topics = o.wait_for_topics,
     batch_time_limit = o.batch_time_limit, -- s, 0: none (runtime/watchdog.h)
     heap_limit_mb = o.heap_limit_mb,       -- MB, 0: none
+    join_wait = o.join_wait,               -- ms (runtime/align.h)
     http = o.http,                    -- nil: --http or LUASTREAM_HTTP, else off
     on_error = type(o.on_error) == "function" and "function" or o.on_error,
     dead_letter = o.dead_letter,      -- nil: none
@@ -197,8 +198,12 @@ local function build(app, script_name, cli)
     local keep = app.store_keep_expired[name] or false
     state.store(name).keep_expired = keep
     local topics = app.store_topics[name]
+    -- an app:table's store has no changelog of its own: its topic is one
+    -- (restored from it up to the committed offset, docs/joins.md)
+    local source = app.store_source[name] or false
     spec.stores[k] = { name = name, topic = topics[1], topics = topics,
-      changelog = ls._changelog_topic(app.name, name), sweep = not keep }
+      changelog = source and topics[1] or ls._changelog_topic(app.name, name), source = source,
+      sweep = not keep }
   end
   local steps = {}
   rt.steps = steps

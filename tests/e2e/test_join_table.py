@@ -8,9 +8,10 @@ differs from the stream's stops the app at start.
 """
 
 import json
+import shutil
 
-from conftest import (SCRIPTS, jloads, produce, read_all, run_cli, wait_committed_to_end,
-                      wait_count)
+from conftest import (SCRIPTS, _consumer, jloads, produce, read_all, run_cli, wait_committed_to_end,
+                      wait_count, wait_until)
 
 SCRIPT = SCRIPTS / "join_table.lua"
 APP = "jt-e2e"
@@ -18,6 +19,15 @@ APP = "jt-e2e"
 
 def rec(key, value):
     return (key.encode(), None if value is None else json.dumps(value).encode(), None)
+
+
+def topics(addr):
+    """Every topic's name (asking for all: naming one may create it)."""
+    c = _consumer(addr)
+    try:
+        return set(c.list_topics(timeout=10).topics)
+    finally:
+        c.close()
 
 
 def outputs(addr):
@@ -51,6 +61,68 @@ def test_readings_get_the_owner_the_table_holds_then(broker_factory, run_app, tm
             del v["owner"]
         want.append((d, v))
     assert got == want
+
+
+def test_the_table_topic_is_its_own_changelog(broker_factory, run_app, tmp_path):
+    # No changelog topic for the table: a lost state dir is rebuilt from the
+    # owners topic itself, up to the committed offset only; the records after
+    # it are the consumer's, taken in timestamp order with the readings.
+    broker = broker_factory({"owners": 1, "readings": 1, "out": 1})
+    state = tmp_path / "state"
+    app = run_app(SCRIPT, broker.addr, "--state-dir", str(state))
+    produce(broker.addr, "owners", [(b"dev-0", b'{"owner":"a"}', None, None, 1000),
+                                    (b"dev-1", b'{"owner":"c"}', None, None, 1000)])
+    wait_committed_to_end(broker.addr, APP, "owners", 60, app=app)
+    assert app.stop() == 0
+    assert {t for t in topics(broker.addr) if "changelog" in t} == set()
+
+    produce(broker.addr, "readings", [(b"dev-0", b'{"x":1}', None, None, 2000)])
+    produce(broker.addr, "owners", [(b"dev-0", b'{"owner":"b"}', None, None, 3000)])
+    produce(broker.addr, "readings", [(b"dev-0", b'{"x":2}', None, None, 4000),
+                                      (b"dev-1", b'{"x":3}', None, None, 4000)])
+    shutil.rmtree(state)
+    app = run_app(SCRIPT, broker.addr, "--state-dir", str(state))
+    wait_count(broker.addr, "out", 3, 60, app=app)
+    assert app.stop() == 0
+    assert "state __table__owners: read 2 records of 1 partition from owners in" in app.stderr()
+    got = sorted(outputs(broker.addr), key=lambda kv: kv[1]["x"])
+    assert got == [("dev-0", {"x": 1, "owner": "a"}), ("dev-0", {"x": 2, "owner": "b"}),
+                   ("dev-1", {"x": 3, "owner": "c"})]
+    assert {t for t in topics(broker.addr) if "changelog" in t} == set()
+
+    # the copy saved at the stop is the table's: a restart reads nothing again
+    app = run_app(SCRIPT, broker.addr, "--state-dir", str(state))
+    produce(broker.addr, "readings", [(b"dev-0", b'{"x":4}', None, None, 5000)])
+    wait_count(broker.addr, "out", 4, 60, app=app)
+    assert app.stop() == 0
+    assert "from owners in" not in app.stderr()
+    assert sorted(outputs(broker.addr), key=lambda kv: kv[1]["x"])[-1] == ("dev-0", {"x": 4, "owner": "b"})
+
+
+def test_table_partitions_move_between_instances_with_their_values(broker_factory, run_app, tmp_path):
+    # A holds the whole table; B joins and takes half the partitions, reading
+    # them from the topic (it has no copy); owners change while both run; B
+    # leaves and A takes its partitions back, reading what changed meanwhile.
+    broker = broker_factory({"owners": 4, "readings": 4, "out": 4})
+    devices = [f"dev-{i}" for i in range(16)]
+    a = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "a"))
+    produce(broker.addr, "owners", [rec(d, {"owner": f"o-{d}"}) for d in devices])
+    wait_committed_to_end(broker.addr, APP, "owners", 60, app=a)
+    b = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "b"))
+    wait_until(lambda: "partitions assigned" in b.stderr() and a.stderr().count("partitions assigned") >= 2,
+               60, "both assigned", app=b)
+    assert "state __table__owners: read " in b.stderr()
+    produce(broker.addr, "owners", [rec(d, {"owner": f"new-{d}"}) for d in devices])
+    wait_committed_to_end(broker.addr, APP, "owners", 60, app=a)
+    assert b.stop() == 0
+    wait_until(lambda: a.stderr().count("partitions assigned") >= 3, 60, "A to take every partition", app=a)
+    produce(broker.addr, "readings", [rec(d, {"x": i}) for i, d in enumerate(devices)])
+    wait_count(broker.addr, "out", 16, 60, app=a)
+    assert a.stop() == 0
+    got = sorted(outputs(broker.addr), key=lambda kv: kv[1]["x"])
+    assert got == [(d, {"x": i, "owner": f"new-{d}"}) for i, d in enumerate(devices)]
+    # A read back only the changes B's partitions had while B held them
+    assert "read 8 records of 2 partitions from owners" in a.stderr(), a.stderr()
 
 
 def test_a_table_with_other_partitions_than_the_stream_stops_at_start(broker_factory, tmp_path):

@@ -87,7 +87,7 @@ describe("the spec handed to C", function()
     local spec = spec_with("{ name = 'c' }")
     for _, k in ipairs({ "name", "guarantee", "commit_interval", "commit_every", "offset_reset", "state_dir",
       "batch_size", "batch_ms", "wait_for_topics", "on_error", "kafka", "inputs", "outputs", "sources",
-      "stores", "idle_check_ms", "batch_time_limit", "heap_limit_mb" }) do
+      "stores", "idle_check_ms", "batch_time_limit", "heap_limit_mb", "join_wait" }) do
       assert.is_not_nil(spec[k], k)
     end
     assert.same({ name = "t", key = "bytes", value = "json", arrays = "table", tombstones = false, global = false },
@@ -104,9 +104,24 @@ sdf = sdf:update(function(row, state) end, { stateful = true })
 sdf = sdf:update(function(row, state) end, { stateful = true, store = "totals" })
 sdf:to_topic(app:topic("out"))]])
     assert.same({
-      { name = "default", topic = "in", topics = { "in" }, changelog = "counter__default__changelog", sweep = true },
-      { name = "totals", topic = "in", topics = { "in" }, changelog = "counter__totals__changelog", sweep = true },
+      { name = "default", topic = "in", topics = { "in" }, changelog = "counter__default__changelog", source = false,
+        sweep = true },
+      { name = "totals", topic = "in", topics = { "in" }, changelog = "counter__totals__changelog", source = false,
+        sweep = true },
     }, spec.stores)
+  end)
+
+  it("gives an app:table's store its topic as changelog, and no changelog topic of its own", function()
+    local spec = H.load_source([[
+local ls = require("luastream")
+local app = ls.app{ name = "enrich" }
+local owners = app:table(app:topic("owners", { key = "string" }))
+app:dataframe(app:topic("in", { key = "string" })):join_table(owners):to_topic(app:topic("out"))]])
+    assert.same({
+      { name = "__table__owners", topic = "owners", topics = { "owners", "in" }, changelog = "owners", source = true,
+        sweep = true },
+    }, spec.stores)
+    assert.same(0, spec.join_wait)
   end)
 
   it("names the changelog after --name", function()

@@ -678,6 +678,7 @@ static int read_spec(const char *expr, ls_spec *s, char *err, size_t errlen) {
            "(function(x) local s = { name = 'a', guarantee = 'at-least-once', offset_reset = 'earliest', "
            "state_dir = 'state', on_error = 'stop', commit_interval = 5, commit_every = 0, batch_size = 1000, "
            "batch_ms = 100, wait_for_topics = false, idle_check_ms = 0, batch_time_limit = 10, heap_limit_mb = 256, "
+           "join_wait = 0, "
            "kafka = {}, inputs = {}, outputs = {}, "
            "sources = {}, stores = {}, repartitions = {} } for k, v in pairs(x) do s[k] = v end for _, t in ipairs(s.inputs) do "
            "t.key = t.key or 'bytes'; t.value = t.value or 'json'; t.arrays = t.arrays or 'table'; "
