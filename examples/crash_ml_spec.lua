@@ -55,8 +55,15 @@ describe("crash detection with a trained model", function()
       assert.equal(1000 + w.i, a.value.ts)
       assert.is_true(math.abs(a.value.p_crash - w.p) <= 1e-6, string.format("row %d: %.9g vs XGBoost's %.9g",
         w.i, a.value.p_crash, w.p))
+      -- Within a relative 2^-50 (a few units in the last place), not to the
+      -- bit: LuaJIT's compiled code (the pipeline's hot row loop) may square
+      -- with x * x where the interpreter calls pow, and on arm64 it fuses a
+      -- multiply and an add into one rounding (fmadd), so this line and the
+      -- pipeline need not round alike.
       local r = check[w.i]
-      assert.equal(math.sqrt(r.gX ^ 2 + r.gY ^ 2 + r.gZ ^ 2), a.value.gTotal)
+      local g = math.sqrt(r.gX ^ 2 + r.gY ^ 2 + r.gZ ^ 2)
+      assert.is_true(math.abs(a.value.gTotal - g) <= g * 2 ^ -50, string.format("row %d: gTotal %.17g, want %.17g",
+        w.i, a.value.gTotal, g))
     end
   end)
 

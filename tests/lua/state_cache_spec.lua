@@ -19,6 +19,14 @@ sdf:update(function(row, state)
 end, { stateful = true })
 ]]
 
+-- Debian 12's LuaJIT on arm64 (2.1.0-beta3 of March 2022) miscompiles the
+-- head of some side traces (BASE is moved between spill slots with 32-bit
+-- loads and stores), and this spec's loops end in a segmentation fault inside
+-- compiled code in about half the runs (LuaJIT fixed it in July 2023, "Fix base register coalescing
+-- in side trace"; docs/edge.md). With that LuaJIT the spec runs with the JIT
+-- off, and the test of what compiled code allocates is pending.
+local JIT_BUG = jit.arch == "arm64" and jit.version == "LuaJIT 2.1.0-beta3"
+
 local saved_load, saved_limit
 local store, loads -- [partition][key bytes] = { state_key = msgpack }; loads per key bytes
 
@@ -74,6 +82,14 @@ local function all_equal(list, v)
 end
 
 describe("state cache", function()
+  setup(function()
+    if JIT_BUG then jit.off() jit.flush() end
+  end)
+
+  teardown(function()
+    if JIT_BUG then jit.on() end
+  end)
+
   before_each(function()
     saved_load, saved_limit = core.state_load, state.cache_limit()
     store, loads = {}, {}
@@ -194,7 +210,8 @@ describe("state cache", function()
       string.format("grew %.0f KB after 180000 more keys", (last - first) / 1024))
   end)
 
-  it("allocates nothing per row on a cache hit, also with eviction on", function()
+  local it_compiled = JIT_BUG and pending or it
+  it_compiled("allocates nothing per row on a cache hit, also with eviction on", function()
     -- Measured on fresh traces: side traces left by the specs before may link
     -- into this pipeline's loop badly and run parts of it interpreted, which
     -- allocates whatever the code (the old state.lua too, measured with

@@ -661,7 +661,9 @@ static void test_encode_values(void) {
   check_encode("return 3.0", "3");
   check_encode("return -3", "-3");
   check_encode("return 0", "0");
-  check_encode("return -0.0", "-0");
+  /* not the literal -0.0: LuaJIT on arm64 (dual-number mode) reads it as the
+   * integer 0; tonumber('-0') is the double -0 on every architecture */
+  check_encode("return tonumber('-0')", "-0");
   check_encode("return 2^53", "9007199254740992");
   check_encode("return -(2^53 - 1)", "-9007199254740991");
   check_encode("return 2^60", "1.152921504606847e+18"); /* stays a double when read back */

@@ -162,7 +162,9 @@ static void test_encode_bytes(void) {
   CHECK_STR(enc_hex(L, "-2^63"), "cb c3 e0 00 00 00 00 00 00");
   CHECK_STR(enc_hex(L, "2^63"), "cb 43 e0 00 00 00 00 00 00");
   CHECK_STR(enc_hex(L, "1.5"), "cb 3f f8 00 00 00 00 00 00");
-  CHECK_STR(enc_hex(L, "-0.0"), "cb 80 00 00 00 00 00 00 00");
+  /* not the literal -0.0: LuaJIT on arm64 (dual-number mode) reads it as the
+   * integer 0; tonumber('-0') is the double -0 on every architecture */
+  CHECK_STR(enc_hex(L, "tonumber('-0')"), "cb 80 00 00 00 00 00 00 00");
   CHECK_STR(enc_hex(L, "1/0"), "cb 7f f0 00 00 00 00 00 00");
   CHECK_STR(enc_hex(L, "true"), "c3");
   CHECK_STR(enc_hex(L, "false"), "c2");
@@ -289,8 +291,8 @@ static void test_round_trips(void) {
   CHECK(lua_true(L, "local a = dec('\\144') local t = rt({x = a, y = {}, z = {a}})\n"
                     "return marked(t.x) and not marked(t.y) and getmetatable(t.y) == nil and marked(t.z[1])"));
   CHECK(lua_true(L, "return enc(rt(dec('\\144'))) == '\\144' and enc(rt({})) == '\\128'"));
-  /* -0.0 keeps its sign; 2^53 is a number, 2^53 + 1 is int64 cdata */
-  CHECK(lua_true(L, "return 1 / rt(-0.0) == -1/0"));
+  /* -0 keeps its sign (tonumber('-0'), as above); 2^53 is a number, 2^53 + 1 is int64 cdata */
+  CHECK(lua_true(L, "return 1 / rt(tonumber('-0')) == -1/0"));
   CHECK(lua_true(L, "return type(rt(2^60)) == 'number' and type(rt(-2^63)) == 'number'"));
   CHECK(lua_true(L, "return type(rt(2^53)) == 'number' and ffi.istype('int64_t', rt(ffi.new('int64_t', 2^53) + 1))"));
   CHECK(lua_true(L, "return ffi.istype('uint64_t', rt(0xffffffffffffffffULL)) and ffi.istype('int64_t', rt(0x7fffffffffffffffULL))"));

@@ -283,8 +283,10 @@ static int json_vec_matches_strtod(const char *text) {
 
 static void test_json_numeric_arrays(void) {
   CHECK(json_check("[1,2,3]", "return vals(v, 1, 2, 3)"));
+  /* tonumber('-0'), not the literal -0.0: LuaJIT on arm64 (dual-number mode)
+   * reads that as the integer 0; tonumber('-0') is the double -0 everywhere */
   CHECK(json_check(" [ 1 ,\t-2.5,\n3e2,0.1 , -0, 1E-3,-0.0 ] ",
-                   "return vals(v, 1, -2.5, 300, 0.1, -0.0, 0.001, -0.0)"));
+                   "local z = tonumber('-0') return vals(v, 1, -2.5, 300, 0.1, z, 0.001, z)"));
   CHECK(json_check("[42]", "return vals(v, 42)"));
   CHECK(json_check("[]", "return vals(v)"));
   CHECK(json_check("[ \n\t ]", "return vals(v)"));
