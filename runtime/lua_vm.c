@@ -13,6 +13,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <luajit.h>
 
 #include "codec.h"
 #include "log.h"
@@ -161,6 +162,10 @@ lua_State *ls_vm_new(void) {
     ls_vm_close(L);
     return NULL;
   }
+  /* LUASTREAM_JIT=off: the interpreter only (docs/edge.md: a LuaJIT code
+     generation bug on arm64 that a pipeline may meet) */
+  const char *jit = getenv("LUASTREAM_JIT");
+  if (jit && strcmp(jit, "off") == 0) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   return L;
 }
 

@@ -387,3 +387,12 @@ def test_state_a_value_json_cannot_carry_is_an_error_naming_it(app_state):
     assert r.stdout == "".join(f'odd\t{p}\t{listed(k)}\t{{"v":1}}\n' for k in others)
     assert r.stderr.count("luastream state:") == 1 and "key k0:" in r.stderr, r.stderr
     assert state("list", d, "odd", p, "--keys").returncode == 0
+
+
+def test_luastream_jit_off_runs_lua_interpreted(tmp_path):
+    # docs/edge.md: the way around a LuaJIT code generation bug on arm64
+    script = tmp_path / "jit.lua"
+    script.write_text("print(jit.status())\n")
+    assert run_cli("lua", str(script)).stdout.split("\t")[0] == "true"
+    off = run_cli("lua", str(script), env={"LUASTREAM_JIT": "off"})
+    assert off.returncode == 0 and off.stdout.split("\t")[0] == "false"
