@@ -405,6 +405,7 @@ static void restore_table(ls_app *a, int s, const int32_t *ps, int n) {
   char err[1024];
   int64_t *from = ls_xcalloc((size_t)n, sizeof *from), *to = ls_xcalloc((size_t)n, sizeof *to),
           *ends = ls_xcalloc((size_t)n, sizeof *ends);
+  int32_t *ps_read = ls_xcalloc((size_t)n, sizeof *ps_read);
   table_replay r = {a, ss->topic, ls_xcalloc((size_t)a->batch_cap, sizeof *r.msgs),
                     ls_xcalloc((size_t)a->batch_cap, sizeof *r.in), 0, 0};
   double t0 = ls_mono_ms();
@@ -412,17 +413,16 @@ static void restore_table(ls_app *a, int s, const int32_t *ps, int n) {
   for (int i = 0; i < n && rc == 0; i++) rc = ls_ckpt_source_range(a->ckpt, s, ps[i], &from[i], &to[i], err, sizeof err);
   if (rc == 0) rc = ls_kafka_replay(a->kafka, topic, ps, from, to, n, ends, table_visit, &r, err, sizeof err);
   if (r.n) run_replayed(&r);
+  int nread = 0; /* the partitions read, compacted to the front with their ends */
+  for (int i = 0; i < n; i++)
+    if (to[i] > from[i]) ps_read[nread] = ps[i], to[nread++] = to[i];
+  /* straight to LMDB: a later rewind or discard must not lose what was read */
+  if (rc == 0 && !a->eng.exit_code && nread) rc = ls_ckpt_store_table(a->ckpt, s, ps_read, to, nread, err, sizeof err);
   if (rc && !a->eng.exit_code) set_fatal(a, 1, "state: reading table %s from its topic: %s", topic, err);
-  int nread = 0;
-  for (int i = 0; rc == 0 && i < n; i++)
-    if (to[i] > from[i]) { /* the next checkpoint marks it */
-      ls_offsets_set(&a->offsets, ss->topic, ps[i], to[i]);
-      nread++;
-    }
   if (r.total)
     ls_info("state %s: read %ld records of %d partition%s from %s in %.0f ms", ss->name, r.total, nread,
             nread == 1 ? "" : "s", topic, ls_mono_ms() - t0);
-  a->since_commit += r.total;
+  free(ps_read);
   free(r.msgs);
   free(r.in);
   free(from);
@@ -441,8 +441,15 @@ static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *p
       if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ti].name) == 0) ps[n++] = parts->elems[i].partition;
     if (n && ls_ckpt_restore(a->ckpt, ti, ps, n, err, sizeof err))
       set_fatal(a, 1, "state: restoring %s: %s", a->pl.spec.inputs[ti].name, err);
-    for (int s = 0; n && s < a->pl.spec.nstores && !a->eng.exit_code; s++)
-      if (a->pl.spec.stores[s].source && a->pl.spec.stores[s].topic == ti) restore_table(a, s, ps, n);
+  }
+  /* Tables last: a restore above drops the cached state of its partitions,
+     and a table read from its topic is cached until the next checkpoint. */
+  for (int s = 0; s < a->pl.spec.nstores && !a->eng.exit_code; s++) {
+    const ls_store_spec *ss = &a->pl.spec.stores[s];
+    int n = 0;
+    for (int i = 0; ss->source && i < parts->cnt; i++)
+      if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ss->topic].name) == 0) ps[n++] = parts->elems[i].partition;
+    if (n) restore_table(a, s, ps, n);
   }
   free(ps);
 }

@@ -183,33 +183,45 @@ static int64_t number_header(const rd_kafka_message_t *m, const char *name) {
 /* The committed offset of the store's topic t for partition index i. */
 static int64_t committed_of(const restore_ctx *r, int t, int i) { return r->committed[t * r->n + i]; }
 
-/* Is the change m, of partition index i, covered by the committed offsets of
- * every input it reflects (so it belongs to the committed state)? */
+/* Does a change that reflects topic t up to offset `in` (the next offset; -1:
+ * nothing of t was processed since the partition was assigned, so the change
+ * holds nothing of t that is not committed) fit the committed state? */
+static int covers(const restore_ctx *r, int t, int i, int64_t in) {
+  return in < 0 || (committed_of(r, t, i) >= 0 && in <= committed_of(r, t, i));
+}
+
+/* The offset of topic `name` in an OFFSETS_HEADER value ("topic=offset,..."),
+ * or -1 when it is not there. */
+static int64_t listed_offset(const char *v, size_t len, const char *name) {
+  size_t nl = strlen(name);
+  for (const char *p = v, *end = v + len; p + nl + 1 < end; p++)
+    if (memcmp(p, name, nl) == 0 && p[nl] == '=' && (p == v || p[-1] == ','))
+      return strtoll(p + nl + 1, NULL, 10);
+  return -1;
+}
+
+/* Is the change m, of partition index i, part of the committed state? Every
+ * input it reflects must be covered by the group's committed offset, and at
+ * least one by a real offset: a change made with nothing processed since the
+ * assignment (an expiry, an idle window closed) is not known to have been
+ * committed with its outputs, so it is left out and made again. */
 static int covered(const restore_ctx *r, const rd_kafka_message_t *m, int i) {
   const ls_store_spec *ss = &r->c->spec->stores[r->store];
   int64_t in = number_header(m, INPUT_OFFSET_HEADER);
-  if (in < 0 || committed_of(r, 0, i) < 0 || in > committed_of(r, 0, i)) return 0;
-  if (ss->ntopics == 1) return 1;
+  if (!covers(r, 0, i, in)) return 0;
+  int anchored = in >= 0;
+  if (ss->ntopics == 1) return anchored;
   rd_kafka_headers_t *h = NULL;
   const void *v;
   size_t len;
   if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, OFFSETS_HEADER, &v, &len) || !v)
     return 0;
   for (int t = 1; t < ss->ntopics; t++) {
-    const char *name = r->c->spec->inputs[ss->topics[t]].name;
-    size_t nl = strlen(name);
-    const char *p = v, *end = (const char *)v + len;
-    int64_t off = -1;
-    while (p + nl + 1 < end) { /* entries "topic=offset", comma-separated */
-      if (memcmp(p, name, nl) == 0 && p[nl] == '=' && (p == v || p[-1] == ',')) {
-        off = strtoll(p + nl + 1, NULL, 10);
-        break;
-      }
-      p++;
-    }
-    if (off < 0 || committed_of(r, t, i) < 0 || off > committed_of(r, t, i)) return 0;
+    int64_t off = listed_offset(v, len, r->c->spec->inputs[ss->topics[t]].name);
+    if (!covers(r, t, i, off)) return 0;
+    anchored |= off >= 0;
   }
-  return 1;
+  return anchored;
 }
 
 /* Writes the collected entries and every partition's progress in one transaction. */

@@ -370,7 +370,7 @@ int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t err
      still pending (a postponed checkpoint), a key set again since would be
      deleted after its new value. */
   if (first == 0 && sweep_expired(c, err, errlen)) return -1;
-  if (ls_bridge_take(c->L, c->rt_ref, c->spec, take_one, c, err, errlen) < 0) return -1;
+  if (ls_bridge_take(c->L, c->rt_ref, c->spec, -1, take_one, c, err, errlen) < 0) return -1;
   if (c->ephemeral) return 0;
   for (size_t i = first; i < c->npend; i++) {
     pending *p = &c->pend[i];
@@ -511,6 +511,32 @@ int ls_ckpt_source_range(ls_ckpt *c, int s, int32_t p, int64_t *from, int64_t *t
   if (source_mark(c, s, p, from, err, errlen)) return -1;
   if (*from > *to) *from = *to; /* the group went back: the consumer reads it again */
   return 0;
+}
+
+int ls_ckpt_store_table(ls_ckpt *c, int s, const int32_t *parts, const int64_t *to, int n, char *err,
+                        size_t errlen) {
+  size_t first = c->npend;
+  if (ls_bridge_take(c->L, c->rt_ref, c->spec, s, take_one, c, err, errlen) < 0) return -1;
+  size_t np = c->npend - first;
+  ls_state_put *puts = calloc(np + 1, sizeof *puts);
+  ls_state_mark *marks = calloc((size_t)n + 1, sizeof *marks);
+  int rc = puts && marks ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+  for (size_t i = 0; rc == 0 && i < np; i++) {
+    pending *p = &c->pend[first + i];
+    puts[i] = (ls_state_put){c->spec->stores[s].name, p->part, p->key, p->klen, p->val, p->vlen,
+                             p->val ? p->expire : 0};
+  }
+  for (int i = 0; rc == 0 && i < n; i++)
+    marks[i] = (ls_state_mark){c->spec->stores[s].name, parts[i], to[i], to[i], -1};
+  if (rc == 0) rc = ls_state_commit(c->state, puts, np, marks, (size_t)n, err, errlen);
+  free(puts);
+  free(marks);
+  for (size_t i = first; i < c->npend; i++) { /* in LMDB now, or lost with the error */
+    free(c->pend[i].key);
+    free(c->pend[i].val);
+  }
+  c->npend = first;
+  return rc;
 }
 
 void ls_ckpt_forget(ls_ckpt *c, int32_t p) {

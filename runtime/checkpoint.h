@@ -74,6 +74,13 @@ int ls_ckpt_restore(ls_ckpt *c, int topic, const int32_t *parts, int n, char *er
  * 0, or -1 with err. */
 int ls_ckpt_source_range(ls_ckpt *c, int s, int32_t p, int64_t *from, int64_t *to, char *err,
                          size_t errlen);
+/* After the caller ran a table's records [from, to) through the pipeline:
+ * the changes of source store s (and of no other) go to LMDB at once, with
+ * the marks to[i] for partitions parts[0..n), in one transaction. Nothing
+ * else is committed with them: the table's topic is committed up to to[i]
+ * already, so they belong to the committed state. 0, or -1 with err. */
+int ls_ckpt_store_table(ls_ckpt *c, int s, const int32_t *parts, const int64_t *to, int n, char *err,
+                        size_t errlen);
 /* An aborted transaction (exactly-once): drops the pending entries and every
  * cached entry, so state is read again from LMDB, which never saw them. */
 void ls_ckpt_discard(ls_ckpt *c);

@@ -125,12 +125,14 @@ static int read_change(lua_State *L, const ls_spec *spec, int idx, int j, ls_cha
   return 0;
 }
 
-int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn fn, void *ud,
+int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, int store, ls_change_fn fn, void *ud,
                    char *err, size_t errlen) {
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt_ref);
   lua_getfield(L, -1, "take_state_changes");
-  if (lua_pcall(L, 0, 1, 0) != 0) {
+  if (store >= 0) lua_pushinteger(L, store + 1); /* Lua's store index */
+  else lua_pushnil(L);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
     ls_vm_pop_error(L, err, errlen);
     lua_settop(L, top);
     return -1;

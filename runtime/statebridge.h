@@ -43,9 +43,10 @@ typedef int (*ls_change_fn)(void *ud, const ls_change *c, char *err, size_t errl
 int ls_bridge_install(lua_State *L, ls_state *s, const ls_spec *spec, char *err, size_t errlen);
 
 /* Calls rt.take_state_changes() (rt at rt_ref) and fn for each change, in
- * order. Returns the number of changes, or -1 with err (a Lua error, a bad
+ * order: the changes of every store (store < 0), or of spec.stores[store]
+ * only. Returns the number of changes, or -1 with err (a Lua error, a bad
  * change, or fn's failure). */
-int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, ls_change_fn fn, void *ud,
+int ls_bridge_take(lua_State *L, int rt_ref, const ls_spec *spec, int store, ls_change_fn fn, void *ud,
                    char *err, size_t errlen);
 
 /* The committed state of message key key[0..klen) in store/partition p as a

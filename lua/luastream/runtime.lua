@@ -582,8 +582,8 @@ end
 -- (MessagePack, or false for a delete), .expire[j] (ms since the epoch when
 -- the entry expires, 0 for none), j = 1..n. Returns n.
 rt.changes = { store = {}, part = {}, key = {}, val = {}, expire = {} }
-function rt.take_state_changes()
-  return state.take_changes(rt.changes)
+function rt.take_state_changes(only)
+  return state.take_changes(rt.changes, only)
 end
 
 -- Forgets the cached state of partition p (revoked or restored).

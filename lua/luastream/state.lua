@@ -509,7 +509,7 @@ M.entry_key = entry_key
 -- as msgpack's vec ext type, so they load back as vecs. Then the cache is
 -- trimmed to its limit.
 local VEC_EXT = { vecs = "ext" }
-function M.take_changes(ch)
+function M.take_changes(ch, only)
   local n = 0
   local encode = core.encode
   local cstore, cpart, ckey, cval, cexp = ch.store, ch.part, ch.key, ch.val, ch.expire
@@ -519,7 +519,7 @@ function M.take_changes(ch)
   end
   local now
   for _, st in ipairs(store_list) do
-    for p, part in pairs(st.parts) do
+    for p, part in pairs(only == nil and st.parts or only == st.index and st.parts or {}) do
       for key, kt in pairs(part.dirty) do
         local kb = key_bytes(key)
         local ex = kt[EXP]
