@@ -78,3 +78,10 @@ deb: arm64
 
 test-deb: deb
 	scripts/test-deb.sh $(DEB_BUILD)/luastream_*_amd64.deb $(ARM64_BUILD)/luastream_*_arm64.deb
+
+# systemd as PID 1 (podman) in a clean Debian 12 root running the amd64
+# package's unit: READY=1, the watchdog's kill and restart, reload, stop.
+.PHONY: test-systemd
+test-systemd: deb
+	@scripts/install-deps.sh container
+	scripts/test-systemd.sh $(DEB_BUILD)/luastream_*_amd64.deb

@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh bench   + the benchmark peers
 #   scripts/install-deps.sh arm64   + the aarch64 cross toolchain, arm64 libraries, qemu-user
 #   scripts/install-deps.sh deb     + arm64, and debootstrap for the package test
-#   scripts/install-deps.sh container  + podman, runc, debootstrap (scripts/container-test.sh)
+#   scripts/install-deps.sh container  + podman, runc, debootstrap (scripts/container-test.sh, test-systemd.sh)
 # Uses apt-get as root, or through sudo. Nothing else is downloaded.
 set -e
 want="build-essential cmake pkg-config librdkafka-dev libluajit-5.1-dev liblmdb-dev libmsgpack-dev libmicrohttpd-dev"
