@@ -515,7 +515,8 @@ end
 
 -- sdf:join_table: the table's value for the row's key (from the same store,
 -- co-partitioned); an inner join skips a row without one; the default merger
--- adds the table value's columns the row lacks (copies of nested tables).
+-- adds the table value's columns the row lacks (copies of nested tables), by
+-- a function made once per set of columns (luastream.join.table_merge).
 step.join_table = function(g, node, id)
   local r = g:tmp()
   if node.global then
@@ -545,7 +546,7 @@ step.join_table = function(g, node, id)
     return 0, { alias = id }
   end
   id = g:mutate(id, false)
-  g:emit("if " .. r .. " ~= nil then " .. g:lib("util", "merge_missing") .. "(v, " .. r .. ") end")
+  g:emit("if " .. r .. " ~= nil then " .. g:lib("join", "table_merge") .. "(v, " .. r .. ") end")
   return 0, id
 end
 

@@ -1,4 +1,5 @@
--- luastream.join: interval joins (docs/joins.md, "Interval joins").
+-- luastream.join: interval joins (docs/joins.md, "Interval joins"), global
+-- tables, and the default merging of stream-table joins (M.table_merge).
 --
 -- sdf:join_interval(other, { before, after, grace, how, merger }) adds two
 -- steps: "interval_left" to this dataframe's pipeline and "interval_right" to
@@ -231,6 +232,83 @@ function M.global_get(name, key)
   if t == nil or key == nil then return nil end
   return t[key]
 end
+
+-- The default merging of sdf:join_table (docs/joins.md): the columns of the
+-- table's value t that the row v lacks are added to v (the row's own win),
+-- nested tables as copies. A table's values are joined row after row and
+-- never changed in place (each record of the table's topic decodes to a new
+-- table, and no step hands the stored value itself to user code), so the
+-- work is planned once per value: a merge function made for its set of
+-- columns, with those keys as constants and no loop, found by the value's
+-- identity in a weak table (a value replaced or deleted is not looked up
+-- again, and its entry goes when it is collected). One function is made per
+-- distinct set of columns (and which of them hold tables), shared by every
+-- value with that set. No loop matters: LuaJIT compiles a loop of a called
+-- function as a trace of its own, and the rest of the row loop then runs as
+-- side traces of it; iterating with pairs costs a C call per key besides.
+-- A value with a key that is not a string, with more than PLAN_MAX_KEYS
+-- columns or PLAN_MAX_KEY_BYTES bytes of keys, or once PLAN_MAX_SHAPES
+-- functions exist, is merged by util.merge_missing (the same semantics).
+local PLAN_MAX_KEYS = 64
+local PLAN_MAX_KEY_BYTES = 4096
+local PLAN_MAX_SHAPES = 256
+local quote = util.quote
+local sort, concat = table.sort, table.concat
+local null = util.null
+
+local plans = setmetatable({}, { __mode = "k" }) -- value -> merge function
+local shapes, nshapes = {}, 0                      -- shape string -> merge function
+
+-- The merge function for the columns of t (a table), made or found by shape.
+local function plan_of(t)
+  local keys, n, bytes = {}, 0, 0
+  for k in next, t do
+    if type(k) ~= "string" then return merge_missing end
+    n = n + 1
+    if n > PLAN_MAX_KEYS then return merge_missing end
+    bytes = bytes + #k
+    if bytes > PLAN_MAX_KEY_BYTES then return merge_missing end
+    keys[n] = k
+  end
+  sort(keys)
+  -- the shape: each key with whether its value is copied (a nested table),
+  -- length-prefixed so that no two sets of keys give the same string
+  local parts = {}
+  for j = 1, n do
+    local k = keys[j]
+    local x = t[k]
+    parts[j] = (type(x) == "table" and x ~= null and "t" or "v") .. #k .. ":" .. k
+  end
+  local shape = concat(parts)
+  local f = shapes[shape]
+  if f ~= nil then return f end
+  if nshapes >= PLAN_MAX_SHAPES then return merge_missing end
+  local src = { "local deepcopy = ...\nreturn function(v, t)\n" }
+  for j = 1, n do
+    local q = "[" .. quote(keys[j]) .. "]"
+    local x = parts[j]:sub(1, 1) == "t" and "deepcopy(t" .. q .. ")" or "t" .. q
+    src[j + 1] = "  if v" .. q .. " == nil then v" .. q .. " = " .. x .. " end\n"
+  end
+  src[n + 2] = "end\n"
+  f = assert(loadstring(concat(src), "=[pipeline join_table merge]"))(deepcopy)
+  nshapes = nshapes + 1
+  shapes[shape] = f
+  return f
+end
+
+-- v gets the columns of t it lacks (t nil or not a table: nothing to add).
+function M.table_merge(v, t)
+  local f = plans[t]
+  if f == nil then
+    if type(t) ~= "table" then return end
+    f = plan_of(t)
+    plans[t] = f
+  end
+  f(v, t)
+end
+
+-- How many merge functions exist (for the specs).
+function M.merge_shapes() return nshapes end
 
 -- The other side's pipeline runs this side's continuation on its pairs.
 function M.right_emit(J, n, key, p, i, nout)

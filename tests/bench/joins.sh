@@ -43,8 +43,7 @@ work_prefix=luastream-joins
 . tests/bench/broker.sh
 
 # Inputs and outputs up front, 16 partitions each: the stream and the table must be
-# co-partitioned. The tables' changelogs (<name>____table__phone-owners__changelog)
-# are created by the dev broker when the runtime asks for them.
+# co-partitioned. A table has no changelog topic: its topic is its own (docs/joins.md).
 topics="--topic phone-data:16 --topic phone-owners:16 --topic join-empty:16"
 i=1
 while [ "$i" -le "$REPEAT" ]; do

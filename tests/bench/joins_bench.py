@@ -9,15 +9,18 @@ starts the broker; see tests/bench/README.md ("Joins").
    others). REPEAT runs each, in turn, of
      stateless  luastream run crash_stateless.lua    (no state)
      join       luastream run join_table.lua         (app:table + sdf:join_table;
-                                                      LMDB + changelog)
+                                                      LMDB, the table's topic as
+                                                      its changelog)
      py-join    py_join.py                           (a consumer of both topics, the
                                                       table in a dict)
    Before each repetition, the join app (the group and state directory of the
    timed run) runs on an empty stream topic until its committed offsets cover the
    whole table topic, and is stopped (SIGTERM: a clean stop). Not timed: it fills
-   the table first, because the runtime reads a table and a stream side by side,
-   with no ordering between them, and readings read before their owner would go
-   out without one. The timed join run starts at least GROUP_EMPTY_S after it.
+   the table first, so that the timed run measures the join alone (it finds the
+   table in its state directory, saved up to the committed offsets, and reads
+   none of the table's topic again); the order of the two topics is the runtime's
+   (timestamp order, docs/joins.md), which the checks below verify. The timed join
+   run starts at least GROUP_EMPTY_S after it.
    py_join.py reads the table again at every start, the stream paused until then
    (it keeps nothing).
    Every output topic is read back: one output per input row; for join and

@@ -165,3 +165,128 @@ sdf:join_table(people, { on = function(row) return row.alias end }):to_topic(out
     assert.same({ { "ann", "Ann" }, { "ann", "Ann" }, { "zed", "Ann" } }, got)
   end)
 end)
+
+-- The default merging is planned once per table value (luastream.join.table_merge):
+-- a function per set of columns, found by the value's identity.
+describe("sdf:join_table's default merging", function()
+  local join = require("luastream.join")
+
+  it("follows the table's value as it changes, is deleted and comes back after a restart", function()
+    local d = driver("sdf:join_table(owners, { how = \"left\" }):to_topic(out)")
+    d:send("owners", "p1", { owner = "ann", plan = "basic" })
+    d:send("in", "p1", { x = 1 })
+    d:send("in", "p1", { x = 2, plan = "mine" })
+    d:send("owners", "p1", { owner = "bea", region = "eu" }) -- other columns
+    d:send("in", "p1", { x = 3 })
+    d:send("owners", "p1", { owner = "cid", plan = "pro" }) -- the first value's columns again
+    d:send("in", "p1", { x = 4 })
+    d:send("owners", { key = "p1" }) -- deleted
+    d:send("in", "p1", { x = 5 })
+    d:send("owners", "p1", { owner = "dan", contact = { phone = "9" } })
+    d:restart()
+    d:send("in", "p1", { x = 6 })
+    assert.same({
+      { "p1", { x = 1, owner = "ann", plan = "basic" } },
+      { "p1", { x = 2, owner = "ann", plan = "mine" } },
+      { "p1", { x = 3, owner = "bea", region = "eu" } },
+      { "p1", { x = 4, owner = "cid", plan = "pro" } },
+      { "p1", { x = 5 } },
+      { "p1", { x = 6, owner = "dan", contact = { phone = "9" } } },
+    }, outs(d))
+    assert.same({}, d:errors())
+  end)
+
+  it("gives each row its own copies of nested tables", function()
+    local d = driver([[
+sdf:join_table(owners):update(function(row)
+  row.contact.phone = row.contact.phone .. row.x
+  row.contact.tags[#row.contact.tags + 1] = row.x
+end):to_topic(out)]])
+    d:send("owners", "p1", { contact = { phone = "1", tags = { "t" } } })
+    d:send("in", "p1", { x = "a" })
+    d:send("in", "p1", { x = "b" })
+    assert.same({
+      { "p1", { x = "a", contact = { phone = "1a", tags = { "t", "a" } } } },
+      { "p1", { x = "b", contact = { phone = "1b", tags = { "t", "b" } } } },
+    }, outs(d))
+    assert.same({ contact = { phone = "1", tags = { "t" } } }, d:state("__table__owners", "p1", "v"))
+  end)
+
+  it("adds the missing columns, nulls included, and keeps the row's own, nulls included", function()
+    local null = H.null
+    local t = { a = 1, b = null, c = "x", ["two words"] = 2, ['q"\\\n\0'] = 3, ["\195\169"] = 4, d = { 5 } }
+    local v = { a = 10, c = null, z = 0 }
+    join.table_merge(v, t)
+    assert.same({ a = 10, b = null, c = null, z = 0, ["two words"] = 2, ['q"\\\n\0'] = 3, ["\195\169"] = 4,
+      d = { 5 } }, v)
+    assert.are_not.equal(t.d, v.d)
+    assert.same({ a = 1, b = null, c = "x", ["two words"] = 2, ['q"\\\n\0'] = 3, ["\195\169"] = 4, d = { 5 } }, t)
+  end)
+
+  it("makes one function per set of columns, shared by the values that have it", function()
+    local n = join.merge_shapes()
+    local v1, v2, v3 = { k = 1 }, { k = 2 }, { k = 3 }
+    join.table_merge(v1, { shape_a = 1, shape_b = "x" })
+    join.table_merge(v2, { shape_b = "y", shape_a = 2 })
+    assert.same(n + 1, join.merge_shapes())
+    join.table_merge(v3, { shape_a = { 3 }, shape_b = "z" }) -- a nested table where the others had a number
+    assert.same(n + 2, join.merge_shapes())
+    assert.same({ { k = 1, shape_a = 1, shape_b = "x" }, { k = 2, shape_a = 2, shape_b = "y" },
+      { k = 3, shape_a = { 3 }, shape_b = "z" } }, { v1, v2, v3 })
+  end)
+
+  it("merges values it makes no function for: other keys than strings, many columns, not a table", function()
+    local n = join.merge_shapes()
+    local v = { x = 1 }
+    join.table_merge(v, { 10, { 20 }, y = 2 })
+    assert.same({ x = 1, 10, { 20 }, y = 2 }, v)
+    local wide, want = {}, { x = 1 }
+    for j = 1, 65 do
+      wide["c" .. j] = j
+      want["c" .. j] = j
+    end
+    v = { x = 1 }
+    join.table_merge(v, wide)
+    assert.same(want, v)
+    v = { x = 1 }
+    join.table_merge(v, "a string")
+    join.table_merge(v, nil)
+    assert.same({ x = 1 }, v)
+    assert.same(n, join.merge_shapes())
+  end)
+
+  it("names the step when the row is not a table, as before", function()
+    nscript = nscript + 1
+    local path = H.write_script([[
+local ls = require("luastream")
+local app = ls.app{ name = "jt", on_error = "skip" }
+local owners = app:table(app:topic("owners", { key = "string" }))
+local input = app:topic("in", { key = "string", value = "string" })
+local out = app:topic("out", { key = "string" })
+app:dataframe(input):join_table(owners):to_topic(out)
+]], "jt" .. nscript .. ".lua")
+    local d = testing.driver(path)
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("in", "p1", "just text")
+    d:send("in", "p2", "no owner: dropped by the inner join")
+    local errs = d:errors()
+    assert.same(1, #errs)
+    assert.same(path .. ":6: join_table 'owners': attempt to index local 'v' (a string value)", errs[1].error)
+    assert.same({}, outs(d))
+  end)
+
+  -- Last: it fills the functions' cache of this Lua state.
+  it("stops making functions at 256 sets of columns and merges the rest alike", function()
+    local j = 0
+    while join.merge_shapes() < 256 do
+      j = j + 1
+      local v = { x = j }
+      join.table_merge(v, { ["cap" .. j] = j })
+      assert.same({ x = j, ["cap" .. j] = j }, v)
+    end
+    local v = { x = 0, cap_last = "mine" }
+    join.table_merge(v, { cap_last = "theirs", cap_more = { 1 } })
+    assert.same({ x = 0, cap_last = "mine", cap_more = { 1 } }, v)
+    assert.same(256, join.merge_shapes())
+  end)
+end)
