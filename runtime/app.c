@@ -84,7 +84,7 @@ typedef struct ls_app {
   int last_ckpt_ok;  /* the last checkpoint committed everything it took */
   int txn_open;
   int tmp_state;     /* state_dir is a temporary directory (dev broker) */
-  int replaying;     /* a table is being read from its topic (restore_tables) */
+  int replaying;     /* a table is being read from its topic (restore_table) */
   int batch_cap;     /* capacity of msgs and in */
   ls_reloader reload; /* live reload (reload.c) */
   ls_metrics *metrics; /* what --http serves (metrics.c) */
@@ -381,6 +381,8 @@ typedef struct table_replay {
 static void run_replayed(table_replay *r) {
   ls_app *a = r->a;
   describe(a, r->msgs, r->in, r->n);
+  for (int i = 0; i < r->n; i++) r->in[i].topic = r->msgs[i]->err ? -1 : r->topic;
+  a->last_rkt = NULL; /* the replay consumer's topic handle is not the group's */
   a->replaying = 1;
   ls_engine_process(&a->eng, r->in, r->n);
   a->replaying = 0;
@@ -410,14 +412,16 @@ static void restore_table(ls_app *a, int s, const int32_t *ps, int n) {
                     ls_xcalloc((size_t)a->batch_cap, sizeof *r.in), 0, 0};
   double t0 = ls_mono_ms();
   int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++) rc = ls_ckpt_source_range(a->ckpt, s, ps[i], &from[i], &to[i], err, sizeof err);
+  for (int i = 0; i < n && rc == 0; i++)
+    rc = ls_ckpt_source_range(a->ckpt, s, ps[i], &from[i], &to[i], err, sizeof err);
   if (rc == 0) rc = ls_kafka_replay(a->kafka, topic, ps, from, to, n, ends, table_visit, &r, err, sizeof err);
   if (r.n) run_replayed(&r);
   int nread = 0; /* the partitions read, compacted to the front with their ends */
   for (int i = 0; i < n; i++)
     if (to[i] > from[i]) ps_read[nread] = ps[i], to[nread++] = to[i];
   /* straight to LMDB: a later rewind or discard must not lose what was read */
-  if (rc == 0 && !a->eng.exit_code && nread) rc = ls_ckpt_store_table(a->ckpt, s, ps_read, to, nread, err, sizeof err);
+  if (rc == 0 && !a->eng.exit_code && nread)
+    rc = ls_ckpt_store_table(a->ckpt, s, ps_read, to, nread, err, sizeof err);
   if (rc && !a->eng.exit_code) set_fatal(a, 1, "state: reading table %s from its topic: %s", topic, err);
   if (r.total)
     ls_info("state %s: read %ld records of %d partition%s from %s in %.0f ms", ss->name, r.total, nread,
@@ -448,7 +452,8 @@ static void restore_assigned(ls_app *a, const rd_kafka_topic_partition_list_t *p
     const ls_store_spec *ss = &a->pl.spec.stores[s];
     int n = 0;
     for (int i = 0; ss->source && i < parts->cnt; i++)
-      if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ss->topic].name) == 0) ps[n++] = parts->elems[i].partition;
+      if (strcmp(parts->elems[i].topic, a->pl.spec.inputs[ss->topic].name) == 0)
+        ps[n++] = parts->elems[i].partition;
     if (n) restore_table(a, s, ps, n);
   }
   free(ps);

@@ -455,7 +455,8 @@ void ls_kafka_pause(ls_kafka *k, const char *topic, int32_t partition, int pause
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   if (!l) ls_out_of_memory(sizeof *l);
   rd_kafka_topic_partition_list_add(l, topic, partition);
-  rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(k->consumer, l) : rd_kafka_resume_partitions(k->consumer, l);
+  rd_kafka_resp_err_t e =
+      pause ? rd_kafka_pause_partitions(k->consumer, l) : rd_kafka_resume_partitions(k->consumer, l);
   if (e || l->elems[0].err)
     ls_warn("%s %s[%d]: %s", pause ? "pausing" : "resuming", topic, (int)partition,
             rd_kafka_err2str(e ? e : l->elems[0].err));
