@@ -1218,6 +1218,7 @@ static void loop(ls_app *a) {
     }
     publish_reloads(a);
     publish_state_keys(a, now);
+    if (a->align) ls_metrics_set_join_waiting(a->metrics, ls_align_held(a->align));
     ls_metrics_heartbeat(a->metrics, now);
     ls_http_serve(a->http, state_query, a);
     ls_errlog_flush(a->eng.errlog, 0);

@@ -40,6 +40,7 @@ struct ls_metrics {
   double heartbeat_ms;
   int ready;
   int restoring;
+  long join_waiting; /* records of joined inputs waiting for their turn (align.c) */
   ls_metrics_lag_source lag_fn; /* set before the HTTP thread starts */
   void *lag_ud;
 };
@@ -119,6 +120,13 @@ void ls_metrics_set_state_keys(ls_metrics *m, const char *store, int64_t n) {
 
 void ls_metrics_set_late_rows(ls_metrics *m, const char *store, double n) {
   if (m) update(m, F_LATE, 0, n, "store=\"%s\"", store);
+}
+
+void ls_metrics_set_join_waiting(ls_metrics *m, long n) {
+  if (!m) return;
+  pthread_mutex_lock(&m->mu);
+  m->join_waiting = n;
+  pthread_mutex_unlock(&m->mu);
 }
 
 void ls_metrics_observe(ls_metrics *m, ls_hist which, double seconds) {
@@ -275,6 +283,10 @@ int ls_metrics_render(ls_metrics *m, ls_buf *out) {
   if (rc == 0)
     rc = put(out, "# HELP luastream_ready 1 once partitions are assigned and their state restored (/ready).\n"
                   "# TYPE luastream_ready gauge\nluastream_ready %d\n", m->ready);
+  if (rc == 0)
+    rc = put(out, "# HELP luastream_join_waiting_records Records of joined topics consumed and waiting to be "
+                  "taken in timestamp order.\n# TYPE luastream_join_waiting_records gauge\n"
+                  "luastream_join_waiting_records %ld\n", m->join_waiting);
   if (rc == 0)
     rc = render_histogram(&m->h[LS_HIST_BATCH], "luastream_batch_seconds",
                           "Time to process one batch (decode, pipeline, encode, produce).", out);

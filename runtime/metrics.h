@@ -63,6 +63,9 @@ int ls_metrics_healthy(ls_metrics *m, double now_ms, double max_gap_ms);
 /* Partitions assigned and their state restored (1), or not (yet) (0):
  * /ready, and the gauge luastream_ready. */
 void ls_metrics_set_ready(ls_metrics *m, int ready);
+/* luastream_join_waiting_records = n: records of joined inputs held back for
+ * timestamp order (align.c; 0 when the app joins nothing). */
+void ls_metrics_set_join_waiting(ls_metrics *m, long n);
 int ls_metrics_ready(ls_metrics *m);
 
 /* Appends the Prometheus text exposition (version 0.0.4). 0, or -1 out of memory. */

@@ -16,6 +16,7 @@ import random
 import time
 
 from conftest import SCRIPTS, jloads, produce, read_all, wait_count
+from test_http import free_port, get, samples
 
 SCRIPT = SCRIPTS / "join_order.lua"
 SYMBOLS = [f"s{i}" for i in range(16)]
@@ -94,7 +95,7 @@ def test_a_long_backlog_in_small_batches_pauses_the_side_ahead(broker_factory, r
     assert "paused trades[" in err and "resumed trades[" in err
 
 
-def live_trade_then_late_price(broker_factory, run_app, tmp_path, *args):
+def live_trade_then_late_price(broker_factory, run_app, tmp_path, *args, between=None):
     """A running app at the end of every partition gets a trade, then, 0.5 s
     later, a price stamped before it. Returns the trade's output."""
     broker = broker_factory({"prices": 1, "quotes": 1, "trades": 1, "with-price": 1, "with-quote": 1})
@@ -105,6 +106,8 @@ def live_trade_then_late_price(broker_factory, run_app, tmp_path, *args):
     time.sleep(0.5)
     produce(broker.addr, "trades", [rec("s0", {"id": 1}, 5000)])
     time.sleep(0.5)
+    if between is not None:
+        between()
     produce(broker.addr, "prices", [rec("s0", {"price": 2}, 4000)])
     wait_count(broker.addr, "with-price", 2, 60, app=app)
     assert app.stop() == 0
@@ -117,5 +120,13 @@ def test_without_join_wait_a_row_does_not_wait_for_a_partner_at_its_end(broker_f
 
 
 def test_join_wait_holds_a_row_for_records_of_its_partner_stamped_before_it(broker_factory, run_app, tmp_path):
-    got = live_trade_then_late_price(broker_factory, run_app, tmp_path, "--set", "join_wait=5000")
+    port = free_port()
+    waiting = []
+
+    def between():  # the trade waits for prices: the gauge says so
+        waiting.append(samples(get(port, "/metrics")[1])["luastream_join_waiting_records"])
+
+    got = live_trade_then_late_price(broker_factory, run_app, tmp_path, "--set", "join_wait=5000",
+                                     "--http", f"127.0.0.1:{port}", between=between)
     assert got == {0: ("s0", {"id": 0, "price": 1}), 1: ("s0", {"id": 1, "price": 2})}
+    assert waiting == [1]

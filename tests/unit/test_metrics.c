@@ -37,6 +37,11 @@ static void test_counters_and_gauges(void) {
   ls_metrics_add_reload(m, "ok");
   ls_metrics_set_state_keys(m, "counts", 40);
   ls_metrics_set_state_keys(m, "counts", 38); /* a gauge: set, not added */
+  char *t0 = render(m);
+  CHECK(has_line(t0, "luastream_join_waiting_records 0"));
+  free(t0);
+  ls_metrics_set_join_waiting(m, 12);
+  ls_metrics_set_join_waiting(m, 5);
   char *t = render(m);
   CHECK(has_line(t, "# TYPE luastream_messages_in_total counter"));
   CHECK(has_line(t, "luastream_messages_in_total{topic=\"in\",partition=\"3\"} 7"));
@@ -47,6 +52,8 @@ static void test_counters_and_gauges(void) {
   CHECK(has_line(t, "luastream_reloads_total{result=\"ok\"} 1"));
   CHECK(has_line(t, "# TYPE luastream_state_keys gauge"));
   CHECK(has_line(t, "luastream_state_keys{store=\"counts\"} 38"));
+  CHECK(has_line(t, "# TYPE luastream_join_waiting_records gauge"));
+  CHECK(has_line(t, "luastream_join_waiting_records 5"));
   CHECK(has_line(t, "# TYPE process_resident_memory_bytes gauge"));
   CHECK(has_line(t, "# TYPE process_cpu_seconds_total counter"));
   free(t);
