@@ -513,6 +513,23 @@ step.global_put = function(g, node, id)
   return 0, id
 end
 
+-- The end of a join step, the other side's row in local r (nil: none): an
+-- inner join skips the row without one; `merger` builds the row from the row
+-- and a copy of r; else `merge` (a library function's name) adds r's columns
+-- the row lacks.
+local function join_merge(g, node, id, r, merge)
+  if node.how == "inner" then
+    g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
+  end
+  if node.merger then
+    g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
+    return 0, { alias = id }
+  end
+  id = g:mutate(id, false)
+  g:emit("if " .. r .. " ~= nil then " .. merge .. "(v, " .. r .. ") end")
+  return 0, id
+end
+
 -- sdf:join_table: the table's value for the row's key (from the same store,
 -- co-partitioned); an inner join skips a row without one; the default merger
 -- adds the table value's columns the row lacks (copies of nested tables), by
@@ -538,16 +555,7 @@ step.join_table = function(g, node, id)
     g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
     g:emit("local " .. r .. " = " .. g:lib("state", "table_get") .. "(" .. st .. ")")
   end
-  if node.how == "inner" then
-    g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
-  end
-  if node.merger then
-    g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
-    return 0, { alias = id }
-  end
-  id = g:mutate(id, false)
-  g:emit("if " .. r .. " ~= nil then " .. g:lib("join", "table_merge") .. "(v, " .. r .. ") end")
-  return 0, id
+  return join_merge(g, node, id, r, g:lib("join", "table_merge"))
 end
 
 -- sdf:join_asof: the other side records its rows (asof_record), this side
@@ -565,16 +573,7 @@ step.join_asof = function(g, node, id)
   local r = g:tmp()
   g:emit("local " .. r .. " = " .. g:lib("state", "asof_get") .. "(" .. st .. ", ts, " ..
     g:const(node.tolerance) .. ")")
-  if node.how == "inner" then
-    g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
-  end
-  if node.merger then
-    g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
-    return 0, { alias = id }
-  end
-  id = g:mutate(id, false)
-  g:emit("if " .. r .. " ~= nil then " .. g:lib("util", "merge_missing") .. "(v, " .. r .. ") end")
-  return 0, id
+  return join_merge(g, node, id, r, g:lib("util", "merge_missing"))
 end
 
 -- sdf:join_interval (luastream.join): this side's rows pair with the other

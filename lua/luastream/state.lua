@@ -502,9 +502,10 @@ local function entry_key(kb, k)
 end
 M.entry_key = entry_key
 
--- The dirty entries of every store, appended to the arrays of `ch`
--- (store index, partition, LMDB key, msgpack value or false for a delete,
--- expiry in ms since the epoch or 0 for none); they become clean. An entry
+-- The dirty entries of every store (or of store number `only` alone),
+-- appended to the arrays of `ch` (store index, partition, LMDB key, msgpack
+-- value or false for a delete, expiry in ms since the epoch or 0 for none);
+-- they become clean. An entry
 -- already expired is taken as a delete. Returns the count. Vecs are written
 -- as msgpack's vec ext type, so they load back as vecs. Then the cache is
 -- trimmed to its limit.
@@ -518,8 +519,11 @@ function M.take_changes(ch, only)
     ch.expire = cexp
   end
   local now
-  for _, st in ipairs(store_list) do
-    for p, part in pairs(only == nil and st.parts or only == st.index and st.parts or {}) do
+  local first, last = 1, #store_list
+  if only ~= nil then first, last = only, only end -- one store (its index)
+  for si = first, last do
+    local st = store_list[si]
+    for p, part in pairs(st.parts) do
       for key, kt in pairs(part.dirty) do
         local kb = key_bytes(key)
         local ex = kt[EXP]

@@ -46,8 +46,7 @@ sys.path.insert(0, HERE)
 import gen_rows  # noqa: E402
 import throughput as tp  # noqa: E402
 import windows_bench as wb  # noqa: E402
-from throughput import log  # noqa: E402
-from windows_bench import median  # noqa: E402
+from throughput import log, median  # noqa: E402
 
 TABLE = "phone-owners"
 EMPTY = "join-empty"  # the stream topic of the table-filling runs: never written
@@ -137,16 +136,7 @@ def produce_table(broker, t):
 def check_join(broker, r, inp, table):
     """One output per input row, each the reading with its owner's fields added.
     Returns the problems (empty: the topic is right)."""
-    problems = []
-    wm = tp.watermarks(broker, r.topic)
-    count = sum(hi - lo for lo, hi in wm)
-    dropped = sum(lo for lo, _ in wm)
-    if dropped:
-        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
-    if count != inp.rows:
-        problems.append("%d records, expected %d" % (count, inp.rows))
-    if r.rc != 0:
-        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    problems, dropped = tp.count_problems(broker, r, inp.rows)
     if dropped:
         return problems
     ref = table.ref
@@ -273,54 +263,22 @@ def throughput(a, work, env, inp):
             else:
                 r.problems = check_join(a.broker, r, inp, a.table)
             results[peer].append(r)
-            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
-                "CPU %5.1f s  peak RSS %6.1f MB%s"
-                % (rep, peer, tp.fmt_rate(r.total), tp.fmt_rate(r.steady),
-                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
-                   r.rss_kb / 1024, "" if r.problems or a.no_check else "  output ok"))
-            for prob in r.problems:
-                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
-                failures.append("%s run %d: %s" % (peer, rep, prob))
+            tp.log_run(rep, peer, topic, r, "" if r.problems or a.no_check else "  output ok", failures)
     return results, fills, failures
 
 
 def print_throughput(a, inp, results, fills):
-    def med(peer, attr):
-        return median(getattr(r, attr) for r in results[peer])
-
     t = a.table
     print("1. through the dev broker: %d rows of ~%.0f B JSON keyed by %d devices, joined with a table of "
           "%d records (%d owners, ~%.0f B JSON each), 16 partitions each; median of %d run(s) "
           "(steady: 10%% -> 90%% of the outputs)"
           % (a.rows, inp.bytes / inp.rows, a.devices, t.records, t.owners,
              t.value_bytes / (t.records - t.tombstones), a.repeat))
-    print("%-10s %13s %14s %10s %6s %11s %10s" % (
-        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
-    for peer in PEERS:
-        if not results[peer]:
-            print("%-10s failed" % peer)
-            continue
-        rss = max(r.rss_kb for r in results[peer]) / 1024
-        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
-            peer, tp.fmt_rate(med(peer, "total")).strip(), tp.fmt_rate(med(peer, "steady")).strip(),
-            "%.2f" % su if su is not None else "-", cpu,
-            "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
+    med = tp.print_peers(results, PEERS, a.rows)
     if not all(results[p] for p in PEERS):
         return
-
-    def ratio(attr, x, y):
-        u, v = med(x, attr), med(y, attr)
-        return "%.2f" % (u / v) if u and v else "-"
-
-    for attr in ("steady", "total"):
-        print("ratios (%s):%s join/stateless = %s (target >= 0.5), join/py-join = %s (target >= 3)"
-              % (attr, " " if attr == "total" else "", ratio(attr, "join", "stateless"),
-                 ratio(attr, "join", "py-join")))
-    print("ratios (msgs/CPU-s): join/stateless = %s, join/py-join = %s"
-          % (ratio("cpu_s", "stateless", "join"), ratio("cpu_s", "py-join", "join")))
-    print("per run (steady msgs/s): " + "; ".join(
-        "%s %s" % (peer, " ".join(tp.fmt_rate(r.steady).strip() for r in results[peer])) for peer in PEERS))
+    tp.print_ratios(med, "join", [("stateless", 0.5), ("py-join", 3)])
+    tp.print_per_run(results, PEERS)
     if fills:
         print("join: the table filled before each timed run (not counted) in %s s"
               % " ".join("%.1f" % s for s in fills))

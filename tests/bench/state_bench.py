@@ -50,16 +50,7 @@ STATEFUL_FIELDS = {"device", "ts", "gX", "gY", "gZ", "gTotal", "dG", "crash"}
 def check_stateful(broker, r, inp):
     """One output per input row, with gTotal, and dG / crash following each key's
     previous row (the topic's per-partition order is the key's input order)."""
-    problems = []
-    wm = tp.watermarks(broker, r.topic)
-    count = sum(hi - lo for lo, hi in wm)
-    dropped = sum(lo for lo, _ in wm)
-    if dropped:
-        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
-    if count != inp.rows:
-        problems.append("%d records, expected %d" % (count, inp.rows))
-    if r.rc != 0:
-        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    problems, dropped = tp.count_problems(broker, r, inp.rows)
     if dropped:
         return problems
     prev = {}
@@ -128,14 +119,7 @@ def throughput(a, work, env):
             else:
                 r.problems = check_stateful(a.broker, r, inp)
             results[peer].append(r)
-            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
-                "CPU %5.1f s  peak RSS %6.1f MB%s"
-                % (rep, peer, tp.fmt_rate(r.total), tp.fmt_rate(r.steady),
-                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
-                   r.rss_kb / 1024, "" if r.problems or a.no_check else "  output ok"))
-            for prob in r.problems:
-                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
-                failures.append("%s run %d: %s" % (peer, rep, prob))
+            tp.log_run(rep, peer, topic, r, "" if r.problems or a.no_check else "  output ok", failures)
     return inp, results, failures
 
 
@@ -338,32 +322,10 @@ def main():
     sys.stderr.flush()
     print()
     if results:
-        def med(peer, attr):
-            vals = [getattr(r, attr) for r in results[peer] if getattr(r, attr) is not None]
-            return statistics.median(vals) if vals else None
-
         print("1. throughput: %d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d run(s) "
               "(steady: 10%% -> 90%% of the outputs)" % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
-        print("%-10s %13s %14s %10s %6s %11s %10s" % (
-            "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
-        for peer in results:
-            rss = max(r.rss_kb for r in results[peer]) / 1024
-            su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-            print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
-                peer, tp.fmt_rate(med(peer, "total")).strip(), tp.fmt_rate(med(peer, "steady")).strip(),
-                "%.2f" % su if su is not None else "-", cpu,
-                "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
-
-        def ratio(attr, x, y):
-            u, v = med(x, attr), med(y, attr)
-            return "%.2f" % (u / v) if u and v else "-"
-
-        for attr in ("steady", "total"):
-            print("ratios (%s):%s stateful/stateless = %s (target >= 0.7), stateful/py-dict = %s (target >= 2)"
-                  % (attr, " " if attr == "total" else "", ratio(attr, "stateful", "stateless"),
-                     ratio(attr, "stateful", "py-dict")))
-        print("ratio (msgs/CPU-s): stateful/stateless = %s, stateful/py-dict = %s"
-              % (ratio("cpu_s", "stateless", "stateful"), ratio("cpu_s", "py-dict", "stateful")))
+        med = tp.print_peers(results, list(results), a.rows)
+        tp.print_ratios(med, "stateful", [("stateless", 0.7), ("py-dict", 2)])
     if ck:
         print()
         print("2. checkpoint pause: state_count.lua, %d distinct keys once each, commit_every=%d "

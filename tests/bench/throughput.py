@@ -243,18 +243,86 @@ def read_topic(broker, topic):
         c.close()
 
 
-def check_output(broker, r, inp, kind):
-    """Returns a list of problems (empty when the topic is right)."""
+def median(vals):
+    """The median of the values that are not None, or None when none is."""
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def count_problems(broker, r, rows):
+    """What every peer's output topic is checked for first: rows records, none
+    dropped by the broker, a clean exit. Returns (problems, dropped)."""
     problems = []
     wm = watermarks(broker, r.topic)
     count = sum(hi - lo for lo, hi in wm)
     dropped = sum(lo for lo, _ in wm)
     if dropped:
         problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
-    if count != inp.rows:
-        problems.append("%d records, expected %d" % (count, inp.rows))
+    if count != rows:
+        problems.append("%d records, expected %d" % (count, rows))
     if r.rc != 0:
         problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    return problems, dropped
+
+
+def log_run(rep, peer, topic, r, ok, failures):
+    """One timed run's line (ok: what follows it, e.g. "  output ok"), then its
+    problems, which go to failures too."""
+    log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
+        "CPU %5.1f s  peak RSS %6.1f MB%s"
+        % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady),
+           "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
+           r.rss_kb / 1024, ok))
+    for prob in r.problems:
+        log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
+        failures.append("%s run %d: %s" % (peer, rep, prob))
+
+
+def print_peers(results, peers, rows):
+    """The table of the peers, medians over their runs (a peer with no run:
+    "failed"). Returns med(peer, attr), the median of a run attribute."""
+    def med(peer, attr):
+        return median(getattr(r, attr) for r in results.get(peer, []))
+
+    print("%-10s %13s %14s %10s %6s %11s %10s" % (
+        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
+    for peer in peers:
+        if not results.get(peer):
+            print("%-10s failed" % peer)
+            continue
+        rss = max(r.rss_kb for r in results[peer]) / 1024
+        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
+        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
+            peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
+            "%.2f" % su if su is not None else "-", cpu,
+            "{:,.0f}".format(rows / cpu) if cpu else "-", rss))
+    return med
+
+
+def print_ratios(med, subject, goals):
+    """subject's rate over each peer's, steady and total, with the goals
+    (goals: [(peer, target)]), then in messages per CPU-second."""
+    def ratio(attr, x, y):
+        u, v = med(x, attr), med(y, attr)
+        return "%.2f" % (u / v) if u and v else "-"
+
+    for attr in ("steady", "total"):
+        print("ratios (%s):%s %s" % (attr, " " if attr == "total" else "", ", ".join(
+            "%s/%s = %s (target >= %s)" % (subject, peer, ratio(attr, subject, peer), target)
+            for peer, target in goals)))
+    print("ratios (msgs/CPU-s): " + ", ".join(
+        "%s/%s = %s" % (subject, peer, ratio("cpu_s", peer, subject)) for peer, _ in goals))
+
+
+def print_per_run(results, peers):
+    """Every run's steady rate, per peer."""
+    print("per run (steady msgs/s): " + "; ".join(
+        "%s %s" % (peer, " ".join(fmt_rate(r.steady).strip() for r in results[peer])) for peer in peers))
+
+
+def check_output(broker, r, inp, kind):
+    """Returns a list of problems (empty when the topic is right)."""
+    problems, dropped = count_problems(broker, r, inp.rows)
     if dropped:
         return problems
     digest, crashes, bad, n = 0, 0, 0, 0
@@ -399,18 +467,10 @@ def main():
             if a.no_check and r.produced != a.rows:
                 r.problems = ["%d records, expected %d" % (r.produced, a.rows)]
             results[peer].append(r)
-            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
-                "CPU %5.1f s  peak RSS %6.1f MB%s"
-                % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady),
-                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
-                   r.rss_kb / 1024, "" if r.problems else ("" if a.no_check else "  output ok")))
-            for prob in r.problems:
-                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
-                failures.append("%s run %d: %s" % (peer, rep, prob))
+            log_run(rep, peer, topic, r, "" if r.problems or a.no_check else "  output ok", failures)
 
     def med(peer, attr):
-        vals = [getattr(r, attr) for r in results.get(peer, []) if getattr(r, attr) is not None]
-        return statistics.median(vals) if vals else None
+        return median(getattr(r, attr) for r in results.get(peer, []))
 
     sys.stderr.flush()
     print()

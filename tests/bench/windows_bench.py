@@ -30,7 +30,6 @@ import os
 import re
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import state_bench  # noqa: E402
 import throughput as tp  # noqa: E402
-from throughput import log  # noqa: E402
+from throughput import log, median  # noqa: E402
 
 SIZE_MS = 10000  # window_stats.lua: tumbling_window(10000), grace 0
 GRACE_MS = 0
@@ -108,17 +107,8 @@ def check_windows(broker, r, ref, rows):
     """One output per input row, each equal to the reference. Returns the problems,
     and sets r.exact (outputs whose mean and peak equal the reference's bit for bit),
     r.maxrel (largest relative difference of mean or peak)."""
-    problems = []
-    wm = tp.watermarks(broker, r.topic)
-    count = sum(hi - lo for lo, hi in wm)
-    dropped = sum(lo for lo, _ in wm)
     r.exact, r.maxrel = 0, 0.0
-    if dropped:
-        problems.append("the broker dropped %d records (per-partition cap); use fewer rows" % dropped)
-    if count != rows:
-        problems.append("%d records, expected %d" % (count, rows))
-    if r.rc != 0:
-        problems.append("exit code %s (log: %s)" % (r.rc, r.log))
+    problems, dropped = tp.count_problems(broker, r, rows)
     if dropped:
         return problems
     seen = {}  # key -> outputs read so far
@@ -233,50 +223,16 @@ def throughput(a, work, env, inp):
                 if r.exact is not None:
                     ok += " (%d of %d bit-identical to the reference, largest relative difference %.1e)" % (
                         r.exact, a.rows, r.maxrel)
-            log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
-                "CPU %5.1f s  peak RSS %6.1f MB%s"
-                % (rep, peer, tp.fmt_rate(r.total), tp.fmt_rate(r.steady),
-                   "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
-                   r.rss_kb / 1024, ok))
-            for prob in r.problems:
-                log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
-                failures.append("%s run %d: %s" % (peer, rep, prob))
+            tp.log_run(rep, peer, topic, r, ok, failures)
     return results, failures
 
 
-def median(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def print_throughput(a, inp, results):
-    def med(peer, attr):
-        return median(getattr(r, attr) for r in results[peer])
-
     print("1. throughput: %d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d run(s) "
           "(steady: 10%% -> 90%% of the outputs)" % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
-    print("%-10s %13s %14s %10s %6s %11s %10s" % (
-        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
-    for peer in PEERS:
-        rss = max(r.rss_kb for r in results[peer]) / 1024
-        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
-            peer, tp.fmt_rate(med(peer, "total")).strip(), tp.fmt_rate(med(peer, "steady")).strip(),
-            "%.2f" % su if su is not None else "-", cpu,
-            "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
-
-    def ratio(attr, x, y):
-        u, v = med(x, attr), med(y, attr)
-        return "%.2f" % (u / v) if u and v else "-"
-
-    for attr in ("steady", "total"):
-        print("ratios (%s):%s windowed/stateless = %s (target >= 0.6), windowed/py-window = %s (target >= 3)"
-              % (attr, " " if attr == "total" else "", ratio(attr, "windowed", "stateless"),
-                 ratio(attr, "windowed", "py-window")))
-    print("ratios (msgs/CPU-s): windowed/stateless = %s, windowed/py-window = %s"
-          % (ratio("cpu_s", "stateless", "windowed"), ratio("cpu_s", "py-window", "windowed")))
-    print("per run (steady msgs/s): " + "; ".join(
-        "%s %s" % (peer, " ".join(tp.fmt_rate(r.steady).strip() for r in results[peer])) for peer in PEERS))
+    med = tp.print_peers(results, PEERS, a.rows)
+    tp.print_ratios(med, "windowed", [("stateless", 0.6), ("py-window", 3)])
+    tp.print_per_run(results, PEERS)
 
 
 # ---- 2. in process -----------------------------------------------------------------
