@@ -111,7 +111,8 @@ def test_table_partitions_move_between_instances_with_their_values(broker_factor
     b = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "b"))
     wait_until(lambda: "partitions assigned" in b.stderr() and a.stderr().count("partitions assigned") >= 2,
                60, "both assigned", app=b)
-    assert "state __table__owners: read " in b.stderr()
+    # the table's partitions are read before the assignment is taken up: logged after it
+    wait_until(lambda: "state __table__owners: read " in b.stderr(), 30, "B to read its table partitions", app=b)
     produce(broker.addr, "owners", [rec(d, {"owner": f"new-{d}"}) for d in devices])
     wait_committed_to_end(broker.addr, APP, "owners", 60, app=a)
     assert b.stop() == 0
