@@ -51,9 +51,10 @@ int ls_batch_alloc(ls_batch *b, int capacity) {
   b->meta = calloc(n, sizeof *b->meta);
   b->row_msg = calloc(n, sizeof *b->row_msg);
   b->msg_err = calloc(n, sizeof *b->msg_err);
+  b->json = calloc(1, sizeof *b->json);
   ls_buf_init(&b->kbuf);
   ls_buf_init(&b->vbuf);
-  int ok = b->meta && b->row_msg && b->msg_err;
+  int ok = b->meta && b->row_msg && b->msg_err && b->json;
   b->cap = ok ? capacity : 0; /* never a capacity without its arrays */
   return ok ? 0 : -1;
 }
@@ -65,6 +66,9 @@ void ls_batch_free(ls_batch *b) {
   free(b->msg_err);
   ls_buf_free(&b->kbuf);
   ls_buf_free(&b->vbuf);
+  if (b->json) ls_buf_free(b->json);
+  free(b->json);
+  b->json = NULL;
   b->meta = NULL;
   b->row_msg = NULL;
   b->msg_err = NULL;
@@ -194,7 +198,8 @@ int ls_batch_call(ls_batch *b, int first, int last, char *err, size_t errlen) {
   lua_pushlightuserdata(L, b->meta);
   lua_pushinteger(L, first);
   lua_pushinteger(L, last);
-  return finish_call(b, 4, err, errlen);
+  lua_pushlightuserdata(L, b->json);
+  return finish_call(b, 5, err, errlen);
 }
 
 int ls_batch_call_source(ls_batch *b, int k, double now_ms, char *err, size_t errlen) {
@@ -204,7 +209,8 @@ int ls_batch_call_source(ls_batch *b, int k, double now_ms, char *err, size_t er
   lua_remove(L, -2);
   lua_pushinteger(L, k);
   lua_pushnumber(L, now_ms);
-  return finish_call(b, 2, err, errlen);
+  lua_pushlightuserdata(L, b->json);
+  return finish_call(b, 3, err, errlen);
 }
 
 int ls_batch_call_idle(ls_batch *b, double now_ms, int *failed, char *err, size_t errlen) {
@@ -214,7 +220,8 @@ int ls_batch_call_idle(ls_batch *b, double now_ms, int *failed, char *err, size_
   lua_getfield(L, -1, "run_idle");
   lua_remove(L, -2);
   lua_pushnumber(L, now_ms);
-  if (lua_pcall(L, 1, 2, 0) != 0) {
+  lua_pushlightuserdata(L, b->json);
+  if (lua_pcall(L, 2, 2, 0) != 0) {
     ls_vm_pop_error(L, err, errlen);
     return -1;
   }
@@ -243,6 +250,9 @@ void ls_batch_push_handler(ls_batch *b) {
 
 /* ---- outputs -------------------------------------------------------------- */
 
+/* The JSON text of one call's outputs is kept for the next up to this size. */
+#define LS_BATCH_JSON_KEEP (1u << 20)
+
 typedef struct emit_ctx {
   ls_batch *b;
   int nout;
@@ -252,7 +262,23 @@ typedef struct emit_ctx {
   int rc;
 } emit_ctx;
 
-enum { T_VAL, T_KEY, T_TOPIC, T_TS, T_ROW, T_HDR, T_COUNT };
+enum { T_VAL, T_KEY, T_TOPIC, T_TS, T_ROW, T_HDR, T_JSON_END, T_COUNT };
+
+/* The value of output j when luastream.jsonout wrote it: out_json_end[j] is
+ * where its text ends in b->json (the previous one's end is where it starts;
+ * none is empty), or -1 when it left the value to ls_encode. Returns 1 when
+ * it did. */
+static int written_value(ls_batch *b, int tabs, int j, ls_outrec *o) {
+  lua_State *L = b->L;
+  lua_rawgeti(L, tabs + T_JSON_END, j);
+  double end = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!(end > (double)b->json_pos && end <= (double)b->json->len)) return 0; /* -1, nil */
+  o->value = b->json->data + b->json_pos;
+  o->value_len = (size_t)end - b->json_pos;
+  b->json_pos = (size_t)end;
+  return 1;
+}
 
 /* Encodes key and value of output j into kbuf/vbuf; 0, or 1 (key) / 2 (value) on error. */
 static int encode_kv(ls_batch *b, int tabs, int j, const ls_topic_spec *t, ls_outrec *o,
@@ -262,13 +288,14 @@ static int encode_kv(ls_batch *b, int tabs, int j, const ls_topic_spec *t, ls_ou
   lua_rawgeti(L, tabs + T_KEY, j);
   int bad = !lua_isnil(L, -1) && ls_encode(L, -1, t->key, &b->kbuf, err, errlen);
   o->key = lua_isnil(L, -1) ? NULL : b->kbuf.data ? b->kbuf.data : "";
+  o->key_len = b->kbuf.len;
   lua_pop(L, 1);
   if (bad) return 1;
+  if (written_value(b, tabs, j, o)) return 0;
   lua_rawgeti(L, tabs + T_VAL, j);
   bad = !lua_isnil(L, -1) && ls_encode(L, -1, t->value, &b->vbuf, err, errlen);
   o->value = lua_isnil(L, -1) ? NULL : b->vbuf.data ? b->vbuf.data : "";
   lua_pop(L, 1);
-  o->key_len = b->kbuf.len;
   o->value_len = b->vbuf.len;
   return bad ? 2 : 0;
 }
@@ -303,8 +330,8 @@ static int emit_one(emit_ctx *c, int tabs, int j) {
 /* Runs under lua_cpcall: encoding may raise (out of memory). */
 static int emit_cb(lua_State *L) {
   emit_ctx *c = lua_touserdata(L, 1);
-  static const char *const names[T_COUNT] = {"out_val", "out_key", "out_topic",
-                                             "out_ts",  "out_row", "out_hdr"};
+  static const char *const names[T_COUNT] = {"out_val", "out_key", "out_topic", "out_ts",
+                                             "out_row", "out_hdr", "out_json_end"};
   int tabs = lua_gettop(L) + 2;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->b->rt_ref);
   for (int i = 0; i < T_COUNT; i++) lua_getfield(L, tabs - 1, names[i]);
@@ -316,7 +343,10 @@ int ls_batch_emit(ls_batch *b, int nout, ls_emit_fn emit, ls_emit_error_fn on_er
                   char *err, size_t errlen) {
   if (nout <= 0) return 0;
   emit_ctx c = {b, nout, emit, on_error, ud, 0};
-  if (lua_cpcall(b->L, emit_cb, &c) != 0) {
+  b->json_pos = 0;
+  int failed = lua_cpcall(b->L, emit_cb, &c) != 0;
+  if (b->json->cap > LS_BATCH_JSON_KEEP) ls_buf_free(b->json); /* a rare huge batch */
+  if (failed) {
     ls_vm_pop_error(b->L, err, errlen);
     return -1;
   }

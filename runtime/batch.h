@@ -3,7 +3,7 @@
  * batch.c owns the arrays shared with luastream.runtime (rt.rows, rt.keys,
  * rt.hdrs and the FFI meta array), decoding consumed records into them, the
  * single lua_pcall of rt.run_batch, and encoding each output with its topic's
- * serializers. It knows nothing of Kafka: app.c feeds it records from the
+ * serializers (or taking the JSON text luastream.jsonout wrote for it). It knows nothing of Kafka: app.c feeds it records from the
  * consumer and produces what it emits; the in-process benchmark feeds it
  * records from memory. Error policies stay with the caller. */
 #ifndef LS_BATCH_H
@@ -69,6 +69,8 @@ typedef struct ls_batch {
   char **msg_err;      /* message index -> decode error, or NULL */
   int nmsgs, nrows, prev_nrows;
   ls_buf kbuf, vbuf;
+  ls_buf *json;        /* the JSON values luastream.jsonout wrote for this call's outputs */
+  size_t json_pos;     /* emit: where the next of them starts */
   char **steps;        /* rt.steps: "file:line: what" of each user function's step (watchdog.c) */
   int nsteps;
 } ls_batch;

@@ -897,11 +897,11 @@ static int enc_escape(enc *e, unsigned char c) {
   return enc_put(e, s, n);
 }
 
-/* A quoted string. what names it in the error ("string", "object key"). */
-static int enc_string(enc *e, const char *str, size_t n, const char *what) {
-  const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + n, *run = s;
-  if (ls_buf_reserve(e->out, n + 2)) return enc_fail(e, "out of memory");
-  e->out->data[e->out->len++] = '"';
+/* The rest of a quoted string whose first byte needing care is at p: copies
+ * the plain runs, escapes, checks multi-byte sequences, then the closing quote
+ * and the byte after (if any). The opening quote and s[0..p) are written. */
+static int enc_string_slow(enc *e, const unsigned char *run, const unsigned char *p,
+                           const unsigned char *end, char after, const char *what) {
   for (;;) {
     p = scan_plain(p, end);
     if (p == end) break;
@@ -914,8 +914,32 @@ static int enc_string(enc *e, const char *str, size_t n, const char *what) {
     if (enc_put(e, run, (size_t)(p - run)) || enc_escape(e, *p)) return -1;
     run = ++p;
   }
-  if (enc_put(e, run, (size_t)(end - run))) return -1;
-  return enc_putc(e, '"');
+  if (enc_put(e, run, (size_t)(end - run)) || enc_putc(e, '"')) return -1;
+  return after ? enc_putc(e, after) : 0;
+}
+
+/* A quoted string, then the byte after unless it is 0 (the ':' after a key).
+ * what names it in the error ("string", "object key"). Strings with nothing
+ * to escape, most keys and values, are one scan and one copy; short ones are
+ * scanned byte by byte, which beats the word scan's set-up below 8 bytes. */
+static int enc_string(enc *e, const char *str, size_t n, char after, const char *what) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + n, *p = s;
+  if (n >= 8) p = scan_plain(s, end);
+  else
+    while (p < end && is_plain(*p)) p++;
+  if (ls_buf_reserve(e->out, n + 3)) return enc_fail(e, "out of memory");
+  char *dst = e->out->data + e->out->len;
+  dst[0] = '"';
+  if (p != end) {
+    memcpy(dst + 1, s, (size_t)(p - s));
+    e->out->len += 1 + (size_t)(p - s);
+    return enc_string_slow(e, p, p, end, after, what);
+  }
+  memcpy(dst + 1, s, n);
+  dst[n + 1] = '"';
+  dst[n + 2] = after;
+  e->out->len += n + 2 + (after != 0);
+  return 0;
 }
 
 static int enc_number(enc *e, double v) {
@@ -982,7 +1006,7 @@ static int enc_key(enc *e, int idx) {
   if (type == LUA_TSTRING) {
     st->kind = STEP_KEY;
     st->key = lua_tolstring(e->L, idx, &st->keylen);
-    if (enc_string(e, st->key, st->keylen, "object key")) return -1;
+    return enc_string(e, st->key, st->keylen, ':', "object key");
   } else if (type == LUA_TNUMBER) {
     double k = lua_tonumber(e->L, idx); /* not lua_tolstring: it would change the key */
     char num[LS_DTOA_BUFSIZE + 2];
@@ -1039,7 +1063,7 @@ static int enc_value(enc *e, int idx) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    return enc_string(e, s, n, "string");
+    return enc_string(e, s, n, 0, "string");
   }
   case LUA_TTABLE: return enc_table(e, idx);
   case LUA_TLIGHTUSERDATA:
@@ -1065,3 +1089,64 @@ int ls_json_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen)
   if (rc) out->len = len0;
   return rc;
 }
+
+/* ---- Flat objects from Lua (json.h, luastream/jsonout.lua) ---- */
+
+/* An encoder with no Lua state and no error text: enc_fail returns -1 at once
+ * (it looks at err first), and nothing here reads the path. */
+static void ffi_enc(enc *e, ls_buf *out) {
+  e->L = NULL;
+  e->out = out;
+  e->depth = e->steps = 0;
+  e->err = NULL;
+  e->errlen = 0;
+}
+
+/* Writes sep, the quoted key and ':' with room for extra bytes after them;
+ * returns where the value goes, or NULL (out of memory, invalid UTF-8). Plain
+ * keys are copied as they are checked; others go through enc_string. */
+static char *ffi_key(ls_buf *out, int sep, const char *key, size_t keylen, size_t extra) {
+  if (ls_buf_reserve(out, keylen + 4 + extra)) return NULL;
+  char *d = out->data + out->len;
+  d[0] = (char)sep;
+  d[1] = '"';
+  for (size_t i = 0; i < keylen; i++) {
+    if (!is_plain((unsigned char)key[i])) {
+      enc e;
+      ffi_enc(&e, out);
+      out->len++; /* keep sep */
+      if (enc_string(&e, key, keylen, ':', "object key") || ls_buf_reserve(out, extra)) return NULL;
+      return out->data + out->len;
+    }
+    d[2 + i] = key[i];
+  }
+  d[2 + keylen] = '"';
+  d[3 + keylen] = ':';
+  return d + 4 + keylen;
+}
+
+int ls_ffi_json_num(ls_buf *out, int sep, const char *key, size_t keylen, double v) {
+  char *d = isfinite(v) ? ffi_key(out, sep, key, keylen, LS_DTOA_BUFSIZE) : NULL;
+  if (!d) return -1;
+  out->len = (size_t)(d - out->data) + (size_t)write_number(d, v);
+  return 0;
+}
+
+int ls_ffi_json_str(ls_buf *out, int sep, const char *key, size_t keylen, const char *s, size_t n) {
+  char *d = ffi_key(out, sep, key, keylen, 0);
+  if (!d) return -1;
+  out->len = (size_t)(d - out->data);
+  enc e;
+  ffi_enc(&e, out);
+  return enc_string(&e, s, n, 0, "string");
+}
+
+int ls_ffi_json_bool(ls_buf *out, int sep, const char *key, size_t keylen, bool v) {
+  char *d = ffi_key(out, sep, key, keylen, 5);
+  if (!d) return -1;
+  memcpy(d, v ? "true" : "false", v ? 4 : 5);
+  out->len = (size_t)(d - out->data) + (v ? 4 : 5);
+  return 0;
+}
+
+int ls_ffi_json_close(ls_buf *out) { return ls_buf_putc(out, '}'); }

@@ -32,6 +32,7 @@
 #ifndef LS_JSON_H
 #define LS_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <lua.h>
@@ -53,5 +54,19 @@ int ls_json_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *
  * with a one-line message in err (e.g. "cannot encode NaN or infinity at $.a.b") and
  * out->len as it was. The stack is unchanged on return. Runs inside a protected call. */
 int ls_json_encode(lua_State *L, int idx, ls_buf *out, char *err, size_t errlen);
+
+/* Flat objects written from Lua (luastream/jsonout.lua, through FFI): one
+ * field of an object, appended to out as sep ('{' before the first field, ','
+ * before the others), the quoted key, ':' and the value, with the same
+ * functions ls_json_encode uses, so the text is the same byte for byte. Each
+ * returns 0, or -1 when ls_json_encode must do the object instead (a NaN or
+ * an infinity, invalid UTF-8, out of memory: it then reports the error with
+ * its path); out->len is then undefined and the caller resets it. They touch
+ * no Lua state. */
+int ls_ffi_json_num(ls_buf *out, int sep, const char *key, size_t keylen, double v);
+int ls_ffi_json_str(ls_buf *out, int sep, const char *key, size_t keylen, const char *s, size_t n);
+int ls_ffi_json_bool(ls_buf *out, int sep, const char *key, size_t keylen, bool v);
+/* The closing '}' of such an object; 0, or -1 when out of memory. */
+int ls_ffi_json_close(ls_buf *out);
 
 #endif

@@ -2,9 +2,9 @@
 -- (docs/internals.md, "The batch ABI").
 --
 --   spec = rt.load(script_path, cli)
---   nout = rt.run_batch(n, meta, first, last)
---   nout = rt.run_source(k, now_ms)
---   nout, err = rt.run_idle(now_ms)
+--   nout = rt.run_batch(n, meta, first, last, json_buf)
+--   nout = rt.run_source(k, now_ms, json_buf)
+--   nout, err = rt.run_idle(now_ms, json_buf)
 --   policy, message = rt.handle_error(err, row, msg)
 --
 -- Inputs: C fills rt.rows[i], rt.keys[i], rt.hdrs[i] (1-based; entries past
@@ -21,6 +21,9 @@
 -- in meta is a 1-based index into spec.inputs. out_ts is always set for
 -- pipeline outputs (the row's timestamp unless set_timestamp changed it);
 -- for sources it is the timestamp passed to emit, else now_ms.
+-- json_buf (a light userdata: C's ls_buf, or nil) receives the JSON text of
+-- the flat rows of JSON topics (luastream.jsonout), and out_json_end[j] where
+-- output j's ends there, or -1 when C is to encode out_val[j] itself.
 --
 -- Rows are mutated in place by the pipeline (column assignment, update,
 -- drop, fill). A batch that fails has already changed the rows before the
@@ -35,6 +38,7 @@ local util = require("luastream.util")
 local compile = require("luastream.compile")
 local state = require("luastream.state")
 local window = require("luastream.window")
+local jsonout = require("luastream.jsonout")
 
 -- ls_meta_t is declared once per Lua state (this module is loaded again by
 -- each luastream.testing driver, and ffi.cdef cannot declare a type twice).
@@ -61,12 +65,14 @@ local rt = {}
 
 rt.rows, rt.keys, rt.hdrs = {}, {}, {}
 
-local out = { val = {}, key = {}, topic = {}, ts = {}, row = {}, hdr = {} }
+local out = { val = {}, key = {}, topic = {}, ts = {}, row = {}, hdr = {}, json_end = {} }
 rt.out_val, rt.out_key, rt.out_topic = out.val, out.key, out.topic
 rt.out_ts, rt.out_row, rt.out_hdr = out.ts, out.row, out.hdr
+rt.out_json_end = out.json_end
+local is_json = {} -- output topic id -> its values are JSON
 
 local P = nil          -- the loaded program
-local high = 0         -- highest output index written since the last trim
+local high = 0         -- highest output index written since the last finish
 
 -- Where a pipeline is: the generated row loop sets at.i (the row) and
 -- at.nout (the outputs of the rows before it) at the start of every row, and
@@ -86,18 +92,23 @@ rt.steps = {}
 
 local function clear_outputs()
   clear(out.val); clear(out.key); clear(out.topic)
-  clear(out.ts); clear(out.row); clear(out.hdr)
+  clear(out.ts); clear(out.row); clear(out.hdr); clear(out.json_end)
   high = 0
 end
 
-local function trim(nout)
+-- Ends a call that wrote outputs 1..nout: clears the entries past them and
+-- writes their JSON values into json_buf.
+local function finish(nout, json_buf)
+  if nout > high then high = nout end
   if high > nout then
-    local val, key, topic, ts, row, hdr = out.val, out.key, out.topic, out.ts, out.row, out.hdr
+    local val, key, topic, ts, row, hdr, je = out.val, out.key, out.topic, out.ts, out.row, out.hdr, out.json_end
     for j = nout + 1, high do
-      val[j] = nil; key[j] = nil; topic[j] = nil; ts[j] = nil; row[j] = nil; hdr[j] = nil
+      val[j] = nil; key[j] = nil; topic[j] = nil; ts[j] = nil; row[j] = nil; hdr[j] = nil; je[j] = nil
     end
   end
   high = nout
+  jsonout.write(json_buf, nout, out.val, out.topic, is_json, out.json_end)
+  return nout
 end
 
 local function describe(e)
@@ -222,8 +233,10 @@ local function build(app, script_name, cli)
     p.topic = topic.name
     pipelines[id] = p
   end
+  clear(is_json)
   for id, topic in ipairs(app.outputs) do
     spec.outputs[id] = { name = topic.name, key = topic.key, value = topic.value }
+    is_json[id] = topic.value == "json"
   end
   spec.repartitions = {}
   for k, r in ipairs(app.repartitions) do
@@ -370,7 +383,7 @@ local function keep_completed(rows, meta, first, upto, nout)
   return r
 end
 
-local function replayed(rows, meta, row)
+local function replayed(rows, meta, row, json_buf)
   local r = replay
   if r.rows ~= rows or row < r.first or row > r.upto then return nil end
   local m = meta[row - 1]
@@ -387,13 +400,11 @@ local function replayed(rows, meta, row)
     end
     nout = #list
   end
-  if nout > high then high = nout end
-  trim(nout)
-  return nout
+  return finish(nout, json_buf)
 end
 
 -- Runs rows first..last (default 1..n) through their topics' pipelines.
-function rt.run_batch(n, meta, first, last)
+function rt.run_batch(n, meta, first, last, json_buf)
   if P == nil then error("run_batch: no script loaded (call rt.load first)", 0) end
   meta = as_meta(meta)
   first = first or 1
@@ -401,7 +412,7 @@ function rt.run_batch(n, meta, first, last)
   local rows, keys, hdrs = rt.rows, rt.keys, rt.hdrs
   if replay then
     if first == last then
-      local nout = replayed(rows, meta, first)
+      local nout = replayed(rows, meta, first, json_buf)
       if nout then return nout end
     else
       replay = nil
@@ -439,9 +450,7 @@ function rt.run_batch(n, meta, first, last)
     i = j + 1
   end
   current = nil
-  if nout > high then high = nout end
-  trim(nout)
-  return nout
+  return finish(nout, json_buf)
 end
 
 ---------------------------------------------------------------------------
@@ -481,7 +490,7 @@ local function source_handler(e)
 end
 
 -- Calls source k's function with emit(value, key, timestamp_ms) and now_ms.
-function rt.run_source(k, now_ms)
+function rt.run_source(k, now_ms, json_buf)
   if P == nil then error("run_source: no script loaded (call rt.load first)", 0) end
   local s = P.sources[k]
   if s == nil then
@@ -497,10 +506,7 @@ function rt.run_source(k, now_ms)
     clear_outputs()
     error(err, 0)
   end
-  local nout = src_nout
-  if nout > high then high = nout end
-  trim(nout)
-  return nout
+  return finish(src_nout, json_buf)
 end
 
 ---------------------------------------------------------------------------
@@ -520,7 +526,7 @@ end
 -- Returns nout; the outputs have out_row <= 0 (no input record). A key
 -- whose close fails keeps its windows; the failures are raised together
 -- after the outputs of the others are returned (nout, message).
-function rt.run_idle(now_ms)
+function rt.run_idle(now_ms, json_buf)
   if P == nil then error("run_idle: no script loaded (call rt.load first)", 0) end
   now_ms = now_ms or core.now_ms()
   local nout = 0
@@ -528,8 +534,7 @@ function rt.run_idle(now_ms)
   for _, R in ipairs(window.idle_steps()) do
     nout = window.close_idle(R, now_ms, nout, IDLE_SCAN_MAX, idle_error)
   end
-  if nout > high then high = nout end
-  trim(nout)
+  finish(nout, json_buf)
   if #idle_failed > 0 then
     local msg = table.concat(idle_failed, "; ")
     for j = #idle_failed, 1, -1 do idle_failed[j] = nil end

@@ -5,7 +5,10 @@
  * rows from memory in batches of 1000 messages spread over 16 partitions, and
  * times three stages on one core:
  *   decode    ls_batch_decode                (JSON -> Lua tables)
- *   +pipeline ls_batch_decode + ls_batch_call (the compiled pipeline)
+ *   +pipeline ls_batch_decode + ls_batch_call (the compiled pipeline, which
+ *                                             ends by writing the JSON text
+ *                                             of flat output rows:
+ *                                             luastream.jsonout)
  *   full      + ls_batch_emit                (encode every output; the emit
  *                                             callback only counts bytes)
  * What Kafka costs (librdkafka, the broker) is not in these numbers.

@@ -37,6 +37,10 @@
 #define ls_dtoa fuzz_dtoa
 #define ls_u64toa fuzz_u64toa
 #define ls_decimal_to_double fuzz_decimal_to_double
+#define ls_ffi_json_num fuzz_ffi_json_num
+#define ls_ffi_json_str fuzz_ffi_json_str
+#define ls_ffi_json_bool fuzz_ffi_json_bool
+#define ls_ffi_json_close fuzz_ffi_json_close
 #include "../../runtime/dtoa.c"
 #include "../../runtime/json.c"
 #include "lua_vm.h"
@@ -198,6 +202,46 @@ static void fuzz_arrays_vec(lua_State *L, const fuzz_input *in, int top, int rc0
   lua_settop(L, base);
 }
 
+/* A flat object (string keys; number, string and boolean values) written
+ * field by field as luastream.jsonout does, through the FFI entry points.
+ * Returns 1 when they wrote it, 0 when it is not flat or one declined. */
+static int fuzz_write_flat(lua_State *L, int idx, ls_buf *out) {
+  int sep = '{', ok = 1;
+  out->len = 0;
+  lua_pushnil(L);
+  while (ok && lua_next(L, idx)) {
+    size_t kn = 0, n = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
+    int t = lua_type(L, -1);
+    const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (!k) ok = 0;
+    else if (t == LUA_TNUMBER) ok = fuzz_ffi_json_num(out, sep, k, kn, lua_tonumber(L, -1)) == 0;
+    else if (t == LUA_TSTRING) ok = fuzz_ffi_json_str(out, sep, k, kn, s, n) == 0;
+    else if (t == LUA_TBOOLEAN) ok = fuzz_ffi_json_bool(out, sep, k, kn, lua_toboolean(L, -1)) == 0;
+    else ok = 0;
+    lua_pop(L, 1);
+    sep = ',';
+  }
+  if (!ok) lua_pop(L, 1); /* the key lua_next left */
+  return ok && sep == ',' && fuzz_ffi_json_close(out) == 0;
+}
+
+/* The value at idx, when it is a flat object, written field by field must be
+ * the text the encoder gave (rc, text), and declined only where it failed. */
+static void fuzz_flat(lua_State *L, int idx, int rc, const ls_buf *text, const fuzz_input *in) {
+  if (lua_type(L, idx) != LUA_TTABLE) return;
+  if (lua_getmetatable(L, idx)) { /* an array */
+    lua_pop(L, 1);
+    return;
+  }
+  ls_buf flat;
+  ls_buf_init(&flat);
+  int wrote = fuzz_write_flat(L, idx, &flat);
+  int same = wrote && rc == 0 && flat.len == text->len && memcmp(flat.data, text->data, flat.len) == 0;
+  ls_buf_free(&flat);
+  if (wrote && !same) fuzz_fail("a flat object written field by field differs", in);
+}
+
 /* Runs in lua_pcall: the whole check for one input. */
 static int fuzz_one(lua_State *L) {
   const fuzz_input *in = lua_touserdata(L, 1);
@@ -213,7 +257,9 @@ static int fuzz_one(lua_State *L) {
   ls_buf first, second;
   ls_buf_init(&first);
   ls_buf_init(&second);
-  if (fuzz_encode(L, top + 1, &first, err, sizeof err) != 0) {
+  int rc = fuzz_encode(L, top + 1, &first, err, sizeof err);
+  fuzz_flat(L, top + 1, rc, &first, in);
+  if (rc != 0) {
     ls_buf_free(&first);
     if (!strstr(err, "NaN or infinity")) fuzz_fail(err, in);
     return 0;
