@@ -551,7 +551,64 @@ static int push_double(dec *d, const unsigned char *s, const unsigned char *e, n
   return 0;
 }
 
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define EXACT_DIVISION 1
+#else
+#define EXACT_DIVISION 0
+#endif
+
+/* The common numbers, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? with
+ * at most 19 digits before the exponent, in one pass: the byte after the
+ * number at p, with its value in *out; NULL for anything else (more digits, a
+ * malformed number, and with exact_ints an integer literal beyond 2^53, which
+ * a table keeps as int64), which dec_number then reads or reports. The digits
+ * fit a uint64_t exactly, and the value is that times a power of ten: one
+ * correctly rounded division when both are exact doubles (Clinger's fast
+ * path), else ls_decimal_to_double, as dec_number does. */
+static const unsigned char *fast_number(const unsigned char *p, const unsigned char *e, double *out,
+                                        int exact_ints) {
+  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  int neg = p < e && *p == '-';
+  p += neg;
+  const unsigned char *s = p;
+  uint64_t m = 0;
+  for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+  long nint = p - s, nfrac = 0;
+  if (nint == 0 || (*s == '0' && nint > 1)) return NULL;
+  if (p < e && *p == '.') {
+    const unsigned char *f = ++p;
+    for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+    if ((nfrac = p - f) == 0) return NULL;
+  }
+  if (nint + nfrac > 19) return NULL;
+  long exp10 = -nfrac;
+  int has_exp = p < e && (*p == 'e' || *p == 'E');
+  if (exact_ints && nfrac == 0 && !has_exp && m > (uint64_t)1 << 53) return NULL;
+  if (has_exp) {
+    int eneg = ++p < e && *p == '-';
+    p += p < e && (*p == '-' || *p == '+');
+    if (p == e || !is_digit(*p)) return NULL;
+    long x = 0;
+    for (; p < e && is_digit(*p); p++)
+      if (x < 100000) x = x * 10 + (*p - '0');
+    exp10 += eneg ? -x : x;
+  }
+  double v;
+  if (EXACT_DIVISION && m <= (uint64_t)1 << 53 && exp10 <= 0 && exp10 >= -22) v = (double)m / pow10[-exp10];
+  else if (ls_decimal_to_double(m, (int)exp10, &v) != 0) return NULL;
+  *out = neg ? -v : v;
+  return p;
+}
+
 static int dec_number(dec *d) {
+  double v;
+  const unsigned char *after = fast_number(d->p, d->end, &v, 1);
+  if (after) {
+    d->p = after;
+    lua_pushnumber(d->L, v);
+    return 0;
+  }
   const unsigned char *s = d->p, *p = s, *e = d->end;
   numparts n = {0, 0, 0};
   int is_int = 1;
@@ -636,52 +693,6 @@ static long numeric_array_len(const dec *d) {
   }
 }
 
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-#define EXACT_DIVISION 1
-#else
-#define EXACT_DIVISION 0
-#endif
-
-/* The common numbers of a vec, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
- * with at most 19 digits before the exponent: the byte after the number at
- * p, with its value in *out; NULL for anything else (more digits, a
- * malformed number), which dec_number then reads or reports. The digits fit
- * a uint64_t exactly, and the value is that times a power of ten: one
- * correctly rounded division when both are exact doubles (Clinger's fast
- * path), else ls_decimal_to_double, as dec_number does. */
-static const unsigned char *fast_number(const unsigned char *p, const unsigned char *e, double *out) {
-  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-  int neg = p < e && *p == '-';
-  p += neg;
-  const unsigned char *s = p;
-  uint64_t m = 0;
-  for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
-  long nint = p - s, nfrac = 0;
-  if (nint == 0 || (*s == '0' && nint > 1)) return NULL;
-  if (p < e && *p == '.') {
-    const unsigned char *f = ++p;
-    for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
-    if ((nfrac = p - f) == 0) return NULL;
-  }
-  if (nint + nfrac > 19) return NULL;
-  long exp10 = -nfrac;
-  if (p < e && (*p == 'e' || *p == 'E')) {
-    int eneg = ++p < e && *p == '-';
-    p += p < e && (*p == '-' || *p == '+');
-    if (p == e || !is_digit(*p)) return NULL;
-    long x = 0;
-    for (; p < e && is_digit(*p); p++)
-      if (x < 100000) x = x * 10 + (*p - '0');
-    exp10 += eneg ? -x : x;
-  }
-  double v;
-  if (EXACT_DIVISION && m <= (uint64_t)1 << 53 && exp10 <= 0 && exp10 >= -22) v = (double)m / pow10[-exp10];
-  else if (ls_decimal_to_double(m, (int)exp10, &v) != 0) return NULL;
-  *out = neg ? -v : v;
-  return p;
-}
-
 /* A number fast_number declined (more than 19 digits, or malformed): read
  * by dec_number, as a table element would be, then taken as the nearest
  * double (an int64 / uint64 too). */
@@ -708,7 +719,7 @@ static int dec_vec(dec *d, long n) {
   if (!more) d->p++; /* numeric_array_len saw the ']' */
   while (more) {
     if (i == n) return dec_unexpected(d, d->p); /* cannot happen: n counted the commas */
-    const unsigned char *q = fast_number(d->p, d->end, &x[i]);
+    const unsigned char *q = fast_number(d->p, d->end, &x[i], 0);
     if (q) d->p = q;
     else if (dec_number_double(d, &x[i])) return -1;
     i++;
@@ -1104,22 +1115,31 @@ static void ffi_enc(enc *e, ls_buf *out) {
 
 /* Writes sep, the quoted key and ':' with room for extra bytes after them;
  * returns where the value goes, or NULL (out of memory, invalid UTF-8). Plain
- * keys are copied as they are checked; others go through enc_string. */
+ * keys are checked a word at a time and copied; others go through enc_string. */
 static char *ffi_key(ls_buf *out, int sep, const char *key, size_t keylen, size_t extra) {
-  if (ls_buf_reserve(out, keylen + 4 + extra)) return NULL;
+  if (ls_buf_reserve(out, (keylen < 8 ? 8 : keylen) + 4 + extra)) return NULL;
   char *d = out->data + out->len;
+  const unsigned char *k = (const unsigned char *)key;
+  int plain;
+  if (keylen <= 8) {
+    uint64_t w = 0x6161616161616161u; /* "aaaaaaaa": the bytes past the key are plain */
+    memcpy(&w, k, keylen);
+    plain = !word_has_special(w);
+    memcpy(d + 2, &w, 8); /* what lies past the key is overwritten below */
+  } else {
+    plain = scan_plain(k, k + keylen) == k + keylen;
+    memcpy(d + 2, k, keylen);
+  }
+  if (!plain) {
+    enc e;
+    ffi_enc(&e, out);
+    d[0] = (char)sep;
+    out->len++;
+    if (enc_string(&e, key, keylen, ':', "object key") || ls_buf_reserve(out, extra)) return NULL;
+    return out->data + out->len;
+  }
   d[0] = (char)sep;
   d[1] = '"';
-  for (size_t i = 0; i < keylen; i++) {
-    if (!is_plain((unsigned char)key[i])) {
-      enc e;
-      ffi_enc(&e, out);
-      out->len++; /* keep sep */
-      if (enc_string(&e, key, keylen, ':', "object key") || ls_buf_reserve(out, extra)) return NULL;
-      return out->data + out->len;
-    }
-    d[2 + i] = key[i];
-  }
   d[2 + keylen] = '"';
   d[3 + keylen] = ':';
   return d + 4 + keylen;

@@ -53,6 +53,8 @@ describe("luastream.jsonout", function()
       { quote = 'say "hi"\n', tab = "a\tb", ctl = "\1\31", uni = "héllo ☃ 😀", slash = "a/b\\c" },
       { [""] = "empty key", e = "" },
       { ['a"b'] = 1, ["tab\t"] = 2, ["é"] = 3, ["☃ key"] = "v" },
+      { ['1234567"'] = 1, ["12345678"] = 2, ["1234567\\"] = 3, ["123456789"] = 4 },
+      { ['a_long_key_"quoted"'] = 1, ["clé_longue_à_écrire"] = true, ["a_long_plain_key_1"] = "x" },
       { k = 9999999.12345678, j = 10000000.5, m = 0.1 + 0.2, frac8 = 1.23456789, frac9 = 0.123456789 },
     }
     for _, row in ipairs(rows) do
@@ -90,6 +92,7 @@ describe("luastream.jsonout", function()
       { x = math.huge },
       { s = bad_utf8 },
       { [bad_utf8] = 1 },
+      { ["long_key_then_bad" .. bad_utf8] = 1 },
       { 1, 2, 3 },
       { [1.5] = "numeric key" },
       {},
