@@ -102,6 +102,15 @@ static const unsigned char *scan_plain(const unsigned char *p, const unsigned ch
   return p;
 }
 
+/* Whether all n bytes at s are plain: short strings as one padded word (the
+ * word scan's set-up costs more than they do), longer ones by scan_plain. */
+static int all_plain(const unsigned char *s, size_t n) {
+  if (n > 8) return scan_plain(s, s + n) == s + n;
+  uint64_t w = 0x6161616161616161u; /* "aaaaaaaa": the bytes past s[n-1] are plain */
+  memcpy(&w, s, n);
+  return !word_has_special(w);
+}
+
 /* Writes v in decimal to out (at least 20 bytes); returns the length. */
 static int write_u64(char *out, uint64_t v) { return ls_u64toa(v, out); }
 
@@ -908,9 +917,9 @@ static int enc_escape(enc *e, unsigned char c) {
   return enc_put(e, s, n);
 }
 
-/* The rest of a quoted string whose first byte needing care is at p: copies
- * the plain runs, escapes, checks multi-byte sequences, then the closing quote
- * and the byte after (if any). The opening quote and s[0..p) are written. */
+/* The rest of a quoted string from p, whose plain bytes from run on are not
+ * written yet: copies the plain runs, escapes, checks multi-byte sequences,
+ * then the closing quote and the byte after (if any). */
 static int enc_string_slow(enc *e, const unsigned char *run, const unsigned char *p,
                            const unsigned char *end, char after, const char *what) {
   for (;;) {
@@ -931,20 +940,15 @@ static int enc_string_slow(enc *e, const unsigned char *run, const unsigned char
 
 /* A quoted string, then the byte after unless it is 0 (the ':' after a key).
  * what names it in the error ("string", "object key"). Strings with nothing
- * to escape, most keys and values, are one scan and one copy; short ones are
- * scanned byte by byte, which beats the word scan's set-up below 8 bytes. */
+ * to escape, most keys and values, are one check and one copy. */
 static int enc_string(enc *e, const char *str, size_t n, char after, const char *what) {
-  const unsigned char *s = (const unsigned char *)str, *end = s + n, *p = s;
-  if (n >= 8) p = scan_plain(s, end);
-  else
-    while (p < end && is_plain(*p)) p++;
+  const unsigned char *s = (const unsigned char *)str;
   if (ls_buf_reserve(e->out, n + 3)) return enc_fail(e, "out of memory");
   char *dst = e->out->data + e->out->len;
   dst[0] = '"';
-  if (p != end) {
-    memcpy(dst + 1, s, (size_t)(p - s));
-    e->out->len += 1 + (size_t)(p - s);
-    return enc_string_slow(e, p, p, end, after, what);
+  if (!all_plain(s, n)) {
+    e->out->len++;
+    return enc_string_slow(e, s, s, s + n, after, what);
   }
   memcpy(dst + 1, s, n);
   dst[n + 1] = '"';
@@ -1114,32 +1118,20 @@ static void ffi_enc(enc *e, ls_buf *out) {
 }
 
 /* Writes sep, the quoted key and ':' with room for extra bytes after them;
- * returns where the value goes, or NULL (out of memory, invalid UTF-8). Plain
- * keys are checked a word at a time and copied; others go through enc_string. */
+ * returns where the value goes, or NULL (out of memory, invalid UTF-8). */
 static char *ffi_key(ls_buf *out, int sep, const char *key, size_t keylen, size_t extra) {
-  if (ls_buf_reserve(out, (keylen < 8 ? 8 : keylen) + 4 + extra)) return NULL;
+  if (ls_buf_reserve(out, keylen + 4 + extra)) return NULL;
   char *d = out->data + out->len;
-  const unsigned char *k = (const unsigned char *)key;
-  int plain;
-  if (keylen <= 8) {
-    uint64_t w = 0x6161616161616161u; /* "aaaaaaaa": the bytes past the key are plain */
-    memcpy(&w, k, keylen);
-    plain = !word_has_special(w);
-    memcpy(d + 2, &w, 8); /* what lies past the key is overwritten below */
-  } else {
-    plain = scan_plain(k, k + keylen) == k + keylen;
-    memcpy(d + 2, k, keylen);
-  }
-  if (!plain) {
+  *d = (char)sep;
+  if (!all_plain((const unsigned char *)key, keylen)) { /* enc_string's slow way */
     enc e;
     ffi_enc(&e, out);
-    d[0] = (char)sep;
     out->len++;
     if (enc_string(&e, key, keylen, ':', "object key") || ls_buf_reserve(out, extra)) return NULL;
     return out->data + out->len;
   }
-  d[0] = (char)sep;
   d[1] = '"';
+  memcpy(d + 2, key, keylen);
   d[2 + keylen] = '"';
   d[3 + keylen] = ':';
   return d + 4 + keylen;
