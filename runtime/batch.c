@@ -54,12 +54,16 @@ int ls_batch_alloc(ls_batch *b, int capacity) {
   b->json = calloc(1, sizeof *b->json);
   ls_buf_init(&b->kbuf);
   ls_buf_init(&b->vbuf);
+  memset(&b->keys, 0, sizeof b->keys);
+  b->keys_ref = 0; /* made by the first decode, inside its protected call */
   int ok = b->meta && b->row_msg && b->msg_err && b->json;
   b->cap = ok ? capacity : 0; /* never a capacity without its arrays */
   return ok ? 0 : -1;
 }
 
 void ls_batch_free(ls_batch *b) {
+  if (b->keys_ref > 0) luaL_unref(b->L, LUA_REGISTRYINDEX, b->keys_ref);
+  b->keys_ref = 0;
   for (int i = 0; b->msg_err && i < b->cap; i++) free(b->msg_err[i]);
   free(b->meta);
   free(b->row_msg);
@@ -90,14 +94,25 @@ static void set_decode_error(ls_batch *b, int i, const char *what, const char *e
   b->msg_err[i] = ls_xstrdup(msg); /* NULL would read as "decoded" */
 }
 
-/* Decodes one record; on success pushes value then key and returns 1. */
-static int decode_one(ls_batch *b, int i, const ls_inmsg *m) {
+/* The value of a record in its topic's format, pushed; 0, or -1 with err.
+ * JSON rows take their keys from b->keys (the table at stack index keys). */
+static int decode_value(ls_batch *b, const ls_topic_spec *t, const ls_inmsg *m, int flags, int keys,
+                        char *err, size_t errlen) {
+  if (t->value == LS_FMT_JSON)
+    return ls_json_decode_keys(b->L, m->payload, m->len, flags, &b->keys, keys, err, errlen);
+  return ls_decode_opts(b->L, t->value, flags, m->payload, m->len, err, errlen);
+}
+
+/* Decodes one record; on success pushes value then key and returns 1.
+ * width: the room to make in a top-level object (LS_ROW_WIDTH); keys: the
+ * stack index of b->keys's table. */
+static int decode_one(ls_batch *b, int i, const ls_inmsg *m, int width, int keys) {
   lua_State *L = b->L;
   const ls_topic_spec *t = &b->spec->inputs[m->topic];
   char err[512];
   if (!m->payload) {
     ls_push_null(L); /* a tombstone, for a table */
-  } else if (ls_decode_opts(L, t->value, t->value_flags, m->payload, m->len, err, sizeof err)) {
+  } else if (decode_value(b, t, m, t->value_flags | LS_ROW_WIDTH(width), keys, err, sizeof err)) {
     set_decode_error(b, i, "value", err);
     return 0;
   }
@@ -127,11 +142,21 @@ static void add_row(ls_batch *b, int i, const ls_inmsg *m, int rows) {
   b->row_msg[row - 1] = i;
 }
 
-/* Runs under lua_cpcall: fills rt.rows/keys/hdrs and meta. */
+/* Runs under lua_cpcall: fills rt.rows/keys/hdrs and meta. Top-level
+ * objects get room for rt.row_width fields (see runtime.lua's finish). */
 static int decode_cb(lua_State *L) {
   decode_ctx *c = lua_touserdata(L, 1);
   ls_batch *b = c->b;
+  if (b->keys_ref <= 0) {
+    lua_newtable(L);
+    b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  int keys = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->rt_ref);
+  lua_getfield(L, -1, "row_width");
+  int width = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, -1, "rows");
   lua_getfield(L, -2, "keys");
   lua_getfield(L, -3, "hdrs");
@@ -141,7 +166,7 @@ static int decode_cb(lua_State *L) {
     const ls_inmsg *m = &c->msgs[i];
     /* events are not rows, nor are tombstones, except for tables */
     if (m->topic < 0 || (!m->payload && !b->spec->inputs[m->topic].tombstones)) continue;
-    if (decode_one(b, i, m)) add_row(b, i, m, rows);
+    if (decode_one(b, i, m, width, keys)) add_row(b, i, m, rows);
   }
   /* Let the previous batch's leftovers be collected. */
   for (int r = b->nrows + 1; r <= b->prev_nrows; r++) {

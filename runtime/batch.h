@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "buf.h"
+#include "json.h"
 #include "spec.h"
 
 /* One input message as Lua sees it through FFI (see luastream/runtime.lua). */
@@ -70,6 +71,8 @@ typedef struct ls_batch {
   int nmsgs, nrows, prev_nrows;
   ls_buf kbuf, vbuf;
   ls_buf *json;        /* the JSON values luastream.jsonout wrote for this call's outputs */
+  ls_json_keys keys;   /* the top-level keys of the JSON rows last decoded (json.h) */
+  int keys_ref;        /* registry ref of the table holding them; <= 0: not made yet */
   size_t json_pos;     /* emit: where the next of them starts */
   char **steps;        /* rt.steps: "file:line: what" of each user function's step (watchdog.c) */
   int nsteps;

@@ -162,6 +162,9 @@ typedef struct dec {
   char *err;
   size_t errlen;
   int arrays_vec; /* LS_ARRAYS_VEC: arrays of numbers become vecs */
+  int row_width;  /* LS_ROW_WIDTH: the least room of a top-level object */
+  ls_json_keys *keys; /* the top-level keys by position, or NULL */
+  int keys_tab;       /* stack index of the table holding them */
 } dec;
 
 /* Table size hints: the element count of the last object / array decoded at
@@ -229,10 +232,35 @@ static int dec_next_element(dec *d, unsigned char close) {
 
 static int dec_string(dec *d);
 
-/* "key" : — pushes the key and leaves d->p on the value. */
-static int dec_key(dec *d) {
-  if (d->p >= d->end || *d->p != '"') return dec_unexpected(d, d->p);
+/* The key at d->p ('"'), field i of a top-level object, pushed from d->keys
+ * when it is the one kept for that position; otherwise decoded, and kept
+ * there when it has no escapes (the string is as long as its text). */
+static int dec_top_key(dec *d, int i) {
+  ls_json_keys *k = d->keys;
+  const unsigned char *s = d->p + 1;
+  size_t len = i < LS_JSON_KEYS_MAX ? k->len[i] : 0;
+  if (len && len < (size_t)(d->end - s) && s[len] == '"' && memcmp(s, k->s[i], len) == 0) {
+    lua_rawgeti(d->L, d->keys_tab, i + 1);
+    d->p = s + len + 1;
+    return 0;
+  }
   if (dec_string(d)) return -1;
+  size_t n;
+  const char *str = lua_tolstring(d->L, -1, &n);
+  if (i < LS_JSON_KEYS_MAX && n > 0 && n == (size_t)(d->p - 1 - s)) {
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->keys_tab, i + 1);
+    k->s[i] = str;
+    k->len[i] = n;
+  }
+  return 0;
+}
+
+/* "key" : — pushes the key (field i of its object) and leaves d->p on the
+ * value. */
+static int dec_key(dec *d, int i) {
+  if (d->p >= d->end || *d->p != '"') return dec_unexpected(d, d->p);
+  if (d->keys && d->depth == 1 ? dec_top_key(d, i) : dec_string(d)) return -1;
   skip_ws(d);
   if (d->p >= d->end || *d->p != ':') return dec_unexpected(d, d->p);
   d->p++;
@@ -243,8 +271,9 @@ static int dec_key(dec *d) {
 static int dec_object(dec *d) {
   if (dec_enter(d)) return -1;
   lua_State *L = d->L;
-  int level = hint_level(d), count = 0, more = 1;
-  lua_createtable(L, 0, hint_fields[level]);
+  int level = hint_level(d), count = 0, more = 1, room = hint_fields[level];
+  if (d->depth == 1 && room < d->row_width) room = d->row_width;
+  lua_createtable(L, 0, room);
   d->p++;
   skip_ws(d);
   if (d->p < d->end && *d->p == '}') {
@@ -252,7 +281,7 @@ static int dec_object(dec *d) {
     more = 0;
   }
   while (more) {
-    if (dec_key(d) || dec_value(d)) return -1;
+    if (dec_key(d, count) || dec_value(d)) return -1;
     lua_rawset(L, -3);
     count++;
     if ((more = dec_next_element(d, '}')) < 0) return -1;
@@ -771,12 +800,26 @@ int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errl
 }
 
 int ls_json_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *err, size_t errlen) {
+  return ls_json_decode_keys(L, p, n, flags, NULL, 0, err, errlen);
+}
+
+int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_json_keys *keys, int tab,
+                        char *err, size_t errlen) {
   if (n == 0 || p == NULL) {
     if (err && errlen) snprintf(err, errlen, "invalid JSON: empty input");
     return -1;
   }
   const unsigned char *u = (const unsigned char *)p;
-  dec d = {L, u, u, u + n, 0, err, errlen, (flags & LS_ARRAYS_VEC) != 0};
+  dec d = {.L = L,
+           .p = u,
+           .start = u,
+           .end = u + n,
+           .err = err,
+           .errlen = errlen,
+           .arrays_vec = (flags & LS_ARRAYS_VEC) != 0,
+           .row_width = LS_ROW_WIDTH_OF(flags),
+           .keys = keys,
+           .keys_tab = tab};
   int top = lua_gettop(L);
   skip_ws(&d);
   if (d.p == d.end) {

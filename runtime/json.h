@@ -47,8 +47,27 @@
  * and the Lua stack exactly as it was. Runs inside a protected Lua call (Lua may
  * raise out-of-memory errors). */
 int ls_json_decode(lua_State *L, const char *p, size_t n, char *err, size_t errlen);
-/* The same with option flags: LS_ARRAYS_VEC or 0. */
+/* The same with option flags: LS_ARRAYS_VEC, LS_ROW_WIDTH(n) (luavalue.h) or 0. */
 int ls_json_decode_opts(lua_State *L, const char *p, size_t n, int flags, char *err, size_t errlen);
+
+/* The keys of the last top-level object decoded, by position, for rows of one
+ * shape: a key found at its position again is pushed from the Lua table that
+ * holds them (at stack index `tab`, given to each call) instead of being made
+ * anew with lua_pushlstring, which hashes it and looks it up among the
+ * interned strings. A key is only kept when it has no escapes: the same bytes
+ * then always read as the same string. s[i] and len[i] are the bytes of
+ * tab[i + 1], which keeps them alive; zero the struct and give an empty table
+ * to start. One per Lua state (the table belongs to it). */
+#define LS_JSON_KEYS_MAX 32
+typedef struct ls_json_keys {
+  const char *s[LS_JSON_KEYS_MAX];
+  size_t len[LS_JSON_KEYS_MAX];
+} ls_json_keys;
+
+/* ls_json_decode_opts with the keys of top-level objects taken from, and
+ * kept in, keys and the table at stack index tab (absolute). */
+int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_json_keys *keys, int tab,
+                        char *err, size_t errlen);
 
 /* Append the JSON text of the Lua value at stack index idx to out. Returns 0, or -1
  * with a one-line message in err (e.g. "cannot encode NaN or infinity at $.a.b") and

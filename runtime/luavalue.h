@@ -23,9 +23,17 @@
  *   numbers (none at all included) becomes a vec rather than a table.
  * LS_VEC_EXT: encoding msgpack, a vec is written as the ext type
  *   LS_MPACK_EXT_VEC (mpack.h), which decodes back to a vec, rather than as
- *   an array of float64. State values use it. */
+ *   an array of float64. State values use it.
+ * LS_ROW_WIDTH(n): decoding json or msgpack, a top-level object's table is
+ *   made with room for at least n fields (at most LS_ROW_WIDTH_MAX), so that
+ *   columns a pipeline adds to a row need no rehash of it. batch.c passes the
+ *   widest flat row the pipeline wrote last (luastream.jsonout). */
 #define LS_ARRAYS_VEC 1
 #define LS_VEC_EXT 2
+#define LS_ROW_WIDTH_SHIFT 8
+#define LS_ROW_WIDTH_MAX 255
+#define LS_ROW_WIDTH(n) (((n) < 0 ? 0 : (n) > LS_ROW_WIDTH_MAX ? LS_ROW_WIDTH_MAX : (n)) << LS_ROW_WIDTH_SHIFT)
+#define LS_ROW_WIDTH_OF(flags) (((flags) >> LS_ROW_WIDTH_SHIFT) & LS_ROW_WIDTH_MAX)
 
 /* Sets up the registry entries below. Needs the ffi library loadable. */
 void ls_value_init(lua_State *L);

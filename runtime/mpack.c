@@ -52,6 +52,7 @@ typedef struct reader {
   int mt_slot;  /* stack slot for the array marker metatable */
   int mt_ready; /* whether the slot holds it yet (fetched on first use) */
   int arrays_vec; /* LS_ARRAYS_VEC: arrays of numbers become vecs */
+  int row_width;  /* LS_ROW_WIDTH: the least room of a top-level map's table */
   char *err;
   size_t errlen;
 } reader;
@@ -298,7 +299,9 @@ static int read_map(lua_State *L, reader *r, size_t n) {
   /* Every entry takes at least two bytes. */
   if (n > rd_left(r) / 2) return rd_fail(r, at, "truncated input");
   if (rd_enter(L, r, at)) return -1;
-  lua_createtable(L, 0, size_hint(n));
+  int room = size_hint(n);
+  if (r->depth == 1 && room < r->row_width) room = r->row_width;
+  lua_createtable(L, 0, room);
   for (size_t i = 0; i < n; i++) {
     const unsigned char *key_at = r->p;
     if (read_value(L, r)) return -1;
@@ -379,7 +382,7 @@ int ls_mpack_decode_opts(lua_State *L, const char *p, size_t n, int flags, char 
     return -1;
   }
   const unsigned char *s = (const unsigned char *)p;
-  reader r = { s, s, s + n, s, 0, top + 1, 0, (flags & LS_ARRAYS_VEC) != 0, err, errlen };
+  reader r = {s, s, s + n, s, 0, top + 1, 0, (flags & LS_ARRAYS_VEC) != 0, LS_ROW_WIDTH_OF(flags), err, errlen};
   lua_pushnil(L); /* the array marker's slot */
   int rc = read_value(L, &r);
   if (rc == 0 && r.p != r.end) rc = rd_fail(&r, r.p, "trailing bytes");

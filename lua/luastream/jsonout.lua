@@ -37,11 +37,11 @@ local M = {}
 
 local OPEN, COMMA = 123, 44 -- '{', ','
 
--- Appends the JSON object of row to b; false when C must do it (b.len is then
--- undefined).
+-- Appends the JSON object of row to b and returns its number of fields; false
+-- when C must do it (b.len is then undefined).
 local function write_row(b, row)
   if getmetatable(row) ~= nil then return false end
-  local sep = OPEN
+  local sep, n = OPEN, 0
   for k, v in pairs(row) do
     if type(k) ~= "string" then return false end
     local tv = type(v)
@@ -56,30 +56,40 @@ local function write_row(b, row)
       return false
     end
     if rc ~= 0 then return false end
-    sep = COMMA
+    sep, n = COMMA, n + 1
   end
   -- {} without a metatable is an object to C too, but rare enough to leave
-  return sep == COMMA and C.ls_ffi_json_close(b) == 0
+  return n > 0 and C.ls_ffi_json_close(b) == 0 and n
 end
 
 -- Writes the values of outputs 1..nout whose topic (topic[j]) is_json, one
 -- after the other into the ls_buf buf (a light userdata, or nil: none), and
--- sets json_end[j] to where each ends, or -1 for those left to C.
+-- sets json_end[j] to where each ends, or -1 for those left to C. Returns the
+-- most fields one of those rows had (0: none written), which the decoder
+-- takes as the room to make in the next rows (runtime.lua's finish).
 function M.write(buf, nout, val, topic, is_json, json_end)
   if buf == nil then
     for j = 1, nout do json_end[j] = -1 end
-    return
+    return 0
   end
   local b = ffi.cast(buf_ptr_t, buf)
   b.len = 0
+  local width = 0
   for j = 1, nout do
     local v, e = val[j], -1
     if is_json[topic[j]] and type(v) == "table" then
       local start = b.len
-      if write_row(b, v) then e = tonumber(b.len) else b.len = start end
+      local n = write_row(b, v)
+      if n then
+        e = tonumber(b.len)
+        if n > width then width = n end
+      else
+        b.len = start
+      end
     end
     json_end[j] = e
   end
+  return width
 end
 
 return M

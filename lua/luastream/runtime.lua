@@ -96,6 +96,13 @@ local function clear_outputs()
   high = 0
 end
 
+-- rt.row_width: the most fields of a flat row that luastream.jsonout wrote
+-- in the last call that wrote one. C's decoders make that much room in each
+-- top-level object they decode (LS_ROW_WIDTH in runtime/luavalue.h), so that
+-- the columns a pipeline adds to its rows (an assignment, a join's merge)
+-- find room in the table instead of growing it (a rehash per row).
+rt.row_width = 0
+
 -- Ends a call that wrote outputs 1..nout: clears the entries past them and
 -- writes their JSON values into json_buf.
 local function finish(nout, json_buf)
@@ -107,7 +114,8 @@ local function finish(nout, json_buf)
     end
   end
   high = nout
-  jsonout.write(json_buf, nout, out.val, out.topic, is_json, out.json_end)
+  local width = jsonout.write(json_buf, nout, out.val, out.topic, is_json, out.json_end)
+  if width > 0 then rt.row_width = width end
   return nout
 end
 

@@ -27,7 +27,14 @@
  * stateful script (a window) meets the same rows as new each time rather
  * than as late ones. --alloc also prints the Lua heap's growth per row in each
  * stage of the first run (the collector stopped meanwhile): what the stage
- * allocates per row. */
+ * allocates per row.
+ *
+ * --table FILE runs a script with two inputs, a stream and an app:table
+ * (tests/bench/join_table.lua): the records of FILE (key TAB value; an empty
+ * value is a tombstone) go once to the table's topic, untimed, before the
+ * warm-up (and again after each forgetting of the state), then the rows go to
+ * the other input. Every record goes to the partition its key hashes to, the
+ * same for both inputs, as co-partitioned topics have it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +52,13 @@
 #define NPART 16
 #define NDEV 200
 #define NDISTINCT 100000 /* distinct payloads, reused cyclically */
+
+/* The partition of a key (FNV-1a): the same for a stream and a table. */
+static int key_partition(const char *k, int n) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 16777619u;
+  return (int)(h % NPART);
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -76,6 +90,7 @@ typedef struct row {
 
 static row *make_rows(int n, int *crashes) {
   row *rows = calloc((size_t)n, sizeof *rows);
+  if (!rows) return NULL;
   double dir[NDEV][3];
   int burst[NDEV] = {0};
   for (int d = 0; d < NDEV; d++) {
@@ -106,15 +121,16 @@ static row *make_rows(int n, int *crashes) {
                             "{\"device\":\"%s\",\"ts\":%lld,\"gX\":%.6f,\"gY\":%.6f,\"gZ\":%.6f}",
                             r->key, 1764160000000LL + (long long)(i / NDEV) * 20 + (i % 3), g[0],
                             g[1], g[2]);
-    r->value = malloc((size_t)r->value_len);
+    if (!(r->value = malloc((size_t)r->value_len))) return NULL;
     memcpy(r->value, buf, (size_t)r->value_len);
-    r->partition = d % NPART;
+    r->partition = key_partition(r->key, r->key_len);
   }
   return rows;
 }
 
-/* Reads "key\tvalue" lines; returns the rows (*n of them) or NULL. */
-static row *read_rows(const char *path, int *n) {
+/* Reads "key\tvalue" lines; returns the rows (*n of them) or NULL. With
+ * empty_null, an empty value is a tombstone (value NULL). */
+static row *read_rows(const char *path, int *n, int empty_null) {
   FILE *f = fopen(path, "r");
   if (!f) return perror(path), NULL;
   row *rows = NULL;
@@ -127,14 +143,22 @@ static row *read_rows(const char *path, int *n) {
     if (line[len - 1] == '\n') line[--len] = 0;
     char *tab = memchr(line, '\t', (size_t)len);
     if (!tab || tab - line >= (ssize_t)sizeof rows->key) continue;
-    if (*n == cap) rows = realloc(rows, (size_t)(cap = cap ? cap * 2 : 1024) * sizeof *rows);
+    if (*n == cap) {
+      row *more = realloc(rows, (size_t)(cap = cap ? cap * 2 : 1024) * sizeof *rows);
+      if (!more) return fprintf(stderr, "bench_pipeline: out of memory\n"), NULL;
+      rows = more;
+    }
     row *r = &rows[(*n)++];
     r->key_len = (int)(tab - line);
     memcpy(r->key, line, (size_t)r->key_len);
     r->value_len = (int)(len - r->key_len - 1);
-    r->value = malloc((size_t)r->value_len + 1);
-    memcpy(r->value, tab + 1, (size_t)r->value_len);
-    r->partition = (int)((unsigned)(r->key[0] + r->key_len * 31) % NPART);
+    r->value = NULL;
+    if (r->value_len > 0 || !empty_null) {
+      if (!(r->value = malloc((size_t)r->value_len + 1)))
+        return fprintf(stderr, "bench_pipeline: out of memory\n"), NULL;
+      memcpy(r->value, tab + 1, (size_t)r->value_len);
+    }
+    r->partition = key_partition(r->key, r->key_len);
   }
   free(line);
   fclose(f);
@@ -190,10 +214,12 @@ static int count_error(void *ud, int row, const char *err) {
 enum { STAGE_DECODE, STAGE_CALL, STAGE_FULL };
 static const char *const STAGE_NAMES[] = {"decode", "decode+pipeline", "full (decode+pipeline+encode)"};
 
-/* Runs nrows rows through the stage; returns seconds, or -1 on error. */
+/* Runs nrows rows through the stage, as records of input topic `topic`;
+ * returns seconds, or -1 on error. */
 static double run_stage(ls_batch *b, int stage, const row *rows, int ndistinct, long nrows,
-                        int batch, counts *c) {
+                        int batch, int topic, counts *c) {
   ls_inmsg *msgs = calloc((size_t)batch, sizeof *msgs);
+  if (!msgs) return fprintf(stderr, "bench_pipeline: out of memory\n"), -1;
   int64_t offsets[NPART] = {0};
   char err[2048];
   long done = 0;
@@ -213,7 +239,7 @@ static double run_stage(ls_batch *b, int stage, const row *rows, int ndistinct, 
       m->partition = r->partition;
       m->offset = offsets[r->partition]++;
       m->timestamp = 1764160000000LL + done + i;
-      m->topic = 0;
+      m->topic = topic;
       m->source = NULL;
     }
     if (ls_batch_decode(b, msgs, n, err, sizeof err)) {
@@ -248,9 +274,21 @@ static double run_stage(ls_batch *b, int stage, const row *rows, int ndistinct, 
   return t;
 }
 
+/* The table's records, once through the whole path (untimed): a table's
+ * records make no outputs. Returns 0, or 1 after a message. */
+static int feed_table(ls_batch *b, const row *trows, int n, int batch, int table_topic) {
+  counts c;
+  if (run_stage(b, STAGE_FULL, trows, n, n, batch, table_topic, &c) < 0) return 1;
+  if (c.outputs != 0) {
+    fprintf(stderr, "bench_pipeline: the table's %d records made %ld outputs\n", n, c.outputs);
+    return 1;
+  }
+  return 0;
+}
+
 /* After the warm-up: the crash scripts' outputs are checked (one per row, the
  * crash flag where expected); other inputs only report what came out. */
-static int report_warmup(const char *script, const char *input, const counts *c, int ndistinct,
+static int report_warmup(const char *script, int input, const counts *c, int ndistinct,
                          int crashes) {
   if (input) {
     printf("  outputs: %.2f per record, %.0f B per output (key + value)\n",
@@ -274,7 +312,7 @@ int main(int argc, char **argv) {
   int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL, fresh_state = 0,
       alloc = 0;
   double alloc_b[3] = {0, 0, 0};
-  const char *script = NULL, *input = NULL;
+  const char *script = NULL, *input = NULL, *table = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "--rows") == 0 && v) nrows = atol(argv[++i]);
@@ -282,6 +320,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--repeat") == 0 && v) repeat = atoi(argv[++i]);
     else if (strcmp(argv[i], "--script") == 0 && v) script = argv[++i];
     else if (strcmp(argv[i], "--input") == 0 && v) input = argv[++i];
+    else if (strcmp(argv[i], "--table") == 0 && v) table = argv[++i];
     else if (strcmp(argv[i], "--fresh-state") == 0) fresh_state = 1;
     else if (strcmp(argv[i], "--alloc") == 0) alloc = 1;
     else if (strcmp(argv[i], "--stage") == 0 && v && strcmp(v, "all") == 0) i++;
@@ -294,7 +333,8 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: %s [--rows N] [--batch N] [--repeat N] [--script FILE] "
-              "[--stage all|decode|pipeline|full] [--input FILE] [--fresh-state] [--alloc]\n",
+              "[--stage all|decode|pipeline|full] [--input FILE] [--table FILE] [--fresh-state] "
+              "[--alloc]\n",
               argv[0]);
       return 2;
     }
@@ -323,14 +363,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_pipeline: %s\n", err);
     return 1;
   }
-  if (spec.ninputs != 1 || (!input && spec.noutputs != 1)) {
+  int topic = 0, table_topic = -1;
+  if (table) { /* the table's input is the one that takes tombstones, the rows go to the other */
+    table_topic = spec.ninputs == 2 ? (spec.inputs[0].tombstones ? 0 : 1) : -1;
+    if (table_topic < 0 || !spec.inputs[table_topic].tombstones || spec.inputs[1 - table_topic].tombstones) {
+      fprintf(stderr, "bench_pipeline: %s: --table expects two inputs, one of them an app:table\n", script);
+      return 1;
+    }
+    topic = 1 - table_topic;
+  } else if (spec.ninputs != 1 || (!input && spec.noutputs != 1)) {
     fprintf(stderr, "bench_pipeline: %s: expected one input and one output topic\n", script);
     return 1;
   }
   ls_batch_alloc(&b, batch);
+  int ntable = 0;
+  row *trows = table ? read_rows(table, &ntable, 1) : NULL;
+  if (table && !trows) return 1;
 
   int ndistinct = nrows < NDISTINCT ? (int)nrows : NDISTINCT, crashes = 0;
-  row *rows = input ? read_rows(input, &ndistinct) : make_rows(ndistinct, &crashes);
+  row *rows = input ? read_rows(input, &ndistinct, 0) : make_rows(ndistinct, &crashes);
   if (!rows || ndistinct == 0) {
     fprintf(stderr, "bench_pipeline: no records in %s\n", input);
     return 1;
@@ -343,9 +394,10 @@ int main(int argc, char **argv) {
 
   /* Warm up (LuaJIT compiles its traces) over every distinct row, checking the outputs. */
   counts c;
-  if (input) emit_fn = count_output;
-  if (run_stage(&b, STAGE_FULL, rows, ndistinct, ndistinct, batch, &c) < 0) return 1;
-  if (report_warmup(script, input, &c, ndistinct, crashes)) return 1;
+  if (input || table) emit_fn = count_output;
+  if (table && feed_table(&b, trows, ntable, batch, table_topic)) return 1;
+  if (run_stage(&b, STAGE_FULL, rows, ndistinct, ndistinct, batch, topic, &c) < 0) return 1;
+  if (report_warmup(script, input || table, &c, ndistinct, crashes)) return 1;
   emit_fn = count_output;
 
   double best[3] = {0, 0, 0};
@@ -355,13 +407,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_pipeline: %s\n", lua_tostring(L, -1));
         return 1;
       }
+      if (fresh_state && table && feed_table(&b, trows, ntable, batch, table_topic)) return 1;
       double kb0 = 0;
       if (alloc) { /* the Lua heap's growth over the run, with the collector stopped */
         lua_gc(L, LUA_GCCOLLECT, 0);
         lua_gc(L, LUA_GCSTOP, 0);
         kb0 = lua_gc(L, LUA_GCCOUNT, 0) + lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0;
       }
-      double t = run_stage(&b, s, rows, ndistinct, nrows, batch, &c);
+      double t = run_stage(&b, s, rows, ndistinct, nrows, batch, topic, &c);
       if (alloc) {
         double kb1 = lua_gc(L, LUA_GCCOUNT, 0) + lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0;
         lua_gc(L, LUA_GCRESTART, 0);
@@ -388,6 +441,8 @@ int main(int argc, char **argv) {
 
   for (int i = 0; i < ndistinct; i++) free(rows[i].value);
   free(rows);
+  for (int i = 0; i < ntable; i++) free(trows[i].value);
+  free(trows);
   ls_batch_free(&b);
   ls_spec_free(&spec);
   ls_vm_close(L);

@@ -14,6 +14,10 @@
  * vec form must then encode (unless it holds an infinity) and decode again
  * with the option to the same value, bit for bit.
  *
+ * And it is decoded twice keeping top-level keys (ls_json_decode_keys), with
+ * the keys kept from earlier inputs and then with its own: the outcome, the
+ * message and the value must be the plain decode's.
+ *
  * The codec sources are compiled into this file, under other names, rather
  * than taken from the lscore objects: the build instruments only this target's
  * own sources for coverage, and the fuzzer needs coverage of the codec.
@@ -33,6 +37,7 @@
 
 #define ls_json_decode fuzz_json_decode
 #define ls_json_decode_opts fuzz_json_decode_opts
+#define ls_json_decode_keys fuzz_json_decode_keys
 #define ls_json_encode fuzz_json_encode
 #define ls_dtoa fuzz_dtoa
 #define ls_u64toa fuzz_u64toa
@@ -242,6 +247,32 @@ static void fuzz_flat(lua_State *L, int idx, int rc, const ls_buf *text, const f
   if (wrote && !same) fuzz_fail("a flat object written field by field differs", in);
 }
 
+/* The top-level keys kept across inputs (ls_json_decode_keys), and their table. */
+static ls_json_keys fuzz_keys;
+static int fuzz_keys_ref;
+
+/* The outcome of the plain decode (rc0, err0; its value at top + 1) against
+ * two decodes keeping keys: the first with those kept from earlier inputs,
+ * the second with this one's. */
+static void fuzz_kept_keys(lua_State *L, const fuzz_input *in, int top, int rc0, const char *err0) {
+  char err[256];
+  if (fuzz_keys_ref <= 0) {
+    lua_newtable(L);
+    fuzz_keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fuzz_keys_ref);
+  int tab = base + 1;
+  for (int pass = 0; pass < 2; pass++) {
+    int rc = fuzz_json_decode_keys(L, in->data, in->size, 0, &fuzz_keys, tab, err, sizeof err);
+    if (rc != rc0 || (rc && strcmp(err, err0) != 0)) fuzz_fail("kept keys: another outcome", in);
+    if (lua_gettop(L) != tab + (rc == 0)) fuzz_fail("kept keys: unbalanced stack", in);
+    if (rc == 0 && !fuzz_equal(L, top + 1, tab + 1)) fuzz_fail("kept keys: another value", in);
+    lua_settop(L, tab);
+  }
+  lua_settop(L, base);
+}
+
 /* Runs in lua_pcall: the whole check for one input. */
 static int fuzz_one(lua_State *L) {
   const fuzz_input *in = lua_touserdata(L, 1);
@@ -250,9 +281,11 @@ static int fuzz_one(lua_State *L) {
   if (fuzz_json_decode(L, in->data, in->size, err, sizeof err) != 0) {
     if (lua_gettop(L) != top || err[0] == '\0') fuzz_fail("unbalanced stack or no message after an error", in);
     fuzz_arrays_vec(L, in, top, -1, err);
+    fuzz_kept_keys(L, in, top, -1, err);
     return 0;
   }
   fuzz_arrays_vec(L, in, top, 0, "");
+  fuzz_kept_keys(L, in, top, 0, "");
   if (lua_gettop(L) != top + 1) fuzz_fail("decode pushed more than one value", in);
   ls_buf first, second;
   ls_buf_init(&first);

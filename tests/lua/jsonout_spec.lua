@@ -19,10 +19,11 @@ ffi.cdef("void free(void *);")
 
 -- Runs jsonout.write over vals (topic ids in topics, JSON topics in is_json);
 -- returns json_end and the text of each written value (false: left to C).
+-- The third result is write's: the most fields of a row it wrote.
 local function write(vals, topics, is_json)
   local b = ffi.new("ls_buf[1]")
   local ends = {}
-  jsonout.write(ffi.cast("void *", b), #vals, vals, topics, is_json, ends)
+  local width = jsonout.write(ffi.cast("void *", b), #vals, vals, topics, is_json, ends)
   local texts, pos = {}, 0
   for j = 1, #vals do
     if ends[j] >= 0 then
@@ -34,7 +35,7 @@ local function write(vals, topics, is_json)
   end
   assert.same(pos, tonumber(b[0].len))
   ffi.C.free(b[0].data)
-  return ends, texts
+  return ends, texts, width
 end
 
 local function write_one(row)
@@ -114,9 +115,20 @@ describe("luastream.jsonout", function()
     assert.same({ 7, -1, -1, 16, -1 }, ends)
   end)
 
+  it("returns the most fields of a row it wrote, for the decoder's room", function()
+    local wide = { a = 1, b = 2, c = 3, d = 4, e = 5, f = 6, g = 7, h = 8, i = 9 }
+    local _, _, width = write({ { a = 1 }, wide, { a = 1, b = 2 } }, { 1, 1, 1 }, { true })
+    assert.same(9, width)
+    -- rows left to C, and rows of other topics, do not count
+    _, _, width = write({ { a = 1, b = { 2 } }, wide, { x = 1, y = 2 } }, { 1, 2, 1 }, { true, false })
+    assert.same(2, width)
+    _, _, width = write({ { a = { 1 } } }, { 1 }, { true })
+    assert.same(0, width)
+  end)
+
   it("marks every output as left to C when there is no buffer", function()
     local ends = { 5, 6 }
-    jsonout.write(nil, 2, { { a = 1 }, { b = 2 } }, { 1, 1 }, { true }, ends)
+    assert.same(0, jsonout.write(nil, 2, { { a = 1 }, { b = 2 } }, { 1, 1 }, { true }, ends))
     assert.same({ -1, -1 }, ends)
   end)
 

@@ -3,7 +3,8 @@
  * Format names; decode and encode of every format with exact bytes (int and
  * double as Kafka's Long/DoubleSerializer write them); wrong lengths, invalid
  * UTF-8 and unencodable values; the stack and buffer left as they were on
- * errors; and the Lua-facing functions, driven by Lua chunks. */
+ * errors; the room LS_ROW_WIDTH makes in decoded rows; and the Lua-facing
+ * functions, driven by Lua chunks. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,95 @@ static void test_lua_functions(void) {
   lua_close(L);
 }
 
+/* ---- LS_ROW_WIDTH: room for the columns a pipeline adds ---- */
+
+static double heap_bytes(lua_State *L) { return lua_gc(L, LUA_GCCOUNT, 0) * 1024.0 + lua_gc(L, LUA_GCCOUNTB, 0); }
+
+/* Decodes the object p[0..n) in f with flags (the collector stopped), then
+ * adds the fields x1..x<add> to it. Sets the Lua heap bytes each part took
+ * and returns 1, or 0 when the decode failed. The same document is decoded
+ * once first, so that the JSON decoder's size hint (the last document's
+ * field count) is the same in every call. */
+static int width_cost(lua_State *L, ls_format f, const char *p, size_t n, int flags, int add,
+                      double *dec_bytes, double *add_bytes) {
+  char err[256], name[16];
+  int top = lua_gettop(L);
+  if (ls_decode_opts(L, f, flags, p, n, err, sizeof err)) return 0;
+  for (int i = 1; i <= add; i++) { /* the keys exist beforehand: pushing them allocates nothing */
+    snprintf(name, sizeof name, "x%d", i);
+    lua_pushstring(L, name);
+  }
+  lua_gc(L, LUA_GCSTOP, 0);
+  double b0 = heap_bytes(L);
+  int rc = ls_decode_opts(L, f, flags, p, n, err, sizeof err);
+  double b1 = heap_bytes(L);
+  for (int i = 1; rc == 0 && i <= add; i++) {
+    lua_pushvalue(L, top + 1 + i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  double b2 = heap_bytes(L);
+  lua_gc(L, LUA_GCRESTART, 0);
+  lua_settop(L, top);
+  *dec_bytes = b1 - b0;
+  *add_bytes = b2 - b1;
+  return rc == 0;
+}
+
+static void test_row_width(void) {
+  CHECK(LS_ROW_WIDTH_OF(LS_ROW_WIDTH(9)) == 9);
+  CHECK(LS_ROW_WIDTH_OF(LS_ROW_WIDTH(1000)) == LS_ROW_WIDTH_MAX);
+  CHECK(LS_ROW_WIDTH(-3) == 0);
+  CHECK(LS_ROW_WIDTH_OF(LS_ARRAYS_VEC | LS_ROW_WIDTH(7)) == 7);
+  CHECK((LS_ROW_WIDTH(LS_ROW_WIDTH_MAX) & (LS_ARRAYS_VEC | LS_VEC_EXT)) == 0);
+  lua_State *L = new_state();
+  static const char json[] = "{\"device\":\"p-1\",\"ts\":17,\"gX\":0.5,\"gY\":-1,\"gZ\":2}";
+  static const char mpack[] = "\x85\xa6" "device" "\xa3p-1\xa2ts\x11\xa2gX\xcb\x3f\xe0\0\0\0\0\0\0"
+                              "\xa2gY\xff\xa2gZ\x02";
+  const struct { ls_format f; const char *p; size_t n; } docs[] = {
+      {LS_FMT_JSON, json, sizeof json - 1}, {LS_FMT_MSGPACK, mpack, sizeof mpack - 1}};
+  for (int d = 0; d < 2; d++) {
+    double dec0, add0, dec9, add9, dec3, add3;
+    CHECK(width_cost(L, docs[d].f, docs[d].p, docs[d].n, 0, 4, &dec0, &add0));
+    CHECK(width_cost(L, docs[d].f, docs[d].p, docs[d].n, LS_ROW_WIDTH(9), 4, &dec9, &add9));
+    CHECK(width_cost(L, docs[d].f, docs[d].p, docs[d].n, LS_ROW_WIDTH(3), 4, &dec3, &add3));
+    /* 5 fields: the table grows when 4 more come, unless made with room for 9 */
+    CHECK(add0 > 0);
+    CHECK(add9 == 0);
+    CHECK(dec9 > dec0);
+    /* a width below the field count changes nothing */
+    CHECK(dec3 == dec0 && add3 == add0);
+    /* the values are the same */
+    CHECK(dec_is(L, docs[d].f, docs[d].p, docs[d].n,
+                 "v.device == 'p-1' and v.ts == 17 and v.gX == 0.5 and v.gY == -1 and v.gZ == 2"));
+  }
+  /* only the top level gets the room */
+  static const char nested[] = "{\"a\":{\"b\":1},\"v\":[1,2]}";
+  char err[256];
+  for (int pass = 0; pass < 2; pass++) { /* the second with the size hints of the first */
+    lua_settop(L, 0);
+    CHECK(ls_decode_opts(L, LS_FMT_JSON, LS_ROW_WIDTH(40), nested, sizeof nested - 1, err, sizeof err) == 0);
+  }
+  lua_getfield(L, -1, "v");
+  CHECK(lua_istable(L, -1) && lua_objlen(L, -1) == 2 && lua_getmetatable(L, -1)); /* an array */
+  lua_pop(L, 2);
+  lua_getfield(L, -1, "a");
+  const char *more[] = {"c", "d", "e"};
+  lua_gc(L, LUA_GCSTOP, 0);
+  for (int i = 0; i < 3; i++) lua_pushstring(L, more[i]); /* made before measuring, kept (no collector) */
+  lua_pop(L, 3);
+  double b0 = heap_bytes(L);
+  for (int i = 0; i < 3; i++) {
+    lua_pushstring(L, more[i]);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  CHECK(heap_bytes(L) > b0); /* a's table had room for its one field (two slots), not four */
+  lua_gc(L, LUA_GCRESTART, 0);
+  lua_settop(L, 0);
+  lua_close(L);
+}
+
 int main(void) {
   test_format_names();
   test_int();
@@ -425,6 +515,7 @@ int main(void) {
   test_bytes();
   test_msgpack();
   test_json();
+  test_row_width();
   test_lua_functions();
   CHECK_DONE();
 }

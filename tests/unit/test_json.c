@@ -5,7 +5,9 @@
  * integers around 2^53 / 2^63 / 2^64, number rounding against strtod, error
  * messages, stack balance after errors, canonical re-encoding, the encoder's
  * type and path errors, round trips of random nested values, every truncation
- * of valid documents, and a deterministic mutation fuzz loop (fixed seed). */
+ * of valid documents, and a deterministic mutation fuzz loop (fixed seed);
+ * then the decoding tests again with top-level keys kept across documents
+ * (ls_json_decode_keys). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -40,10 +42,24 @@ typedef struct job {
   int stack_ok;
 } job;
 
+/* With kept_keys, every decode keeps top-level keys (ls_json_decode_keys)
+ * in one ls_json_keys and its table, across all the tests: main runs the
+ * decoding tests a second time that way, so every value and every error
+ * must come out the same whatever keys earlier documents left. */
+static int kept_keys;
+static ls_json_keys keys;
+static int keys_ref;
+
 static int call_decode(lua_State *L1) {
   job *j = lua_touserdata(L1, 1);
   int top = lua_gettop(L1);
-  j->rc = ls_json_decode(L1, j->text, j->len, j->err, sizeof j->err);
+  if (kept_keys) {
+    lua_rawgeti(L1, LUA_REGISTRYINDEX, keys_ref);
+    j->rc = ls_json_decode_keys(L1, j->text, j->len, 0, &keys, top + 1, j->err, sizeof j->err);
+    lua_remove(L1, top + 1);
+  } else {
+    j->rc = ls_json_decode(L1, j->text, j->len, j->err, sizeof j->err);
+  }
   j->stack_ok = lua_gettop(L1) == top + (j->rc == 0);
   if (j->rc) lua_pushnil(L1);
   return 1;
@@ -969,6 +985,40 @@ static void test_mutation_fuzz(int iterations) {
   CHECK(decoded > 0);
 }
 
+/* Kept keys: found again at their position, and only there; a key with
+ * escapes is never kept; a longer key sharing a kept one's start, a key cut
+ * short by the end of the input, nested objects and positions past
+ * LS_JSON_KEYS_MAX read as without. */
+static void test_kept_keys(void) {
+  memset(&keys, 0, sizeof keys);
+  CHECK_VALUE("{\"a\":1,\"bb\":2}", "v.a == 1 and v.bb == 2");
+  CHECK(keys.len[0] == 1 && keys.len[1] == 2 && memcmp(keys.s[1], "bb", 2) == 0);
+  const char *a = keys.s[0];
+  CHECK_VALUE("{\"a\":3,\"bb\":4}", "v.a == 3 and v.bb == 4");
+  CHECK(keys.s[0] == a); /* found again: the same string */
+  CHECK_VALUE("{\"ab\":5,\"b\":6}", "v.ab == 5 and v.a == nil and v.b == 6 and v.bb == nil");
+  CHECK(keys.len[0] == 2 && keys.len[1] == 1);
+  CHECK_VALUE("{\"a\\u0062\":7}", "v.ab == 7");
+  CHECK(keys.len[0] == 2); /* the escaped key was not kept: "ab" from before stays */
+  CHECK_VALUE("{\"a\\\"\":8}", "v['a\"'] == 8");
+  CHECK_VALUE("{\"ab\":9}", "v.ab == 9");
+  CHECK_DECODE_ERROR("{\"ab", "unexpected end of input");
+  CHECK_DECODE_ERROR("{\"ab\"", "unexpected end of input");
+  CHECK_DECODE_ERROR("{\"ab\" 1}", "unexpected character '1'");
+  CHECK_VALUE("{\"x\":{\"ab\":1,\"x\":2}}", "v.x.ab == 1 and v.x.x == 2 and v.ab == nil");
+  CHECK_VALUE("{\"\":1,\"\":2}", "v[''] == 2");
+  char big[2048];
+  size_t n = 0;
+  big[n++] = '{';
+  for (int i = 0; i < LS_JSON_KEYS_MAX + 8; i++)
+    n += (size_t)snprintf(big + n, sizeof big - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+  big[n++] = '}';
+  big[n] = 0;
+  for (int pass = 0; pass < 2; pass++)
+    check_value(big, n, "v.k0 == 0 and v.k31 == 31 and v.k32 == 32 and v.k39 == 39");
+  CHECK(keys.len[LS_JSON_KEYS_MAX - 1] == 3);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -998,6 +1048,26 @@ int main(int argc, char **argv) {
   test_random_round_trips(50000);
   test_truncations();
   test_mutation_fuzz(fuzz_iterations);
+
+  /* The decoding tests again, keeping top-level keys across documents. */
+  lua_newtable(L);
+  keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  kept_keys = 1;
+  test_kept_keys();
+  test_decode_values();
+  test_decode_strings();
+  test_decode_long_strings();
+  test_decode_numbers();
+  test_decode_big_integers();
+  test_decode_errors();
+  test_decode_string_errors();
+  test_decode_depth();
+  test_reencode();
+  test_random_round_trips(50000);
+  test_truncations();
+  test_mutation_fuzz(fuzz_iterations / 4);
+  kept_keys = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, keys_ref);
 
   CHECK(lua_gettop(L) == top);
   lua_close(L);
