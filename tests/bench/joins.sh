@@ -2,7 +2,7 @@
 # The join benchmarks: luastream's stream-table join (join_table.lua: phone rows
 # joined with the table of their owners) against the stateless crash pipeline and a
 # Python loop keeping the table in a dict, on one dev broker, then the same two
-# scripts in process if bench_pipeline runs a two-input script. See
+# scripts in process (bench_pipeline, the join's table filled first). See
 # tests/bench/README.md ("Joins").
 #
 #   tests/bench/joins.sh                       build dir: build/ (or $BUILD)
