@@ -416,7 +416,6 @@ void ls_kafka_close(ls_kafka *k) {
   join_probe(k, 1);
   stop_nudger(k);
   ls_reaper_free(k->reaper); /* every consumed message goes before its consumer */
-  k->reaper = NULL;
   /* librdkafka before 2.2.1 asserts when a cooperative-sticky consumer is
    * closed before its first assignment (its assignor state is still NULL).
    * Such a consumer holds nothing: leave it to the process exit, and the
