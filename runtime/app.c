@@ -73,8 +73,8 @@ typedef struct ls_app {
   long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
-  double heap_window_ms; /* the input rate's window for the heap policy (pace_heap) */
-  long heap_count, heap_calm;
+  double input_ms;   /* when records last came in */
+  int heap_released; /* the heap went back to the kernel since then */
   double purge_next; /* when group_by topics' consumed records are next deleted */
   ls_align *align;   /* joined inputs taken in timestamp order (align.c), or NULL */
   int align_full;    /* the last batch was filled from it: more may be ready */
@@ -1186,29 +1186,17 @@ static int checkpoint_due(ls_app *a, double now) {
   return now - a->last_commit_ms >= a->pl.spec.commit_interval_s * 1000;
 }
 
-/* The heap policy follows the input rate (mem.h): fast as soon as a quarter
- * second holds HEAP_FAST_PER_S messages per second's worth, small again after
- * HEAP_SMALL_AFTER quarters in a row under HEAP_SMALL_PER_S. */
-#define HEAP_WINDOW_MS 250
-#define HEAP_FAST_PER_S 50000
-#define HEAP_SMALL_PER_S 20000
-#define HEAP_SMALL_AFTER 20 /* 5 s */
+/* Once the input has been quiet for HEAP_RELEASE_MS, the heap's free memory
+ * goes back to the kernel (ls_mem_tune keeps it while records flow). */
+#define HEAP_RELEASE_MS 5000
 
-static void pace_heap(ls_app *a, ssize_t n, double now) {
-  if (n > 0) a->heap_count += n;
-  if (a->heap_count >= HEAP_FAST_PER_S / 1000 * HEAP_WINDOW_MS) { /* that rate already */
-    a->heap_calm = 0;
-    ls_mem_policy(1);
-  }
-  if (now - a->heap_window_ms < HEAP_WINDOW_MS) return;
-  double rate = a->heap_count * 1000.0 / (now - a->heap_window_ms);
-  a->heap_window_ms = now;
-  a->heap_count = 0;
-  if (rate >= HEAP_FAST_PER_S) {
-    a->heap_calm = 0;
-    ls_mem_policy(1);
-  } else if (rate < HEAP_SMALL_PER_S && ++a->heap_calm == HEAP_SMALL_AFTER) {
-    ls_mem_policy(0);
+static void release_heap_when_idle(ls_app *a, ssize_t n, double now) {
+  if (n > 0) {
+    a->input_ms = now;
+    a->heap_released = 0;
+  } else if (!a->heap_released && now - a->input_ms >= HEAP_RELEASE_MS) {
+    ls_mem_release();
+    a->heap_released = 1;
   }
 }
 
@@ -1233,7 +1221,7 @@ static void loop(ls_app *a) {
     }
     run_sources(a, now);
     run_idle(a, now);
-    pace_heap(a, n, now);
+    release_heap_when_idle(a, n, now);
     poll_globals(a);
     ls_kafka_poll(a->kafka);
     /* With the uplink down a checkpoint could only wait for it: later. */
@@ -1298,7 +1286,7 @@ int ls_app_run(const ls_run_opts *opts) {
     return rc;
   }
   if (a->pl.spec.ninputs == 0) ls_metrics_set_ready(a->metrics, 1); /* nothing to be assigned */
-  a->start_ms = a->last_commit_ms = a->heap_window_ms = ls_mono_ms();
+  a->start_ms = a->last_commit_ms = a->input_ms = ls_mono_ms();
   if (ls_log_get_level() <= LS_LOG_INFO) /* a terminal's status line, else a log line now and then */
     a->status = ls_status_new(isatty(STDERR_FILENO) && !ls_log_is_json());
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,

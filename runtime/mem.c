@@ -1,7 +1,6 @@
 /* mem.c - the runtime's one out-of-memory policy (see mem.h). */
 #include "mem.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,22 +41,18 @@ char *ls_xstrdup(const char *s) {
   return d;
 }
 
-#define GLIBC_DEFAULT (128 << 10)
-
-static int user_tuned(void) {
+void ls_mem_tune(void) {
+#ifdef __GLIBC__
   const char *t = getenv("GLIBC_TUNABLES");
-  return t && strstr(t, "glibc.malloc.") != NULL;
+  if (t && strstr(t, "glibc.malloc.")) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_TOP_PAD, 4 << 20);
+#endif
 }
 
-int ls_mem_policy(int fast) {
+void ls_mem_release(void) {
 #ifdef __GLIBC__
-  static _Atomic int mode; /* 0 small (glibc's defaults at start), 1 fast */
-  fast = fast ? 1 : 0;
-  if (atomic_load(&mode) == fast || user_tuned() || atomic_exchange(&mode, fast) == fast) return fast;
-  mallopt(M_MMAP_THRESHOLD, fast ? 32 << 20 : GLIBC_DEFAULT);
-  mallopt(M_TRIM_THRESHOLD, fast ? 64 << 20 : GLIBC_DEFAULT);
-  mallopt(M_TOP_PAD, fast ? 4 << 20 : GLIBC_DEFAULT);
-  if (!fast) malloc_trim(0);
+  malloc_trim(0);
 #endif
-  return fast;
 }

@@ -1,15 +1,14 @@
-/* Unit tests for mem.c's heap policy: what ls_mem_policy changes in glibc's
+/* Unit tests for mem.c's heap policy: what ls_mem_tune changes in glibc's
  * malloc, seen as page faults and resident memory.
  *
  * The case it is for: a thread allocates many small blocks (librdkafka's
  * broker thread, a fetched message each), another thread frees them (the
  * main loop), the first allocates again. Under glibc's defaults the freed
  * top of that thread's heap goes back to the kernel and every page faults in
- * again; with the fast policy, the second round reuses it. The run under the
- * defaults is done in a child process forked first, which shows the check can
- * tell the two apart. Then: blocks up to 32 MiB come from the heap, not their
- * own mmap; back to the small policy, the kept memory goes back at once; and
- * GLIBC_TUNABLES wins. */
+ * again; tuned, the second round reuses it. The untuned run is done in a
+ * child process forked before ls_mem_tune, which shows the check can tell the
+ * two apart. Then: blocks up to 32 MiB come from the heap, not their own mmap,
+ * ls_mem_release gives the kept memory back, and GLIBC_TUNABLES wins. */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -102,25 +101,24 @@ static void big_blocks_from_heap(void) {
   free(p);
 }
 
-static void small_gives_back(void) {
+static void release_gives_back(void) {
   fill();
   long full = resident_kb();
   drain();
   long kept = resident_kb();
-  CHECK(ls_mem_policy(0) == 0);
+  ls_mem_release();
   long released = resident_kb();
-  printf("resident: %ld kB full, %ld kB freed (fast), %ld kB after the switch\n", full, kept, released);
-  CHECK(kept > full - 4096);          /* the fast policy kept the memory */
-  CHECK(released < kept - 12 * 1024); /* the switch gave most of 16 MB back */
-  CHECK(ls_mem_policy(0) == 0);       /* the same mode again: nothing to do */
+  printf("resident: %ld kB full, %ld kB freed, %ld kB released\n", full, kept, released);
+  CHECK(kept > full - 4096);        /* freeing kept the memory */
+  CHECK(released < kept - 12 * 1024); /* releasing returned most of 16 MB */
 }
 
-/* GLIBC_TUNABLES with a malloc tunable: ls_mem_policy leaves glibc alone. */
+/* GLIBC_TUNABLES with a malloc tunable: ls_mem_tune leaves glibc alone. */
 static void user_tunables_win(void) {
   pid_t pid = fork();
   if (pid == 0) {
     setenv("GLIBC_TUNABLES", "glibc.malloc.check=0", 1);
-    ls_mem_policy(1);
+    ls_mem_tune();
     struct mallinfo2 before = mallinfo2();
     void *p = malloc(1 << 20); /* over the default 128 KiB: its own mmap */
     struct mallinfo2 after = mallinfo2();
@@ -138,10 +136,10 @@ int main(void) {
 #else
   untuned_refaults();
   user_tunables_win();
-  CHECK(ls_mem_policy(1) == 1);
+  ls_mem_tune();
   tuned_reuses();
   big_blocks_from_heap();
-  small_gives_back();
+  release_gives_back();
   CHECK_DONE();
 #endif
 }
