@@ -73,8 +73,6 @@ typedef struct ls_app {
   long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
-  double input_ms;   /* when records last came in */
-  int heap_released; /* the heap went back to the kernel since then */
   double purge_next; /* when group_by topics' consumed records are next deleted */
   ls_align *align;   /* joined inputs taken in timestamp order (align.c), or NULL */
   int align_full;    /* the last batch was filled from it: more may be ready */
@@ -558,9 +556,10 @@ static void process_batch(ls_app *a) {
   publish_inputs(a);
   publish_outputs(a);
   ls_metrics_observe(a->metrics, LS_HIST_BATCH, (ls_mono_ms() - t0) / 1000);
-  for (int i = 0; i < a->nmsgs; i++)
+  for (int i = 0; i < a->nmsgs; i++) {
     if (!a->msgs[i]->err) a->in_total++;
-  ls_kafka_release(a->kafka, a->msgs, a->nmsgs);
+    rd_kafka_message_destroy(a->msgs[i]);
+  }
 }
 
 /* ---- global tables --------------------------------------------------------- */
@@ -1186,20 +1185,6 @@ static int checkpoint_due(ls_app *a, double now) {
   return now - a->last_commit_ms >= a->pl.spec.commit_interval_s * 1000;
 }
 
-/* Once the input has been quiet for HEAP_RELEASE_MS, the heap's free memory
- * goes back to the kernel (ls_mem_tune keeps it while records flow). */
-#define HEAP_RELEASE_MS 5000
-
-static void release_heap_when_idle(ls_app *a, ssize_t n, double now) {
-  if (n > 0) {
-    a->input_ms = now;
-    a->heap_released = 0;
-  } else if (!a->heap_released && now - a->input_ms >= HEAP_RELEASE_MS) {
-    ls_mem_release();
-    a->heap_released = 1;
-  }
-}
-
 static void loop(ls_app *a) {
   catch_up_globals(a);
   double now = ls_mono_ms();
@@ -1213,15 +1198,15 @@ static void loop(ls_app *a) {
     }
     now = ls_mono_ms();
     /* A short batch with a backlog behind it may mean the prefetch ran dry while
-       librdkafka sleeps. The nudge is a broker round trip, so not when the
-       consumer has caught up (a batch's worth of lag or less). */
-    if (a->pl.spec.ninputs && n < a->pl.spec.batch_size && now - a->last_nudge_ms >= 10) {
-      ls_kafka_nudge(a->kafka, a->pl.spec.batch_size);
+       librdkafka sleeps. The nudge is a broker round trip that waits behind the
+       fetch in flight, so not when the consumer has caught up. */
+    if (a->pl.spec.ninputs && n < a->pl.spec.batch_size && now - a->last_nudge_ms >= 10 &&
+        ls_kafka_lag(a->kafka) >= a->pl.spec.batch_size) {
+      ls_kafka_nudge(a->kafka);
       a->last_nudge_ms = now;
     }
     run_sources(a, now);
     run_idle(a, now);
-    release_heap_when_idle(a, n, now);
     poll_globals(a);
     ls_kafka_poll(a->kafka);
     /* With the uplink down a checkpoint could only wait for it: later. */
@@ -1286,7 +1271,7 @@ int ls_app_run(const ls_run_opts *opts) {
     return rc;
   }
   if (a->pl.spec.ninputs == 0) ls_metrics_set_ready(a->metrics, 1); /* nothing to be assigned */
-  a->start_ms = a->last_commit_ms = a->input_ms = ls_mono_ms();
+  a->start_ms = a->last_commit_ms = ls_mono_ms();
   if (ls_log_get_level() <= LS_LOG_INFO) /* a terminal's status line, else a log line now and then */
     a->status = ls_status_new(isatty(STDERR_FILENO) && !ls_log_is_json());
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,

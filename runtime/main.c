@@ -28,7 +28,6 @@
 #include "devbroker.h"
 #include "log.h"
 #include "lua_vm.h"
-#include "mem.h"
 #include "statecli.h"
 
 /* ---- usage texts ----------------------------------------------------------- */
@@ -403,7 +402,6 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  ls_mem_tune();
   if (argc < 2) {
     fputs(USAGE, stderr);
     return 2;

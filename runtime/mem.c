@@ -5,9 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 void ls_out_of_memory(size_t n) {
   char line[96];
@@ -39,20 +36,4 @@ char *ls_xstrdup(const char *s) {
   char *d = ls_xmalloc(n);
   memcpy(d, s, n);
   return d;
-}
-
-void ls_mem_tune(void) {
-#ifdef __GLIBC__
-  const char *t = getenv("GLIBC_TUNABLES");
-  if (t && strstr(t, "glibc.malloc.")) return;
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  mallopt(M_TOP_PAD, 4 << 20);
-#endif
-}
-
-void ls_mem_release(void) {
-#ifdef __GLIBC__
-  malloc_trim(0);
-#endif
 }

@@ -22,19 +22,4 @@ char *ls_xstrdup(const char *s);
 /* The policy itself, for allocators with their own error returns: logs and exits 1. */
 void ls_out_of_memory(size_t n) __attribute__((noreturn));
 
-/* Sets the heap policy, before any thread starts (main calls it first): free
- * memory stays in the heap up to 64 MiB per arena instead of going back to the
- * kernel at once, heaps grow 4 MiB at a time, and blocks up to 32 MiB (a fetch
- * response) come from the heap, not from an mmap of their own. Without it,
- * glibc's defaults gave every message's memory back and took it again: about
- * 20,000 page faults per 300,000 messages in librdkafka's threads, a quarter
- * of the process's CPU (docs/performance.md, "Memory allocator"). Nothing is
- * changed when GLIBC_TUNABLES sets any glibc.malloc tunable (the user's
- * choice), nor with another C library. */
-void ls_mem_tune(void);
-/* Gives the free memory of every heap back to the kernel (malloc_trim): the
- * loop calls it once the input has been idle for a while, so that a burst's
- * memory does not stay resident. */
-void ls_mem_release(void);
-
 #endif
