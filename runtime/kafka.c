@@ -209,7 +209,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   ls_kafka *k = opaque;
-  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  /* The protocol follows from the configured assignors (librdkafka refuses a
+   * mix of eager and cooperative ones). Not rd_kafka_rebalance_protocol(): a
+   * request to the group's queue, which can wait forever when the callback
+   * runs while the consumer closes (librdkafka issue 4041). */
+  int cooperative = k->cooperative;
   char desc[1024];
   ls_kafka_describe(parts, desc, sizeof desc);
   rd_kafka_error_t *e = NULL;
@@ -398,6 +402,35 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   return k;
 }
 
+/* Closes the consumer (its last revocation, and it leaves the group) through a
+ * queue of its own, for at most LS_KAFKA_CLOSE_MS: librdkafka 2.0 can wait
+ * forever in a close that meets a rebalance under way. The final checkpoint is
+ * committed before this, so a close cut short loses nothing: the group moves
+ * the partitions after the session timeout instead. Returns 1 once closed. */
+static int close_consumer(ls_kafka *k) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
+  rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->consumer, q);
+  int closed = 0;
+  if (e) { /* e.g. a fatal error: nothing left to wait for */
+    ls_warn("kafka: closing the consumer: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    closed = 1;
+  }
+  double deadline = ls_mono_ms() + LS_KAFKA_CLOSE_MS;
+  while (!closed && !(closed = rd_kafka_consumer_closed(k->consumer)) && ls_mono_ms() < deadline) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+    if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) /* events here, not callbacks */
+      on_rebalance(k->consumer, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), k);
+    if (ev) rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  if (!closed)
+    ls_warn("kafka: the consumer did not close within %d s (a rebalance under way?): leaving it, the group "
+            "moves its partitions after session.timeout.ms",
+            LS_KAFKA_CLOSE_MS / 1000);
+  return closed;
+}
+
 void ls_kafka_close(ls_kafka *k) {
   if (!k) return;
   join_probe(k, 1);
@@ -406,9 +439,9 @@ void ls_kafka_close(ls_kafka *k) {
    * Such a consumer holds nothing: leave it to the process exit, and the
    * group to the session timeout. (Only when a user chose that assignor.) */
   if (k->assigned_once || !k->cooperative) {
-    rd_kafka_consumer_close(k->consumer);
+    int closed = close_consumer(k);
     rd_kafka_queue_destroy(k->cq);
-    rd_kafka_destroy(k->consumer);
+    if (closed) rd_kafka_destroy(k->consumer); /* else it would wait for the close: left to the exit */
   } else {
     ls_debug("the consumer never had an assignment: not closing it");
   }

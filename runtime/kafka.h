@@ -43,6 +43,11 @@ typedef struct ls_kafka_conf {
 } ls_kafka_conf;
 
 ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen);
+/* Closes the consumer (its partitions revoked through on_revoke, the group
+ * left), waiting at most LS_KAFKA_CLOSE_MS for it (a warning past that; the
+ * consumer is then left to the process exit), flushes the producer for up to
+ * 10 s, and frees k. NULL is ignored. */
+#define LS_KAFKA_CLOSE_MS 10000
 void ls_kafka_close(ls_kafka *k);
 
 /* Waits up to timeout_ms for the cluster to answer a metadata request. */
