@@ -73,6 +73,8 @@ typedef struct ls_app {
   long in_total, since_commit;
   double last_commit_ms, start_ms, last_nudge_ms, *source_next;
   double idle_next; /* when windows closing on idleness are next checked */
+  double heap_window_ms; /* the input rate's window for the heap policy (pace_heap) */
+  long heap_count, heap_calm;
   double purge_next; /* when group_by topics' consumed records are next deleted */
   ls_align *align;   /* joined inputs taken in timestamp order (align.c), or NULL */
   int align_full;    /* the last batch was filled from it: more may be ready */
@@ -556,10 +558,9 @@ static void process_batch(ls_app *a) {
   publish_inputs(a);
   publish_outputs(a);
   ls_metrics_observe(a->metrics, LS_HIST_BATCH, (ls_mono_ms() - t0) / 1000);
-  for (int i = 0; i < a->nmsgs; i++) {
+  for (int i = 0; i < a->nmsgs; i++)
     if (!a->msgs[i]->err) a->in_total++;
-    rd_kafka_message_destroy(a->msgs[i]);
-  }
+  ls_kafka_release(a->kafka, a->msgs, a->nmsgs);
 }
 
 /* ---- global tables --------------------------------------------------------- */
@@ -1185,6 +1186,32 @@ static int checkpoint_due(ls_app *a, double now) {
   return now - a->last_commit_ms >= a->pl.spec.commit_interval_s * 1000;
 }
 
+/* The heap policy follows the input rate (mem.h): fast as soon as a quarter
+ * second holds HEAP_FAST_PER_S messages per second's worth, small again after
+ * HEAP_SMALL_AFTER quarters in a row under HEAP_SMALL_PER_S. */
+#define HEAP_WINDOW_MS 250
+#define HEAP_FAST_PER_S 50000
+#define HEAP_SMALL_PER_S 20000
+#define HEAP_SMALL_AFTER 20 /* 5 s */
+
+static void pace_heap(ls_app *a, ssize_t n, double now) {
+  if (n > 0) a->heap_count += n;
+  if (a->heap_count >= HEAP_FAST_PER_S / 1000 * HEAP_WINDOW_MS) { /* that rate already */
+    a->heap_calm = 0;
+    ls_mem_policy(1);
+  }
+  if (now - a->heap_window_ms < HEAP_WINDOW_MS) return;
+  double rate = a->heap_count * 1000.0 / (now - a->heap_window_ms);
+  a->heap_window_ms = now;
+  a->heap_count = 0;
+  if (rate >= HEAP_FAST_PER_S) {
+    a->heap_calm = 0;
+    ls_mem_policy(1);
+  } else if (rate < HEAP_SMALL_PER_S && ++a->heap_calm == HEAP_SMALL_AFTER) {
+    ls_mem_policy(0);
+  }
+}
+
 static void loop(ls_app *a) {
   catch_up_globals(a);
   double now = ls_mono_ms();
@@ -1198,15 +1225,15 @@ static void loop(ls_app *a) {
     }
     now = ls_mono_ms();
     /* A short batch with a backlog behind it may mean the prefetch ran dry while
-       librdkafka sleeps. The nudge is a broker round trip that waits behind the
-       fetch in flight, so not when the consumer has caught up. */
-    if (a->pl.spec.ninputs && n < a->pl.spec.batch_size && now - a->last_nudge_ms >= 10 &&
-        ls_kafka_lag(a->kafka) >= a->pl.spec.batch_size) {
-      ls_kafka_nudge(a->kafka);
+       librdkafka sleeps. The nudge is a broker round trip, so not when the
+       consumer has caught up (a batch's worth of lag or less). */
+    if (a->pl.spec.ninputs && n < a->pl.spec.batch_size && now - a->last_nudge_ms >= 10) {
+      ls_kafka_nudge(a->kafka, a->pl.spec.batch_size);
       a->last_nudge_ms = now;
     }
     run_sources(a, now);
     run_idle(a, now);
+    pace_heap(a, n, now);
     poll_globals(a);
     ls_kafka_poll(a->kafka);
     /* With the uplink down a checkpoint could only wait for it: later. */
@@ -1271,7 +1298,7 @@ int ls_app_run(const ls_run_opts *opts) {
     return rc;
   }
   if (a->pl.spec.ninputs == 0) ls_metrics_set_ready(a->metrics, 1); /* nothing to be assigned */
-  a->start_ms = a->last_commit_ms = ls_mono_ms();
+  a->start_ms = a->last_commit_ms = a->heap_window_ms = ls_mono_ms();
   if (ls_log_get_level() <= LS_LOG_INFO) /* a terminal's status line, else a log line now and then */
     a->status = ls_status_new(isatty(STDERR_FILENO) && !ls_log_is_json());
   ls_info("%s: running %s (%d input topic%s, on_error=%s)", a->pl.spec.name, opts->script,

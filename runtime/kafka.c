@@ -12,6 +12,7 @@
 #include "devbroker.h"
 #include "log.h"
 #include "mem.h"
+#include "reaper.h"
 
 #define LS_MAX_TOPICS 64
 
@@ -24,6 +25,7 @@ struct ls_kafka {
   int nprops;
   ls_assign_fn on_assign;
   rd_kafka_queue_t *cq;
+  ls_reaper *reaper;          /* destroys consumed messages off the loop (NULL: the loop does) */
   int assigned_once;          /* an assignment arrived (see ls_kafka_close) */
   ls_revoke_fn on_revoke;
   void *ud;
@@ -43,6 +45,12 @@ struct ls_kafka {
   int probing;             /* the probe thread was started and not yet joined */
   atomic_int probe_done;   /* it ended: 1 a broker answered, 2 told to stop */
   atomic_int probe_stop;
+  pthread_t nudger;        /* makes the nudges ls_kafka_nudge asks for */
+  int nudger_running;
+  pthread_mutex_t nudge_mu;
+  pthread_cond_t nudge_cv;
+  int64_t nudge_min_lag;   /* -1: no nudge asked for */
+  int nudge_stop;
   int running;             /* subscribed or produced: start-up is over (before it, no outage) */
   /* exactly-once */
   int transactional;
@@ -354,6 +362,9 @@ static rd_kafka_t *new_producer(ls_kafka *k, const ls_kafka_conf *c, char *err, 
   return rk;
 }
 
+static void start_nudger(ls_kafka *k);
+static void stop_nudger(ls_kafka *k);
+
 ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   ls_kafka *k = calloc(1, sizeof *k);
   if (!k) {
@@ -390,6 +401,8 @@ ls_kafka *ls_kafka_new(const ls_kafka_conf *c, char *err, size_t errlen) {
   }
   rd_kafka_poll_set_consumer(k->consumer);
   k->cq = rd_kafka_queue_get_consumer(k->consumer);
+  k->reaper = ls_reaper_new();
+  start_nudger(k);
   if (c->exactly_once) {
     rd_kafka_error_t *e = rd_kafka_init_transactions(k->producer, 30000);
     if (e) {
@@ -434,6 +447,9 @@ static int close_consumer(ls_kafka *k) {
 void ls_kafka_close(ls_kafka *k) {
   if (!k) return;
   join_probe(k, 1);
+  stop_nudger(k);
+  ls_reaper_free(k->reaper); /* every consumed message goes before its consumer */
+  k->reaper = NULL;
   /* librdkafka before 2.2.1 asserts when a cooperative-sticky consumer is
    * closed before its first assignment (its assignor state is still NULL).
    * Such a consumer holds nothing: leave it to the process exit, and the
@@ -506,6 +522,8 @@ ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int
   ssize_t more = rd_kafka_consume_batch_queue(k->cq, 0, msgs + 1, max - 1);
   return more > 0 ? 1 + more : 1;
 }
+
+void ls_kafka_release(ls_kafka *k, rd_kafka_message_t **msgs, int n) { ls_reaper_put(k->reaper, msgs, n); }
 
 /* Partition count of topic, or -1 when it does not exist. Lists all topics,
  * since asking for one by name may create it with the broker's defaults. */
@@ -719,7 +737,7 @@ int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char 
   return rc;
 }
 
-void ls_kafka_nudge(ls_kafka *k) {
+static void nudge_now(ls_kafka *k) {
   rd_kafka_topic_partition_list_t *a = NULL;
   if (rd_kafka_assignment(k->consumer, &a) || !a) return;
   if (a->cnt > 0) {
@@ -728,6 +746,58 @@ void ls_kafka_nudge(ls_kafka *k) {
     rd_kafka_query_watermark_offsets(k->consumer, p->topic, p->partition, &lo, &hi, 100);
   }
   rd_kafka_topic_partition_list_destroy(a);
+}
+
+static void *nudger_main(void *arg) {
+  ls_kafka *k = arg;
+  ls_background_thread();
+  pthread_mutex_lock(&k->nudge_mu);
+  for (;;) {
+    while (k->nudge_min_lag < 0 && !k->nudge_stop) pthread_cond_wait(&k->nudge_cv, &k->nudge_mu);
+    if (k->nudge_stop) break;
+    int64_t min_lag = k->nudge_min_lag;
+    k->nudge_min_lag = -1;
+    pthread_mutex_unlock(&k->nudge_mu);
+    if (ls_kafka_lag(k) >= min_lag) nudge_now(k);
+    pthread_mutex_lock(&k->nudge_mu);
+  }
+  pthread_mutex_unlock(&k->nudge_mu);
+  return NULL;
+}
+
+static void start_nudger(ls_kafka *k) {
+  pthread_mutex_init(&k->nudge_mu, NULL);
+  pthread_cond_init(&k->nudge_cv, NULL);
+  k->nudge_min_lag = -1;
+  k->nudger_running = pthread_create(&k->nudger, NULL, nudger_main, k) == 0;
+  if (k->nudger_running) pthread_setname_np(k->nudger, "ls:nudger");
+  else ls_debug("cannot start the nudger thread: nudges are made by the loop");
+}
+
+static void stop_nudger(ls_kafka *k) {
+  if (k->nudger_running) {
+    pthread_mutex_lock(&k->nudge_mu);
+    k->nudge_stop = 1;
+    pthread_cond_signal(&k->nudge_cv);
+    pthread_mutex_unlock(&k->nudge_mu);
+    pthread_join(k->nudger, NULL);
+    k->nudger_running = 0;
+  }
+  pthread_cond_destroy(&k->nudge_cv);
+  pthread_mutex_destroy(&k->nudge_mu);
+}
+
+void ls_kafka_nudge(ls_kafka *k, int64_t min_lag) {
+  if (!k->nudger_running) {
+    if (ls_kafka_lag(k) >= min_lag) nudge_now(k);
+    return;
+  }
+  pthread_mutex_lock(&k->nudge_mu);
+  if (k->nudge_min_lag < 0) {
+    k->nudge_min_lag = min_lag;
+    pthread_cond_signal(&k->nudge_cv);
+  } /* else one is asked for already and not begun */
+  pthread_mutex_unlock(&k->nudge_mu);
 }
 
 int64_t ls_kafka_lag(ls_kafka *k) {

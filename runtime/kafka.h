@@ -63,6 +63,10 @@ int ls_kafka_subscribe(ls_kafka *k, char **topics, int n, char *err, size_t errl
  * failure is logged. */
 void ls_kafka_pause(ls_kafka *k, const char *topic, int32_t partition, int pause);
 ssize_t ls_kafka_consume(ls_kafka *k, rd_kafka_message_t **msgs, size_t max, int timeout_ms);
+/* Destroys msgs[0..n), messages of ls_kafka_consume the caller is done with,
+ * on a thread of their own (reaper.h) so that the loop does not wait for the
+ * malloc arena of the thread that made them. */
+void ls_kafka_release(ls_kafka *k, rd_kafka_message_t **msgs, int n);
 
 /* The cluster id the brokers report (Metadata v2+), copied into out. 0, or
  * -1 with err when the cluster does not answer within timeout_ms or has none. */
@@ -117,11 +121,15 @@ int ls_kafka_find_missing(ls_kafka *k, char *const *topics, int n, char *hint, s
 char **ls_kafka_topic_names(ls_kafka *k, int *n);
 void ls_kafka_free_names(char **names, int n);
 
-/* Wakes the fetcher of one assigned partition's broker (round robin). With
- * librdkafka 2.0.x a partition whose prefetch queue reached its limit is
- * fetched again only when its broker thread wakes up, which otherwise takes
- * up to a second; a small request to that broker wakes it at once. */
-void ls_kafka_nudge(ls_kafka *k);
+/* Wakes the fetcher of one assigned partition's broker (round robin) when the
+ * consumer lag is at least min_lag. With librdkafka 2.0.x a partition whose
+ * prefetch queue reached its limit is fetched again only when its broker
+ * thread wakes up, which otherwise takes up to a second; a small request to
+ * that broker wakes it at once. That request waits behind the fetch in
+ * flight (10-20 ms with a backlog), so a thread of the handle's makes it:
+ * this call only asks, and returns at once. (Synchronously when that thread
+ * could not be started.) */
+void ls_kafka_nudge(ls_kafka *k, int64_t min_lag);
 
 /* Consumer lag: the sum over the assigned partitions of the high watermark
  * (as last fetched, no request) minus the position. -1 when unknown. */

@@ -1,10 +1,14 @@
 /* mem.c - the runtime's one out-of-memory policy (see mem.h). */
 #include "mem.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 void ls_out_of_memory(size_t n) {
   char line[96];
@@ -36,4 +40,24 @@ char *ls_xstrdup(const char *s) {
   char *d = ls_xmalloc(n);
   memcpy(d, s, n);
   return d;
+}
+
+#define GLIBC_DEFAULT (128 << 10)
+
+static int user_tuned(void) {
+  const char *t = getenv("GLIBC_TUNABLES");
+  return t && strstr(t, "glibc.malloc.") != NULL;
+}
+
+int ls_mem_policy(int fast) {
+#ifdef __GLIBC__
+  static _Atomic int mode; /* 0 small (glibc's defaults at start), 1 fast */
+  fast = fast ? 1 : 0;
+  if (atomic_load(&mode) == fast || user_tuned() || atomic_exchange(&mode, fast) == fast) return fast;
+  mallopt(M_MMAP_THRESHOLD, fast ? 32 << 20 : GLIBC_DEFAULT);
+  mallopt(M_TRIM_THRESHOLD, fast ? 64 << 20 : GLIBC_DEFAULT);
+  mallopt(M_TOP_PAD, fast ? 4 << 20 : GLIBC_DEFAULT);
+  if (!fast) malloc_trim(0);
+#endif
+  return fast;
 }

@@ -47,6 +47,7 @@
 
 #include "batch.h"
 #include "lua_vm.h"
+#include "mem.h"
 #include "spec.h"
 
 #define NPART 16
@@ -308,6 +309,7 @@ static int report_warmup(const char *script, int input, const counts *c, int ndi
 }
 
 int main(int argc, char **argv) {
+  ls_mem_policy(1); /* luastream's heap policy at a high input rate */
   long nrows = 2000000;
   int batch = 1000, repeat = 3, first_stage = STAGE_DECODE, last_stage = STAGE_FULL, fresh_state = 0,
       alloc = 0;
