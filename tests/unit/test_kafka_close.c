@@ -18,6 +18,7 @@
 #include "kafka.h"
 
 #define TOPIC "close-in"
+#define RECORDS 10
 #define LEAVE_GROUP 13 /* the Kafka protocol's ApiKey of LeaveGroup */
 
 typedef struct {
@@ -39,7 +40,8 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A handle whose only job is to own a mock cluster with TOPIC (2 partitions). */
+/* A handle whose only job is to own a mock cluster with TOPIC (2 partitions,
+ * RECORDS records). */
 static rd_kafka_t *mock_owner(rd_kafka_mock_cluster_t **mc) {
   char err[256];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -54,14 +56,22 @@ static rd_kafka_t *mock_owner(rd_kafka_mock_cluster_t **mc) {
   }
   *mc = rd_kafka_handle_mock_cluster(rk);
   rd_kafka_mock_topic_create(*mc, TOPIC, 2, 1);
+  for (int i = 0; i < RECORDS; i++)
+    CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(i % 2), RD_KAFKA_V_VALUE("x", 1),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  CHECK(rd_kafka_flush(rk, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   return rk;
 }
 
-/* A consumer of TOPIC in group, polled until it has its partitions (30 s at most). */
-static ls_kafka *joined(const char *brokers, const char *group, counts *c) {
+/* A consumer of TOPIC in group, with the user properties props (NULL-ended
+ * key, value pairs, or NULL), polled until it has its partitions and read
+ * every record of them (30 s at most). */
+static ls_kafka *joined(const char *brokers, const char *group, char **props, counts *c) {
   char err[512];
-  ls_kafka_conf conf = {.brokers = brokers, .group = group, .offset_reset = "earliest",
-                        .on_assign = on_assign, .on_revoke = on_revoke, .ud = c};
+  int nprops = 0;
+  while (props && props[nprops]) nprops++;
+  ls_kafka_conf conf = {.brokers = brokers, .group = group, .offset_reset = "earliest", .props = props,
+                        .nprops = nprops, .on_assign = on_assign, .on_revoke = on_revoke, .ud = c};
   ls_kafka *k = ls_kafka_new(&conf, err, sizeof err);
   if (!k) {
     fprintf(stderr, "ls_kafka_new: %s\n", err);
@@ -70,17 +80,22 @@ static ls_kafka *joined(const char *brokers, const char *group, counts *c) {
   char *topics[] = {TOPIC};
   CHECK(ls_kafka_subscribe(k, topics, 1, err, sizeof err) == 0);
   rd_kafka_message_t *msgs[16];
-  for (double end = now_s() + 30; c->assigned < 2 && now_s() < end;) {
+  int got = 0;
+  for (double end = now_s() + 30; (c->assigned < 2 || got < RECORDS) && now_s() < end;) {
     ssize_t n = ls_kafka_consume(k, msgs, 16, 100);
-    for (ssize_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
+    for (ssize_t i = 0; i < n; i++) {
+      got += !msgs[i]->err;
+      rd_kafka_message_destroy(msgs[i]);
+    }
   }
   CHECK(c->assigned == 2);
+  CHECK(got == RECORDS);
   return k;
 }
 
-static void test_close_revokes_and_leaves(const char *brokers) {
+static void test_close_revokes_and_leaves(const char *brokers, const char *group, char **props) {
   counts c = {0};
-  ls_kafka *k = joined(brokers, "close-quick", &c);
+  ls_kafka *k = joined(brokers, group, props, &c);
   double t0 = now_s();
   ls_kafka_close(k);
   double took = now_s() - t0;
@@ -94,7 +109,7 @@ static void test_close_revokes_and_leaves(const char *brokers) {
  * member at its session timeout), the partitions revoked. */
 static void test_close_is_bounded(rd_kafka_mock_cluster_t *mc, const char *brokers) {
   counts c = {0};
-  ls_kafka *k = joined(brokers, "close-slow", &c);
+  ls_kafka *k = joined(brokers, "close-slow", NULL, &c);
   CHECK(rd_kafka_mock_broker_push_request_error_rtts(mc, 1, LEAVE_GROUP, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 60000) ==
         RD_KAFKA_RESP_ERR_NO_ERROR);
   double t0 = now_s();
@@ -110,7 +125,10 @@ int main(void) {
   rd_kafka_mock_cluster_t *mc;
   rd_kafka_t *owner = mock_owner(&mc);
   const char *brokers = rd_kafka_mock_cluster_bootstraps(mc);
-  test_close_revokes_and_leaves(brokers);
+  test_close_revokes_and_leaves(brokers, "close-quick", NULL);
+  /* incremental assign and unassign (the protocol taken from the assignors) */
+  char *cooperative[] = {"consumer.partition.assignment.strategy", "cooperative-sticky", NULL};
+  test_close_revokes_and_leaves(brokers, "close-coop", cooperative);
   test_close_is_bounded(mc, brokers);
   rd_kafka_destroy(owner);
   CHECK_DONE();

@@ -19,8 +19,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "mem.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+int main(void) {
+  puts("skipped: AddressSanitizer has its own allocator");
+  return 0;
+}
+#else
+#include "check.h"
 
 #define NBLOCKS 4096
 #define BLOCK 4000 /* 16 MB in all: under the 64 MiB kept, over glibc's 128 KiB */
@@ -132,10 +139,6 @@ static void user_tunables_win(void) {
 }
 
 int main(void) {
-#if defined(__SANITIZE_ADDRESS__)
-  puts("skipped: AddressSanitizer has its own allocator");
-  return 0;
-#else
   untuned_refaults();
   user_tunables_win();
   CHECK(ls_mem_policy(1) == 1);
@@ -143,5 +146,5 @@ int main(void) {
   big_blocks_from_heap();
   small_gives_back();
   CHECK_DONE();
-#endif
 }
+#endif
