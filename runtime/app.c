@@ -1196,7 +1196,8 @@ static int checkpoint_due(ls_app *a, double now) {
 
 static void pace_heap(ls_app *a, ssize_t n, double now) {
   if (n > 0) a->heap_count += n;
-  if (a->heap_count >= HEAP_FAST_PER_S / 1000 * HEAP_WINDOW_MS) { /* that rate already */
+  /* A window of at least HEAP_WINDOW_MS at the fast rate reaches this count. */
+  if (a->heap_count >= HEAP_FAST_PER_S / 1000 * HEAP_WINDOW_MS) {
     a->heap_calm = 0;
     ls_mem_policy(1);
   }
@@ -1204,12 +1205,7 @@ static void pace_heap(ls_app *a, ssize_t n, double now) {
   double rate = a->heap_count * 1000.0 / (now - a->heap_window_ms);
   a->heap_window_ms = now;
   a->heap_count = 0;
-  if (rate >= HEAP_FAST_PER_S) {
-    a->heap_calm = 0;
-    ls_mem_policy(1);
-  } else if (rate < HEAP_SMALL_PER_S && ++a->heap_calm == HEAP_SMALL_AFTER) {
-    ls_mem_policy(0);
-  }
+  if (rate < HEAP_SMALL_PER_S && ++a->heap_calm == HEAP_SMALL_AFTER) ls_mem_policy(0);
 }
 
 static void loop(ls_app *a) {

@@ -737,7 +737,9 @@ int ls_kafka_topic_config(ls_kafka *k, const char *topic, const char *key, char 
   return rc;
 }
 
-static void nudge_now(ls_kafka *k) {
+/* The nudge itself, when the lag is at least min_lag. */
+static void nudge_now(ls_kafka *k, int64_t min_lag) {
+  if (ls_kafka_lag(k) < min_lag) return;
   rd_kafka_topic_partition_list_t *a = NULL;
   if (rd_kafka_assignment(k->consumer, &a) || !a) return;
   if (a->cnt > 0) {
@@ -758,7 +760,7 @@ static void *nudger_main(void *arg) {
     int64_t min_lag = k->nudge_min_lag;
     k->nudge_min_lag = -1;
     pthread_mutex_unlock(&k->nudge_mu);
-    if (ls_kafka_lag(k) >= min_lag) nudge_now(k);
+    nudge_now(k, min_lag);
     pthread_mutex_lock(&k->nudge_mu);
   }
   pthread_mutex_unlock(&k->nudge_mu);
@@ -789,7 +791,7 @@ static void stop_nudger(ls_kafka *k) {
 
 void ls_kafka_nudge(ls_kafka *k, int64_t min_lag) {
   if (!k->nudger_running) {
-    if (ls_kafka_lag(k) >= min_lag) nudge_now(k);
+    nudge_now(k, min_lag);
     return;
   }
   pthread_mutex_lock(&k->nudge_mu);
