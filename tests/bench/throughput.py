@@ -16,6 +16,9 @@ for what is measured and how. Steps:
    - steady = 0.8 N / (time between 10 % and 90 % of the outputs being in the topic)
    - peak RSS and CPU time (user + system, all threads) of the peer's process
      tree, as /usr/bin/time reports them;
+   - busy = the share of the machine's CPU time (all cores, every process: the
+     broker and this sampler too) in use over the steady phase, from /proc/stat:
+     near 100 % says the machine, not the peer, set the steady rate;
 3. check every output topic: exactly N records, none dropped by the broker, and the
    right content (kcat: the input records byte for byte; python and luastream: one
    output per input row, with gTotal and crash right);
@@ -128,6 +131,26 @@ class Monitor:
         self.c.close()
 
 
+def cpu_ticks():
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:]]
+    return sum(t) - t[3] - t[4], sum(t)  # idle and iowait are not busy
+
+
+def busy_share(samples, ticks, t_from, t_to):
+    """The machine's busy share between t_from and t_to: the samples inside, or
+    the two around the span when it falls between two samples."""
+    inside = [i for i, (t, _) in enumerate(samples) if t_from <= t <= t_to]
+    if len(inside) < 2:
+        inside = [i for i, (t, _) in enumerate(samples) if t < t_from][-1:] + \
+                 [i for i, (t, _) in enumerate(samples) if t > t_to][:1]
+    if len(inside) < 2:
+        return None
+    (b0, a0), (b1, a1) = ticks[inside[0]], ticks[inside[-1]]
+    return (b1 - b0) / (a1 - a0) if a1 > a0 else None
+
+
 def crossing(samples, target):
     """When the count reached target, interpolated between samples."""
     prev_t, prev_n = samples[0]
@@ -141,7 +164,7 @@ def crossing(samples, target):
 
 
 class Run:
-    pass
+    busy = None  # see busy_share
 
 
 def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
@@ -157,6 +180,7 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     samples = [(t_launch, 0)]
+    ticks = [cpu_ticks()]
     status = rusage = None
     t_exit = None
     try:
@@ -168,6 +192,7 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
                     proc.returncode = os.waitstatus_to_exitcode(st)
             n = mon.count()
             samples.append((time.monotonic(), n))
+            ticks.append(cpu_ticks())
             if status is not None and (n >= rows or time.monotonic() - t_exit > 5):
                 break
             if time.monotonic() - t_launch > timeout:
@@ -199,6 +224,7 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
     r.startup_s = t_first - t_launch if t_first else None
     r.total = rows / (t_all - t_launch) if t_all else None
     r.steady = 0.8 * rows / (t90 - t10) if t10 is not None and t90 is not None and t90 > t10 else None
+    r.busy = busy_share(samples, ticks, t10, t90) if r.steady else None
     r.log = out.name
     return r
 
@@ -268,9 +294,9 @@ def count_problems(broker, r, rows):
 def log_run(rep, peer, topic, r, ok, failures):
     """One timed run's line (ok: what follows it, e.g. "  output ok"), then its
     problems, which go to failures too."""
-    log("run %d %-9s total %s/s  steady %s/s  start-up %5s s  exit after %5.1f s  "
+    log("run %d %-9s total %s/s  steady %s/s  busy %4s  start-up %5s s  exit after %5.1f s  "
         "CPU %5.1f s  peak RSS %6.1f MB%s"
-        % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady),
+        % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady), fmt_share(r.busy),
            "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
            r.rss_kb / 1024, ok))
     for prob in r.problems:
@@ -284,17 +310,17 @@ def print_peers(results, peers, rows):
     def med(peer, attr):
         return median(getattr(r, attr) for r in results.get(peer, []))
 
-    print("%-10s %13s %14s %10s %6s %11s %10s" % (
-        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
+    print("%-10s %13s %14s %6s %10s %6s %11s %10s" % (
+        "peer", "msgs/s(total)", "msgs/s(steady)", "busy", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
     for peer in peers:
         if not results.get(peer):
             print("%-10s failed" % peer)
             continue
         rss = max(r.rss_kb for r in results[peer]) / 1024
         su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
+        print("%-10s %13s %14s %6s %10s %6.2f %11s %7.1f MB" % (
             peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
-            "%.2f" % su if su is not None else "-", cpu,
+            fmt_share(med(peer, "busy")), "%.2f" % su if su is not None else "-", cpu,
             "{:,.0f}".format(rows / cpu) if cpu else "-", rss))
     return med
 
@@ -394,6 +420,10 @@ def run_pipeline_bench(path, rows):
 
 # ---- main --------------------------------------------------------------------------
 
+def fmt_share(v):
+    return "%.0f%%" % (100 * v) if v is not None else "-"
+
+
 def fmt_rate(v):
     return "%13s" % ("{:,.0f}".format(v) if v else "-")
 
@@ -469,24 +499,12 @@ def main():
             results[peer].append(r)
             log_run(rep, peer, topic, r, "" if r.problems or a.no_check else "  output ok", failures)
 
-    def med(peer, attr):
-        return median(getattr(r, attr) for r in results.get(peer, []))
-
     sys.stderr.flush()
     print()
     print("%d rows of ~%.0f B JSON, 16 partitions, %d device keys; median of %d runs "
           "(steady: 10%% -> 90%% of the outputs)"
           % (a.rows, inp.bytes / inp.rows, a.devices, a.repeat))
-    print("%-10s %13s %14s %10s %6s %11s %10s" % (
-        "peer", "msgs/s(total)", "msgs/s(steady)", "start-up s", "CPU s", "msgs/CPU-s",
-        "peak RSS"))
-    for peer in peers:
-        rss = max(r.rss_kb for r in results[peer]) / 1024
-        su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-        print("%-10s %13s %14s %10s %6.2f %11s %7.1f MB" % (
-            peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
-            "%.2f" % su if su is not None else "-", cpu,
-            "{:,.0f}".format(a.rows / cpu) if cpu else "-", rss))
+    med = print_peers(results, peers, a.rows)
 
     def ratio(attr, a_, b_):
         x, y = med(a_, attr), med(b_, attr)
