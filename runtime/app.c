@@ -828,10 +828,12 @@ static int check_copartitioned(ls_app *a) {
       const char *other = a->pl.spec.inputs[ss->topics[t]].name;
       int n = ls_kafka_partition_count(a->kafka, other);
       if (n == n0) continue;
+      /* a join's store ("__" names) cannot be split; a store of the app's can */
+      int own = strncmp(ss->name, "__", 2) != 0;
       fprintf(stderr, "luastream: state store '%s' serves topics '%s' (%d partitions) and '%s' (%d "
-              "partitions): they must have the same partition count (copy one into a topic with %d "
-              "partitions, or give each its own store)\n",
-              ss->name, first, n0, other, n, n0);
+              "partitions): they must have the same partition count (re-key the rows of '%s' into %d "
+              "partitions with sdf:group_by(..., { partitions = %d })%s)\n",
+              ss->name, first, n0, other, n, other, n0, n0, own ? ", or give each its own store" : "");
       return 2;
     }
   }

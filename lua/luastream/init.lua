@@ -513,11 +513,37 @@ function App:_use_store(name, topic, where, keep_expired)
     if t == topic.name then return end
   end
   topics[#topics + 1] = topic.name
+  self:_align_keys(name, where)
+end
+
+-- A group_by topic that shares a store with a topic the script declared
+-- (a join) takes that topic's key format: a producer places a key by the
+-- murmur2 hash of its bytes, so only keys encoded alike land in partitions
+-- of the same number (JSON would quote a string key).
+function App:_align_keys(store, where)
+  local rep = {}
+  for _, r in ipairs(self.repartitions) do rep[r.topic] = r end
+  local like
+  for _, n in ipairs(self.store_topics[store]) do
+    if not rep[n] then like = like or self.topics[n] end
+  end
+  if like == nil then return end
+  for _, n in ipairs(self.store_topics[store]) do
+    local r, t = rep[n], self.topics[n]
+    if r and r.key_like == nil then
+      r.key_like, t.key = like.name, like.key
+    elseif r and t.key ~= like.key then
+      util.fail("group_by topic '" .. n .. "' is joined with '" .. r.key_like .. "' (key format '" .. t.key ..
+        "') and '" .. like.name .. "' (key format '" .. like.key .. "'): their keys cannot land in the same " ..
+        "partitions; give both topics one key format", where)
+    end
+  end
 end
 
 -- The internal topic of a group_by named `name` on input `like`: JSON keys
--- (the new key keeps its type), MessagePack values, created at start with
--- `partitions` partitions (0: as many as `like`).
+-- (the new key keeps its type; a joined topic's key format instead, see
+-- _align_keys), MessagePack values, created at start with `partitions`
+-- partitions (0: as many as `like`).
 function App:_repartition(name, like, partitions, where)
   local tname = ls._repartition_topic(self.name, name)
   for _, r in ipairs(self.repartitions) do

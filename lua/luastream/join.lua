@@ -25,7 +25,7 @@ local M = {}
 
 local jset, state_at = state.jset, state.at
 local DELETED = state.DELETED
-local deepcopy, copy, merge_missing = util.deepcopy, util.copy, util.merge_missing
+local deepcopy, merge_missing = util.deepcopy, util.merge_missing
 local huge = math.huge
 local type = type
 
@@ -63,10 +63,12 @@ local function entry(st, k, stride)
   return e, stride
 end
 
--- The output row of a pair (right nil: an unmatched left row).
+-- The output row of a pair (right nil: an unmatched left row): a copy all
+-- the way down, as l may be a stored row and later steps may change nested
+-- tables of the output.
 local function pair(J, l, r)
   if J.merger then return J.merger(deepcopy(l), r ~= nil and deepcopy(r) or nil) end
-  local out = copy(l)
+  local out = deepcopy(l)
   if r ~= nil then merge_missing(out, r) end
   return out
 end

@@ -351,6 +351,7 @@ function M.driver(script, opts)
     clock = start,
     offsets = {},          -- [topic][partition] = next offset
     logs = {},             -- [topic] = records written and not yet read
+    global_log = {},       -- records sent to global tables' topics, read again by d:restart()
     errs = {},             -- entries for d:errors()
     queue = {},            -- records waiting to be consumed
     stopped = nil,         -- the error that stopped the app (on_error = "stop")
@@ -400,6 +401,26 @@ function Driver:_append(rec)
   if tid then
     rec.tid = tid
     self.queue[#self.queue + 1] = rec
+    if self.spec.inputs[tid].global then self.global_log[#self.global_log + 1] = rec end
+  end
+end
+
+-- After a load: the global tables' topics read whole before anything else,
+-- as the runtime does on start (their contents live in the Lua state).
+function Driver:_read_globals()
+  local list = {}
+  for _, rec in ipairs(self.global_log) do
+    local tid = self.input_id[rec.topic]
+    if tid and self.spec.inputs[tid].global then
+      rec.tid = tid
+      list[#list + 1] = rec
+    end
+  end
+  if #list == 0 then return end
+  local stop = self:_batch(list)
+  if stop then
+    self.stopped = stop
+    error(stop, 0)
   end
 end
 
@@ -814,8 +835,9 @@ function Driver:printed()
 end
 
 -- d:restart(): as if the process restarted: the script is loaded again
--- and state comes back from what was committed. Topics, offsets, the clock
--- and unread records are kept; nothing is redelivered.
+-- and state comes back from what was committed; global tables read their
+-- topics again. Topics, offsets, the clock and unread records are kept;
+-- nothing else is redelivered.
 function Driver:restart()
   self.stopped = nil
   self.queue = {}
@@ -827,6 +849,7 @@ function Driver:restart()
     error("d:restart: " .. msg, 2)
   end
   self:_loaded()
+  self:_read_globals()
 end
 
 -- Header lookup in a read record: the value of the first header `name`.

@@ -137,15 +137,20 @@ def broker_factory(luastream_bin, tmp_path):
 # Kafka helpers
 
 
-def produce(addr, topic, records, partition=None):
+def produce(addr, topic, records, partition=None, partitioner=None):
     """Produces records and waits for every acknowledgement.
 
     records: tuples (key, value, headers) or (key, value, headers, partition) or
     (key, value, headers, partition, timestamp_ms); key/value are bytes, str or
-    None; headers a list of (name, bytes) or None. Returns [(partition, offset)]
-    in the order of records."""
-    p = Producer({"bootstrap.servers": addr, "linger.ms": 5, "enable.idempotence": True,
-                  "message.timeout.ms": 20000})
+    None; headers a list of (name, bytes) or None. partitioner: librdkafka's
+    (default consistent_random; "murmur2_random" places keys as the runtime's
+    producer and Java clients do). Returns [(partition, offset)] in the order
+    of records."""
+    conf = {"bootstrap.servers": addr, "linger.ms": 5, "enable.idempotence": True,
+            "message.timeout.ms": 20000}
+    if partitioner:
+        conf["partitioner"] = partitioner
+    p = Producer(conf)
     results = [None] * len(records)
     errors = []
 

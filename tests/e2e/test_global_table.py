@@ -4,7 +4,8 @@ Two instances of scripts/global_table.lua share the readings' partitions; the
 table's topic has other partitions than the readings', and each instance reads
 all of it. The people are produced before the apps start, and so are the first
 readings: an app must catch up with the table before processing them, so every
-reading gets its person's name. A change made while they run reaches both.
+reading gets its person's name. A change made while they run reaches both, and
+an instance started again reads the table whole again, changes included.
 """
 
 import json
@@ -42,14 +43,23 @@ def test_every_instance_reads_the_whole_table_before_it_processes(broker_factory
     for a in apps:
         assert a.stop() == 0
 
+    again = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "s0"), "--log-level", "debug")
+    wait_until(lambda: "global tables: caught up, 22 records" in again.stderr(), 60, "the second catch-up",
+               app=again)
+    third = [rec(f"dev-{i}", {"person": PEOPLE[i % 20], "x": 200 + i}) for i in range(40)]
+    produce(broker.addr, "readings", third)
+    wait_count(broker.addr, "out", 120, 60, app=again)
+    assert again.stop() == 0
+
     got = {jloads(r.value)["x"]: jloads(r.value) for r in read_all(broker.addr, "out")}
-    assert len(got) == 80
+    assert len(got) == 120
     for i in range(40):
         p = PEOPLE[i % 20]
         assert got[i] == {"person": p, "x": i, "name": p.upper()}, got[i]
-        want = {"person": p, "x": 100 + i}
-        if p == "p3":
-            want["name"] = "renamed"
-        elif p != "p4":
-            want["name"] = p.upper()
-        assert got[100 + i] == want, got[100 + i]
+        for base in (100, 200):
+            want = {"person": p, "x": base + i}
+            if p == "p3":
+                want["name"] = "renamed"
+            elif p != "p4":
+                want["name"] = p.upper()
+            assert got[base + i] == want, got[base + i]

@@ -4,7 +4,8 @@ scripts/join_table.lua joins readings with the owners table of their device.
 The table is filled and changed (a new owner, a deletion) before the readings
 that must see each version are produced, so the expected owner of every
 reading is known; state survives a restart; a table whose partition count
-differs from the stream's stops the app at start.
+differs from the stream's stops the app at start, and a group_by with the
+table's partition count fixes that.
 """
 
 import json
@@ -130,5 +131,20 @@ def test_a_table_with_other_partitions_than_the_stream_stops_at_start(broker_fac
     broker = broker_factory({"owners": 2, "readings": 3, "out": 3})
     r = run_cli("run", str(SCRIPT), "--broker", broker.addr, "--state-dir", str(tmp_path / "s"), timeout=60)
     assert r.returncode == 2, r.stderr
-    assert ("state store '__table__owners' serves topics 'owners' (2 partitions) and 'readings' "
-            "(3 partitions): they must have the same partition count") in r.stderr
+    assert ("luastream: state store '__table__owners' serves topics 'owners' (2 partitions) and 'readings' "
+            "(3 partitions): they must have the same partition count (re-key the rows of 'readings' into 2 "
+            "partitions with sdf:group_by(..., { partitions = 2 }))\n") in r.stderr, r.stderr
+
+
+def test_a_group_by_with_the_tables_partition_count_joins_a_stream_of_another(broker_factory, run_app, tmp_path):
+    broker = broker_factory({"owners": 2, "readings": 3, "out": 3})
+    devices = [f"dev-{i}" for i in range(12)]
+    # the table's keys placed as group_by's producer places the readings (murmur2)
+    produce(broker.addr, "owners", [rec(d, {"owner": f"o-{d}"}) for d in devices], partitioner="murmur2_random")
+    a = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "s"), env={"JT_REGROUP": "2"})
+    produce(broker.addr, "readings", [rec(d, {"x": i}) for i, d in enumerate(devices)])
+    wait_count(broker.addr, "out", 12, 60, app=a)
+    assert a.stop() == 0
+    assert "created the group_by topic 'jt-e2e__repartition__by-device' with 2 partitions" in a.stderr(), a.stderr()
+    got = sorted(outputs(broker.addr), key=lambda kv: kv[1]["x"])
+    assert got == [(d, {"x": i, "owner": f"o-{d}"}) for i, d in enumerate(devices)]

@@ -11,7 +11,7 @@ import json
 import random
 from collections import defaultdict
 
-from conftest import (SCRIPTS, jloads, produce, read_all, wait_committed_to_end, wait_count)
+from conftest import (SCRIPTS, jloads, produce, read_all, run_cli, wait_committed_to_end, wait_count)
 
 SCRIPT = SCRIPTS / "joins_streams.lua"
 APP = "joins-e2e"
@@ -86,3 +86,12 @@ def test_asof_and_interval_joins_match_the_definitions_across_a_restart(broker_f
     for r in read_all(broker.addr, "interval-out"):
         got_iv[r.key.decode()].append((jloads(r.value), r.timestamp))
     assert dict(got_iv) == dict(want_iv)
+
+
+def test_stream_joins_of_topics_with_other_partition_counts_stop_at_start(broker_factory, tmp_path):
+    broker = broker_factory({"clicks": 2, "views": 3, "asof-out": 2, "interval-out": 2})
+    r = run_cli("run", str(SCRIPT), "--broker", broker.addr, "--state-dir", str(tmp_path / "s"), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert ("luastream: state store '__asof__1' serves topics 'views' (3 partitions) and 'clicks' (2 "
+            "partitions): they must have the same partition count (re-key the rows of 'clicks' into 3 "
+            "partitions with sdf:group_by(..., { partitions = 3 }))\n") in r.stderr, r.stderr

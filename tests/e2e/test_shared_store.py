@@ -65,5 +65,6 @@ def test_inputs_with_different_partition_counts_are_refused(broker_factory, tmp_
     r = run_cli("run", str(SCRIPT), "--broker", broker.addr, "--state-dir", str(tmp_path / "s"),
                 timeout=60)
     assert r.returncode == 2, r
-    assert "state store 'both' serves topics 'a' (4 partitions) and 'b' (2 partitions): they must " \
-           "have the same partition count" in r.stderr, r.stderr
+    assert ("luastream: state store 'both' serves topics 'a' (4 partitions) and 'b' (2 partitions): they must "
+            "have the same partition count (re-key the rows of 'b' into 4 partitions with sdf:group_by(..., "
+            "{ partitions = 4 }), or give each its own store)\n") in r.stderr, r.stderr

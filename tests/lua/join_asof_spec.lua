@@ -67,6 +67,39 @@ sdf:join_asof(fixes, { how = "left", grace = 5000 }):to_topic(out)]]))
     assert.same({ { ts = 1500, a = "old" }, { ts = 9000, a = "new", lat = 7 } }, outs(d))
   end)
 
+  it("of rows of the same timestamp, joins the one that came last", function()
+    local d = testing.driver(script([[sdf:join_asof(fixes):to_topic(out)]]))
+    d:send("gps", "p1", { ts = 1000, lat = 1 })
+    d:send("gps", "p1", { ts = 1000, lat = 2 })
+    d:send("gps", "p1", { ts = 2000, lat = 3 })
+    d:send("alerts", "p1", { ts = 1500, a = "x" })
+    assert.same({ { ts = 1500, a = "x", lat = 2 } }, outs(d))
+  end)
+
+  it("grace: a row exactly grace behind the newest stays; the default is the tolerance, else one hour", function()
+    local function kept(opts, times)
+      local d = testing.driver(script("sdf:join_asof(fixes, " .. opts .. "):to_topic(out)"))
+      for _, t in ipairs(times) do d:send("gps", "p1", { ts = t }) end
+      local h, res = d:state("__asof__1", "p1", "h"), {}
+      for j = 1, h[1] do res[j] = h[2 * j] end
+      return res
+    end
+    assert.same({ 2000, 3000 }, kept("{ grace = 1000 }", { 1000, 1999, 2000, 3000 }))
+    assert.same({ 1000, 2000 }, kept("{ tolerance = 1000 }", { 999, 1000, 2000 }))
+    assert.same({ 0, 3600000 }, kept("{}", { 0, 3600000 }))
+    assert.same({ 3600001 }, kept("{}", { 0, 3600001 }))
+  end)
+
+  it("the default merging keeps the row's columns and gives each row its own copy of nested tables", function()
+    local d = testing.driver(script([[
+sdf:join_asof(fixes):update(function(r) r.pos[#r.pos + 1] = r.a end):to_topic(out)]]))
+    d:send("gps", "p1", { ts = 1000, a = "fix", pos = { 1, 2 } })
+    d:send("alerts", "p1", { ts = 1000, a = "x" })
+    d:send("alerts", "p1", { ts = 1001, a = "y" })
+    assert.same({ { ts = 1000, a = "x", pos = { 1, 2, "x" } }, { ts = 1001, a = "y", pos = { 1, 2, "y" } } },
+      outs(d))
+  end)
+
   it("a merger gets a copy of the other side's row", function()
     local d = testing.driver(script([[
 sdf:join_asof(fixes, { merger = function(alert, fix)

@@ -66,6 +66,48 @@ sdf:join_interval(v, { before = 100, after = 100, grace = 0 }):to_topic(out)]]))
     assert.same({ { "u1", 5050, { ts = 5050, c = 1, page = "a" } } }, outs(d))
   end)
 
+  it("takes both ends of [t - before, t + after] and nothing beyond", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 500, grace = 10000 }):to_topic(out)]]))
+    d:send("views", "u1", { ts = 999, page = "too early" })
+    d:send("views", "u1", { ts = 1000, page = "lo" })
+    d:send("clicks", "u1", { ts = 2000, c = 1 })
+    d:send("views", "u1", { ts = 2500, page = "hi" })
+    d:send("views", "u1", { ts = 2501, page = "too late" })
+    assert.same({
+      { "u1", 2000, { ts = 2000, c = 1, page = "lo" } },
+      { "u1", 2500, { ts = 2000, c = 1, page = "hi" } },
+    }, outs(d))
+  end)
+
+  it("a left join closes an interval when the key's watermark reaches t + after + grace, not before", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 0, after = 1000, grace = 500, how = "left" }):to_topic(out)]]))
+    d:send("clicks", "u1", { ts = 1000, c = 1 })
+    d:send("views", "u1", { ts = 2499, page = "x" }) -- past the interval; it is still open for 1 ms
+    assert.same({}, outs(d))
+    d:send("views", "u1", { ts = 2500, page = "y" }) -- 1000 + 1000 + 500: closed, unmatched
+    assert.same({ { "u1", 1000, { ts = 1000, c = 1 } } }, outs(d))
+    d:send("clicks", "u1", { ts = 1000, c = 2 }) -- its interval closed at the watermark: late
+    d:send("clicks", "u1", { ts = 1001, c = 3 }) -- still open
+    d:send("views", "u1", { ts = 2001, page = "z" })
+    assert.same({ { "u1", 2001, { ts = 1001, c = 3, page = "z" } } }, outs(d))
+  end)
+
+  it("gives each output row its own copy, so later steps cannot change stored rows", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 1000, grace = 10000 })
+  :update(function(r) r.tags[#r.tags + 1] = r.page end)
+  :to_topic(out)]]))
+    d:send("clicks", "u1", { ts = 1000, tags = { "c" } })
+    d:send("views", "u1", { ts = 1100, page = "a" })
+    d:send("views", "u1", { ts = 1200, page = "b" })
+    assert.same({
+      { "u1", 1100, { ts = 1000, tags = { "c", "a" }, page = "a" } },
+      { "u1", 1200, { ts = 1000, tags = { "c", "b" }, page = "b" } },
+    }, outs(d))
+  end)
+
   it("a merger builds the output row from copies", function()
     local d = testing.driver(script([[
 sdf:join_interval(v, { before = 1000, after = 1000, merger = function(l, r)

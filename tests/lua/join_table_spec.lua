@@ -121,6 +121,32 @@ sdf:join_table(owners):update(function(row) row.contact.phone = "changed" end):t
   end
 end)
 
+describe("sdf:group_by then sdf:join_table", function()
+  it("re-keys rows into the partitions the table holds their new key in (the table's key format)", function()
+    local d = driver([[
+sdf:group_by("device", { partitions = 4 }):join_table(owners, { how = "left" }):to_topic(out)]],
+      { partitions = 4 })
+    local got = {}
+    for j = 1, 12 do d:send("owners", "dev-" .. j, { owner = "o" .. j }) end
+    for j = 1, 12 do d:send("in", "reading-" .. j, { device = "dev-" .. j, x = j }) end
+    for _, r in ipairs(d:read("out")) do got[r.value.x] = { r.key, r.value.owner } end
+    for j = 1, 12 do assert.same({ "dev-" .. j, "o" .. j }, got[j]) end
+  end)
+
+  it("refuses a group_by joined with topics of two key formats", function()
+    local path = script([[
+local other = app:table(app:topic("other", { key = "json" }))
+sdf = sdf:group_by("device")
+sdf:join_table(owners):to_topic(out)
+sdf:join_table(other):to_topic(out)]])
+    local ok, err = pcall(testing.driver, path)
+    assert.is_false(ok)
+    assert.same(path .. ":10: group_by topic 'jt__repartition__device' is joined with 'owners' (key format " ..
+      "'string') and 'other' (key format 'json'): their keys cannot land in the same partitions; give both " ..
+      "topics one key format", err)
+  end)
+end)
+
 describe("app:global_table", function()
   local GHEAD = [[
 local ls = require("luastream")
@@ -163,6 +189,23 @@ sdf:join_table(people, { on = function(row) return row.alias end }):to_topic(out
     local got = {}
     for j, r in ipairs(d:read("out")) do got[j] = { r.key, r.value.name } end
     assert.same({ { "ann", "Ann" }, { "ann", "Ann" }, { "zed", "Ann" } }, got)
+  end)
+
+  it("is read again from its topic after a restart, as the runtime does on start", function()
+    local d = gdriver([[sdf:join_table(people, { on = "person", how = "left" }):to_topic(out)]])
+    d:send("people", "ann", { name = "Ann" })
+    d:send("people", "bob", { name = "Bob" })
+    d:send("people", "ann", { name = "Ann B." })
+    d:send("people", { key = "bob" }) -- deleted
+    d:restart()
+    d:send("in", "d1", { person = "ann" })
+    d:send("in", "d2", { person = "bob" })
+    d:restart()
+    d:send("people", "bob", { name = "Bob 2" })
+    d:send("in", "d3", { person = "bob" })
+    local got = {}
+    for j, r in ipairs(d:read("out")) do got[j] = { r.key, r.value.name } end
+    assert.same({ { "d1", "Ann B." }, { "d2", nil }, { "d3", "Bob 2" } }, got)
   end)
 end)
 
