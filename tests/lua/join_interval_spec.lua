@@ -118,6 +118,24 @@ end }):to_topic(out)]]))
     assert.same({ { "u1", 1200, { c = 1, page = "a" } } }, outs(d))
   end)
 
+  it("a left join's merger gets right = nil for a row that met nothing", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 0, after = 100, grace = 0, how = "left", merger = function(l, r)
+  return { c = l.c, page = r and r.page or "none" }
+end }):to_topic(out)]]))
+    d:send("clicks", "u1", { ts = 1000, c = 1 })
+    d:send("views", "u1", { ts = 1050, page = "a" })
+    d:send("clicks", "u1", { ts = 2000, c = 2 })
+    d:send("views", "u1", { ts = 2100, page = "b" }) -- pairs with click 2 at the end of its interval
+    d:send("clicks", "u1", { ts = 3000, c = 3 })
+    d:send("views", "u1", { ts = 3101, page = "c" }) -- closes click 3's interval: unmatched
+    assert.same({
+      { "u1", 1050, { c = 1, page = "a" } },
+      { "u1", 2100, { c = 2, page = "b" } },
+      { "u1", 3000, { c = 3, page = "none" } },
+    }, outs(d))
+  end)
+
   local cases = {
     { "sdf:join_interval(v)", "join_interval: give the interval: { before = ms, after = ms } (rows of the " ..
       "other side from t - before to t + after)" },

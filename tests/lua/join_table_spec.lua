@@ -35,6 +35,8 @@ describe("app:table", function()
     assert.same({ owner = "bea" }, d:state("__table__owners", "p1", "v"))
     d:send("owners", { key = "p2" }) -- a null value
     assert.is_nil(d:state("__table__owners", "p2"))
+    d:send("owners", { key = "p9" }) -- a tombstone for a key never set: nothing to delete, no error
+    assert.is_nil(d:state("__table__owners", "p9"))
     d:restart()
     assert.same({ owner = "bea" }, d:state("__table__owners", "p1", "v"))
     assert.same({}, d:errors())
@@ -189,6 +191,17 @@ sdf:join_table(people, { on = function(row) return row.alias end }):to_topic(out
     local got = {}
     for j, r in ipairs(d:read("out")) do got[j] = { r.key, r.value.name } end
     assert.same({ { "ann", "Ann" }, { "ann", "Ann" }, { "zed", "Ann" } }, got)
+  end)
+
+  it("joins on an expression", function()
+    local d = gdriver([[
+sdf:join_table(people, { on = ls.col("first") .. "-" .. ls.col("last") }):to_topic(out)]])
+    d:send("people", "ann-lee", { name = "Ann" })
+    d:send("in", "d1", { first = "ann", last = "lee" })
+    d:send("in", "d2", { first = "ann", last = "kim" }) -- no such key: an inner join drops it
+    local got = {}
+    for j, r in ipairs(d:read("out")) do got[j] = { r.key, r.value.name } end
+    assert.same({ { "d1", "Ann" } }, got)
   end)
 
   it("is read again from its topic after a restart, as the runtime does on start", function()
