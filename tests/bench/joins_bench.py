@@ -27,14 +27,18 @@ starts the broker; see tests/bench/README.md ("Joins").
    py-join, exactly the reading's fields plus its device's owner's fields, with the
    values of the owner the table holds last (a reference computed here from the
    table file) and the reading's own values where both have a field (ts).
-2. In process (bench_pipeline, no Kafka, one core): join_table.lua, its table
-   filled first from the owners' records (bench_pipeline --table, not timed),
-   against crash_stateless.lua on the rows of part 1, REPEAT invocations each.
+2. In process (no Kafka, one core): join_table.lua through bench_pipeline, its
+   table filled first from the owners' records (--table, not timed), against
+   crash_stateless.lua (bench_pipeline) and py_join.py --in-process (the same
+   per-reading function as its Kafka loop, the dict filled first, not timed) on
+   the rows of part 1, REPEAT invocations each, interleaved: the join itself
+   (decode, look-up, merge, encode), without the broker both share in part 1.
 """
 import argparse
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -305,17 +309,39 @@ def bench_pipeline(a, work, script, rows, inp, label, repeat=3, table=None):
     return d
 
 
+def py_in_process(a, work, rows, inp, label):
+    cmd = [sys.executable, os.path.join(HERE, "py_join.py"), "--in-process", inp.path,
+           "--table-file", a.table.path, "--rows", str(rows), "--repeat", "3"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(os.path.join(work, "inprocess-%s.log" % label), "w") as f:
+        f.write(" ".join(cmd) + "\n" + p.stdout)
+    d = {"rc": p.returncode, "out": p.stdout.strip()}
+    for line in p.stdout.splitlines():
+        if line.startswith("full_rows_per_s "):
+            d["full"] = int(line.split()[1])
+        m = re.match(r"py_join: (\d+) rows, \d+ owners, (\d+) output bytes", line)
+        if m and int(m.group(2)) > 0:
+            d["outputs"] = 1.0 if int(m.group(1)) == rows else int(m.group(1)) / rows
+    return d
+
+
+IN_PROCESS = ["join", "stateless", "py-join"]
+
+
 def in_process(a, work, inp):
-    """Returns (rows, {script: [per-invocation dict]}, failures)."""
+    """Returns (rows, {peer: [per-invocation dict]}, failures)."""
     rows = min(a.pipeline_rows, inp.rows)
     table = a.table.path
     scripts = {"join": "join_table.lua", "stateless": "crash_stateless.lua"}
-    res = {s: [] for s in scripts}
+    res = {s: [] for s in IN_PROCESS}
     failures = []
     for rep in range(1, a.repeat + 1):
-        for name, script in scripts.items():
-            d = bench_pipeline(a, work, script, rows, inp, "%s-%d" % (name, rep),
-                               table=table if name == "join" else None)
+        for name in IN_PROCESS:
+            if name == "py-join":
+                d = py_in_process(a, work, rows, inp, "%s-%d" % (name, rep))
+            else:
+                d = bench_pipeline(a, work, scripts[name], rows, inp, "%s-%d" % (name, rep),
+                                   table=table if name == "join" else None)
             if d["rc"] != 0 or "full" not in d:
                 failures.append("bench_pipeline %s exited %d:\n%s" % (name, d["rc"], d["out"]))
                 continue
@@ -328,15 +354,18 @@ def in_process(a, work, inp):
 
 
 def print_in_process(a, rows, res):
-    print("2. in process (bench_pipeline --input: the rows above, %d per pass, one core, the join's table "
-          "from the owners above (--table, not timed); median of %d invocations, each the best of 3 passes)"
-          % (rows, a.repeat))
+    print("2. in process (bench_pipeline --input and py_join.py --in-process: the rows above, %d per pass, "
+          "one core, the join's table from the owners above, not timed; median of %d invocations, each the "
+          "best of 3 passes)" % (rows, a.repeat))
     full = {}
-    for name in ("join", "stateless"):
-        full[name] = median(r["full"] for r in res[name])
+    for name in IN_PROCESS:
+        full[name] = median(r["full"] for r in res[name]) if res[name] else None
         print("%-10s %12s rows/s (full)" % (name, "{:,.0f}".format(full[name]) if full[name] else "failed"))
-    if full["join"] and full["stateless"]:
-        print("ratio (full): join/stateless = %.2f (target >= 0.5)" % (full["join"] / full["stateless"]))
+    for other, target in (("stateless", 0.5), ("py-join", 3)):
+        if full["join"] and full[other]:
+            print("ratio (full): join/%s = %.2f (target >= %g)" % (other, full["join"] / full[other], target))
+    print("per invocation (rows/s): %s" % "; ".join(
+        "%s %s" % (n, " ".join("{:,}".format(r["full"]) for r in res[n])) for n in IN_PROCESS))
 
 
 # ---- main --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ device -> owner (in memory only: it is read again from the table's topic at ever
 start).
 
     /usr/bin/python3 tests/bench/py_join.py --broker B --count N [--input phone-data] [--table phone-owners] [--output out-py-join]
+    /usr/bin/python3 tests/bench/py_join.py --in-process ROWS_FILE --table-file TABLE_FILE [--rows N] [--repeat N]
 
 One consumer in a group, subscribed to both topics (co-partitioned: partition p of
 each comes to the same instance). On assignment the table's partitions start from
@@ -18,6 +19,12 @@ json.dumps, produce with the same key. Otherwise the same loop as py_crash.py:
 offsets are committed asynchronously every few seconds and synchronously at the
 end, after the producer is flushed (at-least-once, like luastream). Exits 0 once N
 records are produced and acknowledged.
+
+--in-process times the join alone, as bench_pipeline does luastream's (no Kafka,
+one core): the records of TABLE_FILE (key TAB value; an empty value is a
+tombstone) fill the dict, untimed, then the first N lines of ROWS_FILE (key TAB
+value) go through the same per-reading function as the Kafka loop's, the outputs
+counted by their bytes; prints `full_rows_per_s R`, the best of --repeat passes.
 """
 import argparse
 import json
@@ -27,16 +34,73 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer
 
 
+def joiner(owners):
+    """The join of one reading: its value bytes -> the output's value (str)."""
+    loads, dumps = json.loads, json.JSONEncoder(separators=(",", ":")).encode
+
+    def join(key, value):
+        row = loads(value)
+        owner = owners.get(key)
+        if owner is not None:
+            row = {**owner, **row}  # the reading's own fields win
+        return dumps(row)
+    return join
+
+
+def read_records(path, limit=None):
+    """[(key bytes, value bytes or None)] of a `key TAB value` file."""
+    recs = []
+    with open(path, "rb") as f:
+        for line in f:
+            k, v = line.rstrip(b"\n").split(b"\t", 1)
+            recs.append((k, v or None))
+            if limit is not None and len(recs) == limit:
+                break
+    return recs
+
+
+def in_process(a):
+    owners = {}
+    for k, v in read_records(a.table_file):
+        if v is None:
+            owners.pop(k, None)
+        else:
+            owners[k] = json.loads(v)
+    rows = read_records(a.in_process, a.rows)
+    join = joiner(owners)
+    best = None
+    for _ in range(a.repeat):
+        out = 0
+        t0 = time.perf_counter()
+        for k, v in rows:
+            out += len(join(k, v))
+        dt = time.perf_counter() - t0
+        best = dt if best is None or dt < best else best
+    print("py_join: %d rows, %d owners, %d output bytes per pass" % (len(rows), len(owners), out))
+    print("full_rows_per_s %.0f" % (len(rows) / best))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--broker", required=True)
-    ap.add_argument("--count", type=int, required=True, help="stop after this many outputs")
+    ap.add_argument("--broker")
+    ap.add_argument("--count", type=int, help="stop after this many outputs")
+    ap.add_argument("--in-process", metavar="ROWS_FILE")
+    ap.add_argument("--table-file")
+    ap.add_argument("--rows", type=int)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--input", default="phone-data")
     ap.add_argument("--table", default="phone-owners")
     ap.add_argument("--output", default="out-py-join")
     ap.add_argument("--group", default="py-join")
     ap.add_argument("--commit-interval", type=float, default=5.0)
     a = ap.parse_args()
+    if a.in_process:
+        if not a.table_file:
+            ap.error("--in-process needs --table-file")
+        return in_process(a)
+    if not a.broker or a.count is None:
+        ap.error("give --broker and --count (or --in-process)")
 
     consumer = Consumer({
         "bootstrap.servers": a.broker,
@@ -81,7 +145,7 @@ def main():
 
     consumer.subscribe([a.input, table], on_assign=on_assign, on_revoke=on_revoke)
 
-    loads, dumps = json.loads, json.JSONEncoder(separators=(",", ":")).encode
+    loads, join = json.loads, joiner(owners)
     produce, poll, out_topic = producer.produce, producer.poll, a.output
     produced = table_records = 0
     last_commit = time.monotonic()
@@ -107,11 +171,7 @@ def main():
                         consumer.resume(paused)
                         paused.clear()
                 continue
-            row = loads(m.value())
-            owner = owners.get(key)
-            if owner is not None:
-                row = {**owner, **row}  # the reading's own fields win
-            value = dumps(row)
+            value = join(key, m.value())
             while True:
                 try:
                     produce(out_topic, value, key, on_delivery=on_delivery)
