@@ -108,6 +108,19 @@ sdf:join_interval(v, { before = 1000, after = 1000, grace = 10000 })
     }, outs(d))
   end)
 
+  it("a row whose timestamp is not a number is an error under on_error and joins nothing", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 1000 }):to_topic(out)]]))
+    d:send("views", "u1", { ts = "soon", page = "a" })
+    d:send("clicks", "u1", { ts = 1000, c = 1 })
+    local e = d:errors()
+    assert.same(1, #e)
+    assert.same({ "process", "views", 0, d.script .. ":4: topic 'views' timestamp: timestamp field 'ts' is a " ..
+      "string, expected milliseconds (a number)" }, { e[1].stage, e[1].topic, e[1].offset, e[1].error })
+    assert.same({}, outs(d))
+    assert.is_nil(d:state("__interval__1", "u1", "R"))
+  end)
+
   it("a merger builds the output row from copies", function()
     local d = testing.driver(script([[
 sdf:join_interval(v, { before = 1000, after = 1000, merger = function(l, r)

@@ -42,6 +42,22 @@ describe("app:table", function()
     assert.same({}, d:errors())
   end)
 
+  it("a malformed record or one without a key is an error under on_error; the table keeps what it had", function()
+    local d = driver("sdf:join_table(owners, { how = \"left\" }):to_topic(out)")
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("owners", { key = "p1", raw_value = "{bad" })
+    d:send("owners", { value = { owner = "nobody's" } })
+    d:send("in", "p1", { x = 1 })
+    local got = {}
+    for j, e in ipairs(d:errors()) do got[j] = { e.stage, e.topic, e.offset, e.error, e.policy } end
+    assert.same({
+      { "decode", "owners", 1, "value: invalid JSON: unexpected character 'b' at byte 1", "skip" },
+      { "process", "owners", 2, d.script .. ":3: app:table 'owners': a stateful step needs a message key, and " ..
+        "this record has none", "skip" },
+    }, got)
+    assert.same({ { "p1", { x = 1, owner = "ann" } } }, outs(d))
+  end)
+
   it("refuses a topic read as a stream too, and a second table of one topic", function()
     local path = script([[local again = app:table(app:topic("owners", { key = "string" }))]])
     local ok, err = pcall(testing.driver, path)
