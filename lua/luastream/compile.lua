@@ -572,7 +572,7 @@ step.join_asof = function(g, node, id)
   g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
   local r = g:tmp()
   g:emit("local " .. r .. " = " .. g:lib("state", "asof_get") .. "(" .. st .. ", ts, " ..
-    g:const(node.tolerance) .. ")")
+    g:const(node.tolerance) .. ", " .. g:const(node.grace) .. ")")
   return join_merge(g, node, id, r, g:lib("util", "merge_missing"))
 end
 

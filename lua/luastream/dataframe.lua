@@ -555,7 +555,7 @@ function methods.join_asof(self, other, opts, extra)
   add(other, { kind = "asof_record", store = store, grace = grace, loc = where,
     desc = "join_asof (the other side)" }, false)
   return add(self, { kind = "join_asof", store = store, how = how, tolerance = opts.tolerance or math.huge,
-    merger = opts.merger, loc = where, desc = "join_asof" }, false)
+    grace = grace, merger = opts.merger, loc = where, desc = "join_asof" }, false)
 end
 
 -- sdf:join_interval(other, { before, after, grace, how, merger })

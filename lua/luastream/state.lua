@@ -5,10 +5,13 @@
 -- key's entries only. Entries live in a cache per store and partition:
 -- cache[key] is the key's table {state_key = value}, loaded from LMDB (through
 -- core.state_load, in C) the first time the key is seen. Writes go to the
--- cache and mark the key dirty; at a checkpoint the runtime takes the dirty
--- entries (take_changes), produces them to the changelog, commits offsets and
--- writes them to LMDB in one transaction. Reads therefore see the buffer
--- first. A deleted entry stays in the cache as DELETED until it is taken.
+-- cache and mark the key dirty, with the names of the entries written; at a
+-- checkpoint the runtime takes those entries (take_changes), produces them to
+-- the changelog, commits offsets and writes them to LMDB in one transaction:
+-- a key's other entries are not written again, so a key may hold many
+-- entries (join_asof's segments) at the cost of the changed ones only.
+-- Reads therefore see the buffer first. A deleted entry stays in the cache as
+-- DELETED until it is taken.
 --
 -- Expiry: state:set(k, v, { ttl = ms }) gives the entry an expiry time,
 -- now + ttl by core.now_ms (the clock behind ls.now_ms, which the test
@@ -162,7 +165,9 @@ end
 local function part_of(st, p)
   local part = st.parts[p]
   if not part then
-    part = { cache = {}, dirty = {}, n = 0 }
+    -- dirty[key] = the key table when the key has changes; dent[key] = the
+    -- names of its changed entries { name = true } (absent: every entry)
+    part = { cache = {}, dirty = {}, dent = {}, n = 0 }
     st.parts[p] = part
   end
   return part
@@ -263,8 +268,22 @@ function M.at(st, p, key, i)
       push_head(s)
     end
   end
-  st.kt, st.key, st.dirty = kt, key, part.dirty
+  st.kt, st.key, st.dirty, st.dent = kt, key, part.dirty, part.dent
 end
+
+-- Marks entry k of the key st points at as changed (for the next checkpoint).
+local function touch(st, k)
+  local key = st.key
+  if st.dirty[key] == nil then
+    st.dirty[key] = st.kt
+    st.dent[key] = { [k] = true }
+  else
+    local de = st.dent[key]
+    if de ~= nil then de[k] = true end
+  end
+end
+-- For tables held in state and changed in place through M.jset.
+M.touch = touch
 
 local function check_name(k)
   if type(k) ~= "string" then
@@ -337,7 +356,7 @@ function State:set(k, v, opts)
     journal(ex, k)
     ex[k] = nil
   end
-  self.dirty[self.key] = kt
+  touch(self, k)
 end
 
 -- Entry k of the key st points at, set to v with the absolute expiry e (ms
@@ -360,7 +379,7 @@ function M.set_expiry(st, k, v, e)
     journal(ex, k)
     ex[k] = nil
   end
-  st.dirty[st.key] = kt
+  touch(st, k)
 end
 
 -- Tables (app:table, docs/joins.md): the value of the key st points at is
@@ -376,45 +395,130 @@ function M.table_get(st)
 end
 
 -- join_asof (docs/joins.md): the other side's rows of the key st points at,
--- entry "h" = { n, t1, row1, t2, row2, ... } in order of time (a copy of each
--- row); rows more than `grace` ms behind the newest go, the newest stays.
+-- in order of time (a copy of each), cut into segments of time so that a
+-- checkpoint writes the segment a row went to, not the whole history:
+--   entry "s"     = { len, b1, b2, ... }: the segment length (ms) and the
+--                   numbers of the segments there, in order (b = floor(t / len))
+--   entry "s<b>"  = { n, t1, row1, t2, row2, ... } in order of time
+-- A row more than `grace` ms behind the key's newest is not seen; a segment
+-- whose rows all are goes. The newest row always stays.
+local floor = math.floor
+local ASOF_SEGMENTS = 16                    -- segments per grace
+local ASOF_SEG_MIN, ASOF_SEG_MAX = 1000, 60000 -- ms
+
+local function asof_seg_len(grace)
+  local len = ceil(grace / ASOF_SEGMENTS)
+  if len < ASOF_SEG_MIN then return ASOF_SEG_MIN end
+  if len > ASOF_SEG_MAX then return ASOF_SEG_MAX end
+  return len
+end
+
+local function asof_name(b) return "s" .. b end
+
+-- Inserts (t, row) into the list e = { n, t1, row1, ... } in order of time
+-- (after the rows of the same time), through the journal.
+local function asof_insert(e, t, row)
+  local n = e[1]
+  local at = 2 + 2 * n
+  while at > 2 and e[at - 2] > t do at = at - 2 end
+  for x = 1 + 2 * n, at, -1 do M.jset(e, x + 2, e[x]) end
+  M.jset(e, at, t)
+  M.jset(e, at + 1, row)
+  M.jset(e, 1, n + 1)
+end
+
+local function asof_newest(kt, idx)
+  local last = kt[asof_name(idx[#idx])]
+  return last[2 * last[1]]
+end
+
+-- Drops the segments whose rows are all more than grace behind the newest.
+local function asof_trim(st, idx, grace)
+  local oldest = asof_newest(st.kt, idx) - grace -- the oldest time seen
+  local nseg, drop = #idx, 0
+  while drop < nseg - 1 do
+    local e = st.kt[asof_name(idx[2 + drop])]
+    if e[2 * e[1]] >= oldest then break end
+    drop = drop + 1
+  end
+  if drop == 0 then return end
+  for j = 2, 1 + drop do st:delete(asof_name(idx[j])) end
+  for j = 2, nseg do M.jset(idx, j, idx[j + drop]) end
+  st:set("s", idx)
+end
+
+-- A history kept by an earlier build in one entry "h" = { n, t1, row1, ... }:
+-- into segments.
+local function asof_migrate(st, grace)
+  local h = st.kt.h
+  st:delete("h")
+  local idx = { asof_seg_len(grace) }
+  st:set("s", idx)
+  for j = 1, h[1] do
+    local t, row = h[2 * j], h[2 * j + 1]
+    local b = floor(t / idx[1])
+    local name = asof_name(b)
+    local e = st.kt[name]
+    if e == nil or e == DELETED then
+      e = { 0 }
+      idx[#idx + 1] = b
+    end
+    asof_insert(e, t, row)
+    st:set(name, e)
+  end
+  return idx
+end
+
+local function asof_index(st, grace)
+  local idx = st.kt.s
+  if idx ~= nil and idx ~= DELETED then return idx end
+  local h = st.kt.h
+  if h ~= nil and h ~= DELETED then return asof_migrate(st, grace) end
+  return nil
+end
+
 function M.asof_record(st, v, ts, grace)
   if type(ts) ~= "number" then
     error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
   end
-  local h = st.kt.h
-  if h == nil or h == DELETED then h = { 0 } end
-  local n = h[1]
-  local at = 2 + 2 * n
-  while at > 2 and h[at - 2] > ts do at = at - 2 end
-  for x = 1 + 2 * n, at, -1 do M.jset(h, x + 2, h[x]) end
-  M.jset(h, at, ts)
-  M.jset(h, at + 1, util.deepcopy(v))
-  n = n + 1
-  -- trim what is more than grace behind the newest
-  local newest = h[2 * n]
-  local drop = 0
-  while drop < n - 1 and h[2 + 2 * drop] < newest - grace do drop = drop + 1 end
-  if drop > 0 then
-    local last = 1 + 2 * n
-    for x = 2, last - 2 * drop do M.jset(h, x, h[x + 2 * drop]) end
-    for x = last - 2 * drop + 1, last do M.jset(h, x, nil) end
-    n = n - drop
+  local idx = asof_index(st, grace)
+  if idx == nil then idx = { asof_seg_len(grace) } end
+  local b = floor(ts / idx[1])
+  local name = asof_name(b)
+  local e = st.kt[name]
+  if e == nil or e == DELETED then
+    e = { 0 }
+    -- the segment's place in the index (usually the end)
+    local at = #idx + 1
+    while at > 2 and idx[at - 1] > b do at = at - 1 end
+    for j = #idx, at, -1 do M.jset(idx, j + 1, idx[j]) end
+    M.jset(idx, at, b)
+    st:set("s", idx)
   end
-  M.jset(h, 1, n)
-  st:set("h", h)
+  asof_insert(e, ts, util.deepcopy(v))
+  st:set(name, e)
+  asof_trim(st, idx, grace)
 end
 
--- The other side's latest row at or before ts (and at most tolerance ms
--- before it), or nil.
-function M.asof_get(st, ts, tolerance)
-  local h = st.kt.h
-  if h == nil or h == DELETED or type(ts) ~= "number" then return nil end
-  for at = 2 * h[1], 2, -2 do
-    local t = h[at]
-    if t <= ts then
-      if ts - t > tolerance then return nil end
-      return h[at + 1]
+-- The other side's latest row at or before ts, at most tolerance ms before
+-- it and at most grace ms behind the newest, or nil.
+function M.asof_get(st, ts, tolerance, grace)
+  if type(ts) ~= "number" then return nil end
+  local idx = asof_index(st, grace)
+  if idx == nil then return nil end
+  local kt = st.kt
+  local oldest = asof_newest(kt, idx) - grace
+  local b = floor(ts / idx[1])
+  for j = #idx, 2, -1 do
+    if idx[j] <= b then
+      local e = kt[asof_name(idx[j])]
+      for at = 2 * e[1], 2, -2 do
+        local t = e[at]
+        if t <= ts then
+          if ts - t > tolerance or t < oldest then return nil end
+          return e[at + 1]
+        end
+      end
     end
   end
   return nil
@@ -431,7 +535,7 @@ function State:delete(k)
       journal(ex, k)
       ex[k] = nil
     end
-    self.dirty[self.key] = kt
+    touch(self, k)
   end
 end
 
@@ -460,7 +564,7 @@ function M.store(name)
   local st = stores[name]
   if not st then
     st = setmetatable({ name = name, index = #store_list + 1, parts = {},
-      kt = {}, key = nil, dirty = {} }, State)
+      kt = {}, key = nil, dirty = {}, dent = {} }, State)
     stores[name] = st
     store_list[st.index] = st
   end
@@ -524,11 +628,15 @@ function M.take_changes(ch, only)
   for si = first, last do
     local st = store_list[si]
     for p, part in pairs(st.parts) do
+      local dent = part.dent
       for key, kt in pairs(part.dirty) do
         local kb = key_bytes(key)
         local ex = kt[EXP]
-        for k, v in pairs(kt) do
-          if k ~= EXP then
+        local names = dent[key] or kt -- the changed entries' names, else every entry
+        for k in pairs(names) do
+          local v = kt[k]
+          -- v nil: an entry written and rolled back (journal) that was not there before
+          if k ~= EXP and v ~= nil then
             n = n + 1
             cstore[n], cpart[n], ckey[n] = st.index, p, entry_key(kb, k)
             local e = ex ~= nil and ex[k] or 0
@@ -546,7 +654,7 @@ function M.take_changes(ch, only)
           end
         end
         if ex ~= nil and next(ex) == nil then kt[EXP] = nil end
-        part.dirty[key] = nil
+        part.dirty[key], dent[key] = nil, nil
       end
     end
   end

@@ -908,7 +908,7 @@ local function store_entry(R, st, W)
   if R.idle_opts then
     st:set(R.wkey, W, R.idle_opts)
   elseif st.kt[R.wkey] == W then
-    st.dirty[st.key] = st.kt -- changed in place (journaled): only the key is dirty again
+    state.touch(st, R.wkey) -- changed in place (journaled): marked changed again
   else
     st:set(R.wkey, W)
   end

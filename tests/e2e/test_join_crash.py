@@ -400,10 +400,22 @@ def test_joins_survive_sigkills_and_a_lost_state_dir_with_exact_outputs(broker_f
     asof = state_values(state, "__asof__1")
     assert set(asof) == set(kept)
     for d, st in asof.items():
-        h = st["h"]
-        n, items = h[0], [(h[1 + 2 * j], canon(h[2 + 2 * j])) for j in range(h[0])]
-        assert len(h) == 1 + 2 * n and [t for t, _ in items] == sorted(t for t, _ in items), (d, h)
-        assert set(items) == {(f["ts"], canon(f)) for f in kept[d]}, d
+        # the index {len, b1, b2, ...}, then a segment "s<b>" = {n, t1, row1, ...} of each
+        idx = st["s"]
+        seg_len, segs = idx[0], idx[1:]
+        assert segs == sorted(segs) and set(st) == {"s"} | {f"s{b}" for b in segs}, (d, st)
+        items = []
+        for b in segs:
+            e = st[f"s{b}"]
+            rows = [(e[1 + 2 * j], canon(e[2 + 2 * j])) for j in range(e[0])]
+            assert len(e) == 1 + 2 * e[0] and all(t // seg_len == b for t, _ in rows), (d, b, e)
+            items += rows
+        assert [t for t, _ in items] == sorted(t for t, _ in items), (d, items)
+        # what is seen: the rows no more than the grace behind the newest; older ones
+        # only in the first segment, which goes once all of its rows are
+        limit = items[-1][0] - ASOF_GRACE
+        assert {x for x in items if x[0] >= limit} == {(f["ts"], canon(f)) for f in kept[d]}, d
+        assert all(t // seg_len == segs[0] for t, _ in items if t < limit), (d, items)
     iv = state_values(state, "__interval__1")
     assert set(iv) == set(DEVICES)
     for d, st in iv.items():  # no click waits; the "end" view is the one kept

@@ -52,19 +52,27 @@ describe("sdf:join_asof", function()
     assert.same({ { ts = 2000, a = "in", lat = 1 } }, outs(d))
   end)
 
-  it("keeps the other side's rows for grace behind its newest, the newest always; survives a restart", function()
+  it("keeps the other side's rows for grace behind its newest, in segments of time; survives a restart", function()
     local d = testing.driver(script([[
 sdf:join_asof(fixes, { how = "left", grace = 5000 }):to_topic(out)]]))
     d:send("gps", "p1", { ts = 1000, lat = 1 })
     d:send("gps", "p1", { ts = 4000, lat = 4 })
-    d:send("gps", "p1", { ts = 7000, lat = 7 }) -- 1000 is more than 5000 behind 7000: gone
-    local h = d:state("__asof__1", "p1", "h")
-    assert.same(2, h[1])
-    assert.same({ 4000, 7000 }, { h[2], h[4] })
+    d:send("gps", "p1", { ts = 4500, lat = 45 })
+    d:send("gps", "p1", { ts = 7000, lat = 7 }) -- 1000 is more than 5000 behind 7000: its segment goes
+    -- segments of 1000 ms (5000 / 16, at least 1000): the index, then one entry per segment
+    assert.same({ 1000, 4, 7 }, d:state("__asof__1", "p1", "s"))
+    assert.is_nil(d:state("__asof__1", "p1", "s1"))
+    assert.same({ 2, 4000, { ts = 4000, lat = 4 }, 4500, { ts = 4500, lat = 45 } }, d:state("__asof__1", "p1", "s4"))
+    assert.same({ 1, 7000, { ts = 7000, lat = 7 } }, d:state("__asof__1", "p1", "s7"))
     d:restart()
     d:send("alerts", "p1", { ts = 1500, a = "old" })
+    d:send("alerts", "p1", { ts = 4200, a = "mid" })
+    d:send("alerts", "p1", { ts = 6999, a = "late" })
     d:send("alerts", "p1", { ts = 9000, a = "new" })
-    assert.same({ { ts = 1500, a = "old" }, { ts = 9000, a = "new", lat = 7 } }, outs(d))
+    assert.same({
+      { ts = 1500, a = "old" }, { ts = 4200, a = "mid", lat = 4 }, { ts = 6999, a = "late", lat = 45 },
+      { ts = 9000, a = "new", lat = 7 },
+    }, outs(d))
   end)
 
   it("of rows of the same timestamp, joins the one that came last", function()
@@ -76,18 +84,22 @@ sdf:join_asof(fixes, { how = "left", grace = 5000 }):to_topic(out)]]))
     assert.same({ { ts = 1500, a = "x", lat = 2 } }, outs(d))
   end)
 
-  it("grace: a row exactly grace behind the newest stays; the default is the tolerance, else one hour", function()
-    local function kept(opts, times)
+  it("grace: a row exactly grace behind the newest is seen; the default is the tolerance, else one hour", function()
+    local function joined(opts, times, at)
       local d = testing.driver(script("sdf:join_asof(fixes, " .. opts .. "):to_topic(out)"))
-      for _, t in ipairs(times) do d:send("gps", "p1", { ts = t }) end
-      local h, res = d:state("__asof__1", "p1", "h"), {}
-      for j = 1, h[1] do res[j] = h[2 * j] end
-      return res
+      for _, t in ipairs(times) do d:send("gps", "p1", { ts = t, fix = t }) end
+      d:send("alerts", "p1", { ts = at })
+      local o = outs(d)[1]
+      return o and o.fix
     end
-    assert.same({ 2000, 3000 }, kept("{ grace = 1000 }", { 1000, 1999, 2000, 3000 }))
-    assert.same({ 1000, 2000 }, kept("{ tolerance = 1000 }", { 999, 1000, 2000 }))
-    assert.same({ 0, 3600000 }, kept("{}", { 0, 3600000 }))
-    assert.same({ 3600001 }, kept("{}", { 0, 3600001 }))
+    assert.same(2000, joined("{ grace = 1000 }", { 1000, 1999, 2000, 3000 }, 2500))
+    assert.same(2000, joined("{ grace = 1000 }", { 1000, 1999, 2000, 3000 }, 2000))
+    assert.is_nil(joined("{ grace = 1000 }", { 1000, 1999, 2000, 3000 }, 1999))
+    assert.same(1000, joined("{ tolerance = 1000 }", { 999, 1000, 2000 }, 1000))
+    assert.is_nil(joined("{ tolerance = 1000 }", { 999, 1000, 2000 }, 999))
+    assert.same(0, joined("{}", { 0, 3600000 }, 0))
+    assert.is_nil(joined("{}", { 0, 3600001 }, 0))
+    assert.same(3600001, joined("{}", { 3600001, 0 }, 3600001)) -- an old row out of order: never seen
   end)
 
   it("the default merging keeps the row's columns and gives each row its own copy of nested tables", function()
@@ -128,4 +140,78 @@ end }):to_topic(out)]]))
       assert.same(path .. ":8: " .. case[2], err)
     end)
   end
+end)
+
+-- The history's entries as a checkpoint takes them (luastream.state, through
+-- the runtime's Lua side as `luastream run` drives it).
+describe("join_asof's history in the store", function()
+  local rt, core, state = H.rt, H.core, require("luastream.state")
+  local saved_load
+
+  before_each(function()
+    saved_load = core.state_load
+    core.state_load = nil
+  end)
+  after_each(function() core.state_load = saved_load end)
+
+  -- The names of the entries a checkpoint takes now, sorted, and their
+  -- values (decoded; false: a delete).
+  local function taken()
+    local names, vals = {}, {}
+    for j = 1, rt.take_state_changes() do
+      local _, sk = state.split_key(rt.changes.key[j])
+      names[#names + 1] = sk
+      local v = rt.changes.val[j]
+      vals[sk] = v and core.decode("msgpack", v) or false
+    end
+    table.sort(names)
+    return names, vals
+  end
+
+  it("a checkpoint writes the segment a row went to and the index when it changes, not the whole history", function()
+    H.load_source(H.header .. [[
+local app = ls.app{}
+local gps = app:dataframe(app:topic("gps", { key = "string", timestamp = "ts" }))
+local alerts = app:dataframe(app:topic("alerts", { key = "string", timestamp = "ts" }))
+alerts:join_asof(gps, { grace = 3600000 }):to_topic(app:topic("out"))
+]])
+    assert.same("gps", rt.spec.inputs[1].name)
+    rt.take_state_changes()
+    local function fixes(from, to)
+      local rows = {}
+      for t = from, to do rows[#rows + 1] = { { ts = t * 1000, n = t }, key = "p1", topic = 1 } end
+      H.run(rows)
+    end
+    -- a fix a second; segments of 60 s (an hour / 16 = 225 s, at most 60 s)
+    fixes(1, 590)
+    assert.same({ "s", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9" }, taken())
+    fixes(591, 591)
+    assert.same({ "s9" }, taken())
+    fixes(600, 600) -- a new segment
+    assert.same({ "s", "s10" }, taken())
+    fixes(3660, 3660) -- an hour after 60 s: segment 0's rows (up to 59 s) are all older; it goes
+    assert.same({ "s", "s0", "s61" }, taken())
+    local out = H.run({ { { ts = 3659000 }, key = "p1", topic = 2 } })
+    assert.same(600, out[1].val.n) -- the latest fix at or before it
+  end)
+
+  it("moves a history kept in one entry by an earlier build into segments when the key is next used", function()
+    H.load_source(H.header .. [[
+local app = ls.app{}
+local gps = app:dataframe(app:topic("gps", { key = "string", timestamp = "ts" }))
+local alerts = app:dataframe(app:topic("alerts", { key = "string", timestamp = "ts" }))
+alerts:join_asof(gps, { how = "left" }):to_topic(app:topic("out"))
+]])
+    rt.take_state_changes()
+    core.state_load = function(_, _, kb)
+      if kb ~= "p1" then return {} end
+      return { h = { 3, 1000, { lat = 1 }, 2000, { lat = 2 }, 70000, { lat = 70 } } }
+    end
+    local out = H.run({ { { ts = 2500 }, key = "p1", topic = 2 }, { { ts = 80000 }, key = "p1", topic = 2 } })
+    assert.same({ 2, 70 }, { out[1].val.lat, out[2].val.lat })
+    local names, vals = taken()
+    assert.same({ "h", "s", "s0", "s1" }, names)
+    assert.same({ false, { 60000, 0, 1 }, { 2, 1000, { lat = 1 }, 2000, { lat = 2 } }, { 1, 70000, { lat = 70 } } },
+      { vals.h, vals.s, vals.s0, vals.s1 })
+  end)
 end)
