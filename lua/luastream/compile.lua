@@ -563,7 +563,7 @@ end
 step.asof_record = function(g, node, id)
   local st = g:const(state.store(node.store))
   g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
-  g:emit(g:lib("state", "asof_record") .. "(" .. st .. ", v, ts, " .. g:const(node.grace) .. ")")
+  g:emit(g:lib("join", "asof_record") .. "(" .. st .. ", v, ts, " .. g:const(node.grace) .. ")")
   return 0, id
 end
 
@@ -571,7 +571,7 @@ step.join_asof = function(g, node, id)
   local st = g:const(state.store(node.store))
   g:emit(g:lib("state", "at") .. "(" .. st .. ", m.partition, key, i)")
   local r = g:tmp()
-  g:emit("local " .. r .. " = " .. g:lib("state", "asof_get") .. "(" .. st .. ", ts, " ..
+  g:emit("local " .. r .. " = " .. g:lib("join", "asof_get") .. "(" .. st .. ", ts, " ..
     g:const(node.tolerance) .. ", " .. g:const(node.grace) .. ")")
   return join_merge(g, node, id, r, g:lib("util", "merge_missing"))
 end

@@ -1,5 +1,11 @@
--- luastream.join: interval joins (docs/joins.md, "Interval joins"), global
--- tables, and the default merging of stream-table joins (M.table_merge).
+-- luastream.join: as-of and interval joins (docs/joins.md), global tables,
+-- and the default merging of stream-table joins (M.table_merge).
+--
+-- sdf:join_asof(other, opts): the other side's pipeline records its rows
+-- per key (M.asof_record, history "h" of luastream.history); each row of
+-- this side looks up the latest one at or before its timestamp
+-- (M.asof_get). Rows more than `grace` behind the key's newest are not seen;
+-- segments whose rows all are go.
 --
 -- sdf:join_interval(other, { before, after, grace, how, merger }) adds two
 -- steps: "interval_left" to this dataframe's pipeline and "interval_right" to
@@ -10,15 +16,19 @@
 -- the continuation J.cont that luastream.compile makes, whichever side's
 -- pipeline found them.
 --
--- State per key (journaled like all state, so a failed row leaves it as it
--- was): "L" = { n, t1, row1, matched1, ... } (this side's rows), "R" = { n,
--- t1, row1, ... } (the other side's), "wm" = the largest timestamp of the
--- key on either side. A left row's interval [t - before, t + after] closes
--- when t + after + grace <= wm: it goes (with how = "left", emitted
--- unmatched first if no pair had it); the other side's rows go once no open
--- or future left row can reach them.
+-- Interval state per key (journaled like all state, so a failed row leaves
+-- it as it was): history "L" (this side's rows, { t, row, matched }),
+-- history "R" (the other side's, { t, row }), "wm" = the largest timestamp
+-- of the key on either side. A left row's interval [t - before, t + after]
+-- closes when t + after + grace <= wm: it goes (with how = "left", emitted
+-- unmatched first if no pair had it); a segment of the other side's rows
+-- goes once no open or future left row can reach any of them.
+--
+-- Earlier builds kept each of these lists in one entry ("h", "L", "R"):
+-- moved into histories when their key is next used (history.adopt).
 local util = require("luastream.util")
 local state = require("luastream.state")
+local history = require("luastream.history")
 local core = require("luastream.core")
 
 local M = {}
@@ -54,15 +64,6 @@ local function num_ts(ts)
   return ts
 end
 
-local function entry(st, k, stride)
-  local e = st.kt[k]
-  if e == nil or e == DELETED then
-    e = { 0 }
-    st:set(k, e)
-  end
-  return e, stride
-end
-
 -- The output row of a pair (right nil: an unmatched left row): a copy all
 -- the way down, as l may be a stored row and later steps may change nested
 -- tables of the output.
@@ -79,61 +80,80 @@ local function emit(J, nout, row, ts)
   return nout
 end
 
--- Inserts (t, row[, matched]) into entry e (stride 2 or 3) in order of time.
-local function insert(e, stride, t, row, matched)
-  local n = e[1]
-  local at = 2 + stride * n
-  while at > 2 and e[at - stride] > t do at = at - stride end
-  for x = 1 + stride * n, at, -1 do jset(e, x + stride, e[x]) end
-  jset(e, at, t)
-  jset(e, at + 1, row)
-  if stride == 3 then jset(e, at + 2, matched) end
-  jset(e, 1, n + 1)
+-- The index of history X of the key st points at (moving an earlier
+-- build's list, entry `old`, into it), or nil.
+local function index_of(st, X, stride, old)
+  local idx = history.index(st, X)
+  if idx ~= nil then return idx end
+  local list = st.kt[old]
+  if list ~= nil and list ~= DELETED then return history.adopt(st, X, stride, old) end
+  return nil
 end
 
--- Removes the items of e (stride) for which gone(t) is true.
-local function remove_if(e, stride, limit)
-  local n, keep = e[1], 0
-  for j = 0, n - 1 do
-    local base = 2 + stride * j
-    if e[base] > limit then
-      local to = 2 + stride * keep
-      if to ~= base then
-        for x = 0, stride - 1 do jset(e, to + x, e[base + x]) end
+-- join_asof: records a row of the other side (a copy).
+function M.asof_record(st, v, ts, grace)
+  if type(ts) ~= "number" then
+    error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
+  end
+  index_of(st, "h", 2, "h")
+  history.add(st, "h", 2, ts, deepcopy(v))
+  local idx = history.index(st, "h")
+  history.trim(st, "h", idx, 2, history.newest(st, "h", idx, 2) - grace, false, 1)
+end
+
+-- join_asof: the other side's latest row at or before ts, at most tolerance
+-- ms before it and at most grace ms behind the newest, or nil.
+function M.asof_get(st, ts, tolerance, grace)
+  if type(ts) ~= "number" then return nil end
+  local idx = index_of(st, "h", 2, "h")
+  if idx == nil or idx[1] == 0 then return nil end
+  local oldest = history.newest(st, "h", idx, 2) - grace
+  local j = idx[1]
+  while j > 1 and idx[2 + 2 * j] > ts do j = j - 1 end
+  for s = j, 1, -1 do
+    local e = history.seg(st, "h", idx, s)
+    for at = 2 * e[1], 2, -2 do
+      local t = e[at]
+      if t <= ts then
+        if ts - t > tolerance or t < oldest then return nil end
+        return e[at + 1]
       end
-      keep = keep + 1
     end
   end
-  for x = 2 + stride * keep, 1 + stride * n do jset(e, x, nil) end
-  jset(e, 1, keep)
+  return nil
 end
 
--- Closes the intervals the key's watermark passed.
-local function expire(J, st, wm, nout)
-  local L = st.kt.L
-  if L ~= nil and L ~= DELETED then
-    local close = wm - J.after - J.grace -- left rows with t <= close are done
-    local n = L[1]
-    if n > 0 and L[2] <= close then
-      if J.left then
-        for j = 0, n - 1 do
+-- The time at or before which this side's rows are closed, by watermark wm.
+local function closed_upto(J, wm)
+  if wm == nil or wm == DELETED then return -huge end
+  return wm - J.after - J.grace
+end
+
+-- Closes the intervals the key's watermark passed (from wm0 to wm): with
+-- how = "left", the rows that closed without a pair are emitted. Closed rows
+-- (t <= the close time) are not looked at again; the history drops them.
+local function expire(J, st, wm0, wm, nout)
+  local close = closed_upto(J, wm)
+  local idx = index_of(st, "L", 3, "L")
+  if idx ~= nil and idx[1] > 0 then
+    if J.left and wm ~= wm0 then
+      local prev = closed_upto(J, wm0)
+      for s = 1, idx[1] do
+        local e = history.seg(st, "L", idx, s)
+        if e[1] > 0 and e[2] > close then break end
+        for j = 0, e[1] - 1 do
           local base = 2 + 3 * j
-          if L[base] > close then break end
-          if not L[base + 2] then nout = emit(J, nout, pair(J, L[base + 1], nil), L[base]) end
+          local t = e[base]
+          if t > close then break end
+          if t > prev and not e[base + 2] then nout = emit(J, nout, pair(J, e[base + 1], nil), t) end
         end
       end
-      remove_if(L, 3, close)
-      st:set("L", L)
     end
+    history.trim(st, "L", idx, 3, close, true, 0)
   end
-  local R = st.kt.R
-  if R ~= nil and R ~= DELETED and R[1] > 0 then
-    local limit = wm - J.after - J.grace - J.before -- no open or future left row reaches these
-    if R[2] <= limit then
-      remove_if(R, 2, limit)
-      st:set("R", R)
-    end
-  end
+  -- no open or future left row reaches the other side's rows at or before this
+  idx = index_of(st, "R", 2, "R")
+  if idx ~= nil then history.trim(st, "R", idx, 2, close - J.before, true, 0) end
   return nout
 end
 
@@ -166,22 +186,22 @@ function M.left(J, v, ts, key, p, i)
   local wm = st.kt.wm
   if wm ~= nil and wm ~= DELETED and t + J.after + J.grace <= wm then return late(J, t, wm) end
   local nout = 0
-  local R = st.kt.R
-  if R ~= nil and R ~= DELETED then
+  local idx = index_of(st, "R", 2, "R")
+  if idx ~= nil then
     local lo, hi = t - J.before, t + J.after
-    for j = 0, R[1] - 1 do
-      local u = R[2 + 2 * j]
-      if u > hi then break end
-      if u >= lo then
-        local out = pair(J, v, R[3 + 2 * j])
-        nout = emit(J, nout, out, u > t and u or t)
+    for s = history.first_at(idx, lo), idx[1] do
+      if idx[2 + 2 * s] > hi then break end
+      local e = history.seg(st, "R", idx, s)
+      for j = 0, e[1] - 1 do
+        local u = e[2 + 2 * j]
+        if u > hi then break end
+        if u >= lo then nout = emit(J, nout, pair(J, v, e[3 + 2 * j]), u > t and u or t) end
       end
     end
   end
-  local L = entry(st, "L")
-  insert(L, 3, t, deepcopy(v), nout > 0)
-  st:set("L", L)
-  return expire(J, st, raise_wm(st, t), nout)
+  index_of(st, "L", 3, "L")
+  history.add(st, "L", 3, t, deepcopy(v), nout > 0)
+  return expire(J, st, wm, raise_wm(st, t), nout)
 end
 
 -- A row of the other side: pairs with this side's rows t with u in [t - before, t + after].
@@ -190,29 +210,33 @@ function M.right(J, v, ts, key, p, i)
   local st = J.st
   state_at(st, p, key, i)
   local nout = 0
-  local L = st.kt.L
-  if L ~= nil and L ~= DELETED then
+  local wm = st.kt.wm
+  local idx = index_of(st, "L", 3, "L")
+  if idx ~= nil then
     local lo, hi = u - J.after, u + J.before
-    for j = 0, L[1] - 1 do
-      local base = 2 + 3 * j
-      local t = L[base]
-      if t > hi then break end
-      if t >= lo then
-        nout = emit(J, nout, pair(J, L[base + 1], v), u > t and u or t)
-        if not L[base + 2] then
-          jset(L, base + 2, true)
-          st:set("L", L)
+    local close = closed_upto(J, wm) -- closed rows are not paired any more
+    for s = history.first_at(idx, lo), idx[1] do
+      if idx[2 + 2 * s] > hi then break end
+      local e = history.seg(st, "L", idx, s)
+      for j = 0, e[1] - 1 do
+        local base = 2 + 3 * j
+        local t = e[base]
+        if t > hi then break end
+        if t >= lo and t > close then
+          nout = emit(J, nout, pair(J, e[base + 1], v), u > t and u or t)
+          if not e[base + 2] then
+            jset(e, base + 2, true)
+            st:set(history.name("L", idx[1 + 2 * s]), e)
+          end
         end
       end
     end
   end
-  local wm = st.kt.wm
   if wm == nil or wm == DELETED or u + J.before + J.after + J.grace > wm then
-    local R = entry(st, "R")
-    insert(R, 2, u, deepcopy(v))
-    st:set("R", R)
+    index_of(st, "R", 2, "R")
+    history.add(st, "R", 2, u, deepcopy(v))
   end
-  return expire(J, st, raise_wm(st, u), nout)
+  return expire(J, st, wm, raise_wm(st, u), nout)
 end
 
 -- Global tables (app:global_table): name -> { key = value }, in this Lua

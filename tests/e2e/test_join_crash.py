@@ -206,6 +206,26 @@ def asof_kept(fixes):
     return kept
 
 
+def history(st, x, stride):
+    """The rows [(t, row[, flag])] of history x in a key's state (lua/luastream/history.lua):
+    index x + "s" = [n, next, id1, lo1, ...], then entry x + id = [m, t1, row1, ...] of each
+    segment; checks the layout and the order of time on the way."""
+    idx = st.get(x + "s", [0, 1])
+    n = idx[0]
+    assert len(idx) == 2 + 2 * n, idx
+    rows = []
+    for j in range(n):
+        sid, lo = idx[2 + 2 * j], idx[3 + 2 * j]
+        e = st[f"{x}{sid}"]
+        assert len(e) == 1 + stride * e[0] and e[0] > 0, (x, sid, e)
+        seg = [tuple(e[1 + stride * i: 1 + stride * (i + 1)]) for i in range(e[0])]
+        assert all(r[0] >= lo for r in seg), (x, sid, lo, seg)
+        rows += seg
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows), (x, rows)
+    assert set(k for k in st if k.startswith(x) and k != x + "s") == {f"{x}{idx[2 + 2 * j]}" for j in range(n)}, st
+    return rows
+
+
 def reference(prof_recs, fixes, views, clicks):
     """{(device, output row as canonical JSON, record timestamp)}."""
     table, kept = table_of(prof_recs), asof_kept(fixes)
@@ -400,26 +420,22 @@ def test_joins_survive_sigkills_and_a_lost_state_dir_with_exact_outputs(broker_f
     asof = state_values(state, "__asof__1")
     assert set(asof) == set(kept)
     for d, st in asof.items():
-        # the index {len, b1, b2, ...}, then a segment "s<b>" = {n, t1, row1, ...} of each
-        idx = st["s"]
-        seg_len, segs = idx[0], idx[1:]
-        assert segs == sorted(segs) and set(st) == {"s"} | {f"s{b}" for b in segs}, (d, st)
-        items = []
-        for b in segs:
-            e = st[f"s{b}"]
-            rows = [(e[1 + 2 * j], canon(e[2 + 2 * j])) for j in range(e[0])]
-            assert len(e) == 1 + 2 * e[0] and all(t // seg_len == b for t, _ in rows), (d, b, e)
-            items += rows
-        assert [t for t, _ in items] == sorted(t for t, _ in items), (d, items)
+        items = history(st, "h", 2)
         # what is seen: the rows no more than the grace behind the newest; older ones
-        # only in the first segment, which goes once all of its rows are
+        # may wait in the first segment (removed once they are a quarter of it)
         limit = items[-1][0] - ASOF_GRACE
-        assert {x for x in items if x[0] >= limit} == {(f["ts"], canon(f)) for f in kept[d]}, d
-        assert all(t // seg_len == segs[0] for t, _ in items if t < limit), (d, items)
+        assert {(t, canon(r)) for t, r, *_ in items if t >= limit} == {(f["ts"], canon(f)) for f in kept[d]}, d
     iv = state_values(state, "__interval__1")
     assert set(iv) == set(DEVICES)
     for d, st in iv.items():  # no click waits; the "end" view is the one kept
-        assert st == {"L": [0], "R": [1, END_TS, {"ts": END_TS, "vid": "end"}], "wm": END_TS}, (d, st)
+        assert st["wm"] == END_TS and set(st) <= {"wm", "Ls", "Rs"} | {f"L{i}" for i in range(1, 99)} | {
+            f"R{i}" for i in range(1, 99)}, (d, st)
+        # every click is closed; of the views, only "end" can still be reached (rows past
+        # reach may wait in a first segment until they are a quarter of it)
+        close = END_TS - AFTER - IV_GRACE
+        assert [x for x in history(st, "L", 3) if x[0] > close] == [], (d, st)
+        assert [(t, r) for t, r in history(st, "R", 2) if t > close - BEFORE] == [
+            (END_TS, {"ts": END_TS, "vid": "end"})], (d, st)
     # the run on an empty state dir rebuilt every store from its changelog
     if LOST_STATE_RUN >= 0:
         assert all(rebuilt[s][0] == PARTS and rebuilt[s][2] > 0 for s in CHANGELOG_STORES), rebuilt

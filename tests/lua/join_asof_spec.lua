@@ -52,18 +52,18 @@ describe("sdf:join_asof", function()
     assert.same({ { ts = 2000, a = "in", lat = 1 } }, outs(d))
   end)
 
-  it("keeps the other side's rows for grace behind its newest, in segments of time; survives a restart", function()
+  it("keeps the other side's rows for grace behind its newest; survives a restart", function()
     local d = testing.driver(script([[
 sdf:join_asof(fixes, { how = "left", grace = 5000 }):to_topic(out)]]))
     d:send("gps", "p1", { ts = 1000, lat = 1 })
     d:send("gps", "p1", { ts = 4000, lat = 4 })
     d:send("gps", "p1", { ts = 4500, lat = 45 })
-    d:send("gps", "p1", { ts = 7000, lat = 7 }) -- 1000 is more than 5000 behind 7000: its segment goes
-    -- segments of 1000 ms (5000 / 16, at least 1000): the index, then one entry per segment
-    assert.same({ 1000, 4, 7 }, d:state("__asof__1", "p1", "s"))
-    assert.is_nil(d:state("__asof__1", "p1", "s1"))
-    assert.same({ 2, 4000, { ts = 4000, lat = 4 }, 4500, { ts = 4500, lat = 45 } }, d:state("__asof__1", "p1", "s4"))
-    assert.same({ 1, 7000, { ts = 7000, lat = 7 } }, d:state("__asof__1", "p1", "s7"))
+    d:send("gps", "p1", { ts = 7000, lat = 7 }) -- 1000 is more than 5000 behind 7000: no longer seen
+    -- one segment (up to 64 rows): the index { segments, next number, number, lowest time }, then the
+    -- rows; the one no longer seen is a quarter of it: removed
+    assert.same({ 1, 2, 1, 1000 }, d:state("__asof__1", "p1", "hs"))
+    assert.same({ 3, 4000, { ts = 4000, lat = 4 }, 4500, { ts = 4500, lat = 45 }, 7000, { ts = 7000, lat = 7 } },
+      d:state("__asof__1", "p1", "h1"))
     d:restart()
     d:send("alerts", "p1", { ts = 1500, a = "old" })
     d:send("alerts", "p1", { ts = 4200, a = "mid" })
@@ -168,31 +168,67 @@ describe("join_asof's history in the store", function()
     return names, vals
   end
 
-  it("a checkpoint writes the segment a row went to and the index when it changes, not the whole history", function()
-    H.load_source(H.header .. [[
+  local SRC = H.header .. [[
 local app = ls.app{}
 local gps = app:dataframe(app:topic("gps", { key = "string", timestamp = "ts" }))
 local alerts = app:dataframe(app:topic("alerts", { key = "string", timestamp = "ts" }))
-alerts:join_asof(gps, { grace = 3600000 }):to_topic(app:topic("out"))
-]])
+alerts:join_asof(gps, { how = "left", grace = GRACE }):to_topic(app:topic("out"))
+]]
+  local function fixes(list)
+    local rows = {}
+    for j, t in ipairs(list) do rows[j] = { { ts = t, n = t }, key = "p1", topic = 1 } end
+    H.run(rows)
+  end
+  local function alert(t)
+    local out = H.run({ { { ts = t }, key = "p1", topic = 2 } })
+    return out[1].val.n
+  end
+
+  it("a checkpoint writes the segment a row went to and the index when it changes, not the whole history", function()
+    H.load_source((SRC:gsub("GRACE", "3600000")))
     assert.same("gps", rt.spec.inputs[1].name)
     rt.take_state_changes()
-    local function fixes(from, to)
-      local rows = {}
-      for t = from, to do rows[#rows + 1] = { { ts = t * 1000, n = t }, key = "p1", topic = 1 } end
-      H.run(rows)
+    local function secs(from, to)
+      local list = {}
+      for t = from, to do list[#list + 1] = t * 1000 end
+      fixes(list)
     end
-    -- a fix a second; segments of 60 s (an hour / 16 = 225 s, at most 60 s)
-    fixes(1, 590)
-    assert.same({ "s", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9" }, taken())
-    fixes(591, 591)
-    assert.same({ "s9" }, taken())
-    fixes(600, 600) -- a new segment
-    assert.same({ "s", "s10" }, taken())
-    fixes(3660, 3660) -- an hour after 60 s: segment 0's rows (up to 59 s) are all older; it goes
-    assert.same({ "s", "s0", "s61" }, taken())
-    local out = H.run({ { { ts = 3659000 }, key = "p1", topic = 2 } })
-    assert.same(600, out[1].val.n) -- the latest fix at or before it
+    secs(1, 590) -- a fix a second: segments of 64 rows
+    assert.same({ "h1", "h10", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "h9", "hs" }, (taken()))
+    secs(591, 591)
+    assert.same({ "h10" }, (taken()))
+    secs(592, 641) -- h10 is full at 640 s: 641 s starts h11
+    assert.same({ "h10", "h11", "hs" }, (taken()))
+    secs(3664, 3664) -- h1's rows up to 63 s are more than an hour behind: removed; its newest (64 s) stays
+    assert.same({ "h1", "h11" }, (taken()))
+    secs(3665, 3665)
+    assert.same({ "h1", "h11", "hs" }, (taken()))
+    assert.same(641000, alert(3663000)) -- the latest fix at or before it
+    assert.is_nil(alert(64000)) -- gone
+  end)
+
+  it("drops a segment once all its rows are more than grace behind; finds rows across segments", function()
+    local hist = require("luastream.history")
+    local cap = hist.CAP
+    hist.CAP = 4
+    local ok, err = pcall(function()
+      H.load_source((SRC:gsub("GRACE", "5000")))
+      rt.take_state_changes()
+      fixes({ 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000 })
+      assert.same({ 3, 4, 1, 1000, 2, 5000, 3, 9000 }, select(2, taken()).hs)
+      fixes({ 9500 }) -- 4000 is more than 5000 behind: segment 1 goes
+      local names, vals = taken()
+      assert.same({ "h1", "h3", "hs" }, names)
+      assert.same({ 2, 4, 2, 5000, 3, 9000 }, vals.hs)
+      assert.is_nil(alert(4400))
+      assert.same(5000, alert(5500))
+      assert.same(8000, alert(8999))
+      fixes({ 4600 }) -- out of order, still seen: into the first segment, whose lowest time it becomes
+      assert.same({ 2, 4, 2, 4600, 3, 9000 }, select(2, taken()).hs)
+      assert.same(4600, alert(4700))
+    end)
+    hist.CAP = cap
+    assert(ok, err)
   end)
 
   it("moves a history kept in one entry by an earlier build into segments when the key is next used", function()
@@ -210,8 +246,8 @@ alerts:join_asof(gps, { how = "left" }):to_topic(app:topic("out"))
     local out = H.run({ { { ts = 2500 }, key = "p1", topic = 2 }, { { ts = 80000 }, key = "p1", topic = 2 } })
     assert.same({ 2, 70 }, { out[1].val.lat, out[2].val.lat })
     local names, vals = taken()
-    assert.same({ "h", "s", "s0", "s1" }, names)
-    assert.same({ false, { 60000, 0, 1 }, { 2, 1000, { lat = 1 }, 2000, { lat = 2 } }, { 1, 70000, { lat = 70 } } },
-      { vals.h, vals.s, vals.s0, vals.s1 })
+    assert.same({ "h", "h1", "hs" }, names)
+    assert.same({ false, { 1, 2, 1, 1000 }, { 3, 1000, { lat = 1 }, 2000, { lat = 2 }, 70000, { lat = 70 } } },
+      { vals.h, vals.hs, vals.h1 })
   end)
 end)

@@ -53,7 +53,9 @@ sdf:join_interval(v, { before = 0, after = 1000, how = "left" }):to_topic(out)]]
     assert.same(2, #outs(d))
     d:send("views", "u1", { ts = 4100, page = "late for 3" }) -- closes click 3's [3000, 4000]: unmatched
     assert.same({ { "u1", 3000, { ts = 3000, c = 3 } } }, outs(d))
-    assert.same({ 0 }, d:state("__interval__1", "u1", "L")) -- closed rows leave the state
+    -- closed rows leave the state: no segment of this side's rows is left
+    assert.same({ 0, 2 }, d:state("__interval__1", "u1", "Ls"))
+    assert.is_nil(d:state("__interval__1", "u1", "L1"))
   end)
 
   it("drops a row of this side whose interval is already closed; survives a restart", function()
@@ -164,4 +166,101 @@ end }):to_topic(out)]]))
       assert.same(path .. ":8: " .. case[2], err)
     end)
   end
+end)
+
+-- The rows in the store as a checkpoint takes them (luastream.state, through
+-- the runtime's Lua side as `luastream run` drives it).
+describe("join_interval's rows in the store", function()
+  local rt, core, state = H.rt, H.core, require("luastream.state")
+  local saved_load
+  local SRC = H.header .. [[
+local app = ls.app{}
+local views = app:dataframe(app:topic("views", { key = "string", timestamp = "ts" }))
+local clicks = app:dataframe(app:topic("clicks", { key = "string", timestamp = "ts" }))
+clicks:join_interval(views, { before = 3600000, after = 0, grace = 0 }):to_topic(app:topic("out"))
+]]
+
+  before_each(function()
+    saved_load = core.state_load
+    core.state_load = nil
+  end)
+  after_each(function() core.state_load = saved_load end)
+
+  local function taken()
+    local names, vals = {}, {}
+    for j = 1, rt.take_state_changes() do
+      local _, sk = state.split_key(rt.changes.key[j])
+      names[#names + 1] = sk
+      local v = rt.changes.val[j]
+      vals[sk] = v and core.decode("msgpack", v) or false
+    end
+    table.sort(names)
+    return names, vals
+  end
+
+  local function run(rows)
+    local list = {}
+    for j, r in ipairs(rows) do list[j] = { r[2], key = "u1", topic = r[1] == "view" and 1 or 2 } end
+    return H.run(list)
+  end
+
+  it("a checkpoint writes the segment a row went to, not every row of the hour", function()
+    H.load_source(SRC)
+    assert.same("views", rt.spec.inputs[1].name)
+    rt.take_state_changes()
+    local rows = {}
+    for t = 1, 590 do rows[t] = { "view", { ts = t * 1000 } } end
+    run(rows) -- a view a second: segments of 64 rows
+    assert.same(12, #taken()) -- "Rs", "R1" to "R10", "wm"
+    run({ { "view", { ts = 591000 } } })
+    assert.same({ "R10", "wm" }, (taken()))
+    local out = run({ { "click", { ts = 591500, c = 1 } } })
+    assert.same(591, #out) -- every view of the hour before it
+    -- after = 0, grace = 0: the click's interval closes at once (written, then deleted)
+    assert.same({ "L1", "Ls", "wm" }, (taken()))
+  end)
+
+  it("pairs across segments in order and drops the other side's segments no row of this side can reach", function()
+    local hist = require("luastream.history")
+    local cap = hist.CAP
+    hist.CAP = 2
+    local ok, err = pcall(function()
+      H.load_source((SRC:gsub("before = 3600000, after = 0, grace = 0", "before = 5000, after = 5000, grace = 0")))
+      rt.take_state_changes()
+      local rows = {}
+      for j, t in ipairs({ 1000, 2500, 4999, 7000, 9000 }) do rows[j] = { "view", { ts = t, page = t } } end
+      run(rows)
+      local out = run({ { "click", { ts = 5000, c = 1 } } }) -- [0, 10000]: five views in three segments
+      local got = {}
+      for j, o in ipairs(out) do got[j] = o.val.page end
+      assert.same({ 1000, 2500, 4999, 7000, 9000 }, got)
+      local names, vals = taken()
+      assert.same({ 3, 4, 1, 1000, 2, 4999, 3, 9000 }, vals.Rs)
+      assert.same({ "L1", "Ls", "R1", "R2", "R3", "Rs", "wm" }, names)
+      -- a view at 13000 closes clicks at or before 8000; clicks after that reach no view at or
+      -- before 3000: segment 1 (1000, 2500) goes, segment 2 (4999, 7000) stays
+      run({ { "view", { ts = 13000, page = "x" } } })
+      names, vals = taken()
+      assert.same({ "L1", "Ls", "R1", "R3", "Rs", "wm" }, names)
+      assert.same({ false, { 0, 2 }, { 2, 4, 2, 4999, 3, 9000 } }, { vals.R1, vals.Ls, vals.Rs })
+    end)
+    hist.CAP = cap
+    assert(ok, err)
+  end)
+
+  it("moves rows kept in one entry per side by an earlier build into segments when the key is next used", function()
+    H.load_source(SRC)
+    rt.take_state_changes()
+    core.state_load = function(_, _, kb)
+      if kb ~= "u1" then return {} end
+      return { L = { 1, 1000, { c = 0 }, false }, R = { 2, 500, { v = 1 }, 61000, { v = 2 } }, wm = 61000 }
+    end
+    local out = H.run({ { { ts = 62000, c = 1 }, key = "u1", topic = 2 } })
+    assert.same({ { ts = 62000, c = 1, v = 1 }, { ts = 62000, c = 1, v = 2 } }, { out[1].val, out[2].val })
+    local names, vals = taken()
+    assert.same({ "L", "L1", "Ls", "R", "R1", "Rs", "wm" }, names)
+    -- after = 0, grace = 0: a click's interval closes at once, so both clicks went
+    assert.same({ false, false, false, { 0, 2 }, { 1, 2, 1, 500 }, { 2, 500, { v = 1 }, 61000, { v = 2 } }, 62000 },
+      { vals.L, vals.R, vals.L1, vals.Ls, vals.Rs, vals.R1, vals.wm })
+  end)
 end)
