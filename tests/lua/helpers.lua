@@ -169,6 +169,21 @@ function H.run(list, first, last)
   return H.outputs(nout), nout
 end
 
+-- The state entries a checkpoint takes now (rt.take_state_changes): their
+-- state keys, sorted, and { state key = value decoded, or false: a delete }.
+function H.taken_state()
+  local state = require("luastream.state")
+  local names, vals = {}, {}
+  for j = 1, rt.take_state_changes() do
+    local _, sk = state.split_key(rt.changes.key[j])
+    names[#names + 1] = sk
+    local v = rt.changes.val[j]
+    vals[sk] = v and core.decode("msgpack", v) or false
+  end
+  table.sort(names)
+  return names, vals
+end
+
 -- Just the output values.
 function H.values(list)
   local outs = H.run(list)

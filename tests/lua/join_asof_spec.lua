@@ -145,28 +145,13 @@ end)
 -- The history's entries as a checkpoint takes them (luastream.state, through
 -- the runtime's Lua side as `luastream run` drives it).
 describe("join_asof's history in the store", function()
-  local rt, core, state = H.rt, H.core, require("luastream.state")
-  local saved_load
+  local rt, core = H.rt, H.core
+  local saved_load = core.state_load
 
-  before_each(function()
-    saved_load = core.state_load
-    core.state_load = nil
-  end)
+  before_each(function() core.state_load = nil end)
   after_each(function() core.state_load = saved_load end)
 
-  -- The names of the entries a checkpoint takes now, sorted, and their
-  -- values (decoded; false: a delete).
-  local function taken()
-    local names, vals = {}, {}
-    for j = 1, rt.take_state_changes() do
-      local _, sk = state.split_key(rt.changes.key[j])
-      names[#names + 1] = sk
-      local v = rt.changes.val[j]
-      vals[sk] = v and core.decode("msgpack", v) or false
-    end
-    table.sort(names)
-    return names, vals
-  end
+  local taken = H.taken_state
 
   local SRC = H.header .. [[
 local app = ls.app{}

@@ -171,8 +171,8 @@ end)
 -- The rows in the store as a checkpoint takes them (luastream.state, through
 -- the runtime's Lua side as `luastream run` drives it).
 describe("join_interval's rows in the store", function()
-  local rt, core, state = H.rt, H.core, require("luastream.state")
-  local saved_load
+  local rt, core = H.rt, H.core
+  local saved_load = core.state_load
   local SRC = H.header .. [[
 local app = ls.app{}
 local views = app:dataframe(app:topic("views", { key = "string", timestamp = "ts" }))
@@ -180,23 +180,10 @@ local clicks = app:dataframe(app:topic("clicks", { key = "string", timestamp = "
 clicks:join_interval(views, { before = 3600000, after = 0, grace = 0 }):to_topic(app:topic("out"))
 ]]
 
-  before_each(function()
-    saved_load = core.state_load
-    core.state_load = nil
-  end)
+  before_each(function() core.state_load = nil end)
   after_each(function() core.state_load = saved_load end)
 
-  local function taken()
-    local names, vals = {}, {}
-    for j = 1, rt.take_state_changes() do
-      local _, sk = state.split_key(rt.changes.key[j])
-      names[#names + 1] = sk
-      local v = rt.changes.val[j]
-      vals[sk] = v and core.decode("msgpack", v) or false
-    end
-    table.sort(names)
-    return names, vals
-  end
+  local taken = H.taken_state
 
   local function run(rows)
     local list = {}
