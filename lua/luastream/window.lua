@@ -816,6 +816,7 @@ local function process_sliding(R, W, v, t, nout, st, wm, key)
     jset(rec, at + a, x)
   end
   jset(rec, 1, n + 1)
+  state.touch(st, R.rkey) -- changed in place: written at the next checkpoint
   if not R.final then
     -- each window the row touched once, in order of start
     table.sort(touched)

@@ -57,6 +57,16 @@ describe("sliding windows", function()
     assert.same({ { 7400, 12400, 3 }, { 8001, 13001, 2 }, { 9201, 14201, 1 } }, wins(d))
   end)
 
+  it("keep their recorded rows across a restart", function()
+    local d = driver([[sdf:sliding_window(5000, { grace = 100000 }):count():current():to_topic(out)]])
+    send(d, "a", 8000)
+    send(d, "a", 9200)
+    d:read("out")
+    d:restart()
+    send(d, "a", 12400) -- as without the restart: the windows after 8000 and 9200 need their rows
+    assert.same({ { 7400, 12400, 3 }, { 8001, 13001, 2 }, { 9201, 14201, 1 } }, wins(d))
+  end)
+
   it("final() emits a window once end + 1 + grace <= the watermark, both ends inclusive", function()
     local d = driver([[sdf:sliding_window(5000):sum("v"):final():to_topic(out)]])
     send(d, "a", 8000, 1)
