@@ -9,7 +9,8 @@
 -- For a history named X ("h", "L", "R"):
 --   entry X .. "s" = { n, next, id1, lo1, id2, lo2, ... }: the n segments in
 --                    order of time, each with its entry's number and the
---                    smallest time it may hold; `next` numbers the next new one
+--                    smallest time it may hold; `next`: where the number of
+--                    the next new one is looked for (numbers are reused)
 --   entry X .. id  = { m, t1, row1[, flag1], t2, ... }: m rows in order of
 --                    time, `stride` (2 or 3) slots each
 -- Segment j holds rows from lo_j up to lo_{j+1} (a row at lo_{j+1} may be in
@@ -69,6 +70,31 @@ local function insert(e, stride, t, row, flag)
   jset(e, 1, m + 1)
 end
 
+-- A number for a new segment, unique among the index's: the next one,
+-- wrapping to 1 past NAMES_MAX so that names stay made once (while fewer
+-- than NAMES_MAX segments are there; beyond, one past the largest).
+local function new_id(idx)
+  local n, id = idx[1], idx[2]
+  if n >= NAMES_MAX then
+    for j = 1, n do
+      if idx[1 + 2 * j] >= id then id = idx[1 + 2 * j] + 1 end
+    end
+    return id
+  end
+  while true do
+    if id > NAMES_MAX then id = 1 end
+    local used = false
+    for j = 1, n do
+      if idx[1 + 2 * j] == id then
+        used = true
+        break
+      end
+    end
+    if not used then return id end
+    id = id + 1
+  end
+end
+
 -- Adds (t, row[, flag]) to history X (a copy of the row is the caller's).
 function M.add(st, X, stride, t, row, flag)
   local kt, iname = st.kt, name(X, "s")
@@ -92,7 +118,7 @@ function M.add(st, X, stride, t, row, flag)
   end
   local id
   if e == nil then
-    id = idx[2]
+    id = new_id(idx)
     e = { 0 }
     for x = 2 + 2 * n, 1 + 2 * j, -1 do jset(idx, x + 2, idx[x]) end
     jset(idx, 1 + 2 * j, id)

@@ -524,6 +524,14 @@ function M.take_changes(ch, only)
             end
           end
         end
+        if ex ~= nil and names ~= kt and not st.keep_expired then
+          -- entries not written that expired: out of the cache (the store's
+          -- sweep deletes them from LMDB and the changelog)
+          if now == nil then now = core.now_ms() end
+          for k, e in pairs(ex) do
+            if e <= now then kt[k], ex[k] = nil, nil end
+          end
+        end
         if ex ~= nil and next(ex) == nil then kt[EXP] = nil end
         part.dirty[key], dent[key] = nil, nil
       end

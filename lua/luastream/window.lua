@@ -1034,6 +1034,8 @@ local function close_partition(R, p, wm, i, nout, h)
       nout = close_due(R, W, wm, nout, key)
       if R.kind == SLIDING then prune_records(R, st, wm) end
       store_pmode(R, st, W, h, old)
+    elseif old ~= nil then
+      heap_push(h, old, key) -- an entry made before its close was known (after a restart)
     end
   end
   return nout

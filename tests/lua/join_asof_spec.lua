@@ -216,6 +216,30 @@ alerts:join_asof(gps, { how = "left", grace = GRACE }):to_topic(app:topic("out")
     assert(ok, err)
   end)
 
+  it("reuses segment numbers, so that a long-lived key's entry names stay few", function()
+    local hist = require("luastream.history")
+    local cap = hist.CAP
+    hist.CAP = 1
+    local ok, err = pcall(function()
+      H.load_source((SRC:gsub("GRACE", "100")))
+      local list = {}
+      for t = 1, 5000 do list[#list + 1] = t end
+      fixes(list) -- a segment per row: 5000 made, about 100 kept at a time
+      local _, vals = taken()
+      local idx, seen = vals.hs, {}
+      for j = 1, idx[1] do
+        local id = idx[1 + 2 * j]
+        assert(id >= 1 and id <= 4096 and not seen[id], "segment number " .. id)
+        seen[id] = true
+      end
+      assert.same(101, idx[1])
+      assert.same({ 4900, 5000 }, { idx[4], idx[2 + 2 * idx[1]] }) -- the lowest times of the first and last
+      assert.same(4950, alert(4950))
+    end)
+    hist.CAP = cap
+    assert(ok, err)
+  end)
+
   it("moves a history kept in one entry by an earlier build into segments when the key is next used", function()
     H.load_source(H.header .. [[
 local app = ls.app{}

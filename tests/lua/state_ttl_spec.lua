@@ -100,6 +100,19 @@ describe("state ttl", function()
     assert.same({ b = { 3, 0 } }, take())
   end)
 
+  it("drops expired entries of a key that stays cached from the cache at a checkpoint", function()
+    for n = 1, 300 do -- e.g. de-duplication: an entry per event id under one message key, kept 10 ms
+      values({ op({ op = "set", k = "e" .. n, v = true, ttl = 10 }) })
+      take()
+      clock = clock + 100 -- every entry so far has expired
+    end
+    local st = state.stores()[1]
+    state.at(st, 0, "m", 1)
+    local held = {}
+    for k in pairs(st.kt) do if type(k) == "string" then held[#held + 1] = k end end
+    assert.same({ "e300" }, held) -- the last one: no checkpoint since it expired
+  end)
+
   it("rounds a fractional ttl up and treats ttl = 0 as expired at once", function()
     values({ op({ op = "set", k = "a", v = 1, ttl = 0.25 }) })
     assert.same({ a = { 1, 1001 } }, take())

@@ -328,6 +328,16 @@ sdf:session_window(3000, { closing = "partition" }):sum("v"):final():to_topic(ou
     assert.is_nil(d:state(d.spec.stores[1].name, "a")) -- closed: no state left for the key
   end)
 
+  it("after a restart, keeps a key's windows that the next watermark does not close yet", function()
+    local d = driver([[
+sdf:tumbling_window(40, { grace = 10, closing = "partition" }):count():final():to_topic(out)]])
+    send(d, "a", 980) -- [960, 1000) closes at the watermark 1010
+    d:restart()
+    send(d, "a", 1003) -- not yet: a's entry from the store's index goes back in line with its close
+    send(d, "c", 1021)
+    assert.same({ { "a", 960, 1000, 1 } }, keyed(d))
+  end)
+
   it("closes an idle partition's windows and raises its watermark", function()
     local d = driver([[
 sdf:tumbling_window(10000, { closing = "partition", close_on_idle = 1000, on_late = late })
