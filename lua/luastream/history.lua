@@ -15,7 +15,9 @@
 --                    time, `stride` (2 or 3) slots each
 -- Segment j holds rows from lo_j up to lo_{j+1} (a row at lo_{j+1} may be in
 -- either). Rows go in through the journal (state.jset), so a failed row
--- leaves the history as it was.
+-- leaves the history as it was. Earlier builds kept a history in one entry
+-- X = { m, t1, row1[, flag1], ... }: moved into segments when its key is
+-- next used (M.index).
 local state = require("luastream.state")
 
 local M = {}
@@ -45,11 +47,17 @@ local function name(X, id)
 end
 M.name = name
 
--- The index of history X of the key st points at, or nil.
-function M.index(st, X)
-  local idx = st.kt[name(X, "s")]
-  if idx == nil or idx == DELETED then return nil end
-  return idx
+local adopt
+
+-- The index of history X (rows of `stride` slots) of the key st points at,
+-- or nil.
+function M.index(st, X, stride)
+  local kt = st.kt
+  local idx = kt[name(X, "s")]
+  if idx ~= nil and idx ~= DELETED then return idx end
+  local old = kt[X]
+  if old ~= nil and old ~= DELETED then return adopt(st, X, stride, old) end
+  return nil
 end
 
 -- Segment j's rows (the entry).
@@ -98,8 +106,7 @@ end
 -- Adds (t, row[, flag]) to history X (a copy of the row is the caller's).
 function M.add(st, X, stride, t, row, flag)
   local kt, iname = st.kt, name(X, "s")
-  local idx = kt[iname]
-  if idx == nil or idx == DELETED then idx = { 0, 1 } end
+  local idx = M.index(st, X, stride) or { 0, 1 }
   local n = idx[1]
   local j = n
   while j > 1 and idx[2 + 2 * j] > t do j = j - 1 end
@@ -134,7 +141,7 @@ function M.add(st, X, stride, t, row, flag)
 end
 
 -- Drops the first segment of history X (idx: its index).
-function M.drop_first(st, X, idx)
+local function drop_first(st, X, idx)
   local n = idx[1]
   st:delete(name(X, idx[3]))
   for x = 3, 2 * n do jset(idx, x, idx[x + 2]) end
@@ -144,27 +151,22 @@ function M.drop_first(st, X, idx)
   st:set(name(X, "s"), idx)
 end
 
--- Drops the first segments whose last row's time is below `limit` (strictly,
--- or at or below with `inclusive`), keeping at least `keep` segments.
-function M.drop_before(st, X, idx, stride, limit, inclusive, keep)
-  while idx[1] > keep do
-    local e = st.kt[name(X, idx[3])]
-    local last = e[2 + stride * (e[1] - 1)]
-    if last > limit or (last == limit and not inclusive) then return end
-    M.drop_first(st, X, idx)
-  end
-end
-
 -- Rows below `limit` (strictly, or at or below with `inclusive`) are no
 -- longer needed: drops the first segments that hold only such rows (keeping
 -- at least `keep` segments), and removes them from the first one left once
 -- they are a quarter of it (so a row costs a share of one rewrite, not one).
 -- Until then they stay: the caller does not look at them.
 function M.trim(st, X, idx, stride, limit, inclusive, keep)
-  M.drop_before(st, X, idx, stride, limit, inclusive, keep)
-  if idx[1] == 0 then return end
-  local e = st.kt[name(X, idx[3])]
-  local m, dead = e[1], 0
+  local e, m
+  while true do
+    if idx[1] == 0 then return end
+    e = st.kt[name(X, idx[3])]
+    m = e[1]
+    local last = e[2 + stride * (m - 1)]
+    if idx[1] <= keep or last > limit or (last == limit and not inclusive) then break end
+    drop_first(st, X, idx)
+  end
+  local dead = 0
   while dead < m do
     local t = e[2 + stride * dead]
     if t > limit or (t == limit and not inclusive) then break end
@@ -191,16 +193,15 @@ function M.first_at(idx, lo)
   return j
 end
 
--- Moves a list kept in one entry by earlier builds, { m, t1, row1[, flag1],
--- ... } (entry `old`), into history X; returns the index.
-function M.adopt(st, X, stride, old)
-  local list = st.kt[old]
-  st:delete(old)
-  for j = 0, list[1] - 1 do
+-- Moves history X kept by an earlier build in one entry X (the list `old`)
+-- into segments; returns the index.
+function adopt(st, X, stride, old)
+  st:delete(X)
+  for j = 0, old[1] - 1 do
     local base = 2 + stride * j
-    M.add(st, X, stride, list[base], list[base + 1], list[base + 2])
+    M.add(st, X, stride, old[base], old[base + 1], old[base + 2])
   end
-  return M.index(st, X)
+  return M.index(st, X, stride)
 end
 
 return M

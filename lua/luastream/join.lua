@@ -25,7 +25,7 @@
 -- goes once no open or future left row can reach any of them.
 --
 -- Earlier builds kept each of these lists in one entry ("h", "L", "R"):
--- moved into histories when their key is next used (history.adopt).
+-- moved into segments when their key is next used (history.index).
 local util = require("luastream.util")
 local state = require("luastream.state")
 local history = require("luastream.history")
@@ -80,24 +80,13 @@ local function emit(J, nout, row, ts)
   return nout
 end
 
--- The index of history X of the key st points at (moving an earlier
--- build's list, entry `old`, into it), or nil.
-local function index_of(st, X, stride, old)
-  local idx = history.index(st, X)
-  if idx ~= nil then return idx end
-  local list = st.kt[old]
-  if list ~= nil and list ~= DELETED then return history.adopt(st, X, stride, old) end
-  return nil
-end
-
 -- join_asof: records a row of the other side (a copy).
 function M.asof_record(st, v, ts, grace)
   if type(ts) ~= "number" then
     error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
   end
-  index_of(st, "h", 2, "h")
   history.add(st, "h", 2, ts, deepcopy(v))
-  local idx = history.index(st, "h")
+  local idx = history.index(st, "h", 2)
   history.trim(st, "h", idx, 2, history.newest(st, "h", idx, 2) - grace, false, 1)
 end
 
@@ -105,7 +94,7 @@ end
 -- ms before it and at most grace ms behind the newest, or nil.
 function M.asof_get(st, ts, tolerance, grace)
   if type(ts) ~= "number" then return nil end
-  local idx = index_of(st, "h", 2, "h")
+  local idx = history.index(st, "h", 2)
   if idx == nil or idx[1] == 0 then return nil end
   local oldest = history.newest(st, "h", idx, 2) - grace
   local j = idx[1]
@@ -134,7 +123,7 @@ end
 -- (t <= the close time) are not looked at again; the history drops them.
 local function expire(J, st, wm0, wm, nout)
   local close = closed_upto(J, wm)
-  local idx = index_of(st, "L", 3, "L")
+  local idx = history.index(st, "L", 3)
   if idx ~= nil and idx[1] > 0 then
     if J.left and wm ~= wm0 then
       local prev = closed_upto(J, wm0)
@@ -152,7 +141,7 @@ local function expire(J, st, wm0, wm, nout)
     history.trim(st, "L", idx, 3, close, true, 0)
   end
   -- no open or future left row reaches the other side's rows at or before this
-  idx = index_of(st, "R", 2, "R")
+  idx = history.index(st, "R", 2)
   if idx ~= nil then history.trim(st, "R", idx, 2, close - J.before, true, 0) end
   return nout
 end
@@ -186,7 +175,7 @@ function M.left(J, v, ts, key, p, i)
   local wm = st.kt.wm
   if wm ~= nil and wm ~= DELETED and t + J.after + J.grace <= wm then return late(J, t, wm) end
   local nout = 0
-  local idx = index_of(st, "R", 2, "R")
+  local idx = history.index(st, "R", 2)
   if idx ~= nil then
     local lo, hi = t - J.before, t + J.after
     for s = history.first_at(idx, lo), idx[1] do
@@ -199,7 +188,6 @@ function M.left(J, v, ts, key, p, i)
       end
     end
   end
-  index_of(st, "L", 3, "L")
   history.add(st, "L", 3, t, deepcopy(v), nout > 0)
   return expire(J, st, wm, raise_wm(st, t), nout)
 end
@@ -211,7 +199,7 @@ function M.right(J, v, ts, key, p, i)
   state_at(st, p, key, i)
   local nout = 0
   local wm = st.kt.wm
-  local idx = index_of(st, "L", 3, "L")
+  local idx = history.index(st, "L", 3)
   if idx ~= nil then
     local lo, hi = u - J.after, u + J.before
     local close = closed_upto(J, wm) -- closed rows are not paired any more
@@ -233,7 +221,6 @@ function M.right(J, v, ts, key, p, i)
     end
   end
   if wm == nil or wm == DELETED or u + J.before + J.after + J.grace > wm then
-    index_of(st, "R", 2, "R")
     history.add(st, "R", 2, u, deepcopy(v))
   end
   return expire(J, st, wm, raise_wm(st, u), nout)

@@ -10,9 +10,8 @@
 -- the changelog, commits offsets and writes them to LMDB in one transaction:
 -- a key's other entries are not written again, so a key may hold many
 -- entries (the joins' segments, luastream.history) at the cost of the
--- changed ones only.
--- Reads therefore see the buffer first. A deleted entry stays in the cache as
--- DELETED until it is taken.
+-- changed ones only. Reads see the cache first. A deleted entry stays in the
+-- cache as DELETED until it is taken.
 --
 -- Expiry: state:set(k, v, { ttl = ms }) gives the entry an expiry time,
 -- now + ttl by core.now_ms (the clock behind ls.now_ms, which the test
@@ -167,7 +166,7 @@ local function part_of(st, p)
   local part = st.parts[p]
   if not part then
     -- dirty[key] = the key table when the key has changes; dent[key] = the
-    -- names of its changed entries { name = true } (absent: every entry)
+    -- names of its changed entries { name = true }
     part = { cache = {}, dirty = {}, dent = {}, n = 0 }
     st.parts[p] = part
   end
@@ -279,8 +278,7 @@ local function touch(st, k)
     st.dirty[key] = st.kt
     st.dent[key] = { [k] = true }
   else
-    local de = st.dent[key]
-    if de ~= nil then de[k] = true end
+    st.dent[key][k] = true
   end
 end
 -- For tables held in state and changed in place through M.jset.
@@ -503,11 +501,10 @@ function M.take_changes(ch, only)
       for key, kt in pairs(part.dirty) do
         local kb = key_bytes(key)
         local ex = kt[EXP]
-        local names = dent[key] or kt -- the changed entries' names, else every entry
-        for k in pairs(names) do
+        for k in pairs(dent[key]) do
           local v = kt[k]
           -- v nil: an entry written and rolled back (journal) that was not there before
-          if k ~= EXP and v ~= nil then
+          if v ~= nil then
             n = n + 1
             cstore[n], cpart[n], ckey[n] = st.index, p, entry_key(kb, k)
             local e = ex ~= nil and ex[k] or 0
@@ -524,7 +521,7 @@ function M.take_changes(ch, only)
             end
           end
         end
-        if ex ~= nil and names ~= kt and not st.keep_expired then
+        if ex ~= nil and not st.keep_expired then
           -- entries not written that expired: out of the cache (the store's
           -- sweep deletes them from LMDB and the changelog)
           if now == nil then now = core.now_ms() end

@@ -408,20 +408,14 @@ end
 -- After a load: the global tables' topics read whole before anything else,
 -- as the runtime does on start (their contents live in the Lua state).
 function Driver:_read_globals()
-  local list = {}
   for _, rec in ipairs(self.global_log) do
     local tid = self.input_id[rec.topic]
     if tid and self.spec.inputs[tid].global then
       rec.tid = tid
-      list[#list + 1] = rec
+      self.queue[#self.queue + 1] = rec
     end
   end
-  if #list == 0 then return end
-  local stop = self:_batch(list)
-  if stop then
-    self.stopped = stop
-    error(stop, 0)
-  end
+  self:_drain()
 end
 
 -- A value as d:errors() shows it: decoded with the format, else the bytes.

@@ -184,6 +184,17 @@ function H.taken_state()
   return names, vals
 end
 
+-- Runs fn with luastream.history's segments holding at most cap rows,
+-- restoring the size after (errors included).
+function H.with_history_cap(cap, fn)
+  local history = require("luastream.history")
+  local saved = history.CAP
+  history.CAP = cap
+  local ok, err = pcall(fn)
+  history.CAP = saved
+  if not ok then error(err, 0) end
+end
+
 -- Just the output values.
 function H.values(list)
   local outs = H.run(list)

@@ -193,10 +193,7 @@ alerts:join_asof(gps, { how = "left", grace = GRACE }):to_topic(app:topic("out")
   end)
 
   it("drops a segment once all its rows are more than grace behind; finds rows across segments", function()
-    local hist = require("luastream.history")
-    local cap = hist.CAP
-    hist.CAP = 4
-    local ok, err = pcall(function()
+    H.with_history_cap(4, function()
       H.load_source((SRC:gsub("GRACE", "5000")))
       rt.take_state_changes()
       fixes({ 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000 })
@@ -212,15 +209,10 @@ alerts:join_asof(gps, { how = "left", grace = GRACE }):to_topic(app:topic("out")
       assert.same({ 2, 4, 2, 4600, 3, 9000 }, select(2, taken()).hs)
       assert.same(4600, alert(4700))
     end)
-    hist.CAP = cap
-    assert(ok, err)
   end)
 
   it("reuses segment numbers, so that a long-lived key's entry names stay few", function()
-    local hist = require("luastream.history")
-    local cap = hist.CAP
-    hist.CAP = 1
-    local ok, err = pcall(function()
+    H.with_history_cap(1, function()
       H.load_source((SRC:gsub("GRACE", "100")))
       local list = {}
       for t = 1, 5000 do list[#list + 1] = t end
@@ -236,8 +228,6 @@ alerts:join_asof(gps, { how = "left", grace = GRACE }):to_topic(app:topic("out")
       assert.same({ 4900, 5000 }, { idx[4], idx[2 + 2 * idx[1]] }) -- the lowest times of the first and last
       assert.same(4950, alert(4950))
     end)
-    hist.CAP = cap
-    assert(ok, err)
   end)
 
   it("moves a history kept in one entry by an earlier build into segments when the key is next used", function()

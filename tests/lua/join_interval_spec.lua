@@ -208,10 +208,7 @@ clicks:join_interval(views, { before = 3600000, after = 0, grace = 0 }):to_topic
   end)
 
   it("pairs across segments in order and drops the other side's segments no row of this side can reach", function()
-    local hist = require("luastream.history")
-    local cap = hist.CAP
-    hist.CAP = 2
-    local ok, err = pcall(function()
+    H.with_history_cap(2, function()
       H.load_source((SRC:gsub("before = 3600000, after = 0, grace = 0", "before = 5000, after = 5000, grace = 0")))
       rt.take_state_changes()
       local rows = {}
@@ -231,8 +228,6 @@ clicks:join_interval(views, { before = 3600000, after = 0, grace = 0 }):to_topic
       assert.same({ "L1", "Ls", "R1", "R3", "Rs", "wm" }, names)
       assert.same({ false, { 0, 2 }, { 2, 4, 2, 4999, 3, 9000 } }, { vals.R1, vals.Ls, vals.Rs })
     end)
-    hist.CAP = cap
-    assert(ok, err)
   end)
 
   it("moves rows kept in one entry per side by an earlier build into segments when the key is next used", function()
