@@ -274,6 +274,33 @@ def wait_committed_to_end(addr, group, topic, timeout, app=None):
                       interval=0.3, app=app)
 
 
+def held(app, topic):
+    """The partitions of topic the app holds now, as its log tells: what its
+    "partitions assigned" lines gave, less what later "revoked"/"lost" lines
+    took back."""
+    cur = set()
+    for kind, desc in re.findall(r"partitions (assigned|revoked|lost): (.*)", app.stderr()):
+        parts = {int(p) for m in re.findall(rf"(?<![\w.-]){re.escape(topic)}\[([\d,]+)\]", desc)
+                 for p in m.split(",")}
+        cur = cur | parts if kind == "assigned" else cur - parts
+    return cur
+
+
+def wait_held(apps, topic, nparts, timeout):
+    """Waits until the apps between them hold every partition of topic, each
+    partition once, each app some: the group's rebalance is over for all of
+    them. (The dev broker can take several rounds to let a member in, and it
+    refuses commits while a round is open: records processed then are
+    processed again after it.) Returns each app's partitions."""
+    def done():
+        sets = [held(a, topic) for a in apps]
+        whole = set().union(*sets)
+        return (all(sets) and sum(map(len, sets)) == len(whole) == nparts and whole == set(range(nparts))
+                and sets)
+    return wait_until(done, timeout, f"{len(apps)} instance(s) to hold the {nparts} partitions of {topic}",
+                      app=apps[-1])
+
+
 def wait_count(addr, topic, n, timeout, app=None):
     """Waits until topic holds at least n records; returns them."""
     box = {}

@@ -12,7 +12,7 @@ import json
 import shutil
 
 from conftest import (SCRIPTS, _consumer, jloads, produce, read_all, run_cli, wait_committed_to_end,
-                      wait_count, wait_until)
+                      wait_count, wait_held, wait_until)
 
 SCRIPT = SCRIPTS / "join_table.lua"
 APP = "jt-e2e"
@@ -110,14 +110,14 @@ def test_table_partitions_move_between_instances_with_their_values(broker_factor
     produce(broker.addr, "owners", [rec(d, {"owner": f"o-{d}"}) for d in devices])
     wait_committed_to_end(broker.addr, APP, "owners", 60, app=a)
     b = run_app(SCRIPT, broker.addr, "--state-dir", str(tmp_path / "b"))
-    wait_until(lambda: "partitions assigned" in b.stderr() and a.stderr().count("partitions assigned") >= 2,
-               60, "both assigned", app=b)
+    _, moved = wait_held([a, b], "owners", 4, 60)
+    assert len(moved) == 2, b.stderr()
     # the table's partitions are read before the assignment is taken up: logged after it
     wait_until(lambda: "state __table__owners: read " in b.stderr(), 30, "B to read its table partitions", app=b)
     produce(broker.addr, "owners", [rec(d, {"owner": f"new-{d}"}) for d in devices])
     wait_committed_to_end(broker.addr, APP, "owners", 60, app=a)
     assert b.stop() == 0
-    wait_until(lambda: a.stderr().count("partitions assigned") >= 3, 60, "A to take every partition", app=a)
+    wait_held([a], "owners", 4, 60)
     produce(broker.addr, "readings", [rec(d, {"x": i}) for i, d in enumerate(devices)])
     wait_count(broker.addr, "out", 16, 60, app=a)
     assert a.stop() == 0
