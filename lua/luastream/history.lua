@@ -1,6 +1,6 @@
 -- luastream.history: the rows a join keeps for one message key, in order of
--- time, in the key's state (join_asof's other side, luastream.state; both
--- sides of join_interval, luastream.join). The rows are cut into segments of
+-- time, in the key's state (join_asof's other side and both sides of
+-- join_interval, luastream.join). The rows are cut into segments of
 -- at most CAP rows, each an entry of the key's state, because a checkpoint
 -- writes the entries that changed (luastream.state, take_changes): a new row
 -- rewrites its segment, not every row the key keeps. A key with few rows has
@@ -103,13 +103,21 @@ local function new_id(idx)
   end
 end
 
--- Adds (t, row[, flag]) to history X (a copy of the row is the caller's).
+-- The position of the last segment whose smallest time is at or before t
+-- (the first when none is; 0 when there is none).
+function M.last_at(idx, t)
+  local j = idx[1]
+  while j > 1 and idx[2 + 2 * j] > t do j = j - 1 end
+  return j
+end
+
+-- Adds (t, row[, flag]) to history X (a copy of the row is the caller's);
+-- returns its index.
 function M.add(st, X, stride, t, row, flag)
   local kt, iname = st.kt, name(X, "s")
   local idx = M.index(st, X, stride) or { 0, 1 }
   local n = idx[1]
-  local j = n
-  while j > 1 and idx[2 + 2 * j] > t do j = j - 1 end
+  local j = M.last_at(idx, t)
   local e
   if n > 0 then
     e = kt[name(X, idx[1 + 2 * j])]
@@ -138,6 +146,7 @@ function M.add(st, X, stride, t, row, flag)
   end
   insert(e, stride, t, row, flag)
   st:set(name(X, id), e)
+  return idx
 end
 
 -- Drops the first segment of history X (idx: its index).
@@ -194,14 +203,15 @@ function M.first_at(idx, lo)
 end
 
 -- Moves history X kept by an earlier build in one entry X (the list `old`)
--- into segments; returns the index.
+-- into segments; returns the index (nil for an empty list).
 function adopt(st, X, stride, old)
   st:delete(X)
+  local idx
   for j = 0, old[1] - 1 do
     local base = 2 + stride * j
-    M.add(st, X, stride, old[base], old[base + 1], old[base + 2])
+    idx = M.add(st, X, stride, old[base], old[base + 1], old[base + 2])
   end
-  return M.index(st, X, stride)
+  return idx
 end
 
 return M

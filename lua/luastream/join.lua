@@ -85,8 +85,7 @@ function M.asof_record(st, v, ts, grace)
   if type(ts) ~= "number" then
     error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
   end
-  history.add(st, "h", 2, ts, deepcopy(v))
-  local idx = history.index(st, "h", 2)
+  local idx = history.add(st, "h", 2, ts, deepcopy(v))
   history.trim(st, "h", idx, 2, history.newest(st, "h", idx, 2) - grace, false, 1)
 end
 
@@ -97,9 +96,7 @@ function M.asof_get(st, ts, tolerance, grace)
   local idx = history.index(st, "h", 2)
   if idx == nil or idx[1] == 0 then return nil end
   local oldest = history.newest(st, "h", idx, 2) - grace
-  local j = idx[1]
-  while j > 1 and idx[2 + 2 * j] > ts do j = j - 1 end
-  for s = j, 1, -1 do
+  for s = history.last_at(idx, ts), 1, -1 do
     local e = history.seg(st, "h", idx, s)
     for at = 2 * e[1], 2, -2 do
       local t = e[at]

@@ -295,8 +295,7 @@ def wait_held(apps, topic, nparts, timeout):
     def done():
         sets = [held(a, topic) for a in apps]
         whole = set().union(*sets)
-        return (all(sets) and sum(map(len, sets)) == len(whole) == nparts and whole == set(range(nparts))
-                and sets)
+        return all(sets) and sum(map(len, sets)) == nparts and whole == set(range(nparts)) and sets
     return wait_until(done, timeout, f"{len(apps)} instance(s) to hold the {nparts} partitions of {topic}",
                       app=apps[-1])
 
