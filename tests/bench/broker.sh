@@ -5,8 +5,15 @@
 #   start_broker --topic NAME:16 ...   (sets broker and broker_pid)
 # The caller sets driver_pid while its driver runs, and keep_work=1 to keep
 # the working directory (the logs) at exit.
+# PIN=1 gives the peer under test a core of its own: this shell and all it starts
+# (the broker, the driver with its output counter) run on CPU 1, and the driver
+# starts each peer on CPU 0 (LS_BENCH_PEER_CPU, read by throughput.py).
 
 me=$(basename "$0")
+if [ "${PIN:-0}" = 1 ]; then
+  taskset -cp 1 $$ >/dev/null
+  export LS_BENCH_PEER_CPU=0
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/$work_prefix.XXXXXX")
 broker_pid=""
 driver_pid=""

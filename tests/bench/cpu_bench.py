@@ -50,14 +50,6 @@ tp.PARTITIONS = 32
 PEERS = ("kcat", "python", "stateless", "stateful")
 
 
-def proc_cpu_s(pid):
-    """user + system seconds of pid so far (all threads)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick
-
-
 def start_broker(luastream, work, topics):
     boot = os.path.join(work, "bootstrap")
     args = [luastream, "broker", "--bootstrap-file", boot]
@@ -136,9 +128,9 @@ def main():
                            "--count", str(a.rows), "--quiet",
                            "--name", "bench-cpu-%s%s" % (peer.replace("@", "-"), s),
                            "--state-dir", os.path.join(work, "state")] + shlex.split(a.ls_args)
-                b0 = proc_cpu_s(broker_proc.pid)
+                b0 = tp.proc_cpu_s(broker_proc.pid)
                 r = tp.run_peer(peer, cmd, penv, broker, topic, a.rows, work, a.timeout)
-                r.broker_cpu_s = proc_cpu_s(broker_proc.pid) - b0
+                r.broker_cpu_s = tp.proc_cpu_s(broker_proc.pid) - b0
                 if a.no_check:
                     r.problems = [] if r.produced == a.rows else ["%d records, expected %d" % (r.produced, a.rows)]
                 elif peer == "kcat":

@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_rows  # noqa: E402
 
-PARTITIONS = 16
+PARTITIONS = 16  # of the input topics (outputs may have more: topic_partitions)
 CRASH_G = 3.0
 SAMPLE_S = 0.01
 
@@ -91,11 +91,19 @@ class Input:
         self.canon &= (1 << 64) - 1
 
 
+def topic_partitions(c, topic):
+    """The partition count of topic, from the broker's metadata (c: a Consumer)."""
+    md = c.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None or not md.partitions:
+        raise SystemExit("topic %s: no metadata (%s)" % (topic, md.error if md else "unknown"))
+    return len(md.partitions)
+
+
 def watermarks(broker, topic):
     c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-watermarks"})
     try:
         return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in range(PARTITIONS)]
+                for p in range(topic_partitions(c, topic))]
     finally:
         c.close()
 
@@ -121,7 +129,8 @@ class Monitor:
 
     def __init__(self, broker, topic):
         self.c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-monitor"})
-        self.tps = [TopicPartition(topic, p, -1) for p in range(PARTITIONS)]  # -1: latest
+        self.tps = [TopicPartition(topic, p, -1)  # -1: latest
+                    for p in range(topic_partitions(self.c, topic))]
 
     def count(self):
         res = self.c.offsets_for_times(self.tps, timeout=5)
@@ -138,17 +147,61 @@ def cpu_ticks():
     return sum(t) - t[3] - t[4], sum(t)  # idle and iowait are not busy
 
 
-def busy_share(samples, ticks, t_from, t_to):
-    """The machine's busy share between t_from and t_to: the samples inside, or
-    the two around the span when it falls between two samples."""
+def proc_cpu_s(pid):
+    """user + system seconds of pid so far (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid):
+    """user + system seconds so far of the processes below pid (the peer under
+    /usr/bin/time, or a shell pipeline's members), all threads; None once none
+    is left."""
+    total, found, todo = 0.0, False, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                kids = [int(k) for k in f.read().split()]
+            if p != pid:
+                total += proc_cpu_s(p)
+                found = True
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            kids = []
+        todo.extend(kids)
+    return total if found else None
+
+
+def steady_span(samples, t_from, t_to):
+    """The first and last sample of the span t_from..t_to: the samples inside,
+    or the two around it when it falls between two samples; None when there
+    are not two."""
     inside = [i for i, (t, _) in enumerate(samples) if t_from <= t <= t_to]
     if len(inside) < 2:
         inside = [i for i, (t, _) in enumerate(samples) if t < t_from][-1:] + \
                  [i for i, (t, _) in enumerate(samples) if t > t_to][:1]
-    if len(inside) < 2:
+    return (inside[0], inside[-1]) if len(inside) >= 2 else None
+
+
+def busy_share(samples, ticks, t_from, t_to):
+    """The machine's busy share between t_from and t_to (steady_span)."""
+    span = steady_span(samples, t_from, t_to)
+    if span is None:
         return None
-    (b0, a0), (b1, a1) = ticks[inside[0]], ticks[inside[-1]]
+    (b0, a0), (b1, a1) = ticks[span[0]], ticks[span[1]]
     return (b1 - b0) / (a1 - a0) if a1 > a0 else None
+
+
+def steady_cpu_rate(samples, cpus, t_from, t_to):
+    """Outputs per CPU-second of the peer between t_from and t_to: the outputs
+    counted at the span's first and last sample (steady_span) over the peer's
+    CPU time between them; None when either sample has no CPU reading."""
+    span = steady_span(samples, t_from, t_to)
+    if span is None or cpus[span[0]] is None or cpus[span[1]] is None:
+        return None
+    n, cpu = samples[span[1]][1] - samples[span[0]][1], cpus[span[1]] - cpus[span[0]]
+    return n / cpu if cpu > 0 and n > 0 else None
 
 
 def crossing(samples, target):
@@ -165,6 +218,7 @@ def crossing(samples, target):
 
 class Run:
     busy = None  # see busy_share
+    steady_cpu = None  # see steady_cpu_rate
 
 
 def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
@@ -176,11 +230,14 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
     # straight from this (large) one would count this one's memory in its peak RSS.
     timefile = os.path.join(workdir, topic + ".time")
     cmd = ["/usr/bin/time", "-o", timefile, "-f", "%M %U %S"] + cmd
+    if os.environ.get("LS_BENCH_PEER_CPU"):  # PIN=1 (broker.sh)
+        cmd = ["taskset", "-c", os.environ["LS_BENCH_PEER_CPU"]] + cmd
     t_launch = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     samples = [(t_launch, 0)]
     ticks = [cpu_ticks()]
+    cpus = [0.0]  # the peer's CPU seconds at each sample (None after it exited)
     status = rusage = None
     t_exit = None
     try:
@@ -190,9 +247,11 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
                 if pid:
                     status, rusage, t_exit = st, ru, time.monotonic()
                     proc.returncode = os.waitstatus_to_exitcode(st)
+            cpu = tree_cpu_s(proc.pid) if status is None else None
             n = mon.count()
             samples.append((time.monotonic(), n))
             ticks.append(cpu_ticks())
+            cpus.append(cpu)
             if status is not None and (n >= rows or time.monotonic() - t_exit > 5):
                 break
             if time.monotonic() - t_launch > timeout:
@@ -225,6 +284,7 @@ def run_peer(name, cmd, env, broker, topic, rows, workdir, timeout):
     r.total = rows / (t_all - t_launch) if t_all else None
     r.steady = 0.8 * rows / (t90 - t10) if t10 is not None and t90 is not None and t90 > t10 else None
     r.busy = busy_share(samples, ticks, t10, t90) if r.steady else None
+    r.steady_cpu = steady_cpu_rate(samples, cpus, t10, t90) if r.steady else None
     r.log = out.name
     return r
 
@@ -254,11 +314,12 @@ def stop_group(proc):
 def read_topic(broker, topic):
     c = Consumer({"bootstrap.servers": broker, "group.id": "luastream-bench-check",
                   "enable.auto.commit": False, "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    n = topic_partitions(c, topic)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     eof = set()
     deadline = time.monotonic() + 120
     try:
-        while len(eof) < PARTITIONS and time.monotonic() < deadline:
+        while len(eof) < n and time.monotonic() < deadline:
             for m in c.consume(10000, 0.5):
                 if m.error():
                     if m.error().code() == KafkaError._PARTITION_EOF:
@@ -295,10 +356,10 @@ def log_run(rep, peer, topic, r, ok, failures):
     """One timed run's line (ok: what follows it, e.g. "  output ok"), then its
     problems, which go to failures too."""
     log("run %d %-9s total %s/s  steady %s/s  busy %4s  start-up %5s s  exit after %5.1f s  "
-        "CPU %5.1f s  peak RSS %6.1f MB%s"
+        "CPU %5.1f s  steady %s/CPU-s  peak RSS %6.1f MB%s"
         % (rep, peer, fmt_rate(r.total), fmt_rate(r.steady), fmt_share(r.busy),
            "%.2f" % r.startup_s if r.startup_s is not None else "-", r.exit_s, r.cpu_s,
-           r.rss_kb / 1024, ok))
+           fmt_rate(r.steady_cpu), r.rss_kb / 1024, ok))
     for prob in r.problems:
         log("  PROBLEM %s (%s): %s" % (peer, topic, prob))
         failures.append("%s run %d: %s" % (peer, rep, prob))
@@ -310,18 +371,19 @@ def print_peers(results, peers, rows):
     def med(peer, attr):
         return median(getattr(r, attr) for r in results.get(peer, []))
 
-    print("%-10s %13s %14s %6s %10s %6s %11s %10s" % (
-        "peer", "msgs/s(total)", "msgs/s(steady)", "busy", "start-up s", "CPU s", "msgs/CPU-s", "peak RSS"))
+    print("%-10s %13s %14s %6s %10s %6s %11s %19s %10s" % (
+        "peer", "msgs/s(total)", "msgs/s(steady)", "busy", "start-up s", "CPU s", "msgs/CPU-s",
+        "msgs/CPU-s(steady)", "peak RSS"))
     for peer in peers:
         if not results.get(peer):
             print("%-10s failed" % peer)
             continue
         rss = max(r.rss_kb for r in results[peer]) / 1024
         su, cpu = med(peer, "startup_s"), med(peer, "cpu_s")
-        print("%-10s %13s %14s %6s %10s %6.2f %11s %7.1f MB" % (
+        print("%-10s %13s %14s %6s %10s %6.2f %11s %19s %7.1f MB" % (
             peer, fmt_rate(med(peer, "total")).strip(), fmt_rate(med(peer, "steady")).strip(),
             fmt_share(med(peer, "busy")), "%.2f" % su if su is not None else "-", cpu,
-            "{:,.0f}".format(rows / cpu) if cpu else "-", rss))
+            "{:,.0f}".format(rows / cpu) if cpu else "-", fmt_rate(med(peer, "steady_cpu")).strip(), rss))
     return med
 
 
@@ -338,6 +400,8 @@ def print_ratios(med, subject, goals):
             for peer, target in goals)))
     print("ratios (msgs/CPU-s): " + ", ".join(
         "%s/%s = %s" % (subject, peer, ratio("cpu_s", peer, subject)) for peer, _ in goals))
+    print("ratios (msgs/CPU-s, steady): " + ", ".join(
+        "%s/%s = %s" % (subject, peer, ratio("steady_cpu", subject, peer)) for peer, _ in goals))
 
 
 def print_per_run(results, peers):
