@@ -274,7 +274,7 @@ def throughput(a, work, env, inp):
 def print_throughput(a, inp, results, fills):
     t = a.table
     print("1. through the dev broker: %d rows of ~%.0f B JSON keyed by %d devices, joined with a table of "
-          "%d records (%d owners, ~%.0f B JSON each), 16 partitions each; median of %d run(s) "
+          "%d records (%d owners, ~%.0f B JSON each), the inputs in 16 partitions each; median of %d run(s) "
           "(steady: 10%% -> 90%% of the outputs)"
           % (a.rows, inp.bytes / inp.rows, a.devices, t.records, t.owners,
              t.value_bytes / (t.records - t.tombstones), a.repeat))
