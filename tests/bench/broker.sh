@@ -3,6 +3,7 @@
 #
 #   work_prefix=luastream-bench; . tests/bench/broker.sh    (needs BUILD; sets work)
 #   start_broker --topic NAME:16 ...   (sets broker and broker_pid)
+#   op=$(output_partitions ROWS PER)   (16, or 16 per PER rows above 300,000)
 # The caller sets driver_pid while its driver runs, and keep_work=1 to keep
 # the working directory (the logs) at exit.
 # PIN=1 gives the peer under test a core of its own: this shell and all it starts
@@ -37,6 +38,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
+
+# Partitions for output topics of ROWS rows: the dev broker's per-partition cap
+# and keys that do not spread evenly leave room for ~PER rows of outputs (sized
+# by the caller) per 16 partitions; 16 up to 300,000 rows. OUT_PARTS overrides.
+output_partitions() {
+  if [ -n "${OUT_PARTS:-}" ]; then
+    echo "$OUT_PARTS"
+  elif [ "$1" -le 300000 ]; then
+    echo 16
+  else
+    echo $((($1 + $2 - 1) / $2 * 16))
+  fi
+}
 
 start_broker() {
   "$BUILD/luastream" broker "$@" --bootstrap-file "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.err" &

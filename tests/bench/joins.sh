@@ -50,7 +50,7 @@ work_prefix=luastream-joins
 # rows, to stay under the dev broker's per-partition cap (the input's 16 hold up
 # to ~800,000 rows).
 topics="--topic phone-data:16 --topic phone-owners:16 --topic join-empty:16"
-op=${OUT_PARTS:-}; [ -n "$op" ] || op=$((ROWS <= 300000 ? 16 : (ROWS + 149999) / 150000 * 16))
+op=$(output_partitions "$ROWS" 150000)
 i=1
 while [ "$i" -le "$REPEAT" ]; do
   s=""

@@ -56,7 +56,7 @@ work_prefix=luastream-windows
 # outputs get 16 partitions per 100,000 rows, to stay under the dev broker's
 # per-partition cap (the input's 16 hold up to ~800,000 rows).
 topics="--topic phone-data:16 --topic mem-in:16 --topic mem-out:16 --topic mem-out-sl:16 --topic mem-out-lru:16"
-op=${OUT_PARTS:-}; [ -n "$op" ] || op=$((ROWS <= 300000 ? 16 : (ROWS + 99999) / 100000 * 16))
+op=$(output_partitions "$ROWS" 100000)
 i=1
 while [ "$i" -le "$REPEAT" ]; do
   s=""
