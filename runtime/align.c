@@ -58,7 +58,6 @@ static int make_groups(ls_align *al) {
       int t = ss->topics[i];
       if (s->inputs[t].global) continue;
       parent[find(parent, t)] = find(parent, ss->topics[0]);
-      if (i < al->rank[t]) al->rank[t] = i;
       al->group[t] = 0; /* aligned; numbered below */
     }
   }
@@ -74,6 +73,42 @@ static int make_groups(ls_align *al) {
   return n;
 }
 
+/* Does some store list topic u first and v after it (u's records go first on a tie)? */
+static int goes_before(const ls_spec *s, int u, int v) {
+  for (int k = 0; k < s->nstores; k++) {
+    const ls_store_spec *ss = &s->stores[k];
+    if (ss->ntopics < 2 || ss->topics[0] != u || s->inputs[u].global) continue;
+    for (int i = 1; i < ss->ntopics; i++)
+      if (ss->topics[i] == v && !s->inputs[v].global) return 1;
+  }
+  return 0;
+}
+
+/* Ranks for ties: every store's first topic (a table, the side an as-of join
+ * records) before the topics that look it up, across all stores, so a topic
+ * that looks up one store and is looked up in another sits between the two
+ * (a topological order; among topics the stores leave unordered, and any in
+ * a cycle of them, the earlier input first). */
+static void rank_inputs(ls_align *al) {
+  const ls_spec *s = al->spec;
+  int n = s->ninputs, next = 0;
+  int *before = ls_xcalloc((size_t)n, sizeof *before); /* unranked topics that go before t */
+  for (int u = 0; u < n; u++)
+    for (int v = 0; v < n; v++)
+      if (u != v && goes_before(s, u, v)) before[v]++;
+  for (int t = 0; t < n; t++) al->rank[t] = -1;
+  while (next < n) {
+    int t = 0;
+    while (t < n && (al->rank[t] >= 0 || before[t] > 0)) t++;
+    if (t == n) /* a cycle: the earliest unranked input goes next */
+      for (t = 0; al->rank[t] >= 0; t++) continue;
+    al->rank[t] = next++;
+    for (int v = 0; v < n; v++)
+      if (al->rank[v] < 0 && goes_before(s, t, v)) before[v]--;
+  }
+  free(before);
+}
+
 ls_align *ls_align_new(const ls_spec *spec, const ls_align_opts *o) {
   if (spec->ninputs == 0) return NULL;
   ls_align *al = ls_xcalloc(1, sizeof *al);
@@ -85,6 +120,7 @@ ls_align *ls_align_new(const ls_spec *spec, const ls_align_opts *o) {
   al->m = ls_xcalloc((size_t)spec->ninputs, sizeof *al->m);
   al->nparts = ls_xcalloc((size_t)spec->ninputs, sizeof *al->nparts);
   al->ngroups = make_groups(al);
+  rank_inputs(al);
   al->deadline = -1;
   if (al->ngroups == 0) {
     ls_align_free(al);

@@ -397,7 +397,9 @@ static int table_visit(void *ud, rd_kafka_message_t *m) {
   table_replay *r = ud;
   if (r->a->eng.exit_code) return -1;
   r->msgs[r->n++] = m;
-  if (r->n == r->a->batch_cap) run_replayed(r);
+  /* the running pipeline's batch holds pl.batch.cap records: a reload may
+     have made that smaller than batch_cap, the size of msgs */
+  if (r->n == r->a->pl.batch.cap) run_replayed(r);
   return LS_REPLAY_KEPT;
 }
 

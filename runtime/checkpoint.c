@@ -38,6 +38,7 @@ struct ls_ckpt {
   ls_state *state;
   ls_changelog *cl;          /* NULL when ephemeral */
   uint8_t **owned;           /* per store, per partition: assigned here (expiry sweeps) */
+  int64_t **marked;          /* per table store, per partition: the offset its last mark holds (-1: none) */
   pending *pend;
   size_t npend, cap;
   int ephemeral;             /* no changelogs */
@@ -185,6 +186,12 @@ ls_ckpt *ls_ckpt_open(lua_State *L, int rt_ref, const ls_spec *spec, ls_kafka *k
   c->ephemeral = ephemeral;
   c->owned = ls_xcalloc((size_t)spec->nstores, sizeof *c->owned);
   for (int i = 0; i < spec->nstores; i++) c->owned[i] = ls_xcalloc(LS_CHANGELOG_MAX_PARTITIONS, 1);
+  c->marked = ls_xcalloc((size_t)spec->nstores, sizeof *c->marked);
+  for (int i = 0; i < spec->nstores; i++) {
+    if (!spec->stores[i].source) continue;
+    c->marked[i] = ls_xmalloc(LS_CHANGELOG_MAX_PARTITIONS * sizeof **c->marked);
+    for (int p = 0; p < LS_CHANGELOG_MAX_PARTITIONS; p++) c->marked[i][p] = -1;
+  }
   if (open_state(c, err, errlen) ||
       (!ephemeral && !(c->cl = ls_changelog_open(k, spec, c->state, err, errlen))) ||
       install(c, err, errlen)) {
@@ -255,6 +262,8 @@ void ls_ckpt_close(ls_ckpt *c) {
   free(c->pend);
   for (int i = 0; c->owned && i < c->spec->nstores; i++) free(c->owned[i]);
   free(c->owned);
+  for (int i = 0; c->marked && i < c->spec->nstores; i++) free(c->marked[i]);
+  free(c->marked);
   ls_changelog_close(c->cl);
   ls_state_close(c->state);
   free(c);
@@ -372,18 +381,22 @@ int ls_ckpt_produce(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t err
   if (first == 0 && sweep_expired(c, err, errlen)) return -1;
   if (ls_bridge_take(c->L, c->rt_ref, c->spec, -1, take_one, c, err, errlen) < 0) return -1;
   if (c->ephemeral) return 0;
-  for (size_t i = first; i < c->npend; i++) {
+  /* each change carries the offsets of every topic its store serves */
+  int most = 1;
+  for (int k = 0; k < c->spec->nstores; k++)
+    if (c->spec->stores[k].ntopics > most) most = c->spec->stores[k].ntopics;
+  int64_t few[LS_MAX_STORE_TOPICS], *in = most <= LS_MAX_STORE_TOPICS ? few : ls_xcalloc((size_t)most, sizeof *in);
+  int rc = 0;
+  for (size_t i = first; i < c->npend && rc == 0; i++) {
     pending *p = &c->pend[i];
     const ls_store_spec *ss = &c->spec->stores[p->store];
     if (ss->source) continue; /* its topic already holds the change */
-    int64_t in[LS_MAX_STORE_TOPICS];
-    for (int t = 0; t < ss->ntopics && t < LS_MAX_STORE_TOPICS; t++)
-      in[t] = ls_offsets_get(offsets, ss->topics[t], p->part);
-    if (ls_changelog_produce(c->cl, p->store, p->part, p->key, p->klen, p->val, p->vlen, in, p->expire,
-                             err, errlen))
-      return -1;
+    for (int t = 0; t < ss->ntopics; t++) in[t] = ls_offsets_get(offsets, ss->topics[t], p->part);
+    rc = ls_changelog_produce(c->cl, p->store, p->part, p->key, p->klen, p->val, p->vlen, in, p->expire, err,
+                              errlen);
   }
-  return 0;
+  if (in != few) free(in);
+  return rc ? -1 : 0;
 }
 
 /* ---- step 4: one LMDB transaction ----------------------------------------- */
@@ -406,10 +419,48 @@ static void add_mark(ls_ckpt *c, ls_state_mark *marks, size_t *n, int s, int32_t
   m->watermark = -1; /* none yet: windows will keep theirs here */
 }
 
+/* Has partition p of table store s (a store whose changelog is its topic),
+ * held here, moved on since its last mark? Each such partition gets a mark,
+ * changed or not: records that change nothing (a dead letter, a tombstone
+ * for an absent key) move the topic's offset too, and a mark left behind the
+ * commit would have them read, and handled, again at the next assignment. */
+static int table_moved(const ls_ckpt *c, int s, int32_t p, const ls_offsets *offsets) {
+  const ls_store_spec *ss = &c->spec->stores[s];
+  if (!c->cl || !ss->source || !c->owned[s][p]) return 0;
+  int64_t at = ls_offsets_get(offsets, ss->topic, p);
+  return at >= 0 && at != c->marked[s][p];
+}
+
+static size_t tables_moved(const ls_ckpt *c, const ls_offsets *offsets) {
+  size_t n = 0;
+  for (int s = 0; s < c->spec->nstores; s++)
+    for (int32_t p = 0; c->spec->stores[s].source && p < LS_CHANGELOG_MAX_PARTITIONS; p++)
+      n += (size_t)table_moved(c, s, p, offsets);
+  return n;
+}
+
+static void add_table_marks(ls_ckpt *c, ls_state_mark *marks, size_t *n, const ls_offsets *offsets) {
+  for (int s = 0; s < c->spec->nstores; s++)
+    for (int32_t p = 0; c->spec->stores[s].source && p < LS_CHANGELOG_MAX_PARTITIONS; p++)
+      if (table_moved(c, s, p, offsets)) add_mark(c, marks, n, s, p, offsets);
+}
+
+/* After a checkpoint's transaction: where the tables' marks are now. */
+static void tables_marked(ls_ckpt *c, const ls_offsets *offsets) {
+  for (int s = 0; c->cl && s < c->spec->nstores; s++) {
+    const ls_store_spec *ss = &c->spec->stores[s];
+    for (int32_t p = 0; ss->source && p < LS_CHANGELOG_MAX_PARTITIONS; p++) {
+      int64_t at = c->owned[s][p] ? ls_offsets_get(offsets, ss->topic, p) : -1;
+      if (at >= 0) c->marked[s][p] = at;
+    }
+  }
+}
+
 int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {
-  if (c->npend == 0) return 0;
-  ls_state_put *puts = calloc(c->npend, sizeof *puts);
-  ls_state_mark *marks = calloc(c->npend, sizeof *marks);
+  size_t nsource = tables_moved(c, offsets);
+  if (c->npend == 0 && nsource == 0) return 0;
+  ls_state_put *puts = calloc(c->npend + 1, sizeof *puts);
+  ls_state_mark *marks = calloc(c->npend + nsource, sizeof *marks);
   size_t nmarks = 0;
   if (!puts || !marks) {
     free(puts);
@@ -423,10 +474,14 @@ int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errle
     int same = i > 0 && p[-1].store == p->store && p[-1].part == p->part;
     if (!same && c->cl) add_mark(c, marks, &nmarks, p->store, p->part, offsets);
   }
+  add_table_marks(c, marks, &nmarks, offsets);
   int rc = ls_state_commit(c->state, puts, c->npend, marks, nmarks, err, errlen);
   free(puts);
   free(marks);
-  if (rc == 0) free_pending(c);
+  if (rc == 0) {
+    free_pending(c);
+    tables_marked(c, offsets);
+  }
   return rc;
 }
 
@@ -547,7 +602,10 @@ void ls_ckpt_forget(ls_ckpt *c, int32_t p) {
 void ls_ckpt_revoke(ls_ckpt *c, int topic, int32_t p, int clean) {
   ls_ckpt_forget(c, p);
   for (int s = 0; s < c->spec->nstores; s++)
-    if (serves(&c->spec->stores[s], topic) && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS) c->owned[s][p] = 0;
+    if (serves(&c->spec->stores[s], topic) && p >= 0 && p < LS_CHANGELOG_MAX_PARTITIONS) {
+      c->owned[s][p] = 0;
+      if (c->marked[s]) c->marked[s][p] = -1;
+    }
   if (clean) return;
   size_t keep = 0;
   for (size_t i = 0; i < c->npend; i++) {

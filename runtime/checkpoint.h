@@ -31,7 +31,8 @@ typedef struct ls_ckpt ls_ckpt;
 /* Partitions a store can have here (0..LS_MAX_PARTITIONS-1). */
 #define LS_MAX_PARTITIONS 4096
 
-/* Most input topics one store serves (a join's sides). */
+/* Input topics of one store whose offsets a checkpoint keeps on the stack
+ * (a join's sides); a store serving more gets them on the heap. */
 #define LS_MAX_STORE_TOPICS 8
 
 /* NULL with err[0] == 0 when the app has no state stores. ephemeral: no

@@ -188,6 +188,12 @@ int ls_engine_process(ls_engine *e, const ls_inmsg *in, int n) {
   e->n = n;
   e->stop_at = n;
   e->dlq_row = 0;
+  if (n > e->batch->cap) { /* a caller's bug: the batch's arrays hold cap records */
+    ls_engine_fail(e, 1, "internal error: a batch of %d records for a pipeline of batch_size %d", n,
+                   e->batch->cap);
+    e->stop_at = 0;
+    return 0;
+  }
   if (ls_batch_decode(e->batch, in, n, err, sizeof err)) {
     ls_engine_fail(e, 1, "decoding a batch failed: %s", err);
     e->stop_at = 0;

@@ -516,12 +516,16 @@ end
 -- The end of a join step, the other side's row in local r (nil: none): an
 -- inner join skips the row without one; `merger` builds the row from the row
 -- and a copy of r; else `merge` (a library function's name) adds r's columns
--- the row lacks.
+-- the row lacks. The merger may change the row (and its nested tables) as
+-- update's function may: it gets a copy all the way down when something else
+-- still holds the row (an earlier to_topic, a later branch), the row itself
+-- otherwise.
 local function join_merge(g, node, id, r, merge)
   if node.how == "inner" then
     g:emit("if " .. r .. " == nil then goto " .. g:block_label() .. " end")
   end
   if node.merger then
+    id = g:mutate(id, true)
     g:emit("v = " .. g:const(node.merger) .. "(v, " .. g:lib("util", "deepcopy") .. "(" .. r .. "))")
     return 0, { alias = id }
   end
@@ -578,14 +582,16 @@ end
 
 -- sdf:join_interval (luastream.join): this side's rows pair with the other
 -- side's as they come; the pairs run through the continuation, which the
--- other side's pipeline calls too for the pairs its rows find.
+-- other side's pipeline calls too for the pairs its rows find. Each output
+-- row goes with its timestamp and this side's row's headers (J.ohdr): the
+-- arriving row's for its pairs, a stored row's for an unmatched one.
 step.interval_left = function(g, node, id)
   local J = join.runtime(node.def, state.store(node.store), node)
   local n, j = g:tmp(), g:tmp()
-  g:emit("local " .. n .. " = " .. g:lib("join", "left") .. "(" .. g:const(J) .. ", v, ts, key, m.partition, i)")
+  g:emit("local " .. n .. " = " .. g:lib("join", "left") .. "(" .. g:const(J) .. ", v, ts, key, m.partition, i, hdr)")
   local cont = g:continuation(node, J)
   g:emit("for " .. j .. " = 1, " .. n .. " do nout = " .. cont .. "(" .. g:const(J.ov) .. "[" .. j .. "], " ..
-    g:const(J.ots) .. "[" .. j .. "], hdr, key, i, m, nout) end")
+    g:const(J.ots) .. "[" .. j .. "], " .. g:const(J.ohdr) .. "[" .. j .. "], key, i, m, nout) end")
   return 0, id
 end
 
@@ -697,7 +703,9 @@ function M.compile_topic(topic, roots, env)
   g.output_id = env.output_id
   g.watch_steps, g.watch_ids = env.steps, {}
   local root = { kind = "root", children = roots, loc = topic.loc, desc = "topic '" .. topic.name .. "'" }
-  g.sync_msg = has_kind(root, { set_ts = true, set_hdr = true, window = true })
+  -- msg follows ts and hdr where they change: set_timestamp, set_headers, and
+  -- the continuations of windows and interval joins (their rows' own)
+  g.sync_msg = has_kind(root, { set_ts = true, set_hdr = true, window = true, interval_left = true })
 
   -- topic timestamp
   local ts_step = { kind = "topic_ts", loc = topic.loc, desc = "topic '" .. topic.name .. "' timestamp" }

@@ -532,6 +532,9 @@ function methods.join_asof(self, other, opts, extra)
   end
   local ost = st_of(other)
   if ost.app ~= st.app then util.fail("join_asof: the other dataframe belongs to another app", where) end
+  if ost.topic == st.topic then
+    util.fail("join_asof: both sides read topic '" .. st.topic.name .. "'; join two topics", where)
+  end
   opts = util.check_options("join_asof", opts, JOIN_ASOF_OPTS, where)
   local how = opts.how == nil and "inner" or opts.how
   if not HOWS[how] then

@@ -17,7 +17,9 @@
 -- pipeline found them.
 --
 -- Interval state per key (journaled like all state, so a failed row leaves
--- it as it was): history "L" (this side's rows, { t, row, matched }),
+-- it as it was): history "L" (this side's rows, { t, row, flag }: flag is
+-- whether a pair had the row, a boolean, or { matched, headers } for a row
+-- with headers, which its pairs and its unmatched output carry),
 -- history "R" (the other side's, { t, row }), "wm" = the largest timestamp
 -- of the key on either side. A left row's interval [t - before, t + after]
 -- closes when t + after + grace <= wm: it goes (with how = "left", emitted
@@ -37,6 +39,7 @@ local jset, state_at = state.jset, state.at
 local DELETED = state.DELETED
 local deepcopy, merge_missing = util.deepcopy, util.merge_missing
 local huge = math.huge
+local HDR = util.HDR
 local type = type
 
 function M.runtime(def, st, node)
@@ -45,7 +48,7 @@ function M.runtime(def, st, node)
   J = {
     st = st, before = def.before, after = def.after, grace = def.grace, left = def.how == "left",
     merger = def.merger or false,
-    ov = {}, ots = {}, late = 0, logged = false,
+    ov = {}, ots = {}, ohdr = {}, late = 0, logged = false,
     cont = false, msg = false, m = { partition = 0, offset = -1, timestamp = 0 },
     loc = node.loc, desc = node.desc,
   }
@@ -53,15 +56,37 @@ function M.runtime(def, st, node)
   return J
 end
 
+-- The row's timestamp as a finite number (the topic's timestamp and
+-- set_timestamp are checked already: this guards the join's state).
+local function bad_ts(what, ts, t)
+  error(what .. ": the row's timestamp is " .. (t == nil and "a " or "") .. util.not_ts(ts, t) ..
+    ", expected milliseconds (a " .. (t == nil and "" or "finite ") .. "number)", 0)
+end
+
 local function num_ts(ts)
+  local t = ts
   if type(ts) ~= "number" then
-    local t = tonumber(ts)
-    if type(ts) ~= "cdata" or t == nil then
-      error("join_interval: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
-    end
-    return t
+    t = type(ts) == "cdata" and tonumber(ts) or nil
+    if t == nil then bad_ts("join_interval", ts, nil) end
   end
-  return ts
+  if t ~= t or t == huge or t == -huge then bad_ts("join_interval", ts, t) end
+  return t
+end
+
+-- Slot 3 of a row of this side: whether a pair had it, and its headers.
+local function flag_of(matched, hdr)
+  if hdr == nil then return matched end
+  return { matched, hdr }
+end
+
+local function is_matched(f)
+  if type(f) == "table" then return f[1] end
+  return f
+end
+
+local function hdr_of(f)
+  if type(f) == "table" then return f[2] end
+  return nil
 end
 
 -- The output row of a pair (right nil: an unmatched left row): a copy all
@@ -74,17 +99,17 @@ local function pair(J, l, r)
   return out
 end
 
-local function emit(J, nout, row, ts)
+-- Output nout + 1: the row, its timestamp and headers (this side's row's).
+local function emit(J, nout, row, ts, hdr)
   nout = nout + 1
-  J.ov[nout], J.ots[nout] = row, ts
+  J.ov[nout], J.ots[nout], J.ohdr[nout] = row, ts, hdr
   return nout
 end
 
 -- join_asof: records a row of the other side (a copy).
 function M.asof_record(st, v, ts, grace)
-  if type(ts) ~= "number" then
-    error("join_asof: the row's timestamp is a " .. type(ts) .. ", expected milliseconds", 0)
-  end
+  if type(ts) ~= "number" then bad_ts("join_asof", ts, nil) end
+  if ts ~= ts or ts == huge or ts == -huge then bad_ts("join_asof", ts, ts) end
   local idx = history.add(st, "h", 2, ts, deepcopy(v))
   history.trim(st, "h", idx, 2, history.newest(st, "h", idx, 2) - grace, false, 1)
 end
@@ -131,7 +156,8 @@ local function expire(J, st, wm0, wm, nout)
           local base = 2 + 3 * j
           local t = e[base]
           if t > close then break end
-          if t > prev and not e[base + 2] then nout = emit(J, nout, pair(J, e[base + 1], nil), t) end
+          local f = e[base + 2]
+          if t > prev and not is_matched(f) then nout = emit(J, nout, pair(J, e[base + 1], nil), t, hdr_of(f)) end
         end
       end
     end
@@ -164,8 +190,9 @@ local function late(J, t, wm)
   return 0
 end
 
--- A row of this side: pairs with the other side's rows in [t - before, t + after].
-function M.left(J, v, ts, key, p, i)
+-- A row of this side (hdr: its headers): pairs with the other side's rows
+-- in [t - before, t + after].
+function M.left(J, v, ts, key, p, i, hdr)
   local t = num_ts(ts)
   local st = J.st
   state_at(st, p, key, i)
@@ -181,11 +208,11 @@ function M.left(J, v, ts, key, p, i)
       for j = 0, e[1] - 1 do
         local u = e[2 + 2 * j]
         if u > hi then break end
-        if u >= lo then nout = emit(J, nout, pair(J, v, e[3 + 2 * j]), u > t and u or t) end
+        if u >= lo then nout = emit(J, nout, pair(J, v, e[3 + 2 * j]), u > t and u or t, hdr) end
       end
     end
   end
-  history.add(st, "L", 3, t, deepcopy(v), nout > 0)
+  history.add(st, "L", 3, t, deepcopy(v), flag_of(nout > 0, hdr))
   return expire(J, st, wm, raise_wm(st, t), nout)
 end
 
@@ -208,9 +235,10 @@ function M.right(J, v, ts, key, p, i)
         local t = e[base]
         if t > hi then break end
         if t >= lo and t > close then
-          nout = emit(J, nout, pair(J, e[base + 1], v), u > t and u or t)
-          if not e[base + 2] then
-            jset(e, base + 2, true)
+          local f = e[base + 2]
+          nout = emit(J, nout, pair(J, e[base + 1], v), u > t and u or t, hdr_of(f))
+          if not is_matched(f) then
+            if type(f) == "table" then jset(f, 1, true) else jset(e, base + 2, true) end
             st:set(history.name("L", idx[1 + 2 * s]), e)
           end
         end
@@ -320,17 +348,20 @@ end
 -- How many merge functions exist (for the specs).
 function M.merge_shapes() return nshapes end
 
--- The other side's pipeline runs this side's continuation on its pairs.
+-- The other side's pipeline runs this side's continuation on its pairs
+-- (and unmatched rows), each with its own timestamp and headers (this side's
+-- row's); msg is this side's: its topic, the partition, the key, offset -1
+-- (no record of this side's topic is being processed).
 function M.right_emit(J, n, key, p, i, nout)
   local m, msg = J.m, J.msg
-  m.partition = p
+  m.partition, m.offset = p, -1
   msg.key, msg.partition, msg.offset = key, p, -1
   for o = 1, n do
-    local row, ts = J.ov[o], J.ots[o]
-    J.ov[o], J.ots[o] = nil, nil
+    local row, ts, hdr = J.ov[o], J.ots[o], J.ohdr[o]
+    J.ov[o], J.ots[o], J.ohdr[o] = nil, nil, nil
     m.timestamp = ts
-    msg.timestamp = ts
-    nout = J.cont(row, ts, nil, key, i, m, nout)
+    msg.timestamp, msg[HDR] = ts, hdr
+    nout = J.cont(row, ts, hdr, key, i, m, nout)
   end
   return nout
 end

@@ -264,7 +264,9 @@ local function build(app, script_name, cli)
     if idle_min == nil or R.idle < idle_min then idle_min = R.idle end
   end
   spec.idle_check_ms = idle_min and math.max(10, math.min(1000, idle_min / 4)) or 0
-  P = { app = app, spec = spec, pipelines = pipelines, sources = sources, script = script_name }
+  local step_at = {} -- chunk name -> { line -> step }, for the error handler
+  for _, p in ipairs(pipelines) do step_at[p.chunkname] = p.step_at end
+  P = { app = app, spec = spec, pipelines = pipelines, sources = sources, script = script_name, step_at = step_at }
   rt.spec = spec
   rt.pipelines = pipelines
   -- Every topic the script declared, with its formats (for the test driver,
@@ -325,16 +327,22 @@ end
 
 local current = nil   -- the pipeline running (for the error handler)
 
+-- The failing step: the innermost frame in the code of any topic's pipeline
+-- with a step at its line. That may be another topic's than the one running:
+-- the pairs an interval join finds when a row of the other side arrives run
+-- through the rest of this side's pipeline, compiled into this side's chunk.
 local function batch_handler(e)
   local p = current
   local node
   local level = 2
+  local step_at = P.step_at
   while true do
     local info = debug.getinfo(level, "Sl")
     if not info then break end
-    if info.source == p.chunkname then
-      node = p.step_at[info.currentline]
-      break
+    local lines = step_at[info.source]
+    if lines then
+      node = lines[info.currentline]
+      if node then break end
     end
     level = level + 1
   end

@@ -289,25 +289,39 @@ local function num_or_cdata(x)
   return nil
 end
 
--- Timestamp returned by a user function (set_timestamp, topic timestamp fn).
+-- What a timestamp that is not one is, for the error: "string", "null",
+-- "nan", "inf", "-inf" (n: x as a number, or nil).
+local function not_ts(x, n)
+  if x == null then return "null" end
+  if n == nil then return type(x) end
+  if n ~= n then return "nan" end
+  return n > 0 and "inf" or "-inf"
+end
+M.not_ts = not_ts
+
+-- Timestamp returned by a user function (set_timestamp, topic timestamp fn):
+-- a finite number (or int64 cdata).
 function M.check_ts(x, what)
   local n = num_or_cdata(x)
   if n == nil or n ~= n or n == huge or n == -huge then
-    error(what .. " returned " .. (x == null and "null" or type(x)) ..
-      ", expected a timestamp in milliseconds (a number)", 0)
+    error(what .. " returned " .. not_ts(x, n) ..
+      ", expected a timestamp in milliseconds (a " .. (n == nil and "" or "finite ") .. "number)", 0)
   end
   return n
 end
 
 -- Timestamp from a row field; nil / ls.null fall back to the Kafka timestamp.
+-- Anything but a finite number is an error (an infinite one would close a
+-- key's windows and join intervals for good).
 function M.field_ts(v, name, fallback)
   if type(v) ~= "table" then return fallback end
   local x = v[name]
   if x == nil or x == null then return fallback end
   local n = num_or_cdata(x)
-  if n == nil or n ~= n then
-    error("timestamp field '" .. name .. "' is a " .. (type(x) == "string" and "string" or type(x)) ..
-      ", expected milliseconds (a number)", 0)
+  if n == nil or n ~= n or n == huge or n == -huge then
+    local what = not_ts(x, n)
+    error("timestamp field '" .. name .. "' is " .. (n == nil and "a " or "") .. what ..
+      ", expected milliseconds (a " .. (n == nil and "" or "finite ") .. "number)", 0)
   end
   return n
 end

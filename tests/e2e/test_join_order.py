@@ -130,3 +130,34 @@ def test_join_wait_holds_a_row_for_records_of_its_partner_stamped_before_it(brok
                                      "--http", f"127.0.0.1:{port}", between=between)
     assert got == {0: ("s0", {"id": 0, "price": 1}), 1: ("s0", {"id": 1, "price": 2})}
     assert waiting == [1]
+
+
+TIES = """
+local ls = require("luastream")
+local app = ls.app{ name = "ties", commit_interval = 0.5 }
+local s = app:dataframe(app:topic("s", { key = "string", value = "json" }))
+local t = app:table(app:topic("t", { key = "string", value = "json" }))
+local r = app:dataframe(app:topic("r", { key = "string", value = "json" }))
+s:join_table(t, { how = "left" }):to_topic(app:topic("out", { key = "string", value = "json" }))
+r:join_asof(s, { how = "left" }):to_topic(app:topic("out2", { key = "string", value = "json" }))
+"""
+
+
+def test_on_equal_timestamps_a_table_goes_first_also_to_a_stream_an_as_of_join_records(broker_factory, run_app,
+                                                                                       tmp_path):
+    # s looks t up and is itself the side r's as-of join records, and is
+    # declared before t: on equal timestamps t's record still goes first.
+    broker = broker_factory({"s": 1, "t": 1, "r": 1, "out": 1, "out2": 1})
+    t0 = 1_700_000_000_000
+    produce(broker.addr, "s", [rec("k", {"id": i}, t0 + 1000 * i) for i in range(3)])
+    produce(broker.addr, "t", [rec("k", {"price": i}, t0 + 1000 * i) for i in range(3)])
+    produce(broker.addr, "r", [rec("k", {"q": i}, t0 + 1000 * i) for i in range(3)])
+    script = tmp_path / "ties.lua"
+    script.write_text(TIES)
+    app = run_app(script, broker.addr, "--state-dir", str(tmp_path / "state"))
+    wait_count(broker.addr, "out", 3, 60, app=app)
+    wait_count(broker.addr, "out2", 3, 60, app=app)
+    assert app.stop() == 0
+    assert [jloads(r.value) for r in read_all(broker.addr, "out")] == [{"id": i, "price": i} for i in range(3)]
+    # and s's row (as it came) goes before r's row of the same time, which sees it
+    assert [jloads(r.value) for r in read_all(broker.addr, "out2")] == [{"q": i, "id": i} for i in range(3)]

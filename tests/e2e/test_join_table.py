@@ -10,9 +10,10 @@ table's partition count fixes that.
 
 import json
 import shutil
+import signal
 
-from conftest import (SCRIPTS, _consumer, jloads, produce, read_all, run_cli, wait_committed_to_end,
-                      wait_count, wait_held, wait_until)
+from conftest import (SCRIPTS, _consumer, committed, held, jloads, produce, read_all, run_cli,
+                      wait_committed_to_end, wait_count, wait_held, wait_until)
 
 SCRIPT = SCRIPTS / "join_table.lua"
 APP = "jt-e2e"
@@ -148,3 +149,75 @@ def test_a_group_by_with_the_tables_partition_count_joins_a_stream_of_another(br
     assert "created the group_by topic 'jt-e2e__repartition__by-device' with 2 partitions" in a.stderr(), a.stderr()
     got = sorted(outputs(broker.addr), key=lambda kv: kv[1]["x"])
     assert got == [(d, {"x": i, "owner": f"o-{d}"}) for i, d in enumerate(devices)]
+
+
+SMALL_BATCH = """
+local ls = require("luastream")
+local app = ls.app{ name = "jt-small", commit_interval = 0.5, batch_size = %d }
+local t = app:table(app:topic("t", { key = "string", value = "json" }))
+local s = app:dataframe(app:topic("s", { key = "string", value = "json" }))
+s:join_table(t, { how = "left" }):to_topic(app:topic("out", { key = "string", value = "json" }))
+"""
+
+
+def test_a_table_read_back_after_a_reload_to_a_smaller_batch_size_is_whole(broker_factory, run_app, tmp_path):
+    # The table's records are read back from its topic in batches of the
+    # running pipeline's batch_size, which a live reload made smaller.
+    broker = broker_factory({"s": 2, "t": 2, "out": 2})
+    script, other = tmp_path / "small.lua", tmp_path / "other.lua"
+    script.write_text(SMALL_BATCH % 500)
+    other.write_text(SMALL_BATCH % 500)
+    a = run_app(script, broker.addr, "--state-dir", str(tmp_path / "sa"))
+    wait_held([a], "t", 2, 60)
+    script.write_text(SMALL_BATCH % 5)
+    a.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reloaded" in a.stderr(), 30, "the reload", app=a)
+    b = run_app(other, broker.addr, "--state-dir", str(tmp_path / "sb"))
+    part = sorted(wait_held([a, b], "t", 2, 60)[1])[0]  # one of b's
+    n = 100
+    produce(broker.addr, "t", [(f"k{i}".encode(), json.dumps({"price": i}).encode(), None, part)
+                               for i in range(n)])
+    wait_until(lambda: committed(broker.addr, "jt-small", "t").get(part) == n, 60, "b to commit its partition",
+               app=b)
+    assert b.stop() == 0
+    wait_until(lambda: held(a, "t") == {0, 1}, 60, "a to hold both partitions", app=a)
+    produce(broker.addr, "s", [(f"k{i}".encode(), json.dumps({"id": i}).encode(), None, part) for i in range(n)])
+    wait_count(broker.addr, "out", n, 60, app=a)
+    assert a.stop() == 0, a.stderr()[-3000:]
+    assert f"state __table__t: read {n} records of 1 partition from t in" in a.stderr()
+    got = sorted((jloads(r.value) for r in read_all(broker.addr, "out")), key=lambda v: v["id"])
+    assert got == [{"id": i, "price": i} for i in range(n)]
+
+
+DEAD_LETTERS = """
+local ls = require("luastream")
+local app = ls.app{ name = "jt-dlq", commit_interval = 0.3, on_error = "dead-letter" }
+local t = app:table(app:topic("t", { key = "string", value = "json" }))
+local s = app:dataframe(app:topic("s", { key = "string", value = "json" }))
+s:join_table(t, { how = "left" }):to_topic(app:topic("out", { key = "string", value = "json" }))
+"""
+
+
+def test_a_table_record_that_changes_nothing_is_not_handled_again_after_a_restart(broker_factory, run_app,
+                                                                                     tmp_path):
+    # A keyless table record goes to the dead letters and changes no key; the
+    # table's mark must still move past it, or the next assignment reads it
+    # back from the topic and dead-letters it a second time.
+    dlq = "jt-dlq__dead-letter"
+    broker = broker_factory({"t": 1, "s": 1, "out": 1, dlq: 1})
+    script, state = tmp_path / "dlq.lua", str(tmp_path / "state")
+    script.write_text(DEAD_LETTERS)
+    app = run_app(script, broker.addr, "--state-dir", state)
+    produce(broker.addr, "t", [(b"k", b'{"p":1}', None)])
+    wait_committed_to_end(broker.addr, "jt-dlq", "t", 30, app=app)
+    produce(broker.addr, "t", [(b"gone", None, None), (None, b'{"p":2}', None)])  # deletes nothing; no key
+    wait_committed_to_end(broker.addr, "jt-dlq", "t", 30, app=app)
+    assert app.stop() == 0
+    assert len(read_all(broker.addr, dlq)) == 1
+    app = run_app(script, broker.addr, "--state-dir", state)
+    produce(broker.addr, "s", [(b"k", b'{"x":1}', None)])
+    wait_count(broker.addr, "out", 1, 30, app=app)
+    assert app.stop() == 0
+    assert "from t in" not in app.stderr()  # nothing read back: the mark is at the commit
+    assert len(read_all(broker.addr, dlq)) == 1
+    assert [jloads(r.value) for r in read_all(broker.addr, "out")] == [{"x": 1, "p": 1}]

@@ -1,7 +1,8 @@
 """A state store serving two input topics (scripts/shared_store.lua): counts
 per key over both inputs are exact, also after a restart with a lost state dir
 (the changelog replay applies records covered by both inputs' committed
-offsets); inputs with different partition counts are refused at start."""
+offsets), also for a store serving ten inputs; inputs with different
+partition counts are refused at start."""
 
 import json
 import shutil
@@ -68,3 +69,50 @@ def test_inputs_with_different_partition_counts_are_refused(broker_factory, tmp_
     assert ("luastream: state store 'both' serves topics 'a' (4 partitions) and 'b' (2 partitions): they must "
             "have the same partition count (re-key the rows of 'b' into 4 partitions with sdf:group_by(..., "
             "{ partitions = 4 }), or give each its own store)\n") in r.stderr, r.stderr
+
+
+MANY = """
+local ls = require("luastream")
+local app = ls.app{ name = "many", commit_interval = 0.5 }
+local out = app:topic("out", { key = "string", value = "json" })
+for i = 1, 10 do
+  local src = "in" .. i
+  app:dataframe(app:topic(src, { key = "string", value = "json" })):update(function(row, state)
+    local n = state:get("n", 0) + 1
+    state:set("n", n)
+    row.src, row.n = src, n
+  end, { stateful = true, store = "all" }):to_topic(out)
+end
+"""
+
+
+def test_a_store_serving_ten_inputs_keeps_the_offsets_of_all_ten(broker_factory, run_app, tmp_path):
+    names = [f"in{i}" for i in range(1, 11)]
+    broker = broker_factory({**{n: 1 for n in names}, "out": 1, "many__all__changelog": 1})
+    script, state = tmp_path / "many.lua", tmp_path / "state"
+    script.write_text(MANY)
+
+    def run_to_end():
+        app = run_app(script, broker.addr, "--state-dir", str(state))
+        for n in names:
+            wait_committed_to_end(broker.addr, "many", n, 60, app=app)
+        assert app.stop() == 0, app.stderr()
+        return app.stderr()
+
+    for i, n in enumerate(names):  # one key per input, i + 1 records each
+        produce(broker.addr, n, [(f"k{i}".encode(), b"{}", None)] * (i + 1))
+    run_to_end()
+    listed = [dict(kv.split("=") for kv in dict(r.headers)["luastream.input.offsets"].decode().split(","))
+              for r in read_all(broker.addr, "many__all__changelog")]
+    assert len(listed) >= 10 and all(list(x) == names for x in listed), listed
+    # the last checkpoint's changes: every input processed to its end
+    assert listed[-1] == {n: str(i + 1) for i, n in enumerate(names)}, listed[-1]
+
+    shutil.rmtree(state)  # rebuilt from the changelog: every change is covered by all ten commits
+    for i, n in enumerate(names):
+        produce(broker.addr, n, [(f"k{i}".encode(), b"{}", None)])
+    assert "replayed" in run_to_end()
+    counts = {}
+    for r in read_all(broker.addr, "out"):
+        counts[r.key.decode()] = jloads(r.value)["n"]
+    assert counts == {f"k{i}": i + 2 for i in range(10)}

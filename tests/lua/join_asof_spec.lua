@@ -124,6 +124,39 @@ end }):to_topic(out)]]))
     assert.same({ { a = "x", lat = 10 }, { a = "y", lat = 10 } }, outs(d))
   end)
 
+  it("a merger that changes the row leaves other branches and earlier outputs as they were", function()
+    local d = testing.driver(script([[
+local out2, out3 = app:topic("out2", { key = "string" }), app:topic("out3", { key = "string" })
+sdf:to_topic(out3):join_asof(fixes, { merger = function(alert, fix)
+  alert.lat = fix.lat
+  alert.tags[#alert.tags + 1] = "fix"
+  return alert
+end }):to_topic(out)
+sdf:to_topic(out2)]]))
+    d:send("gps", "p1", { ts = 1000, lat = 5 })
+    d:send("alerts", "p1", { ts = 1000, a = "x", tags = { "alert" } })
+    assert.same({ { ts = 1000, a = "x", tags = { "alert", "fix" }, lat = 5 } }, outs(d))
+    assert.same({ ts = 1000, a = "x", tags = { "alert" } }, d:read("out2")[1].value)
+    assert.same({ ts = 1000, a = "x", tags = { "alert" } }, d:read("out3")[1].value)
+  end)
+
+  it("a fix stamped +-inf is a row error; the key's later fixes are seen", function()
+    local d = testing.driver(script([[
+sdf:join_asof(fixes, { how = "left" }):to_topic(out)]]))
+    d:send("gps", { key = "p1", raw_value = '{"ts":1e999,"lat":0}' })
+    d:send("gps", { key = "p1", raw_value = '{"ts":-1e999,"lat":0}' })
+    local e = d:errors()
+    assert.same({
+      d.script .. ":4: topic 'gps' timestamp: timestamp field 'ts' is inf, expected milliseconds (a finite number)",
+      d.script .. ":4: topic 'gps' timestamp: timestamp field 'ts' is -inf, expected milliseconds (a finite number)",
+    }, { e[1].error, e[2].error })
+    assert.same(2, #e)
+    assert.is_nil(d:state("__asof__1", "p1", "hs"))
+    d:send("gps", "p1", { ts = 1000, lat = 1 })
+    d:send("alerts", "p1", { ts = 1500, a = "x" })
+    assert.same({ { ts = 1500, a = "x", lat = 1 } }, outs(d))
+  end)
+
   local cases = {
     { "sdf:join_asof(5)", "join_asof: expected the other side's dataframe (app:dataframe(topic)), got number" },
     { "sdf:join_asof(fixes, { tolerance = -1 })",
@@ -131,6 +164,7 @@ end }):to_topic(out)]]))
     { "sdf:join_asof(fixes, { how = \"right\" })",
       "join_asof: option 'how' must be \"inner\" or \"left\", got 'right'" },
     { "sdf:join_asof(fixes, { tolerence = 1 })", "join_asof: unknown option 'tolerence' (did you mean 'tolerance'?)" },
+    { "sdf:join_asof(sdf)", "join_asof: both sides read topic 'alerts'; join two topics" },
   }
   for _, case in ipairs(cases) do
     it("refuses " .. case[1], function()

@@ -151,6 +151,93 @@ end }):to_topic(out)]]))
     }, outs(d))
   end)
 
+  it("steps after the join see the emitted row's msg: its timestamp, this side's row's headers", function()
+    local d = testing.driver(script([[
+sdf:join_interval(v, { before = 1000, after = 1000, grace = 1000, how = "left" })
+  :update(function(r, msg)
+    local h = msg.headers[1]
+    r.m = { msg.timestamp, h and h[2] or "none", msg.topic, msg.offset, msg.key }
+  end)
+  :to_topic(out)]]))
+    local function got()
+      local res = {}
+      for j, r in ipairs(d:read("out")) do
+        local h = r.headers and r.headers[1]
+        res[j] = { r.key, r.timestamp, h and h[2] or "none", r.value.c or "-", r.value.page or "-", r.value.m }
+      end
+      return res
+    end
+    d:send("clicks", { key = "b", value = { ts = 1000, c = "b1" }, headers = { { "h", "hb" } } }) -- offset 0
+    d:send("clicks", { key = "a", value = { ts = 1000, c = "a1" }, headers = { { "h", "ha" } } }) -- offset 1
+    -- pairs found by a view: click b1's headers (not a1's, the last click's), the later timestamp,
+    -- this side's topic, offset -1 (no click is being processed); the view's headers are not used
+    d:send("views", { key = "b", value = { ts = 1500, page = "x" }, headers = { { "h", "hv" } } })
+    assert.same({ { "b", 1500, "hb", "b1", "x", { 1500, "hb", "clicks", -1, "b" } } }, got())
+    d:restart() -- the stored click's headers survive it
+    d:send("views", "b", { ts = 1600, page = "y" })
+    assert.same({ { "b", 1600, "hb", "b1", "y", { 1600, "hb", "clicks", -1, "b" } } }, got())
+    -- pairs found by a click: its own headers (none) and the later timestamp of each pair
+    d:send("clicks", "b", { ts = 1200, c = "b2" }) -- offset 2
+    assert.same({
+      { "b", 1500, "none", "b2", "x", { 1500, "none", "clicks", 2, "b" } },
+      { "b", 1600, "none", "b2", "y", { 1600, "none", "clicks", 2, "b" } },
+    }, got())
+    -- unmatched rows carry their own timestamp and headers, whichever side's row closes them
+    d:send("clicks", "a", { ts = 3000, c = "a2" }) -- offset 3: closes a1 (1000 + 1000 + 1000 <= 3000)
+    assert.same({ { "a", 1000, "ha", "a1", "-", { 1000, "ha", "clicks", 3, "a" } } }, got())
+    d:send("views", { key = "a", value = { ts = 6000, page = "z" }, headers = { { "h", "hv" } } }) -- closes a2
+    assert.same({ { "a", 3000, "none", "a2", "-", { 3000, "none", "clicks", -1, "a" } } }, got())
+  end)
+
+  it("a later step that fails names itself, whichever side's row found the pair", function()
+    local path = script([[
+sdf:join_interval(v, { before = 1000, after = 1000 })
+  :update(function(r) if r.page then error("boom " .. r.page) end end)
+  :to_topic(out)]])
+    local d = testing.driver(path)
+    d:send("clicks", "u1", { ts = 1000, c = 1 })
+    d:send("views", "u1", { ts = 1100, page = "b" }) -- found by the view
+    d:send("views", "u2", { ts = 1000, page = "c" })
+    d:send("clicks", "u2", { ts = 1000, c = 2 })    -- found by the click
+    local e = d:errors()
+    assert.same({
+      { "views", path .. ":9: update: " .. path .. ":9: boom b" },
+      { "clicks", path .. ":9: update: " .. path .. ":9: boom c" },
+    }, { { e[1].topic, e[1].error }, { e[2].topic, e[2].error } })
+    assert.same(2, #e)
+    assert.same({}, outs(d))
+  end)
+
+  it("a timestamp of +-inf is a row error, and the key's rows join as before", function()
+    local d = testing.driver(H.write_script([[
+local ls = require("luastream")
+local app = ls.app{ name = "ij", on_error = "skip" }
+local clicks = app:topic("clicks", { key = "string", value = "msgpack", timestamp = "ts" })
+local views = app:topic("views", { key = "string", timestamp = "ts" })
+local out = app:topic("out", { key = "string" })
+local v = app:dataframe(views)
+local sdf = app:dataframe(clicks)
+sdf:join_interval(v, { before = 100, after = 100 }):to_topic(out)]], "ij_inf.lua"))
+    d:send("views", { key = "u1", raw_value = '{"ts":1e999,"page":"bad"}' })
+    d:send("clicks", "u1", { ts = -math.huge, c = 0 })
+    d:send("clicks", "u1", { ts = math.huge, c = 0 })
+    local e = d:errors()
+    assert.same({
+      { "views", d.script .. ":4: topic 'views' timestamp: timestamp field 'ts' is inf, expected milliseconds " ..
+        "(a finite number)" },
+      { "clicks", d.script .. ":3: topic 'clicks' timestamp: timestamp field 'ts' is -inf, expected milliseconds " ..
+        "(a finite number)" },
+      { "clicks", d.script .. ":3: topic 'clicks' timestamp: timestamp field 'ts' is inf, expected milliseconds " ..
+        "(a finite number)" },
+    }, { { e[1].topic, e[1].error }, { e[2].topic, e[2].error }, { e[3].topic, e[3].error } })
+    assert.same(3, #e)
+    assert.is_nil(d:state("__interval__1", "u1", "wm"))
+    d:send("views", "u1", { ts = 1000, page = "ok" })
+    d:send("clicks", "u1", { ts = 1050, c = 1 })
+    assert.same({ { "u1", 1050, { ts = 1050, c = 1, page = "ok" } } }, outs(d))
+    assert.same(1050, d:state("__interval__1", "u1", "wm"))
+  end)
+
   local cases = {
     { "sdf:join_interval(v)", "join_interval: give the interval: { before = ms, after = ms } (rows of the " ..
       "other side from t - before to t + after)" },

@@ -118,6 +118,33 @@ sdf:join_table(owners):update(function(row) row.contact.phone = "changed" end):t
     assert.same({ contact = { phone = "123" } }, d:state("__table__owners", "p1", "v"))
   end)
 
+  it("a merger that changes the row leaves other branches and earlier outputs as they were", function()
+    local d = driver([[
+local out2, out3 = app:topic("out2", { key = "string" }), app:topic("out3", { key = "string" })
+sdf:to_topic(out3):join_table(owners, { merger = function(l, r)
+  l.owner = r.owner
+  l.tags[#l.tags + 1] = "joined"
+  return l
+end }):to_topic(out)
+sdf:to_topic(out2)]])
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("in", "p1", { x = 1, tags = { "in" } })
+    assert.same({ { "p1", { x = 1, tags = { "in", "joined" }, owner = "ann" } } }, outs(d))
+    assert.same({ x = 1, tags = { "in" } }, d:read("out2")[1].value)
+    assert.same({ x = 1, tags = { "in" } }, d:read("out3")[1].value)
+  end)
+
+  it("a merger on a row nothing else holds gets the row itself", function()
+    local d = driver([[
+local seen = setmetatable({}, { __mode = "k" })
+sdf:update(function(row) seen[row] = true end)
+  :join_table(owners, { merger = function(l, r) l.same = seen[l] == true; l.owner = r.owner; return l end })
+  :to_topic(out)]])
+    d:send("owners", "p1", { owner = "ann" })
+    d:send("in", "p1", { x = 1 })
+    assert.same({ { "p1", { x = 1, same = true, owner = "ann" } } }, outs(d))
+  end)
+
   local cases = {
     { "sdf:join_table(input)", "join_table: expected a table from app:table(topic), got a topic " ..
       "(make it a table: app:table(topic))" },
