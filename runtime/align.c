@@ -151,8 +151,10 @@ void ls_align_free(ls_align *al) {
   free(al);
 }
 
-void ls_align_set_wait(ls_align *al, int wait_ms) {
-  if (al) al->o.wait_ms = wait_ms;
+void ls_align_set_limits(ls_align *al, int wait_ms, int cap) {
+  if (!al) return;
+  al->o.wait_ms = wait_ms;
+  al->o.cap = cap < 2 ? 2 : cap;
 }
 
 int ls_align_has(const ls_align *al, int t) { return al && t >= 0 && t < al->spec->ninputs && al->group[t] >= 0; }

@@ -44,8 +44,8 @@ typedef struct ls_align_opts {
 ls_align *ls_align_new(const ls_spec *spec, const ls_align_opts *o);
 void ls_align_free(ls_align *al);
 
-/* A live reload changed join_wait. */
-void ls_align_set_wait(ls_align *al, int wait_ms);
+/* A live reload changed join_wait or the batch size (cap, as in opts). */
+void ls_align_set_limits(ls_align *al, int wait_ms, int cap);
 /* Whether input topic index t is aligned. */
 int ls_align_has(const ls_align *al, int t);
 

@@ -616,10 +616,13 @@ static void align_pause(void *ud, const char *topic, int32_t partition, int paus
   ls_kafka_pause(((ls_app *)ud)->kafka, topic, partition, pause);
 }
 
+/* Records held per joined partition before it is paused: two batches. */
+static int align_cap(const ls_spec *s) { return s->batch_size > INT_MAX / 2 ? INT_MAX : 2 * s->batch_size; }
+
 /* The aligner of joined inputs (align.c), when the app joins co-partitioned topics. */
 static void open_align(ls_app *a) {
   ls_align_opts o = {.wait_ms = a->pl.spec.join_wait_ms, .lag_wait_ms = LS_ALIGN_LAG_WAIT_MS,
-                     .cap = 2 * a->pl.spec.batch_size, .pause = align_pause, .ud = a};
+                     .cap = align_cap(&a->pl.spec), .pause = align_pause, .ud = a};
   a->align = ls_align_new(&a->pl.spec, &o);
 }
 
@@ -1067,7 +1070,7 @@ static void reload_adopted(void *ud, const ls_spec *before, int rolled_back, dou
     set_fatal(a, 1, "state: after the reload: %s", err);
   if (rolled_back && a->ckpt) ls_ckpt_discard(a->ckpt); /* its cache predates the other's writes */
   ls_watchdog_set_limit(a->watchdog, a->pl.spec.batch_time_limit_s);
-  ls_align_set_wait(a->align, a->pl.spec.join_wait_ms);
+  ls_align_set_limits(a->align, a->pl.spec.join_wait_ms, align_cap(&a->pl.spec));
   ls_watchdog_set_heap_limit(a->pl.L, a->pl.spec.heap_limit_mb);
   adopt_outputs(a, now);
   size_out_counts(a);
