@@ -117,15 +117,16 @@ static rd_kafka_headers_t *change_headers(const ls_changelog *c, int store, cons
   snprintf(num, sizeof num, "%lld", (long long)offsets[0]);
   rd_kafka_header_add(h, INPUT_OFFSET_HEADER, -1, num, -1);
   if (ss->ntopics > 1) { /* "topic=offset,topic=offset" */
+    char few[1024];
     size_t size = 1;
     for (int t = 0; t < ss->ntopics; t++) size += strlen(c->spec->inputs[ss->topics[t]].name) + 24;
-    char *text = ls_xmalloc(size);
+    char *text = size <= sizeof few ? few : ls_xmalloc(size);
     size_t o = 0;
     for (int t = 0; t < ss->ntopics; t++)
       o += (size_t)snprintf(text + o, size - o, "%s%s=%lld", t ? "," : "", c->spec->inputs[ss->topics[t]].name,
                             (long long)offsets[t]);
     rd_kafka_header_add(h, OFFSETS_HEADER, -1, text, (ssize_t)o);
-    free(text);
+    if (text != few) free(text);
   }
   if (expire_ms > 0) {
     snprintf(num, sizeof num, "%lld", (long long)expire_ms);

@@ -445,15 +445,11 @@ static void add_table_marks(ls_ckpt *c, ls_state_mark *marks, size_t *n, const l
       if (table_moved(c, s, p, offsets)) add_mark(c, marks, n, s, p, offsets);
 }
 
-/* After a checkpoint's transaction: where the tables' marks are now. */
+/* After a checkpoint's transaction: the marks it moved are where their topics are. */
 static void tables_marked(ls_ckpt *c, const ls_offsets *offsets) {
-  for (int s = 0; c->cl && s < c->spec->nstores; s++) {
-    const ls_store_spec *ss = &c->spec->stores[s];
-    for (int32_t p = 0; ss->source && p < LS_CHANGELOG_MAX_PARTITIONS; p++) {
-      int64_t at = c->owned[s][p] ? ls_offsets_get(offsets, ss->topic, p) : -1;
-      if (at >= 0) c->marked[s][p] = at;
-    }
-  }
+  for (int s = 0; s < c->spec->nstores; s++)
+    for (int32_t p = 0; c->spec->stores[s].source && p < LS_CHANGELOG_MAX_PARTITIONS; p++)
+      if (table_moved(c, s, p, offsets)) c->marked[s][p] = ls_offsets_get(offsets, c->spec->stores[s].topic, p);
 }
 
 int ls_ckpt_store(ls_ckpt *c, const ls_offsets *offsets, char *err, size_t errlen) {

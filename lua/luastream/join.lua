@@ -58,18 +58,12 @@ end
 
 -- The row's timestamp as a finite number (the topic's timestamp and
 -- set_timestamp are checked already: this guards the join's state).
-local function bad_ts(what, ts, t)
-  error(what .. ": the row's timestamp is " .. (t == nil and "a " or "") .. util.not_ts(ts, t) ..
-    ", expected milliseconds (a " .. (t == nil and "" or "finite ") .. "number)", 0)
-end
+local finite_ts, ts_error = util.finite_ts, util.ts_error
 
 local function num_ts(ts)
   local t = ts
-  if type(ts) ~= "number" then
-    t = type(ts) == "cdata" and tonumber(ts) or nil
-    if t == nil then bad_ts("join_interval", ts, nil) end
-  end
-  if t ~= t or t == huge or t == -huge then bad_ts("join_interval", ts, t) end
+  if type(ts) ~= "number" then t = type(ts) == "cdata" and tonumber(ts) or nil end
+  if not finite_ts(t) then ts_error("join_interval: the row's timestamp", ts, t) end
   return t
 end
 
@@ -108,8 +102,8 @@ end
 
 -- join_asof: records a row of the other side (a copy).
 function M.asof_record(st, v, ts, grace)
-  if type(ts) ~= "number" then bad_ts("join_asof", ts, nil) end
-  if ts ~= ts or ts == huge or ts == -huge then bad_ts("join_asof", ts, ts) end
+  local n = type(ts) == "number" and ts or nil
+  if not finite_ts(n) then ts_error("join_asof: the row's timestamp", ts, n) end
   local idx = history.add(st, "h", 2, ts, deepcopy(v))
   history.trim(st, "h", idx, 2, history.newest(st, "h", idx, 2) - grace, false, 1)
 end

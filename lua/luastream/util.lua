@@ -297,13 +297,25 @@ local function not_ts(x, n)
   if n ~= n then return "nan" end
   return n > 0 and "inf" or "-inf"
 end
-M.not_ts = not_ts
+
+-- Is n (a number, or nil) a finite number?
+local function finite(n) return n ~= nil and n == n and n ~= huge and n ~= -huge end
+M.finite_ts = finite
+
+-- Raises "<what> is a string, expected milliseconds (a number)" (or "is inf,
+-- ... (a finite number)") for a timestamp x that is not one (n: x as a number,
+-- or nil).
+local function ts_error(what, x, n)
+  error(what .. " is " .. (n == nil and "a " or "") .. not_ts(x, n) ..
+    ", expected milliseconds (a " .. (n == nil and "" or "finite ") .. "number)", 0)
+end
+M.ts_error = ts_error
 
 -- Timestamp returned by a user function (set_timestamp, topic timestamp fn):
 -- a finite number (or int64 cdata).
 function M.check_ts(x, what)
   local n = num_or_cdata(x)
-  if n == nil or n ~= n or n == huge or n == -huge then
+  if not finite(n) then
     error(what .. " returned " .. not_ts(x, n) ..
       ", expected a timestamp in milliseconds (a " .. (n == nil and "" or "finite ") .. "number)", 0)
   end
@@ -318,11 +330,7 @@ function M.field_ts(v, name, fallback)
   local x = v[name]
   if x == nil or x == null then return fallback end
   local n = num_or_cdata(x)
-  if n == nil or n ~= n or n == huge or n == -huge then
-    local what = not_ts(x, n)
-    error("timestamp field '" .. name .. "' is " .. (n == nil and "a " or "") .. what ..
-      ", expected milliseconds (a " .. (n == nil and "" or "finite ") .. "number)", 0)
-  end
+  if not finite(n) then ts_error("timestamp field '" .. name .. "'", x, n) end
   return n
 end
 
