@@ -56,7 +56,7 @@ int ls_batch_alloc(ls_batch *b, int capacity) {
   ls_buf_init(&b->vbuf);
   memset(&b->keys, 0, sizeof b->keys);
   b->keys_ref = 0; /* made by the first decode, inside its protected call */
-  int ok = b->meta && b->row_msg && b->msg_err && b->json;
+  int ok = b->meta && b->row_msg && b->msg_err && b->json && ls_json_flat_init(&b->flat, capacity) == 0;
   b->cap = ok ? capacity : 0; /* never a capacity without its arrays */
   return ok ? 0 : -1;
 }
@@ -65,6 +65,7 @@ void ls_batch_free(ls_batch *b) {
   if (b->keys_ref > 0) luaL_unref(b->L, LUA_REGISTRYINDEX, b->keys_ref);
   b->keys_ref = 0;
   for (int i = 0; b->msg_err && i < b->cap; i++) free(b->msg_err[i]);
+  ls_json_flat_free(&b->flat);
   free(b->meta);
   free(b->row_msg);
   free(b->msg_err);
@@ -103,15 +104,20 @@ static int decode_value(ls_batch *b, const ls_topic_spec *t, const ls_inmsg *m, 
   return ls_decode_opts(b->L, t->value, flags, m->payload, m->len, err, errlen);
 }
 
-/* Decodes one record; on success pushes value then key and returns 1.
- * width: the room to make in a top-level object (LS_ROW_WIDTH); keys: the
- * stack index of b->keys's table. */
+/* Decodes one record; on success pushes value then key and returns 1. A flat
+ * JSON row's value is false for now: it goes to b->flat, and decode_cb has its
+ * table built with the others. width: the room to make in a top-level object
+ * (LS_ROW_WIDTH); keys: the stack index of b->keys's table. */
 static int decode_one(ls_batch *b, int i, const ls_inmsg *m, int width, int keys) {
   lua_State *L = b->L;
   const ls_topic_spec *t = &b->spec->inputs[m->topic];
   char err[512];
+  int flat = 0;
   if (!m->payload) {
     ls_push_null(L); /* a tombstone, for a table */
+  } else if (t->value == LS_FMT_JSON && ls_json_flat_add(&b->flat, m->payload, m->len, b->nrows + 1)) {
+    lua_pushboolean(L, 0);
+    flat = 1;
   } else if (decode_value(b, t, m, t->value_flags | LS_ROW_WIDTH(width), keys, err, sizeof err)) {
     set_decode_error(b, i, "value", err);
     return 0;
@@ -120,10 +126,24 @@ static int decode_one(ls_batch *b, int i, const ls_inmsg *m, int width, int keys
     lua_pushnil(L);
   } else if (ls_decode(L, t->key, m->key, m->key_len, err, sizeof err)) {
     lua_pop(L, 1);
+    if (flat) ls_json_flat_drop_last(&b->flat);
     set_decode_error(b, i, "key", err);
     return 0;
   }
   return 1;
+}
+
+/* rt.build_flat(flat, rows, width): the tables of the batch's flat rows
+ * (luastream.jsonin), while their records' text is still there. */
+static void build_flat(ls_batch *b, int rt, int rows, int width) {
+  lua_State *L = b->L;
+  if (b->flat.n == 0) return;
+  lua_getfield(L, rt, "build_flat");
+  lua_pushlightuserdata(L, &b->flat);
+  lua_pushvalue(L, rows);
+  lua_pushinteger(L, width);
+  lua_call(L, 3, 0);
+  ls_json_flat_clear(&b->flat);
 }
 
 static void add_row(ls_batch *b, int i, const ls_inmsg *m, int rows) {
@@ -162,12 +182,14 @@ static int decode_cb(lua_State *L) {
   lua_getfield(L, -3, "hdrs");
   int rows = lua_gettop(L) - 2;
   b->nrows = 0;
+  ls_json_flat_clear(&b->flat);
   for (int i = 0; i < b->nmsgs; i++) {
     const ls_inmsg *m = &c->msgs[i];
     /* events are not rows, nor are tombstones, except for tables */
     if (m->topic < 0 || (!m->payload && !b->spec->inputs[m->topic].tombstones)) continue;
     if (decode_one(b, i, m, width, keys)) add_row(b, i, m, rows);
   }
+  build_flat(b, rows - 1, rows, width);
   /* Let the previous batch's leftovers be collected. */
   for (int r = b->nrows + 1; r <= b->prev_nrows; r++) {
     lua_pushnil(L);

@@ -73,6 +73,7 @@ typedef struct ls_batch {
   ls_buf *json;        /* the JSON values luastream.jsonout wrote for this call's outputs */
   ls_json_keys keys;   /* the top-level keys of the JSON rows last decoded (json.h) */
   int keys_ref;        /* registry ref of the table holding them; <= 0: not made yet */
+  ls_json_flat flat;   /* the batch's flat JSON rows, built by luastream.jsonin (json.h) */
   size_t json_pos;     /* emit: where the next of them starts */
   char **steps;        /* rt.steps: "file:line: what" of each user function's step (watchdog.c) */
   int nsteps;

@@ -18,7 +18,11 @@
  * value per element. Anything else (a string, object, nested array, literal)
  * sends the array down the table path, which also reports any syntax error,
  * so errors read the same with or without the option. Encoding writes a
- * vec's elements with the same number formatting as plain numbers. */
+ * vec's elements with the same number formatting as plain numbers.
+ *
+ * Flat rows (ls_json_flat_add): a second reader of top-level objects of
+ * scalars that fills slots instead of the Lua stack, with the decoder's own
+ * string scan and number reader, for luastream.jsonin to build the tables. */
 #include "json.h"
 
 #include <float.h>
@@ -595,6 +599,9 @@ static int push_double(dec *d, const unsigned char *s, const unsigned char *e, n
 #define EXACT_DIVISION 0
 #endif
 
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
 /* The common numbers, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? with
  * at most 19 digits before the exponent, in one pass: the byte after the
  * number at p, with its value in *out; NULL for anything else (more digits, a
@@ -616,7 +623,7 @@ static const unsigned char *fast_number(const unsigned char *p, const unsigned c
   if (nint == 0 || (*s == '0' && nint > 1)) return NULL;
   if (p < e && *p == '.') {
     const unsigned char *f = ++p;
-    for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+      for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
     if ((nfrac = p - f) == 0) return NULL;
   }
   if (nint + nfrac > 19) return NULL;
@@ -684,8 +691,6 @@ static const unsigned char NUM_CLASS[256] = {
   [','] = NUM_COMMA, [' '] = NUM_SPACE, ['\n'] = NUM_SPACE, ['\r'] = NUM_SPACE, ['\t'] = NUM_SPACE,
 };
 
-#define ONES 0x0101010101010101u
-#define HIGHS 0x8080808080808080u
 
 /* Nonzero when all eight bytes of w are in 0x2B..0x39 ("+,-./" and the
  * digits: the compact text of numbers and commas). */
@@ -835,6 +840,288 @@ int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_jso
   }
   lua_settop(L, top);
   return -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Flat rows (see json.h): parsed into slots here, built into tables by
+ * luastream.jsonin. Everything the parse accepts, the decoder above reads the
+ * same way: the same string scan and UTF-8 check, the same fast_number.
+ * ------------------------------------------------------------------------- */
+
+typedef struct flat_field {
+  const unsigned char *key;
+  uint32_t keylen;
+  unsigned char kind;
+  ls_json_slot val;
+} flat_field;
+
+static const unsigned char *flat_ws(const unsigned char *p, const unsigned char *e) {
+  while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+/* The string at p ('"') when it has no escapes and is valid UTF-8: its bytes
+ * start at *s and end before the closing quote; returns the byte after that
+ * quote, or NULL. */
+static const unsigned char *flat_string(const unsigned char *p, const unsigned char *e,
+                                        const unsigned char **s) {
+  *s = ++p;
+  for (;;) {
+    p = scan_plain(p, e);
+    if (p == e || *p == '\\' || *p < 0x20) return NULL;
+    if (*p == '"') return p - *s <= (long)UINT32_MAX ? p + 1 : NULL;
+    size_t n = utf8_seq_len(p, e);
+    if (n == 0) return NULL;
+    p += n;
+  }
+}
+
+static const unsigned char *flat_literal(const unsigned char *p, const unsigned char *e, const char *lit,
+                                         size_t n) {
+  return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+/* The value at p (p < e) into f; returns the byte after it, or NULL. */
+static const unsigned char *flat_value(const unsigned char *p, const unsigned char *e, flat_field *f) {
+  const unsigned char *s;
+  f->val = (ls_json_slot){0};
+  switch (*p) {
+  case '"':
+    f->kind = LS_JSON_STR;
+    if (!(p = flat_string(p, e, &s))) return NULL;
+    f->val.s = (const char *)s;
+    f->val.n = (uint32_t)(p - 1 - s);
+    return p;
+  case 't': f->kind = LS_JSON_TRUE; return flat_literal(p, e, "true", 4);
+  case 'f': f->kind = LS_JSON_FALSE; return flat_literal(p, e, "false", 5);
+  case 'n': f->kind = LS_JSON_NULL; return flat_literal(p, e, "null", 4);
+  default: f->kind = LS_JSON_NUM; return fast_number(p, e, &f->val.v, 1);
+  }
+}
+
+/* The fields of the flat object p[0..e) (nothing after it but whitespace)
+ * into fl; their count, or -1 when it is not one ({} included). */
+static int flat_parse(const unsigned char *p, const unsigned char *e, flat_field *fl) {
+  p = flat_ws(p, e);
+  if (p == e || *p != '{') return -1;
+  p = flat_ws(p + 1, e);
+  int n = 0;
+  for (;;) {
+    if (n == LS_JSON_KEYS_MAX || p == e || *p != '"') return -1;
+    flat_field *f = &fl[n];
+    if (!(p = flat_string(p, e, &f->key))) return -1;
+    f->keylen = (uint32_t)(p - 1 - f->key);
+    p = flat_ws(p, e);
+    if (p == e || *p != ':') return -1;
+    p = flat_ws(p + 1, e);
+    if (p == e || !(p = flat_value(p, e, f))) return -1;
+    n++;
+    p = flat_ws(p, e);
+    if (p == e || (*p != ',' && *p != '}')) return -1;
+    if (*p == '}') break;
+    p = flat_ws(p + 1, e);
+  }
+  return flat_ws(p + 1, e) == e ? n : -1;
+}
+
+static int shape_is(const ls_json_shape *sh, const flat_field *fl, int n) {
+  if (sh->nfields != n) return 0;
+  for (int i = 0; i < n; i++)
+    if (sh->kind[i] != fl[i].kind || sh->keylen[i] != fl[i].keylen ||
+        memcmp(sh->key[i], fl[i].key, fl[i].keylen) != 0)
+      return 0;
+  return 1;
+}
+
+/* A repeated key (the last one wins in a table) makes no shape. */
+static int keys_distinct(const flat_field *fl, int n) {
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (fl[i].keylen == fl[j].keylen && memcmp(fl[i].key, fl[j].key, fl[i].keylen) == 0) return 0;
+  return 1;
+}
+
+/* A new shape for fl; its index, or -1 (no room, a repeated key, out of memory). */
+static int shape_add(ls_json_flat *f, const flat_field *fl, int n) {
+  if (f->nshapes == LS_JSON_SHAPES_MAX || !keys_distinct(fl, n)) return -1;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += (size_t)fl[i].keylen + 1;
+  char *mem = malloc(total);
+  if (!mem) return -1;
+  ls_json_shape *sh = &f->shapes[f->nshapes];
+  sh->nfields = n;
+  for (int i = 0; i < n; i++) {
+    memcpy(mem, fl[i].key, fl[i].keylen);
+    mem[fl[i].keylen] = '\0';
+    sh->key[i] = mem;
+    sh->keylen[i] = fl[i].keylen;
+    sh->kind[i] = fl[i].kind;
+    mem += fl[i].keylen + 1;
+  }
+  return f->nshapes++;
+}
+
+/* The shape of fl (0-based), found or added; -1 when it has none. */
+static int shape_find(ls_json_flat *f, const flat_field *fl, int n) {
+  if (f->last < f->nshapes && shape_is(&f->shapes[f->last], fl, n)) return f->last;
+  for (int s = 0; s < f->nshapes; s++)
+    if (shape_is(&f->shapes[s], fl, n)) return f->last = s;
+  int s = shape_add(f, fl, n);
+  if (s >= 0) f->last = s;
+  return s;
+}
+
+/* p at a key's opening quote: the byte after its closing quote when the key
+ * is k (n bytes, a shape's: no escapes, so its closing quote is p[n + 1]),
+ * else NULL. */
+static const unsigned char *flat_key_is(const unsigned char *p, const unsigned char *e, const char *k,
+                                        uint32_t n) {
+  p++;
+  if ((size_t)(e - p) <= n || p[n] != '"') return NULL;
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, p + i, 8);
+    memcpy(&b, k + i, 8);
+    if (a != b) return NULL;
+  }
+  for (; i < n; i++)
+    if (p[i] != (unsigned char)k[i]) return NULL;
+  return p + n + 1;
+}
+
+/* The value at p (p < e) when it is of the given kind, into v; returns the
+ * byte after it, or NULL. */
+static const unsigned char *flat_value_as(const unsigned char *p, const unsigned char *e, int kind,
+                                          ls_json_slot *v) {
+  const unsigned char *s;
+  switch (kind) {
+  case LS_JSON_NUM: return fast_number(p, e, &v->v, 1);
+  case LS_JSON_STR:
+    if (*p != '"' || !(p = flat_string(p, e, &s))) return NULL;
+    v->s = (const char *)s;
+    v->n = (uint32_t)(p - 1 - s);
+    return p;
+  case LS_JSON_TRUE: return flat_literal(p, e, "true", 4);
+  case LS_JSON_FALSE: return flat_literal(p, e, "false", 5);
+  default: return flat_literal(p, e, "null", 4);
+  }
+}
+
+/* The text p[0..e) when it is a flat row of shape sh: 1 with its values in
+ * out[0..nfields), else 0. The rows of a stream mostly have the shape of the
+ * one before: this reads them without a key scan or a shape search. */
+static int flat_parse_as(const ls_json_shape *sh, const unsigned char *p, const unsigned char *e,
+                         ls_json_slot *out) {
+  p = flat_ws(p, e);
+  if (p == e || *p != '{') return 0;
+  p++;
+  for (int i = 0; i < sh->nfields; i++) {
+    p = flat_ws(p, e);
+    if (p == e || *p != '"' || !(p = flat_key_is(p, e, sh->key[i], sh->keylen[i]))) return 0;
+    p = flat_ws(p, e);
+    if (p == e || *p != ':') return 0;
+    p = flat_ws(p + 1, e);
+    if (p == e || !(p = flat_value_as(p, e, sh->kind[i], &out[i]))) return 0;
+    p = flat_ws(p, e);
+    if (p == e || *p != (i + 1 < sh->nfields ? ',' : '}')) return 0;
+    p++;
+  }
+  return flat_ws(p, e) == e;
+}
+
+static int slots_reserve(ls_json_flat *f, size_t n) {
+  if (f->nslots + n <= f->slotcap) return 0;
+  size_t cap = f->slotcap ? f->slotcap : 1024;
+  while (cap < f->nslots + n) cap *= 2;
+  ls_json_slot *p = realloc(f->slot, cap * sizeof *p);
+  if (!p) return -1;
+  f->slot = p;
+  f->slotcap = cap;
+  return 0;
+}
+
+int ls_json_flat_init(ls_json_flat *f, int cap) {
+  memset(f, 0, sizeof *f);
+  size_t n = cap > 0 ? (size_t)cap : 1;
+  f->row = malloc(n * sizeof *f->row);
+  f->shape = malloc(n * sizeof *f->shape);
+  f->first = malloc(n * sizeof *f->first);
+  if (f->row && f->shape && f->first && slots_reserve(f, n * 8) == 0) {
+    f->cap = (int)n;
+    return 0;
+  }
+  ls_json_flat_free(f);
+  return -1;
+}
+
+void ls_json_flat_free(ls_json_flat *f) {
+  free(f->row);
+  free(f->shape);
+  free(f->first);
+  free(f->slot);
+  for (int s = 0; s < f->nshapes; s++) free(f->shapes[s].key[0]);
+  memset(f, 0, sizeof *f);
+}
+
+/* Row row of shape s, its values in the n slots from f->nslots on. */
+static int flat_commit(ls_json_flat *f, int row, int s, int n) {
+  f->row[f->n] = row;
+  f->shape[f->n] = s + 1;
+  f->first[f->n] = (int32_t)f->nslots;
+  f->used |= 1u << s;
+  f->nslots += (size_t)n;
+  f->n++;
+  return 1;
+}
+
+int ls_json_flat_add(ls_json_flat *f, const char *text, size_t len, int row) {
+  if (f->n >= f->cap || !text || f->nslots + LS_JSON_KEYS_MAX > (size_t)INT32_MAX ||
+      slots_reserve(f, LS_JSON_KEYS_MAX))
+    return 0;
+  const unsigned char *p = (const unsigned char *)text;
+  ls_json_slot *out = f->slot + f->nslots;
+  if (f->last < f->nshapes && flat_parse_as(&f->shapes[f->last], p, p + len, out))
+    return flat_commit(f, row, f->last, f->shapes[f->last].nfields);
+  flat_field fl[LS_JSON_KEYS_MAX];
+  int n = flat_parse(p, p + len, fl);
+  int s = n > 0 ? shape_find(f, fl, n) : -1;
+  if (s < 0) return 0;
+  for (int i = 0; i < n; i++) out[i] = fl[i].val;
+  return flat_commit(f, row, s, n);
+}
+
+void ls_json_flat_drop_last(ls_json_flat *f) {
+  if (f->n == 0) return;
+  f->n--;
+  f->nslots = (size_t)f->first[f->n];
+}
+
+void ls_json_flat_clear(ls_json_flat *f) {
+  f->n = 0;
+  f->used = 0;
+  f->nslots = 0;
+}
+
+static const ls_json_shape *ffi_shape(const ls_json_flat *f, int s) {
+  return f && s >= 1 && s <= f->nshapes ? &f->shapes[s - 1] : NULL;
+}
+
+int ls_ffi_json_shape_fields(const ls_json_flat *f, int s) {
+  const ls_json_shape *sh = ffi_shape(f, s);
+  return sh ? sh->nfields : 0;
+}
+
+const char *ls_ffi_json_shape_key(const ls_json_flat *f, int s, int i, size_t *len) {
+  const ls_json_shape *sh = ffi_shape(f, s);
+  if (!sh || i < 0 || i >= sh->nfields) return NULL;
+  *len = sh->keylen[i];
+  return sh->key[i];
+}
+
+int ls_ffi_json_shape_kind(const ls_json_flat *f, int s, int i) {
+  const ls_json_shape *sh = ffi_shape(f, s);
+  return sh && i >= 0 && i < sh->nfields ? sh->kind[i] : 0;
 }
 
 /* ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -68,6 +69,65 @@ typedef struct ls_json_keys {
  * kept in, keys and the table at stack index tab (absolute). */
 int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_json_keys *keys, int tab,
                         char *err, size_t errlen);
+
+/* Flat rows, decoded in two halves (docs/internals.md, "Decoding inputs"):
+ * ls_json_flat_add parses a top-level object whose values are all numbers
+ * that read as doubles, strings without escapes, true, false or null, with at
+ * most LS_JSON_KEYS_MAX distinct keys without escapes, into slots (no Lua
+ * call); luastream.jsonin then builds the tables of all such rows of a batch
+ * in one compiled loop per shape. A shape is the keys in their order with the
+ * kind of each value; the first LS_JSON_SHAPES_MAX shapes seen are kept for
+ * the struct's life, rows of any other shape (and all other text, valid or
+ * not) are left to ls_json_decode_keys. A row built from slots equals what
+ * ls_json_decode_keys makes of its text (tests/fuzz/fuzz_json.c checks it).
+ *
+ * The part Lua reads through FFI comes first (luastream/jsonin.lua declares
+ * it): n rows, each with its 1-based row number, its shape (1-based) and the
+ * index of its first slot; a row's fields are the slots that follow, in its
+ * shape's order. A string slot points into the text given to
+ * ls_json_flat_add, which must outlive the build. */
+#define LS_JSON_SHAPES_MAX 16
+enum { LS_JSON_NUM = 1, LS_JSON_STR, LS_JSON_TRUE, LS_JSON_FALSE, LS_JSON_NULL };
+typedef struct ls_json_slot {
+  double v;      /* LS_JSON_NUM */
+  const char *s; /* LS_JSON_STR: n bytes, not NUL-terminated */
+  uint32_t n;
+  uint32_t spare;
+} ls_json_slot;
+typedef struct ls_json_shape {
+  int nfields;
+  unsigned char kind[LS_JSON_KEYS_MAX];
+  uint32_t keylen[LS_JSON_KEYS_MAX];
+  char *key[LS_JSON_KEYS_MAX]; /* one allocation from key[0] on */
+} ls_json_shape;
+typedef struct ls_json_flat {
+  int32_t n;
+  uint32_t used;        /* bit s - 1: shape s has rows in this batch */
+  int32_t *row, *shape, *first;
+  ls_json_slot *slot;
+  /* C only */
+  int cap;              /* rows */
+  size_t nslots, slotcap;
+  int nshapes, last;    /* last: the shape matched last (0-based), tried first */
+  ls_json_shape shapes[LS_JSON_SHAPES_MAX];
+} ls_json_flat;
+
+/* Room for cap rows per batch; 0, or -1 when out of memory (then f holds none). */
+int ls_json_flat_init(ls_json_flat *f, int cap);
+void ls_json_flat_free(ls_json_flat *f);
+/* Parses p[0..n) as a flat row numbered row: 1 when it was added, 0 when it is
+ * not one (or when out of memory): decode it with ls_json_decode_keys. */
+int ls_json_flat_add(ls_json_flat *f, const char *p, size_t n, int row);
+/* Forgets the row added last (its record failed later on). */
+void ls_json_flat_drop_last(ls_json_flat *f);
+/* Forgets all rows (not the shapes). */
+void ls_json_flat_clear(ls_json_flat *f);
+
+/* For luastream.jsonin: field i (0-based) of shape s (1-based): its key (and
+ * *len) and kind; the shape's field count. */
+int ls_ffi_json_shape_fields(const ls_json_flat *f, int s);
+const char *ls_ffi_json_shape_key(const ls_json_flat *f, int s, int i, size_t *len);
+int ls_ffi_json_shape_kind(const ls_json_flat *f, int s, int i);
 
 /* Append the JSON text of the Lua value at stack index idx to out. Returns 0, or -1
  * with a one-line message in err (e.g. "cannot encode NaN or infinity at $.a.b") and

@@ -39,6 +39,7 @@ local compile = require("luastream.compile")
 local state = require("luastream.state")
 local window = require("luastream.window")
 local jsonout = require("luastream.jsonout")
+local jsonin = require("luastream.jsonin")
 
 -- ls_meta_t is declared once per Lua state (this module is loaded again by
 -- each luastream.testing driver, and ffi.cdef cannot declare a type twice).
@@ -102,6 +103,10 @@ end
 -- the columns a pipeline adds to its rows (an assignment, a join's merge)
 -- find room in the table instead of growing it (a rehash per row).
 rt.row_width = 0
+
+-- rt.build_flat(flat, rows, width): C's decoder calls it once per batch that
+-- has flat JSON rows, to make their tables (luastream.jsonin).
+rt.build_flat = jsonin.build
 
 -- Ends a call that wrote outputs 1..nout: clears the entries past them and
 -- writes their JSON values into json_buf.

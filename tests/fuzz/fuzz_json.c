@@ -18,6 +18,10 @@
  * the keys kept from earlier inputs and then with its own: the outcome, the
  * message and the value must be the plain decode's.
  *
+ * And it is parsed as a flat row (ls_json_flat_add): when that takes it, the
+ * plain decode must have succeeded, and the table made from the row's slots
+ * and shape as luastream.jsonin makes it must equal the plain decode's value.
+ *
  * The codec sources are compiled into this file, under other names, rather
  * than taken from the lscore objects: the build instruments only this target's
  * own sources for coverage, and the fuzzer needs coverage of the codec.
@@ -46,6 +50,14 @@
 #define ls_ffi_json_str fuzz_ffi_json_str
 #define ls_ffi_json_bool fuzz_ffi_json_bool
 #define ls_ffi_json_close fuzz_ffi_json_close
+#define ls_json_flat_init fuzz_json_flat_init
+#define ls_json_flat_free fuzz_json_flat_free
+#define ls_json_flat_add fuzz_json_flat_add
+#define ls_json_flat_drop_last fuzz_json_flat_drop_last
+#define ls_json_flat_clear fuzz_json_flat_clear
+#define ls_ffi_json_shape_fields fuzz_ffi_json_shape_fields
+#define ls_ffi_json_shape_key fuzz_ffi_json_shape_key
+#define ls_ffi_json_shape_kind fuzz_ffi_json_shape_kind
 #include "../../runtime/dtoa.c"
 #include "../../runtime/json.c"
 #include "lua_vm.h"
@@ -273,6 +285,42 @@ static void fuzz_kept_keys(lua_State *L, const fuzz_input *in, int top, int rc0,
   lua_settop(L, base);
 }
 
+/* The table luastream.jsonin builds for flat row 0 of f, made with the C API. */
+static void fuzz_push_flat_row(lua_State *L, const ls_json_flat *f) {
+  const ls_json_shape *sh = &f->shapes[f->shape[0] - 1];
+  lua_createtable(L, 0, sh->nfields);
+  for (int i = 0; i < sh->nfields; i++) {
+    const ls_json_slot *v = &f->slot[f->first[0] + i];
+    lua_pushlstring(L, sh->key[i], sh->keylen[i]);
+    switch (sh->kind[i]) {
+    case LS_JSON_NUM: lua_pushnumber(L, v->v); break;
+    case LS_JSON_STR: lua_pushlstring(L, v->s, v->n); break;
+    case LS_JSON_TRUE: lua_pushboolean(L, 1); break;
+    case LS_JSON_FALSE: lua_pushboolean(L, 0); break;
+    case LS_JSON_NULL: ls_push_null(L); break;
+    default: abort();
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* The input as a flat row against the plain decode (rc0; its value at top + 1). */
+static void fuzz_flat_row(lua_State *L, const fuzz_input *in, int top, int rc0) {
+  ls_json_flat f;
+  if (fuzz_json_flat_init(&f, 1) != 0) abort();
+  int added = fuzz_json_flat_add(&f, in->data, in->size, 1);
+  if (added && rc0 != 0) fuzz_fail("flat row: taken, but the decoder refuses it", in);
+  if (added && (f.n != 1 || f.row[0] != 1 || f.used != 1u)) fuzz_fail("flat row: bad bookkeeping", in);
+  if (added) {
+    fuzz_push_flat_row(L, &f);
+    if (!fuzz_equal(L, top + 1, lua_gettop(L))) fuzz_fail("flat row: another value", in);
+    lua_pop(L, 1);
+    fuzz_json_flat_drop_last(&f);
+    if (f.n != 0 || f.nslots != 0) fuzz_fail("flat row: drop_last left slots", in);
+  }
+  fuzz_json_flat_free(&f);
+}
+
 /* Runs in lua_pcall: the whole check for one input. */
 static int fuzz_one(lua_State *L) {
   const fuzz_input *in = lua_touserdata(L, 1);
@@ -282,10 +330,12 @@ static int fuzz_one(lua_State *L) {
     if (lua_gettop(L) != top || err[0] == '\0') fuzz_fail("unbalanced stack or no message after an error", in);
     fuzz_arrays_vec(L, in, top, -1, err);
     fuzz_kept_keys(L, in, top, -1, err);
+    fuzz_flat_row(L, in, top, -1);
     return 0;
   }
   fuzz_arrays_vec(L, in, top, 0, "");
   fuzz_kept_keys(L, in, top, 0, "");
+  fuzz_flat_row(L, in, top, 0);
   if (lua_gettop(L) != top + 1) fuzz_fail("decode pushed more than one value", in);
   ls_buf first, second;
   ls_buf_init(&first);

@@ -485,6 +485,42 @@ static void test_decode_rounding(void) {
   CHECK(bad == 0);
 }
 
+/* Numbers read in place, with text after them: each random number is
+ * decoded inside an object, followed by 0 to 9 more bytes, and must read as
+ * strtod reads it alone; integers of 1 to 19 digits exactly (int64 cdata
+ * beyond 2^53). */
+static void test_decode_numbers_in_text(void) {
+  char err[256];
+  int bad = 0;
+  for (int i = 0; i < 200000; i++) {
+    char num[48], text[96];
+    int len = 0, ndig = 1 + (int)(rng() % 19), frac = (int)(rng() % 3) ? (int)(rng() % 12) : 0;
+    if (rng() % 2) num[len++] = '-';
+    num[len++] = (char)((ndig > 1 || rng() % 4 ? '1' : '0') + rng() % 9);
+    for (int k = 1; k < ndig; k++) num[len++] = (char)('0' + rng() % 10);
+    if (frac) {
+      num[len++] = '.';
+      for (int k = 0; k < frac; k++) num[len++] = (char)('0' + rng() % 10);
+    }
+    if (rng() % 6 == 0) len += snprintf(num + len, 8, "e%d", (int)(rng() % 60) - 30);
+    num[len] = '\0';
+    int pad = (int)(rng() % 10);
+    int n = snprintf(text, sizeof text, "{\"k\":%s%.*s}", num, pad, "          ");
+    if (decode(text, (size_t)n, err, sizeof err) != 0) {
+      if (bad++ < 5) fprintf(stderr, "numbers in text: %s: %s\n", text, err);
+      continue;
+    }
+    lua_getfield(L, -1, "k");
+    double want = strtod(num, NULL);
+    int is_int = !strpbrk(num, ".e");
+    int ok = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) == want && signbit(lua_tonumber(L, -1)) == signbit(want)
+                                            : is_int && fabs(want) > 9007199254740992.0; /* int64 cdata */
+    if (!ok && bad++ < 5) fprintf(stderr, "numbers in text: %s -> %.17g, want %.17g\n", text, lua_tonumber(L, -1), want);
+    lua_pop(L, 2);
+  }
+  CHECK(bad == 0);
+}
+
 static void test_decode_errors(void) {
   CHECK_DECODE_ERROR("", "invalid JSON: empty input");
   CHECK_DECODE_ERROR(" \t\r\n", "invalid JSON: empty input");
@@ -1019,6 +1055,88 @@ static void test_kept_keys(void) {
   CHECK(keys.len[LS_JSON_KEYS_MAX - 1] == 3);
 }
 
+/* ---- flat rows (ls_json_flat_add) ---- */
+
+static ls_json_flat flat;
+
+static int flat_add(const char *text) { return ls_json_flat_add(&flat, text, strlen(text), flat.n + 1); }
+
+/* Field i of the row added last, of kind kind, with its key. */
+static int flat_field_is(int i, const char *key, int kind) {
+  int s = flat.shape[flat.n - 1];
+  size_t len = 0;
+  const char *k = ls_ffi_json_shape_key(&flat, s, i, &len);
+  return k && len == strlen(key) && memcmp(k, key, len) == 0 && ls_ffi_json_shape_kind(&flat, s, i) == kind;
+}
+
+static const ls_json_slot *flat_slot(int i) { return &flat.slot[flat.first[flat.n - 1] + i]; }
+
+static void test_flat_rows(void) {
+  CHECK(ls_json_flat_init(&flat, 64) == 0);
+  const char *row = "{\"a\":1.5,\"b\":\"x\\u00e9\",\"c\":true}"; /* an escape: not flat */
+  CHECK(flat_add(row) == 0 && flat.n == 0);
+  row = " { \"a\" : -2.5e1 , \"b\":\"h\xc3\xa9\" ,\"c\":true,\"d\":false,\"e\":null,\"\":0}\n";
+  CHECK(flat_add(row) == 1 && flat.n == 1 && flat.row[0] == 1 && flat.shape[0] == 1 && flat.used == 1u);
+  CHECK(ls_ffi_json_shape_fields(&flat, 1) == 6);
+  CHECK(flat_field_is(0, "a", LS_JSON_NUM) && flat_slot(0)->v == -25.0);
+  CHECK(flat_field_is(1, "b", LS_JSON_STR) && flat_slot(1)->n == 3 && memcmp(flat_slot(1)->s, "h\xc3\xa9", 3) == 0);
+  CHECK(flat_slot(1)->s == strstr(row, "h\xc3")); /* in the text, not copied */
+  CHECK(flat_field_is(2, "c", LS_JSON_TRUE) && flat_field_is(3, "d", LS_JSON_FALSE));
+  CHECK(flat_field_is(4, "e", LS_JSON_NULL) && flat_field_is(5, "", LS_JSON_NUM));
+  /* The same keys and kinds, other spacing and values: the same shape. */
+  CHECK(flat_add("{\"a\":7,\"b\":\"\",\"c\":true,\"d\":false,\"e\":null,\"\":-0}") == 1);
+  CHECK(flat.shape[1] == 1 && flat_slot(0)->v == 7 && flat_slot(1)->n == 0 && signbit(flat_slot(5)->v));
+  /* Another order, another kind: other shapes. */
+  CHECK(flat_add("{\"b\":\"y\",\"a\":1}") == 1 && flat.shape[2] == 2 && flat_field_is(0, "b", LS_JSON_STR));
+  CHECK(flat_add("{\"b\":true,\"a\":1}") == 1 && flat.shape[3] == 3 && flat.used == 7u);
+  CHECK(flat_add("{\"b\":\"z\",\"a\":2}") == 1 && flat.shape[4] == 2);
+  /* Not flat: left to the decoder, nothing added. */
+  static const char *const not_flat[] = {
+      "{}", "[]", "1", "\"s\"", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\\u0062\":1}",
+      "{\"a\":1,\"a\":2}",                        /* a repeated key: the last one wins */
+      "{\"a\":9007199254740993}",                  /* an int64 */
+      "{\"a\":123456789012345678901234}",          /* more than 19 digits */
+      "{\"a\":1} x", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":tru}",
+      "{\"a\":\"\xff\"}", "{\"a\":\"\x01\"}", "{\"a\":1", "{\"a\":\"x", "{\"a\"", "{\"a\":-}",
+      "{\"a\":1e}", "{\"a\":nul}", "{\"a\":1,\"b\":\"y\\n\"}",
+  };
+  for (size_t i = 0; i < sizeof not_flat / sizeof not_flat[0]; i++) {
+    int n = flat.n;
+    if (flat_add(not_flat[i]) != 0 || flat.n != n) fprintf(stderr, "flat rows: took %s\n", not_flat[i]);
+    CHECK(flat.n == n);
+  }
+  /* The last row dropped (its key failed to decode): its slots go too. */
+  size_t slots = flat.nslots;
+  CHECK(flat_add("{\"b\":\"w\",\"a\":3}") == 1);
+  ls_json_flat_drop_last(&flat);
+  CHECK(flat.n == 5 && flat.nslots == slots);
+  /* LS_JSON_KEYS_MAX fields at most. */
+  char big[1024];
+  for (int nk = LS_JSON_KEYS_MAX; nk <= LS_JSON_KEYS_MAX + 1; nk++) {
+    size_t n = 0;
+    big[n++] = '{';
+    for (int i = 0; i < nk; i++) n += (size_t)snprintf(big + n, sizeof big - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+    big[n++] = '}';
+    big[n] = 0;
+    CHECK(flat_add(big) == (nk == LS_JSON_KEYS_MAX));
+  }
+  /* LS_JSON_SHAPES_MAX shapes; then a new one is left to the decoder, known ones still taken. */
+  for (int i = 0; flat.nshapes < LS_JSON_SHAPES_MAX; i++) {
+    snprintf(big, sizeof big, "{\"s%d\":1}", i);
+    CHECK(flat_add(big) == 1);
+  }
+  CHECK(flat_add("{\"new\":1}") == 0 && flat_add("{\"b\":\"v\",\"a\":4}") == 1 && flat.shape[flat.n - 1] == 2);
+  CHECK(ls_ffi_json_shape_fields(&flat, 0) == 0 && ls_ffi_json_shape_fields(&flat, LS_JSON_SHAPES_MAX + 1) == 0);
+  CHECK(ls_ffi_json_shape_kind(&flat, 1, 6) == 0 && ls_ffi_json_shape_kind(&flat, 1, -1) == 0);
+  /* A batch's rows at most; clearing keeps the shapes. */
+  ls_json_flat_clear(&flat);
+  CHECK(flat.n == 0 && flat.used == 0 && flat.nshapes == LS_JSON_SHAPES_MAX);
+  int taken = 0;
+  for (int i = 0; i < 70; i++) taken += flat_add("{\"a\":1,\"b\":\"y\"}") == 0 && flat_add("{\"b\":\"y\",\"a\":1}");
+  CHECK(taken == 64 && flat.n == 64);
+  ls_json_flat_free(&flat);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -1037,6 +1155,7 @@ int main(int argc, char **argv) {
   test_decode_numbers();
   test_decode_big_integers();
   test_decode_rounding();
+  test_decode_numbers_in_text();
   test_decode_errors();
   test_decode_string_errors();
   test_decode_depth();
@@ -1048,6 +1167,7 @@ int main(int argc, char **argv) {
   test_random_round_trips(50000);
   test_truncations();
   test_mutation_fuzz(fuzz_iterations);
+  test_flat_rows();
 
   /* The decoding tests again, keeping top-level keys across documents. */
   lua_newtable(L);
