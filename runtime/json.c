@@ -948,7 +948,9 @@ static int shape_add(ls_json_flat *f, const flat_field *fl, int n) {
   for (int i = 0; i < n; i++) total += (size_t)fl[i].keylen + 1;
   char *mem = malloc(total);
   if (!mem) return -1;
+  static _Atomic uint32_t serials;
   ls_json_shape *sh = &f->shapes[f->nshapes];
+  f->serial[f->nshapes] = ++serials;
   sh->nfields = n;
   for (int i = 0; i < n; i++) {
     memcpy(mem, fl[i].key, fl[i].keylen);

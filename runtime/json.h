@@ -84,7 +84,8 @@ int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_jso
  * The part Lua reads through FFI comes first (luastream/jsonin.lua declares
  * it): n rows, each with its 1-based row number, its shape (1-based) and the
  * index of its first slot; a row's fields are the slots that follow, in its
- * shape's order. A string slot points into the text given to
+ * shape's order. Each shape also has a serial number no other shape in the
+ * process has, by which Lua keeps what it made for it. A string slot points into the text given to
  * ls_json_flat_add, which must outlive the build. */
 #define LS_JSON_SHAPES_MAX 16
 enum { LS_JSON_NUM = 1, LS_JSON_STR, LS_JSON_TRUE, LS_JSON_FALSE, LS_JSON_NULL };
@@ -105,6 +106,7 @@ typedef struct ls_json_flat {
   uint32_t used;        /* bit s - 1: shape s has rows in this batch */
   int32_t *row, *shape, *first;
   ls_json_slot *slot;
+  uint32_t serial[LS_JSON_SHAPES_MAX]; /* of shape s at s - 1: unique in the process */
   /* C only */
   int cap;              /* rows */
   size_t nslots, slotcap;

@@ -19,19 +19,22 @@
 local ffi = require("ffi")
 local core = require("luastream.core")
 
+local SHAPES_MAX = 16 -- LS_JSON_SHAPES_MAX
+
 if not pcall(ffi.typeof, "ls_json_flat_rows") then
-  ffi.cdef([[
+  ffi.cdef(string.format([[
 typedef struct ls_json_slot { double v; const char *s; uint32_t n; uint32_t spare; } ls_json_slot;
 typedef struct ls_json_flat_rows {
   int32_t n;
   uint32_t used;
   int32_t *row, *shape, *first;
   ls_json_slot *slot;
+  uint32_t serial[%d];
 } ls_json_flat_rows;
 int ls_ffi_json_shape_fields(const ls_json_flat_rows *f, int s);
 const char *ls_ffi_json_shape_key(const ls_json_flat_rows *f, int s, int i, size_t *len);
 int ls_ffi_json_shape_kind(const ls_json_flat_rows *f, int s, int i);
-]])
+]], SHAPES_MAX))
 end
 assert(ffi.sizeof("ls_json_slot") == 24 and ffi.offsetof("ls_json_slot", "n") == 16 and
   ffi.offsetof("ls_json_flat_rows", "slot") == 8 + 3 * ffi.sizeof("void *"),
@@ -49,7 +52,6 @@ local M = {}
 -- The kinds of runtime/json.h.
 local NUM, STR, TRUE, FALSE, NULL = 1, 2, 3, 4, 5
 local PLACEHOLDER = { [NUM] = "0", [STR] = '""', [TRUE] = "true", [FALSE] = "false", [NULL] = "0" }
-local SHAPES_MAX = 16 -- LS_JSON_SHAPES_MAX
 local PAD_MAX = 255   -- LS_ROW_WIDTH_MAX
 
 -- How many padding keys give a row of nf fields room for width in all
@@ -109,15 +111,16 @@ local function source(f, s, pad)
     "end\n" })
 end
 
--- Per Lua state: shape -> { fn, pad }. Shapes are numbered by the batch's
--- decoder, which keeps them for its life (one per Lua state).
+-- Per Lua state: a shape's serial -> { fn, pad }. A batch's decoder numbers
+-- its shapes from 1; the serial tells one batch's shape 1 from another's.
 local built = {}
 
 local function builder(f, s, pad)
-  local b = built[s]
+  local serial = f.serial[s - 1]
+  local b = built[serial]
   if b and b.pad == pad then return b.fn end
   local fn = assert(loadstring(source(f, s, pad), "=[luastream.jsonin shape " .. s .. "]"))(ffi.string, core.null)
-  built[s] = { fn = fn, pad = pad }
+  built[serial] = { fn = fn, pad = pad }
   return fn
 end
 

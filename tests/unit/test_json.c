@@ -1134,6 +1134,12 @@ static void test_flat_rows(void) {
   int taken = 0;
   for (int i = 0; i < 70; i++) taken += flat_add("{\"a\":1,\"b\":\"y\"}") == 0 && flat_add("{\"b\":\"y\",\"a\":1}");
   CHECK(taken == 64 && flat.n == 64);
+  /* Another batch's shape 1 has another serial (Lua keeps builders by it). */
+  ls_json_flat other;
+  CHECK(ls_json_flat_init(&other, 4) == 0);
+  CHECK(ls_json_flat_add(&other, row, strlen(row), 1) == 1 && other.shape[0] == 1);
+  for (int i = 0; i < flat.nshapes; i++) CHECK(other.serial[0] != flat.serial[i] && flat.serial[i] != 0);
+  ls_json_flat_free(&other);
   ls_json_flat_free(&flat);
 }
 
