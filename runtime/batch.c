@@ -56,7 +56,10 @@ int ls_batch_alloc(ls_batch *b, int capacity) {
   ls_buf_init(&b->vbuf);
   memset(&b->keys, 0, sizeof b->keys);
   b->keys_ref = 0; /* made by the first decode, inside its protected call */
-  int ok = b->meta && b->row_msg && b->msg_err && b->json && ls_json_flat_init(&b->flat, capacity) == 0;
+  b->nflat_odds = b->spec ? b->spec->ninputs : 0;
+  b->flat_odds = calloc(b->nflat_odds > 0 ? (size_t)b->nflat_odds : 1, sizeof *b->flat_odds);
+  int ok = b->meta && b->row_msg && b->msg_err && b->json && b->flat_odds &&
+           ls_json_flat_init(&b->flat, capacity) == 0;
   b->cap = ok ? capacity : 0; /* never a capacity without its arrays */
   return ok ? 0 : -1;
 }
@@ -66,6 +69,9 @@ void ls_batch_free(ls_batch *b) {
   b->keys_ref = 0;
   for (int i = 0; b->msg_err && i < b->cap; i++) free(b->msg_err[i]);
   ls_json_flat_free(&b->flat);
+  free(b->flat_odds);
+  b->flat_odds = NULL;
+  b->nflat_odds = 0;
   free(b->meta);
   free(b->row_msg);
   free(b->msg_err);
@@ -104,6 +110,26 @@ static int decode_value(ls_batch *b, const ls_topic_spec *t, const ls_inmsg *m, 
   return ls_decode_opts(b->L, t->value, flags, m->payload, m->len, err, errlen);
 }
 
+/* Whether m's value went to b->flat as row b->nrows + 1. A topic whose last
+ * 256 tries failed more than 192 times skips the next 4096 rows: each failed
+ * try costs up to a third of the decode that follows it. */
+static int try_flat(ls_batch *b, const ls_inmsg *m) {
+  ls_flat_odds *o = m->topic < b->nflat_odds ? &b->flat_odds[m->topic] : NULL;
+  if (o && o->skip) {
+    o->skip--;
+    return 0;
+  }
+  int added = ls_json_flat_add(&b->flat, m->payload, m->len, b->nrows + 1);
+  if (o) {
+    o->misses += !added;
+    if (++o->tries == 256) {
+      o->skip = o->misses > 192 ? 4096 : 0;
+      o->tries = o->misses = 0;
+    }
+  }
+  return added;
+}
+
 /* Decodes one record; on success pushes value then key and returns 1. A flat
  * JSON row's value is false for now: it goes to b->flat, and decode_cb has its
  * table built with the others. width: the room to make in a top-level object
@@ -115,7 +141,7 @@ static int decode_one(ls_batch *b, int i, const ls_inmsg *m, int width, int keys
   int flat = 0;
   if (!m->payload) {
     ls_push_null(L); /* a tombstone, for a table */
-  } else if (t->value == LS_FMT_JSON && ls_json_flat_add(&b->flat, m->payload, m->len, b->nrows + 1)) {
+  } else if (t->value == LS_FMT_JSON && try_flat(b, m)) {
     lua_pushboolean(L, 0);
     flat = 1;
   } else if (decode_value(b, t, m, t->value_flags | LS_ROW_WIDTH(width), keys, err, sizeof err)) {

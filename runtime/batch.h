@@ -59,6 +59,12 @@ typedef int (*ls_emit_fn)(void *ud, lua_State *L, const ls_outrec *out);
 /* An output of row could not be encoded. Return 0 to go on. */
 typedef int (*ls_emit_error_fn)(void *ud, int row, const char *err);
 
+/* How the flat parse (json.h) fares on one input topic's rows: a topic whose
+ * rows are mostly not flat stops trying for a while (batch.c, try_flat). */
+typedef struct ls_flat_odds {
+  uint32_t tries, misses, skip;
+} ls_flat_odds;
+
 typedef struct ls_batch {
   lua_State *L;
   const ls_spec *spec;
@@ -74,6 +80,8 @@ typedef struct ls_batch {
   ls_json_keys keys;   /* the top-level keys of the JSON rows last decoded (json.h) */
   int keys_ref;        /* registry ref of the table holding them; <= 0: not made yet */
   ls_json_flat flat;   /* the batch's flat JSON rows, built by luastream.jsonin (json.h) */
+  ls_flat_odds *flat_odds; /* per input topic (spec->inputs) */
+  int nflat_odds;
   size_t json_pos;     /* emit: where the next of them starts */
   char **steps;        /* rt.steps: "file:line: what" of each user function's step (watchdog.c) */
   int nsteps;

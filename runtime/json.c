@@ -623,7 +623,7 @@ static const unsigned char *fast_number(const unsigned char *p, const unsigned c
   if (nint == 0 || (*s == '0' && nint > 1)) return NULL;
   if (p < e && *p == '.') {
     const unsigned char *f = ++p;
-      for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
+    for (; p < e && is_digit(*p); p++) m = m * 10 + (uint64_t)(*p - '0');
     if ((nfrac = p - f) == 0) return NULL;
   }
   if (nint + nfrac > 19) return NULL;
@@ -881,21 +881,23 @@ static const unsigned char *flat_literal(const unsigned char *p, const unsigned 
   return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
 }
 
-/* The value at p (p < e) into f; returns the byte after it, or NULL. */
-static const unsigned char *flat_value(const unsigned char *p, const unsigned char *e, flat_field *f) {
+/* The value at p (p < e) into v, its kind into *kind; returns the byte after
+ * it, or NULL. */
+static const unsigned char *flat_value(const unsigned char *p, const unsigned char *e, ls_json_slot *v,
+                                       unsigned char *kind) {
   const unsigned char *s;
-  f->val = (ls_json_slot){0};
+  *v = (ls_json_slot){0};
   switch (*p) {
   case '"':
-    f->kind = LS_JSON_STR;
+    *kind = LS_JSON_STR;
     if (!(p = flat_string(p, e, &s))) return NULL;
-    f->val.s = (const char *)s;
-    f->val.n = (uint32_t)(p - 1 - s);
+    v->s = (const char *)s;
+    v->n = (uint32_t)(p - 1 - s);
     return p;
-  case 't': f->kind = LS_JSON_TRUE; return flat_literal(p, e, "true", 4);
-  case 'f': f->kind = LS_JSON_FALSE; return flat_literal(p, e, "false", 5);
-  case 'n': f->kind = LS_JSON_NULL; return flat_literal(p, e, "null", 4);
-  default: f->kind = LS_JSON_NUM; return fast_number(p, e, &f->val.v, 1);
+  case 't': *kind = LS_JSON_BOOL; v->v = 1; return flat_literal(p, e, "true", 4);
+  case 'f': *kind = LS_JSON_BOOL; return flat_literal(p, e, "false", 5);
+  case 'n': *kind = LS_JSON_NULL; v->null = 1; return flat_literal(p, e, "null", 4);
+  default: *kind = LS_JSON_NUM; return fast_number(p, e, &v->v, 1);
   }
 }
 
@@ -914,7 +916,7 @@ static int flat_parse(const unsigned char *p, const unsigned char *e, flat_field
     p = flat_ws(p, e);
     if (p == e || *p != ':') return -1;
     p = flat_ws(p + 1, e);
-    if (p == e || !(p = flat_value(p, e, f))) return -1;
+    if (p == e || !(p = flat_value(p, e, &f->val, &f->kind))) return -1;
     n++;
     p = flat_ws(p, e);
     if (p == e || (*p != ',' && *p != '}')) return -1;
@@ -924,10 +926,12 @@ static int flat_parse(const unsigned char *p, const unsigned char *e, flat_field
   return flat_ws(p + 1, e) == e ? n : -1;
 }
 
+/* Whether the row fl fits shape sh: the same keys in the same order, each
+ * value of its field's kind or null. */
 static int shape_is(const ls_json_shape *sh, const flat_field *fl, int n) {
   if (sh->nfields != n) return 0;
   for (int i = 0; i < n; i++)
-    if (sh->kind[i] != fl[i].kind || sh->keylen[i] != fl[i].keylen ||
+    if ((sh->kind[i] != fl[i].kind && fl[i].kind != LS_JSON_NULL) || sh->keylen[i] != fl[i].keylen ||
         memcmp(sh->key[i], fl[i].key, fl[i].keylen) != 0)
       return 0;
   return 1;
@@ -992,11 +996,16 @@ static const unsigned char *flat_key_is(const unsigned char *p, const unsigned c
   return p + n + 1;
 }
 
-/* The value at p (p < e) when it is of the given kind, into v; returns the
- * byte after it, or NULL. */
+/* The value at p (p < e) when it is of the given kind or null, into v;
+ * returns the byte after it, or NULL. */
 static const unsigned char *flat_value_as(const unsigned char *p, const unsigned char *e, int kind,
                                           ls_json_slot *v) {
   const unsigned char *s;
+  v->null = 0;
+  if (*p == 'n') {
+    v->null = 1;
+    return flat_literal(p, e, "null", 4);
+  }
   switch (kind) {
   case LS_JSON_NUM: return fast_number(p, e, &v->v, 1);
   case LS_JSON_STR:
@@ -1004,9 +1013,10 @@ static const unsigned char *flat_value_as(const unsigned char *p, const unsigned
     v->s = (const char *)s;
     v->n = (uint32_t)(p - 1 - s);
     return p;
-  case LS_JSON_TRUE: return flat_literal(p, e, "true", 4);
-  case LS_JSON_FALSE: return flat_literal(p, e, "false", 5);
-  default: return flat_literal(p, e, "null", 4);
+  case LS_JSON_BOOL:
+    v->v = *p == 't';
+    return *p == 't' ? flat_literal(p, e, "true", 4) : flat_literal(p, e, "false", 5);
+  default: return NULL; /* LS_JSON_NULL: null only */
   }
 }
 
@@ -1049,7 +1059,7 @@ int ls_json_flat_init(ls_json_flat *f, int cap) {
   f->row = malloc(n * sizeof *f->row);
   f->shape = malloc(n * sizeof *f->shape);
   f->first = malloc(n * sizeof *f->first);
-  if (f->row && f->shape && f->first && slots_reserve(f, n * 8) == 0) {
+  if (f->row && f->shape && f->first) { /* the slots come with the first row */
     f->cap = (int)n;
     return 0;
   }

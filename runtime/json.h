@@ -76,10 +76,14 @@ int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_jso
  * most LS_JSON_KEYS_MAX distinct keys without escapes, into slots (no Lua
  * call); luastream.jsonin then builds the tables of all such rows of a batch
  * in one compiled loop per shape. A shape is the keys in their order with the
- * kind of each value; the first LS_JSON_SHAPES_MAX shapes seen are kept for
- * the struct's life, rows of any other shape (and all other text, valid or
- * not) are left to ls_json_decode_keys. A row built from slots equals what
- * ls_json_decode_keys makes of its text (tests/fuzz/fuzz_json.c checks it).
+ * kind of each value (number, string, boolean, or null when the row that made
+ * the shape had null there); a null fits a field of any kind. The first
+ * LS_JSON_SHAPES_MAX shapes seen are kept for the struct's life; rows of any
+ * other shape (and all other text, valid or not) are left to
+ * ls_json_decode_keys. A row built from slots equals what ls_json_decode_keys
+ * makes of its text: tests/fuzz/fuzz_json.c checks the slots of every text
+ * the parse takes, over runs of rows that share the shapes they make, and
+ * tests/lua/jsonin_spec.lua the tables built from them.
  *
  * The part Lua reads through FFI comes first (luastream/jsonin.lua declares
  * it): n rows, each with its 1-based row number, its shape (1-based) and the
@@ -88,12 +92,12 @@ int ls_json_decode_keys(lua_State *L, const char *p, size_t n, int flags, ls_jso
  * process has, by which Lua keeps what it made for it. A string slot points into the text given to
  * ls_json_flat_add, which must outlive the build. */
 #define LS_JSON_SHAPES_MAX 16
-enum { LS_JSON_NUM = 1, LS_JSON_STR, LS_JSON_TRUE, LS_JSON_FALSE, LS_JSON_NULL };
+enum { LS_JSON_NUM = 1, LS_JSON_STR, LS_JSON_BOOL, LS_JSON_NULL };
 typedef struct ls_json_slot {
-  double v;      /* LS_JSON_NUM */
+  double v;      /* LS_JSON_NUM; LS_JSON_BOOL: 0 or 1 */
   const char *s; /* LS_JSON_STR: n bytes, not NUL-terminated */
   uint32_t n;
-  uint32_t spare;
+  uint32_t null; /* 1: the value is null, whatever the field's kind */
 } ls_json_slot;
 typedef struct ls_json_shape {
   int nfields;

@@ -18,9 +18,10 @@
  * the keys kept from earlier inputs and then with its own: the outcome, the
  * message and the value must be the plain decode's.
  *
- * And it is parsed as a flat row (ls_json_flat_add): when that takes it, the
- * plain decode must have succeeded, and the table made from the row's slots
- * and shape as luastream.jsonin makes it must equal the plain decode's value.
+ * And it is parsed as a flat row (ls_json_flat_add), with the shapes the
+ * inputs before it in its run of 64 made: when that takes it, the plain decode
+ * must have succeeded, and the table made from the row's slots and shape as
+ * luastream.jsonin makes it must equal the plain decode's value.
  *
  * The codec sources are compiled into this file, under other names, rather
  * than taken from the lscore objects: the build instruments only this target's
@@ -285,40 +286,51 @@ static void fuzz_kept_keys(lua_State *L, const fuzz_input *in, int top, int rc0,
   lua_settop(L, base);
 }
 
-/* The table luastream.jsonin builds for flat row 0 of f, made with the C API. */
-static void fuzz_push_flat_row(lua_State *L, const ls_json_flat *f) {
-  const ls_json_shape *sh = &f->shapes[f->shape[0] - 1];
+/* The table luastream.jsonin builds for flat row j of f, made with the C API. */
+static void fuzz_push_flat_row(lua_State *L, const ls_json_flat *f, int j) {
+  const ls_json_shape *sh = &f->shapes[f->shape[j] - 1];
   lua_createtable(L, 0, sh->nfields);
   for (int i = 0; i < sh->nfields; i++) {
-    const ls_json_slot *v = &f->slot[f->first[0] + i];
+    const ls_json_slot *v = &f->slot[f->first[j] + i];
     lua_pushlstring(L, sh->key[i], sh->keylen[i]);
-    switch (sh->kind[i]) {
-    case LS_JSON_NUM: lua_pushnumber(L, v->v); break;
-    case LS_JSON_STR: lua_pushlstring(L, v->s, v->n); break;
-    case LS_JSON_TRUE: lua_pushboolean(L, 1); break;
-    case LS_JSON_FALSE: lua_pushboolean(L, 0); break;
-    case LS_JSON_NULL: ls_push_null(L); break;
-    default: abort();
+    if (v->null) {
+      ls_push_null(L);
+    } else {
+      switch (sh->kind[i]) {
+      case LS_JSON_NUM: lua_pushnumber(L, v->v); break;
+      case LS_JSON_STR: lua_pushlstring(L, v->s, v->n); break;
+      case LS_JSON_BOOL: lua_pushboolean(L, v->v != 0); break;
+      default: abort(); /* a NULL field holds null only */
+      }
     }
     lua_rawset(L, -3);
   }
 }
 
+/* The rows of a run of inputs share one ls_json_flat, so the shapes earlier
+ * inputs made are tried first (the way a batch reads a stream); a new run
+ * starts every 64 inputs, so new shapes keep being made. */
+static ls_json_flat fuzz_flat_rows;
+static unsigned fuzz_flat_inputs;
+
 /* The input as a flat row against the plain decode (rc0; its value at top + 1). */
 static void fuzz_flat_row(lua_State *L, const fuzz_input *in, int top, int rc0) {
-  ls_json_flat f;
-  if (fuzz_json_flat_init(&f, 1) != 0) abort();
-  int added = fuzz_json_flat_add(&f, in->data, in->size, 1);
-  if (added && rc0 != 0) fuzz_fail("flat row: taken, but the decoder refuses it", in);
-  if (added && (f.n != 1 || f.row[0] != 1 || f.used != 1u)) fuzz_fail("flat row: bad bookkeeping", in);
-  if (added) {
-    fuzz_push_flat_row(L, &f);
-    if (!fuzz_equal(L, top + 1, lua_gettop(L))) fuzz_fail("flat row: another value", in);
-    lua_pop(L, 1);
-    fuzz_json_flat_drop_last(&f);
-    if (f.n != 0 || f.nslots != 0) fuzz_fail("flat row: drop_last left slots", in);
+  if (fuzz_flat_inputs++ % 64 == 0) {
+    fuzz_json_flat_free(&fuzz_flat_rows);
+    if (fuzz_json_flat_init(&fuzz_flat_rows, 1) != 0) abort();
   }
-  fuzz_json_flat_free(&f);
+  ls_json_flat *f = &fuzz_flat_rows;
+  fuzz_json_flat_clear(f);
+  int added = fuzz_json_flat_add(f, in->data, in->size, 7);
+  if (added && rc0 != 0) fuzz_fail("flat row: taken, but the decoder refuses it", in);
+  if (added && (f->n != 1 || f->row[0] != 7 || f->used != 1u << (f->shape[0] - 1)))
+    fuzz_fail("flat row: bad bookkeeping", in);
+  if (!added) return;
+  fuzz_push_flat_row(L, f, 0);
+  if (!fuzz_equal(L, top + 1, lua_gettop(L))) fuzz_fail("flat row: another value", in);
+  lua_pop(L, 1);
+  fuzz_json_flat_drop_last(f);
+  if (f->n != 0 || f->nslots != 0) fuzz_fail("flat row: drop_last left slots", in);
 }
 
 /* Runs in lua_pcall: the whole check for one input. */

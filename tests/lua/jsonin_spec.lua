@@ -60,6 +60,9 @@ local TEXTS = {
   '{"a":1,"a":2}',                                                                     -- a repeated key
   '{"device":"phone-0001","ts":1764160000010,"gX":0.5,"gY":0.25,"gZ":-0.125}',         -- the first shape again
   '{"k":12345678.87654321,"l":-0.000123456789,"m":123456789012345678,"n":1e22}',
+  '{"device":null,"ts":1764160000013,"gX":0.5,"gY":null,"gZ":-0.125}',               -- nulls in the first shape
+  '{"device":"phone-0014","ts":true,"gX":false,"gY":0.25,"gZ":null}',               -- booleans
+  '{"device":"phone-0015","ts":false,"gX":true,"gY":null,"gZ":7}',                  -- the same shape
 }
 
 describe("luastream.jsonin", function()
@@ -107,27 +110,46 @@ describe("luastream.jsonin", function()
     assert.same(expected(b), got[2].value)
   end)
 
-  it("makes room in later rows for the columns a pipeline adds, and no padding shows", function()
-    local wide = [[
+  -- 6 columns added: padding keys make the room; 20: table.new does.
+  for _, added in ipairs({ 6, 20 }) do
+    it("makes room in later rows for " .. added .. " columns a pipeline adds, and no padding shows", function()
+      local wide = ([[
 local ls = require("luastream")
 local app = ls.app{ name = "jin", on_error = "skip" }
 local sdf = app:dataframe(app:topic("in", { key = "string" }))
-sdf:update(function(row) for i = 1, 6 do row["added" .. i] = i end end)
+sdf:update(function(row) for i = 1, ADDED do row["added" .. i] = i end end)
 sdf:to_topic(app:topic("out", { key = "string" }))
-]]
-    local d = testing.driver(H.write_script(wide, "jin_wide.lua"))
-    local flat = { TEXTS[1], TEXTS[2], TEXTS[5], TEXTS[9], TEXTS[11] }
-    for round = 1, 3 do -- the first round's outputs set the room the next ones get
-      local recs = {}
-      for i, t in ipairs(flat) do recs[i] = { key = "k" .. i, raw_value = t } end
-      d:send_batch("in", recs)
-      local got = d:read("out")
-      for i, t in ipairs(flat) do
-        local want = core.decode("json", t)
-        for k = 1, 6 do want["added" .. k] = k end
-        assert.same(want, got[#got - #flat + i].value, "round " .. round .. ", row " .. i)
+]]):gsub("ADDED", added)
+      local d = testing.driver(H.write_script(wide, "jin_wide" .. added .. ".lua"))
+      local flat = { TEXTS[1], TEXTS[2], TEXTS[5], TEXTS[9], TEXTS[11], TEXTS[13], TEXTS[14] }
+      for round = 1, 3 do -- the first round's outputs set the room the next ones get
+        local recs = {}
+        for i, t in ipairs(flat) do recs[i] = { key = "k" .. i, raw_value = t } end
+        d:send_batch("in", recs)
+        local got = d:read("out")
+        for i, t in ipairs(flat) do
+          local want = core.decode("json", t)
+          for k = 1, added do want["added" .. k] = k end
+          assert.same(want, got[#got - #flat + i].value, "round " .. round .. ", row " .. i)
+        end
       end
+    end)
+  end
+
+  it("builds a topic's rows right when they turn flat after many that are not", function()
+    local d = driver()
+    local texts = {}
+    for i = 1, 1500 do -- nested rows first: the flat parse is then skipped for a while
+      texts[i] = i <= 1000 and string.format('{"v":{"i":%d},"s":"x"}', i) or string.format('{"i":%d,"s":"y"}', i)
     end
+    for first = 1, #texts, 250 do
+      local recs = {}
+      for i = first, first + 249 do recs[#recs + 1] = { key = "k", raw_value = texts[i] } end
+      d:send_batch("in", recs)
+    end
+    local got = d:read("out")
+    assert.equal(#texts, #got)
+    for i, t in ipairs(texts) do assert.same(expected(t), got[i].value, "row " .. i) end
   end)
 
   it("builds rows of more shapes than the decoder keeps", function()
@@ -148,24 +170,33 @@ sdf:to_topic(app:topic("out", { key = "string" }))
 end)
 
 describe("jsonin.padding", function()
-  -- The room the padding makes: the hash part of a template of nf + pad keys
-  -- (the smallest power of two above them) less the keys.
-  local function room(nf, pad)
+  local function hsize(n)
     local size = 1
-    while size < nf + pad do size = size * 2 end
-    return size - nf - pad
+    while size < n do size = size * 2 end
+    return size
   end
 
-  it("makes room for width fields with as little padding as it can", function()
+  it("makes room for width fields in no more nodes than a table made with that room", function()
     assert.equal(0, jsonin.padding(5, 0))
     assert.equal(0, jsonin.padding(5, 5))
-    assert.equal(0, jsonin.padding(5, 8)) -- 8 nodes hold 5 keys and 3 more
-    assert.equal(4, jsonin.padding(5, 9)) -- 9 keys: 16 nodes, 7 free
+    assert.equal(0, jsonin.padding(5, 8))   -- 8 nodes hold 5 keys and 3 more
+    assert.equal(4, jsonin.padding(5, 9))   -- 9 keys: 16 nodes, 7 free
+    assert.equal(4, jsonin.padding(5, 12))
+    assert.is_nil(jsonin.padding(5, 16))    -- would take 32 nodes: table.new(0, 16) instead
+    assert.is_nil(jsonin.padding(3, 8))
+    assert.equal(0, jsonin.padding(10, 12)) -- 16 nodes already
+    local padded = 0
     for nf = 1, 32 do
-      for width = nf, 64 do
+      for width = 0, 255 do
         local pad = jsonin.padding(nf, width)
-        assert.is_true(room(nf, pad) >= width - nf, nf .. " fields, width " .. width)
+        if pad then
+          padded = padded + 1
+          local size = hsize(nf + pad)
+          assert.is_true(size - nf - pad >= width - nf, nf .. " fields, width " .. width)
+          assert.is_true(size <= hsize(math.max(nf, width)), nf .. " fields, width " .. width)
+        end
       end
     end
+    assert.equal(2358, padded) -- of the 32 * 256 cases; the others get table.new
   end)
 end)

@@ -1081,15 +1081,26 @@ static void test_flat_rows(void) {
   CHECK(flat_field_is(0, "a", LS_JSON_NUM) && flat_slot(0)->v == -25.0);
   CHECK(flat_field_is(1, "b", LS_JSON_STR) && flat_slot(1)->n == 3 && memcmp(flat_slot(1)->s, "h\xc3\xa9", 3) == 0);
   CHECK(flat_slot(1)->s == strstr(row, "h\xc3")); /* in the text, not copied */
-  CHECK(flat_field_is(2, "c", LS_JSON_TRUE) && flat_field_is(3, "d", LS_JSON_FALSE));
-  CHECK(flat_field_is(4, "e", LS_JSON_NULL) && flat_field_is(5, "", LS_JSON_NUM));
-  /* The same keys and kinds, other spacing and values: the same shape. */
-  CHECK(flat_add("{\"a\":7,\"b\":\"\",\"c\":true,\"d\":false,\"e\":null,\"\":-0}") == 1);
+  CHECK(flat_field_is(2, "c", LS_JSON_BOOL) && flat_slot(2)->v == 1 && !flat_slot(2)->null);
+  CHECK(flat_field_is(3, "d", LS_JSON_BOOL) && flat_slot(3)->v == 0);
+  CHECK(flat_field_is(4, "e", LS_JSON_NULL) && flat_slot(4)->null && flat_field_is(5, "", LS_JSON_NUM));
+  /* The same keys, other spacing and values, true for false, a null for a
+   * number, a string or a boolean: the same shape. */
+  CHECK(flat_add("{\"a\":7,\"b\":\"\",\"c\":false,\"d\":true,\"e\":null,\"\":-0}") == 1);
   CHECK(flat.shape[1] == 1 && flat_slot(0)->v == 7 && flat_slot(1)->n == 0 && signbit(flat_slot(5)->v));
+  CHECK(flat_slot(2)->v == 0 && flat_slot(3)->v == 1 && !flat_slot(0)->null);
+  CHECK(flat_add("{\"a\":null,\"b\":null,\"c\":null,\"d\":true,\"e\":null,\"\":1}") == 1);
+  CHECK(flat.shape[2] == 1 && flat_slot(0)->null && flat_slot(1)->null && flat_slot(2)->null && !flat_slot(3)->null);
+  /* The same, read through the shape search instead of the last shape's. */
+  CHECK(flat_add("{\"x\":1}") == 1 && flat.shape[3] == 2);
+  CHECK(flat_add("{\"a\":null,\"b\":\"q\",\"c\":true,\"d\":null,\"e\":null,\"\":2}") == 1);
+  CHECK(flat.shape[4] == 1 && flat_slot(0)->null && flat_slot(1)->n == 1 && flat_slot(3)->null);
+  /* A field that was null in the row that made the shape holds null only. */
+  CHECK(flat_add("{\"a\":1,\"b\":\"y\",\"c\":true,\"d\":false,\"e\":5,\"\":0}") == 1 && flat.shape[5] == 3);
   /* Another order, another kind: other shapes. */
-  CHECK(flat_add("{\"b\":\"y\",\"a\":1}") == 1 && flat.shape[2] == 2 && flat_field_is(0, "b", LS_JSON_STR));
-  CHECK(flat_add("{\"b\":true,\"a\":1}") == 1 && flat.shape[3] == 3 && flat.used == 7u);
-  CHECK(flat_add("{\"b\":\"z\",\"a\":2}") == 1 && flat.shape[4] == 2);
+  CHECK(flat_add("{\"b\":\"y\",\"a\":1}") == 1 && flat.shape[6] == 4 && flat_field_is(0, "b", LS_JSON_STR));
+  CHECK(flat_add("{\"b\":true,\"a\":1}") == 1 && flat.shape[7] == 5 && flat.used == 31u);
+  CHECK(flat_add("{\"b\":\"z\",\"a\":2}") == 1 && flat.shape[8] == 4);
   /* Not flat: left to the decoder, nothing added. */
   static const char *const not_flat[] = {
       "{}", "[]", "1", "\"s\"", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\\u0062\":1}",
@@ -1109,7 +1120,7 @@ static void test_flat_rows(void) {
   size_t slots = flat.nslots;
   CHECK(flat_add("{\"b\":\"w\",\"a\":3}") == 1);
   ls_json_flat_drop_last(&flat);
-  CHECK(flat.n == 5 && flat.nslots == slots);
+  CHECK(flat.n == 9 && flat.nslots == slots);
   /* LS_JSON_KEYS_MAX fields at most. */
   char big[1024];
   for (int nk = LS_JSON_KEYS_MAX; nk <= LS_JSON_KEYS_MAX + 1; nk++) {
@@ -1125,9 +1136,10 @@ static void test_flat_rows(void) {
     snprintf(big, sizeof big, "{\"s%d\":1}", i);
     CHECK(flat_add(big) == 1);
   }
-  CHECK(flat_add("{\"new\":1}") == 0 && flat_add("{\"b\":\"v\",\"a\":4}") == 1 && flat.shape[flat.n - 1] == 2);
+  CHECK(flat_add("{\"new\":1}") == 0 && flat_add("{\"b\":\"v\",\"a\":4}") == 1 && flat.shape[flat.n - 1] == 4);
   CHECK(ls_ffi_json_shape_fields(&flat, 0) == 0 && ls_ffi_json_shape_fields(&flat, LS_JSON_SHAPES_MAX + 1) == 0);
   CHECK(ls_ffi_json_shape_kind(&flat, 1, 6) == 0 && ls_ffi_json_shape_kind(&flat, 1, -1) == 0);
+  CHECK(ls_ffi_json_shape_kind(&flat, 1, 2) == LS_JSON_BOOL);
   /* A batch's rows at most; clearing keeps the shapes. */
   ls_json_flat_clear(&flat);
   CHECK(flat.n == 0 && flat.used == 0 && flat.nshapes == LS_JSON_SHAPES_MAX);
