@@ -926,12 +926,16 @@ static int flat_parse(const unsigned char *p, const unsigned char *e, flat_field
   return flat_ws(p + 1, e) == e ? n : -1;
 }
 
+/* Whether a value of kind `kind` fits a field of kind `field`: the same
+ * kind, or null. */
+static int kind_fits(int field, int kind) { return kind == field || kind == LS_JSON_NULL; }
+
 /* Whether the row fl fits shape sh: the same keys in the same order, each
  * value of its field's kind or null. */
 static int shape_is(const ls_json_shape *sh, const flat_field *fl, int n) {
   if (sh->nfields != n) return 0;
   for (int i = 0; i < n; i++)
-    if ((sh->kind[i] != fl[i].kind && fl[i].kind != LS_JSON_NULL) || sh->keylen[i] != fl[i].keylen ||
+    if (!kind_fits(sh->kind[i], fl[i].kind) || sh->keylen[i] != fl[i].keylen ||
         memcmp(sh->key[i], fl[i].key, fl[i].keylen) != 0)
       return 0;
   return 1;
@@ -996,28 +1000,13 @@ static const unsigned char *flat_key_is(const unsigned char *p, const unsigned c
   return p + n + 1;
 }
 
-/* The value at p (p < e) when it is of the given kind or null, into v;
+/* The value at p (p < e) when it fits a field of kind `field`, into v;
  * returns the byte after it, or NULL. */
-static const unsigned char *flat_value_as(const unsigned char *p, const unsigned char *e, int kind,
+static const unsigned char *flat_value_as(const unsigned char *p, const unsigned char *e, int field,
                                           ls_json_slot *v) {
-  const unsigned char *s;
-  v->null = 0;
-  if (*p == 'n') {
-    v->null = 1;
-    return flat_literal(p, e, "null", 4);
-  }
-  switch (kind) {
-  case LS_JSON_NUM: return fast_number(p, e, &v->v, 1);
-  case LS_JSON_STR:
-    if (*p != '"' || !(p = flat_string(p, e, &s))) return NULL;
-    v->s = (const char *)s;
-    v->n = (uint32_t)(p - 1 - s);
-    return p;
-  case LS_JSON_BOOL:
-    v->v = *p == 't';
-    return *p == 't' ? flat_literal(p, e, "true", 4) : flat_literal(p, e, "false", 5);
-  default: return NULL; /* LS_JSON_NULL: null only */
-  }
+  unsigned char kind;
+  p = flat_value(p, e, v, &kind);
+  return p && kind_fits(field, kind) ? p : NULL;
 }
 
 /* The text p[0..e) when it is a flat row of shape sh: 1 with its values in

@@ -91,10 +91,9 @@ local function store(k, kind, i)
   return fmt("if %s.null ~= 0 then t[%s] = null else t[%s] = %s end", slot, k, k, value)
 end
 
--- The Lua source of the builder of shape s: each row a copy of a template
+-- The Lua source of the builder of shape s (nf fields): each row a copy of a template
 -- with pad padding keys, or (pad nil) a table.new with room for width.
-local function source(f, s, pad, width)
-  local nf = C.ls_ffi_json_shape_fields(f, s)
+local function source(f, s, nf, pad, width)
   local len = len_t()
   local template, stores = {}, {}
   for i = 1, nf do
@@ -140,7 +139,7 @@ local function builder(f, s, width)
   local fn = by and by[variant]
   if fn then return fn end
   if nbuilt >= BUILT_MAX then built, nbuilt, by = {}, 0, nil end
-  fn = assert(loadstring(source(f, s, pad, room), "=[luastream.jsonin shape " .. s .. "]"))(ffi.string, core.null,
+  fn = assert(loadstring(source(f, s, nf, pad, room), "=[luastream.jsonin shape " .. s .. "]"))(ffi.string, core.null,
     tnew)
   if not by then
     by = {}
